@@ -1,0 +1,100 @@
+"""apply_recipe (torch fake-quant) against the numpy reference, and BN folding."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tvm_qnn import models, reference
+from tvm_qnn.errors import QuantizationError, RecipeError
+from tvm_qnn.recipe import LayerQuant, Recipe
+from tvm_qnn.train import act_fake_quant, apply_recipe, fold_batchnorm
+
+
+def _randomize_bn(model, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.rand(shape, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(shape, generator=generator) - 0.5)
+    return model.eval()
+
+
+def _rel(a, b):
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+@pytest.mark.parametrize("name", ["fmnist_resnet", "dw_separable_net", "resnet18"])
+def test_fold_batchnorm_preserves_outputs(name):
+    torch.manual_seed(0)
+    model = _randomize_bn(models.get_model(name))
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "input model must not change"
+    x = models.example_input(name, batch=2)
+    with torch.no_grad():
+        expected, got = model(x).numpy(), folded(x).numpy()
+    assert _rel(got, expected) < 1e-5
+    # the folded weights are a pure function of the model: folding twice gives the same bits
+    again = fold_batchnorm(model)
+    for (k, a), (_, b) in zip(folded.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_act_fake_quant_equals_reference_codes():
+    x = np.random.default_rng(0).normal(0.5, 1.5, size=(4, 3, 9, 9)).astype(np.float32)
+    for bits, clamp in [(1, 0.7), (2, 1.3), (3, 2.9), (8, 5.0)]:
+        got = act_fake_quant(torch.from_numpy(x), clamp, bits).numpy()
+        expected = reference.dequant_act(reference.act_codes(x, clamp, bits), clamp, bits)
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("scheme,w_bits,a_bits,per_channel,groups", [
+    ("kquantile", 2, 2, False, 1), ("uniform", 3, 3, True, 1), ("kquantile", 1, 2, False, 2),
+    ("uniform", 4, 4, False, 6), ("kquantile", 8, 8, True, 1),
+])
+def test_fake_quant_conv_equals_reference(scheme, w_bits, a_bits, per_channel, groups):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(6, 12, 3, stride=2, padding=1, groups=groups)
+    model = nn.Sequential(conv)
+    layer = LayerQuant.from_weight("0.weight", conv.weight.detach().numpy(), w_bits, a_bits, 1.7, scheme, per_channel)
+    quantized = apply_recipe(model, Recipe({"0.weight": layer}))
+    x = torch.rand(2, 6, 11, 11) * 2.2
+    with torch.no_grad():
+        got = quantized(x).numpy()
+    codes = reference.act_codes(x.numpy(), 1.7, a_bits)
+    idx = layer.indices(conv.weight.detach().numpy())
+    expected = reference.qconv2d(codes, layer.s_a, idx, layer.lut, conv.bias.detach().numpy(), 2, 1, groups)
+    assert _rel(got, expected) < 1e-5
+
+
+def test_fake_quant_dense_equals_reference():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(40, 7))
+    weight = model[0].weight.detach().numpy()
+    layer = LayerQuant.from_weight("0.weight", weight, 2, 3, 0.9, "kquantile")
+    quantized = apply_recipe(model, Recipe({"0.weight": layer}))
+    x = torch.rand(5, 40)
+    with torch.no_grad():
+        got = quantized(x).numpy()
+    expected = reference.qdense(reference.act_codes(x.numpy(), 0.9, 3), layer.s_a, layer.indices(weight),
+                                layer.lut, model[0].bias.detach().numpy())
+    assert _rel(got, expected) < 1e-5
+
+
+def test_apply_recipe_checks_coverage_and_nan():
+    model = models.tiny_cnn()
+    weight = model.conv2.weight.detach().numpy()
+    layer = LayerQuant.from_weight("conv2.weight", weight, 2, 2, 1.0)
+    with pytest.raises(RecipeError, match="fc1.weight"):
+        apply_recipe(model, Recipe({"conv2.weight": layer}, ("conv1.weight", "fc2.weight")))
+    with pytest.raises(RecipeError, match="absent"):
+        apply_recipe(model, Recipe({"conv2.weight": layer, "nope.weight": LayerQuant.from_weight(
+            "nope.weight", weight, 2, 2, 1.0)}, ("conv1.weight", "fc1.weight", "fc2.weight")))
+    with torch.no_grad():
+        model.conv2.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(QuantizationError, match="conv2.weight"):
+        apply_recipe(model, Recipe({"conv2.weight": layer}, ("conv1.weight", "fc1.weight", "fc2.weight")))

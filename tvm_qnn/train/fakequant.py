@@ -1,0 +1,83 @@
+"""Eval-only torch fake-quant model of a recipe: the float twin of the compiled model.
+
+``apply_recipe(model, recipe)`` returns a BN-folded deep copy in which every layer the recipe
+quantizes computes exactly ``tvm_qnn.layer.QnnLayer.reference`` (up to float32 summation order):
+
+* its weight is replaced by ``lut[o, idx]`` with ``idx = LayerQuant.indices(weight)`` (the
+  recipe's bin edges applied to the folded float weight);
+* its input is replaced by ``act_codes(x) * s_a`` computed in float32 as ``reference.act_codes``
+  does: ``s_a = float32(c) / float32(2^b - 1)``, ``clip(floor(x / s_a + 0.5), 0, 2^b - 1) * s_a``
+  (a forward pre-hook, so parameter names stay those of the folded model).
+
+The compiled TVM model (``tvm_qnn.quantize`` + ``compile``) is compared against this.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import reference
+from ..errors import QnnError, RecipeError
+from ..models import quantizable_layers
+from ..recipe import load as load_recipe
+from .fold_bn import fold_batchnorm
+
+
+def act_fake_quant(x, clamp, bits):
+    """``act_codes(x, clamp, bits) * s_a`` in float32 torch, identical to the numpy reference."""
+    s_a = torch.tensor(reference.act_scale(clamp, bits), dtype=torch.float32)
+    codes = torch.floor(x.float() / s_a + 0.5)
+    codes = torch.nan_to_num(codes, nan=0.0).clamp(0, (1 << bits) - 1)
+    return codes * s_a
+
+
+def lut_weight(layer_quant, weight):
+    """``lut[o, idx(weight)]`` as float32 numpy (the weight every backend rebuilds)."""
+    weight = np.asarray(weight, dtype=np.float32)
+    idx = layer_quant.indices(weight)
+    return reference.dequant_weight(idx, layer_quant.lut).astype(np.float32)
+
+
+class _ActQuantHook:
+    """Forward pre-hook replacing a layer's input by its fake-quantized activation."""
+
+    def __init__(self, clamp, bits):
+        self.clamp, self.bits = float(clamp), int(bits)
+
+    def __call__(self, module, args):
+        return (act_fake_quant(args[0], self.clamp, self.bits),) + tuple(args[1:])
+
+
+def layer_modules(model):
+    """``{weight name: module}`` of every Conv2d / Linear of ``model``."""
+    modules = dict(model.named_modules())
+    return {name: modules[name[: -len(".weight")]] for name in quantizable_layers(model)}
+
+
+def apply_recipe(model, recipe):
+    """BN-folded, eval-mode fake-quant deep copy of ``model`` under ``recipe`` (see module doc).
+
+    The recipe must cover exactly the model's conv/linear weights (quantized or fp32_layers);
+    otherwise RecipeError names the missing/extra layers. NaN/inf weights raise
+    QuantizationError naming the layer.
+    """
+    recipe = load_recipe(recipe)
+    folded = fold_batchnorm(model)
+    modules = layer_modules(folded)
+    recipe.check_covers(modules, where="torch model")
+    for name, layer_quant in recipe.layers.items():
+        module = modules[name]
+        try:
+            weight = lut_weight(layer_quant, module.weight.detach().cpu().numpy())
+        except QnnError as err:
+            message = str(err) if repr(name) in str(err) else f"layer {name!r}: {err}"
+            raise type(err)(message) from None
+        if weight.shape != tuple(module.weight.shape):
+            raise RecipeError(f"layer {name!r}: quantized weight shape {weight.shape} != {tuple(module.weight.shape)}")
+        module.weight = nn.Parameter(torch.from_numpy(weight), requires_grad=False)
+        module.register_forward_pre_hook(_ActQuantHook(layer_quant.a_clamp, layer_quant.a_bits))
+    for parameter in folded.parameters():
+        parameter.requires_grad_(False)
+    return folded.eval()
