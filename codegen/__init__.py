@@ -1,0 +1,35 @@
+"""Bit-serial CPU kernels (TE/TIR) for quantized conv2d/dense layers.
+
+Entry points (stable; TUNING and the lowering build on them)
+-----------------------------------------------------------
+* ``ConvWorkload`` (``codegen.workload``): frozen dataclass of everything that shapes the code:
+  ``kind`` ("conv2d"/"dense"), batch, channels, H, W, kernel, stride, padding (t, l, b, r),
+  dilation, groups, ``a_bits``, ``w_bits``, ``scheme`` ("bitplane" = uniform LUT through weight
+  bit planes, "onehot" = any LUT through 2^b_w - 1 index planes), ``word`` ("uint64" default),
+  ``output`` ("float" NCHW, or "packed": the next layer's packed codes). ``wl.key()`` names it;
+  ``wl.bit_macs`` / ``wl.macs`` count work; ``wl.*_shape`` give every argument shape.
+* ``layer_workload(layer: QnnLayer, word="uint64", scheme=None, **output) -> ConvWorkload`` and
+  ``kernel_args(layer, wl) -> LayerKernelArgs`` (``codegen.plan``): a layer's workload and its
+  host-side constants (weights packed once, float64 LUT coefficients).
+* ``conv2d_tensors(wl, packed_input=False) -> (args: list[te.Tensor], out: te.Tensor)`` and
+  ``make_primfunc(wl, packed_input=False) -> tirx.PrimFunc`` (unscheduled; PrimFunc arguments:
+  ``x, act_scale, weight_planes, coef, alpha, bias, clip_bounds[, next_act_scale], out``).
+  Blocks: ``act_codes``, ``pack`` (activation packing), ``popcount_acc`` (the hot loop:
+  ``acc[n, y, x, j, p, o] = sum_{rh, rw, rc} popcount(A & W)``), ``window_total``,
+  ``combine`` (float64 sum over planes), ``epilogue`` (bias, clip, float32 NCHW) or
+  ``next_codes`` + ``pack_next`` (packed output).
+* ``hand_schedule(wl, func) -> tvm.s_tir.Schedule`` (``codegen.schedules``): the default schedule.
+* ``build_kernel(wl, target, database=None) -> tvm.runtime.Module`` (``codegen.build``): hand
+  schedule, or the MetaSchedule database's best record for ``make_primfunc(wl)`` when present.
+
+Depthwise convolution runs through the same grouped bit-serial kernel (one word per group:
+exact but not fast); a direct integer kernel is not provided.
+"""
+
+from .bitserial_conv2d import conv2d_tensors, make_primfunc
+from .bitserial_dense import dense_workload
+from .plan import LayerKernelArgs, kernel_args, layer_workload
+from .workload import ConvWorkload, choose_scheme
+
+__all__ = ["ConvWorkload", "LayerKernelArgs", "choose_scheme", "conv2d_tensors", "dense_workload",
+           "kernel_args", "layer_workload", "make_primfunc"]

@@ -1,0 +1,100 @@
+"""Bit packing of activation codes (TE) and of weight indices (numpy, once at compile time).
+
+Layout (identical to ``tvm_qnn.reference.pack_bits`` along the channel axis): LSB-first bit
+planes, plane ``p`` holds bit ``p`` of every code; channel ``c`` of a group sits in word
+``c // W`` at bit ``c % W`` (W = 64 for uint64); channels are zero-padded to a whole word.
+Activations are packed per pixel as ``(N, Hp, Wp, G, bits, words)``: for ``groups=1`` this is
+``pack_bits(nhwc_codes, bits, axis=3)`` with a unit group axis; the spatial zero padding of
+the convolution is applied while packing (a zero word adds nothing to a popcount), so the
+conv loop needs no bounds checks.
+
+Weights are packed once on the host (:func:`pack_weight_planes`) as ``(kh, kw, planes, words,
+O)``: output channels innermost, so one vector register holds the same word of 8 output
+channels and the activation word is broadcast (no horizontal reduction in the inner loop).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx
+
+from tvm_qnn import reference
+from tvm_qnn.errors import ShapeError
+
+from .workload import WORD_BITS
+
+
+def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes"):
+    """uint8 codes ``clip(floor(x / s_a + 0.5), 0, 2^b - 1)`` in float32, as the reference does.
+
+    ``x_at(n, h, w, c)`` reads the float input (any layout); ``act_scale`` is a (1,) float32
+    tensor. NaN inputs give code 0 like ``reference.act_codes``.
+    """
+    top = float((1 << bits) - 1)
+
+    def code(n, h, w, c):
+        value = tirx.floor(x_at(n, h, w, c) / act_scale[0] + tirx.const(0.5, "float32"))
+        clipped = tirx.min(tirx.max(value, tirx.const(0.0, "float32")), tirx.const(top, "float32"))
+        clipped = tirx.Select(tirx.isnan(value), tirx.const(0.0, "float32"), clipped)
+        return clipped.astype("uint8")
+
+    return te.compute(shape, code, name=name)
+
+
+def pack_compute(codes, bits, groups, padding, word="uint64", name="pack"):
+    """Pack NHWC uint8 ``codes`` into ``(N, H+t+b, W+l+r, G, bits, words)`` words of ``word``.
+
+    Word ``[n, h, w, g, p, k]`` = sum over lanes ``i`` of bit ``p`` of channel
+    ``g*Cg + k*W + i`` shifted to bit ``i``; zero outside the image (spatial padding) and past
+    the group's channels (word padding).
+    """
+    if word not in WORD_BITS:
+        raise ShapeError(f"word={word!r}; expected one of {sorted(WORD_BITS)}")
+    width = WORD_BITS[word]
+    n, h, w, c = (int(d) for d in codes.shape)
+    top, left, bottom, right = reference.padding4(padding)
+    cg = c // groups
+    words = -(-cg // width)
+    lane = te.reduce_axis((0, width), name="lane")
+
+    def packed(b, y, x, g, p, k):
+        ch = k * width + lane
+        inside = tirx.all(y >= top, y < top + h, x >= left, x < left + w, ch < cg)
+        code = codes[b, tirx.min(tirx.max(y - top, 0), h - 1), tirx.min(tirx.max(x - left, 0), w - 1),
+                     g * cg + tirx.min(ch, cg - 1)]
+        bit = ((code >> p.astype("uint8")) & tirx.const(1, "uint8")).astype(word)
+        return te.sum(tirx.Select(inside, bit << lane.astype(word), tirx.const(0, word)), axis=lane)
+
+    shape = (n, h + top + bottom, w + left + right, groups, bits, words)
+    return te.compute(shape, packed, name=name)
+
+
+def pack_weight_planes(weight_idx, scheme, w_bits, groups=1, word="uint64"):
+    """Weight planes ``(kh, kw, planes, words, O)`` of ``word`` from OIHW uint8 indices.
+
+    ``scheme="bitplane"``: plane ``j`` is bit ``j`` of the index (``w_bits`` planes);
+    ``scheme="onehot"``: plane ``q`` is ``[idx == q]`` for ``q < 2^w_bits - 1``.
+    Each output channel's planes cover its own group's channels (``C/groups`` of them).
+    """
+    idx = np.asarray(weight_idx, dtype=np.uint8)
+    if idx.ndim == 2:
+        idx = idx[:, :, None, None]
+    if scheme == "bitplane":
+        planes = [((idx >> j) & 1).astype(np.uint8) for j in range(w_bits)]
+    elif scheme == "onehot":
+        planes = [(idx == q).astype(np.uint8) for q in range((1 << w_bits) - 1)]
+    else:
+        raise ShapeError(f"scheme={scheme!r}; expected 'bitplane' or 'onehot'")
+    stacked = np.stack(planes, axis=1)  # (O, P, Cg, kh, kw)
+    packed = reference.pack_bits(stacked, 1, axis=2, word=word)[:, :, 0]  # (O, P, words, kh, kw)
+    return np.ascontiguousarray(np.transpose(packed, (3, 4, 1, 2, 0)))
+
+
+def pack_act_numpy(act_codes_nchw, bits, groups=1, padding=0, word="uint64"):
+    """Numpy version of the activation packing (tests and benchmarks): ``(N, Hp, Wp, G, bits, words)``."""
+    codes = np.asarray(act_codes_nchw)
+    n, c, h, w = codes.shape
+    top, left, bottom, right = reference.padding4(padding)
+    padded = np.pad(codes, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    nhwgc = np.transpose(padded, (0, 2, 3, 1)).reshape(n, h + top + bottom, w + left + right, groups, c // groups)
+    return reference.pack_bits(nhwgc, bits, axis=4, word=word)

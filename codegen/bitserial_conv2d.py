@@ -1,0 +1,127 @@
+"""NHWC bit-serial conv2d (TE): popcounts of AND over packed words, exact integer sums.
+
+For one output channel ``o`` and pixel, with activation planes ``A_p`` (p < b_a) and weight
+planes ``W_j`` (:mod:`codegen.bitpack`), the kernel accumulates the integers
+
+    acc[j] = sum_p 2^p sum_{kh,kw,words} popcount(A_p & W_j)       (block "popcount_acc")
+    T      = sum_p 2^p sum_{kh,kw,words} popcount(A_p)             (block "window_total")
+
+and the layer's float output ``s_a * sum_q lut[o,q] S[o,q] + bias[o]`` is the affine form
+``alpha[o] * T + sum_j coef[o,j] * acc[j] + bias[o]`` (block "combine", float64) with
+
+* uniform LUT ``lut[q] = a + d q`` (scheme "bitplane", ``W_j`` = bit j of the index):
+  ``sum_q lut[q] S[q] = a T + d sum_j 2^j acc[j]``  ->  ``alpha = s_a a``, ``coef_j = s_a d 2^j``;
+* any LUT (scheme "onehot", ``W_q = [idx == q]`` for q < L-1): ``S[q] = acc[q]``,
+  ``S[L-1] = T - sum acc``  ->  ``alpha = s_a lut[L-1]``, ``coef_q = s_a (lut[q] - lut[L-1])``.
+
+So both schemes share one kernel; only the weight planes and the coefficients differ
+(:func:`codegen.plan.plan_layer` computes them on the host). The epilogue then clips
+(ReLU/ReLU6/clamp) and either writes float32 NCHW or the next layer's packed codes.
+Accumulators are ``uint64`` popcount lanes (no conversion in the inner loop).
+"""
+
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from .bitpack import act_codes_compute, pack_compute
+from .workload import ConvWorkload
+
+
+def _acc_dtype(wl):
+    return "uint64" if wl.word == "uint64" else "uint32"
+
+
+def conv2d_tensors(wl: ConvWorkload, packed_input=False):
+    """All TE tensors of one workload: ``(arguments, output)``.
+
+    Arguments, in PrimFunc order:
+    ``x`` (float32 ``wl.input_shape``; or the packed codes ``wl.packed_input_shape`` when
+    ``packed_input``), ``act_scale`` (1,) float32 (unused when packed), ``weight_planes``
+    ``wl.weight_planes_shape`` of ``wl.word``, ``coef`` (O, w_planes) float64, ``alpha`` (O,)
+    float64, ``bias`` (O,) float64, ``clip_bounds`` (2,) float32 (lo, hi; +-inf when absent),
+    ``next_act_scale`` (1,) float32 (only for ``wl.output == "packed"``).
+    """
+    word, acc_dtype = wl.word, _acc_dtype(wl)
+    n_out, o_out, kh, kw = wl.batch, wl.out_channels, wl.kernel[0], wl.kernel[1]
+    (sh, sw), (dh, dw) = wl.stride, wl.dilation
+    ho, wo, og = wl.out_height, wl.out_width, wl.out_per_group
+
+    act_scale = te.placeholder((1,), "float32", name="act_scale")
+    if packed_input:
+        x = te.placeholder(wl.packed_input_shape, word, name="x_packed")
+        packed = x
+    else:
+        x = te.placeholder(wl.input_shape, "float32", name="x")
+        if wl.kind == "dense":
+            codes = act_codes_compute(lambda n, h, w, c: x[n, c], (wl.batch, 1, 1, wl.in_channels), act_scale, wl.a_bits)
+        else:
+            codes = act_codes_compute(lambda n, h, w, c: x[n, c, h, w],
+                                      (wl.batch, wl.height, wl.width, wl.in_channels), act_scale, wl.a_bits)
+        packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word)
+    weight_planes = te.placeholder(wl.weight_planes_shape, word, name="weight_planes")
+    coef = te.placeholder((o_out, wl.w_planes), "float64", name="coef")
+    alpha = te.placeholder((o_out,), "float64", name="alpha")
+    bias = te.placeholder((o_out,), "float64", name="bias")
+    clip_bounds = te.placeholder((2,), "float32", name="clip_bounds")
+
+    rh = te.reduce_axis((0, kh), name="rh")
+    rw = te.reduce_axis((0, kw), name="rw")
+    rc = te.reduce_axis((0, wl.words_per_group), name="rc")
+    acc = te.compute(
+        (n_out, ho, wo, wl.w_planes, wl.a_bits, o_out),
+        lambda n, y, xx, j, p, o: te.sum(
+            tirx.popcount(packed[n, y * sh + rh * dh, xx * sw + rw * dw, o // og, p, rc]
+                          & weight_planes[rh, rw, j, rc, o]).astype(acc_dtype),
+            axis=[rh, rw, rc]),
+        name="popcount_acc",
+    )
+    th = te.reduce_axis((0, kh), name="th")
+    tw = te.reduce_axis((0, kw), name="tw")
+    tc = te.reduce_axis((0, wl.words_per_group), name="tc")
+    tp = te.reduce_axis((0, wl.a_bits), name="tp")
+    total = te.compute(
+        (n_out, ho, wo, wl.groups),
+        lambda n, y, xx, g: te.sum(
+            tirx.popcount(packed[n, y * sh + th * dh, xx * sw + tw * dw, g, tp, tc]).astype("int64")
+            << tp.astype("int64"),
+            axis=[th, tw, tc, tp]),
+        name="window_total",
+    )
+    rj = te.reduce_axis((0, wl.w_planes), name="rj")
+
+    def plane_sum(n, y, xx, j, o):  # sum_p 2^p acc[j, p]: b_a <= 8 terms, unrolled here
+        terms = [acc[n, y, xx, j, p, o].astype("int64") << p for p in range(wl.a_bits)]
+        out = terms[0]
+        for term in terms[1:]:
+            out = out + term
+        return out
+
+    combine = te.compute(
+        (n_out, ho, wo, o_out),
+        lambda n, y, xx, o: te.sum(coef[o, rj] * plane_sum(n, y, xx, rj, o).astype("float64"), axis=rj),
+        name="combine",
+    )
+
+    def value(n, y, xx, o):
+        full = combine[n, y, xx, o] + alpha[o] * total[n, y, xx, o // og].astype("float64") + bias[o]
+        return tirx.min(tirx.max(full.astype("float32"), clip_bounds[0]), clip_bounds[1])
+
+    args = [x, act_scale, weight_planes, coef, alpha, bias, clip_bounds]
+    if wl.output == "packed":
+        next_scale = te.placeholder((1,), "float32", name="next_act_scale")
+        codes_next = act_codes_compute(value, (n_out, ho, wo, o_out), next_scale, wl.next_a_bits, name="next_codes")
+        out = pack_compute(codes_next, wl.next_a_bits, wl.next_groups, wl.next_padding, word, name="pack_next")
+        return args + [next_scale], out
+    if wl.kind == "dense":
+        out = te.compute((n_out, o_out), lambda n, o: value(n, 0, 0, o), name="epilogue")
+    else:
+        out = te.compute((n_out, o_out, ho, wo), lambda n, o, y, xx: value(n, y, xx, o), name="epilogue")
+    return args, out
+
+
+def make_primfunc(wl: ConvWorkload, packed_input=False):
+    """The unscheduled ``tirx.PrimFunc`` of a workload (what schedules and MetaSchedule start from)."""
+    args, out = conv2d_tensors(wl, packed_input)
+    func = te.create_prim_func(args + [out])
+    return func.with_attr("global_symbol", "qnn_" + wl.key())
