@@ -1,0 +1,282 @@
+"""``HwConfig``: the whole accelerator core as one frozen dataclass read from JSON.
+
+Like VTA's ``vta_config.json`` a few base fields define the core; everything else (buffer
+depths, vector widths, peak throughput) is derived by properties. There is no "current"
+config: every function that needs one takes it as an argument.
+
+The core (see ``vta_ext/isa.py`` for the instruction set):
+
+* a GEMM array of ``batch x block_in x block_out`` lanes, bit-serial over the activation bits
+  (one activation bit plane per cycle, so a GEMM step costs ``a_bits`` cycles);
+* LUT weights (``w_bits`` index bits, ``2^w_bits <= lut_entries`` int8 levels per output
+  channel) applied in one of two ways (``lut_mode``): ``"onehot"`` keeps one running sum per
+  level per output and multiplies by the LUT once per output (ALU ``LUT_APPLY``), ``"decode"``
+  looks the level up per lane before the multiply-add;
+* SRAM buffers (``*_buff_bytes``) holding activations and weight indices packed at their bit
+  width, int32 accumulators, 64-bit micro-ops and per-channel parameters (LUT row, bias,
+  requant multiplier and shift);
+* a DMA engine moving ``dma_bytes_per_cycle`` after ``dma_latency_cycles`` of set-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tvm_qnn.errors import HwConfigError
+
+LUT_MODES = ("onehot", "decode")
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+UOP_BYTES = 8  # one micro-op is a 64-bit word (isa.UOP_BITS)
+ACC_BYTES = 4  # accumulators are int32
+
+
+def _is_pow2(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0 and value & (value - 1) == 0
+
+
+@dataclass(frozen=True)
+class ResourceCoefficients:
+    """Coefficients of the resource/power model (``vta_ext/resources.py`` documents each).
+
+    Defaults are the synthesis probe of the issue (yosys ``synth_xilinx``, a bit-serial PE:
+    LUTs linear in lanes x b_w) and VTA's published Pynq utilisation; the RTL engineer's fit
+    (``vta_ext/calibration/resources_fit.json``) overrides them when present.
+    """
+
+    lut_base: float = 9000.0  # fetch/decode, DMA, queues, ALU control (VTA Pynq ~ 9-10k LUT outside GEMM)
+    lut_per_lane_wbit: float = 4.0  # bit-serial AND + adder-tree share per lane per weight bit
+    lut_per_lane_level_decode: float = 1.2  # per-lane LUT-decode mux per level (lanes x 2^b_w)
+    lut_per_lane_level_onehot: float = 0.6  # one-hot compare + per-level adder per lane per level
+    lut_per_output_level: float = 2.0  # onehot: level-sum accumulators per output per level
+    lut_per_alu_lane: float = 180.0  # requant/clamp ALU per output lane (32-bit mul + shift + clip)
+    ff_base: float = 12000.0
+    ff_per_lane_wbit: float = 3.0
+    ff_per_lane_level: float = 0.5
+    ff_per_output_level: float = 32.0  # one int32 register per level per output (onehot)
+    ff_per_alu_lane: float = 200.0
+    dsp_per_alu_lane: float = 4.0  # a 32x32 requant multiply on 18x25 DSP slices
+    bram_kbits: float = 36.0  # one Xilinx BRAM36
+    static_power_w: float = 0.4
+    dynamic_mw_per_klut_mhz: float = 0.006
+    dynamic_mw_per_kff_mhz: float = 0.002
+    dynamic_mw_per_bram_mhz: float = 0.012
+    dynamic_mw_per_dsp_mhz: float = 0.010
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise HwConfigError(f"resources.{f.name}={value!r} is out of range; expected a finite number >= 0")
+            object.__setattr__(self, f.name, float(value))
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict):
+            raise HwConfigError(f"resources={data!r}; expected an object of coefficients")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HwConfigError(f"resources has unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+# field -> (minimum, maximum) for integer fields; checked in __post_init__
+_INT_RANGES = {
+    "batch": (1, 64),
+    "block_in": (2, 256),
+    "block_out": (2, 256),
+    "max_a_bits": (1, 8),
+    "max_w_bits": (1, 8),
+    "lut_entries": (2, 256),
+    "inp_buff_bytes": (64, 1 << 26),
+    "wgt_buff_bytes": (64, 1 << 26),
+    "acc_buff_bytes": (64, 1 << 26),
+    "uop_buff_bytes": (64, 1 << 24),
+    "prm_buff_bytes": (64, 1 << 24),
+    "dma_bytes_per_cycle": (1, 1024),
+    "dma_latency_cycles": (0, 10_000),
+    "gemm_pipeline_cycles": (0, 1000),
+    "alu_pipeline_cycles": (0, 1000),
+}
+_POW2 = ("batch", "block_in", "block_out", "lut_entries", "dma_bytes_per_cycle")
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    """One configured accelerator core (see the module docstring)."""
+
+    name: str = "custom"
+    batch: int = 1
+    block_in: int = 16
+    block_out: int = 16
+    max_a_bits: int = 8
+    max_w_bits: int = 8
+    lut_entries: int = 256
+    lut_mode: str = "onehot"
+    inp_buff_bytes: int = 32768
+    wgt_buff_bytes: int = 262144
+    acc_buff_bytes: int = 131072
+    uop_buff_bytes: int = 32768
+    prm_buff_bytes: int = 16384
+    dma_bytes_per_cycle: int = 8
+    dma_latency_cycles: int = 32
+    gemm_pipeline_cycles: int = 4
+    alu_pipeline_cycles: int = 4
+    clock_mhz: float = 100.0
+    resources: ResourceCoefficients = field(default_factory=ResourceCoefficients)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise HwConfigError(f"name={self.name!r}; expected a non-empty string")
+        for name, (lo, hi) in _INT_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise HwConfigError(f"{name}={value!r} is out of range; expected an integer in {lo}..{hi}")
+        for name in _POW2:
+            if not _is_pow2(getattr(self, name)):
+                raise HwConfigError(f"{name}={getattr(self, name)!r} must be a power of two")
+        if self.lut_mode not in LUT_MODES:
+            raise HwConfigError(f"lut_mode={self.lut_mode!r}; expected one of {list(LUT_MODES)}")
+        if self.lut_entries < 1 << self.max_w_bits:
+            raise HwConfigError(
+                f"lut_entries={self.lut_entries} is too small for max_w_bits={self.max_w_bits}; "
+                f"expected >= {1 << self.max_w_bits}"
+            )
+        # DRAM addresses count whole vectors: every vector must be a whole number of bytes
+        if self.batch * self.block_in < 8 or self.block_in * self.block_out < 8:
+            raise HwConfigError(
+                f"batch*block_in={self.batch * self.block_in} and block_in*block_out="
+                f"{self.block_in * self.block_out} must both be >= 8 (1-bit vectors must fill a byte)"
+            )
+        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) or not (
+            math.isfinite(self.clock_mhz) and 1 <= self.clock_mhz <= 2000
+        ):
+            raise HwConfigError(f"clock_mhz={self.clock_mhz!r} is out of range; expected a number in 1..2000")
+        object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
+        if isinstance(self.resources, dict):
+            object.__setattr__(self, "resources", ResourceCoefficients.from_dict(self.resources))
+        if not isinstance(self.resources, ResourceCoefficients):
+            raise HwConfigError(f"resources={self.resources!r}; expected a ResourceCoefficients or dict")
+        # the smallest useful buffers: one vector/block/uop/param row at the widest bits
+        for name, need in (
+            ("inp_buff_bytes", self.inp_vector_bytes(self.max_a_bits)),
+            ("wgt_buff_bytes", self.wgt_block_bytes(self.max_w_bits)),
+            ("acc_buff_bytes", self.acc_vector_bytes),
+            ("prm_buff_bytes", self.prm_entry_bytes),
+        ):
+            if getattr(self, name) < need:
+                raise HwConfigError(f"{name}={getattr(self, name)} cannot hold one entry of {need} bytes")
+
+    # ------------------------------------------------------------------ JSON
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict):
+            raise HwConfigError(f"hardware config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HwConfigError(f"unknown field(s) {unknown}; known fields: {sorted(known)}")
+        data = dict(data)
+        if "resources" in data:
+            data["resources"] = ResourceCoefficients.from_dict(data["resources"])
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path_or_text):
+        """Read a config from a JSON file path or a JSON string."""
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            path = Path(text)
+            if not path.is_file():
+                raise HwConfigError(f"hardware config file {str(path)!r} does not exist")
+            text = path.read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise HwConfigError(f"hardware config is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self, path=None):
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def preset(cls, name):
+        """A shipped preset: ``"pynq_z1"`` or ``"ultrascale_plus"``."""
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+        if name not in known:
+            raise HwConfigError(f"unknown hardware preset {name!r}; known presets: {known}")
+        return cls.from_json(CONFIG_DIR / f"{name}.json")
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def lanes(self):
+        """Multiply lanes of the GEMM array (each handles one activation bit per cycle)."""
+        return self.batch * self.block_in * self.block_out
+
+    def inp_vector_bytes(self, a_bits):
+        """Bytes of one input vector (``batch x block_in`` codes at ``a_bits``)."""
+        return self.batch * self.block_in * a_bits // 8
+
+    def wgt_block_bytes(self, w_bits):
+        """Bytes of one weight block (``block_out x block_in`` indices at ``w_bits``)."""
+        return self.block_out * self.block_in * w_bits // 8
+
+    def out_vector_bytes(self, out_bits):
+        """Bytes of one stored output vector (``batch x block_out`` at ``out_bits``; 32 = raw acc)."""
+        return self.batch * self.block_out * out_bits // 8
+
+    @property
+    def acc_vector_bytes(self):
+        return self.batch * self.block_out * ACC_BYTES
+
+    def inp_depth(self, a_bits):
+        """Input vectors the input buffer holds at ``a_bits`` (packing: fewer bits, more vectors)."""
+        return self.inp_buff_bytes // self.inp_vector_bytes(a_bits)
+
+    def wgt_depth(self, w_bits):
+        return self.wgt_buff_bytes // self.wgt_block_bytes(w_bits)
+
+    @property
+    def acc_depth(self):
+        """int32 accumulator vectors (``batch x block_out``) in the accumulator buffer."""
+        return self.acc_buff_bytes // self.acc_vector_bytes
+
+    @property
+    def uop_depth(self):
+        return self.uop_buff_bytes // UOP_BYTES
+
+    @property
+    def prm_entry_bytes(self):
+        """One parameter row per output block: LUT (int8 x lut_entries), bias, multiplier (int32), shift (int8)."""
+        return self.block_out * (self.lut_entries + 4 + 4 + 1)
+
+    @property
+    def prm_depth(self):
+        return self.prm_buff_bytes // self.prm_entry_bytes
+
+    def peak_gops(self, a_bits):
+        """Peak throughput in GOP/s (2 ops per MAC) with ``a_bits``-bit activations."""
+        return 2.0 * self.lanes * self.clock_mhz * 1e6 / a_bits / 1e9
+
+    def check_layer_bits(self, layer_name, a_bits, w_bits, out_bits=None):
+        """Raise HwConfigError unless the core supports a layer with these bit widths."""
+        for field_name, value, limit in (("a_bits", a_bits, self.max_a_bits), ("w_bits", w_bits, self.max_w_bits),
+                                         ("out_bits", out_bits, self.max_a_bits)):
+            if value is not None and value > limit:
+                raise HwConfigError(
+                    f"layer {layer_name!r}: {field_name}={value} exceeds the core's "
+                    f"max_{'w' if field_name == 'w_bits' else 'a'}_bits={limit} (config {self.name!r})"
+                )
