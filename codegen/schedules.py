@@ -1,0 +1,159 @@
+"""Hand schedule of the bit-serial kernel (the default when no tuning record exists).
+
+The hot block ``popcount_acc`` is tiled as ``x_tile`` output pixels x ``o_tile`` output
+channels; the tile's ``x_tile * w_planes * a_bits * o_tile/lanes`` accumulators stay in vector
+registers across the whole ``kh, kw, words`` reduction (the reduction loops are moved outside
+the unrolled tile loops). Output channels are the vector lanes (8 x uint64 = one zmm): the
+weight words of 8 channels are one load, the activation word is broadcast, so the inner body is
+AND + VPOPCNTQ + ADD per 512 bit-MACs with no horizontal reduction. Rows of output pixels are
+spread over the threads. Tile sizes are chosen to fill ~16-24 of the 32 zmm registers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm
+
+from .workload import ConvWorkload
+
+VECTOR_BITS = 512  # AVX-512; on narrower machines LLVM splits the vector ops (still correct)
+MAX_ACCUMULATORS = 24
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Tile of the hand schedule: pixels per tile, output channels per tile, vector lanes."""
+
+    x_tile: int
+    o_tile: int
+    lanes: int
+
+    def __post_init__(self):
+        if min(self.x_tile, self.o_tile, self.lanes) < 1 or self.o_tile % self.lanes:
+            raise ValueError(f"bad tile {self}: sizes must be >= 1 and lanes must divide o_tile")
+
+
+def _divisors(n, limit):
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def default_tile(wl: ConvWorkload, word_bits=None) -> TileConfig:
+    """Largest register tile (accumulators <= MAX_ACCUMULATORS) whose sizes divide the output."""
+    word_bits = word_bits or wl.word_bits
+    lanes_max = max(1, VECTOR_BITS // max(word_bits, 32))
+    lanes = max(d for d in _divisors(wl.out_channels, lanes_max))
+    combos = wl.w_planes * wl.a_bits
+    best = None
+    for vectors in (4, 2, 1):
+        if wl.out_channels % (lanes * vectors):
+            continue
+        for x_tile in _divisors(wl.out_width, 8):
+            regs = x_tile * vectors * combos
+            if regs > MAX_ACCUMULATORS and not (x_tile == 1 and vectors == 1):
+                continue
+            # prefer more work per loaded word: (x_tile * vectors) products per (x_tile + vectors) loads
+            score = (x_tile * vectors * combos, x_tile * vectors / (x_tile + vectors), x_tile)
+            if best is None or score > best[0]:
+                best = (score, TileConfig(x_tile, lanes * vectors, lanes))
+    return best[1]
+
+
+def hand_schedule(wl: ConvWorkload, func, tile: TileConfig | None = None) -> tvm.s_tir.Schedule:
+    """Schedule ``make_primfunc(wl)`` (float output or packed output)."""
+    tile = tile or default_tile(wl)
+    sch = tvm.s_tir.Schedule(func)
+    _schedule_packing(sch, "act_codes", "pack")
+    if wl.output == "packed":
+        anchor = _schedule_packed_output(sch, wl, tile)
+    else:
+        anchor = _schedule_float_output(sch, wl, tile)
+    _schedule_hot_loop(sch, wl, tile, anchor)
+    return sch
+
+
+def _has_block(sch, name):
+    try:
+        sch.get_sblock(name)
+        return True
+    except Exception:  # noqa: BLE001 - get_sblock raises a TVM error for a missing block
+        return False
+
+
+def _schedule_packing(sch, codes_name, pack_name):
+    """Codes are computed on the fly while packing; rows of the padded image run in parallel."""
+    if not _has_block(sch, pack_name):
+        return
+    if _has_block(sch, codes_name):
+        sch.compute_inline(sch.get_sblock(codes_name))
+    pack = sch.get_sblock(pack_name)
+    n, y, *_ = sch.get_loops(pack)
+    sch.parallel(sch.fuse(n, y))
+
+
+def _schedule_float_output(sch, wl, tile):
+    epilogue = sch.get_sblock("epilogue")
+    if wl.kind == "dense":
+        n, o = sch.get_loops(epilogue)
+        oo, oi = sch.split(o, [None, tile.o_tile])
+        sch.parallel(sch.fuse(n, oo))
+        anchor = sch.get_loops(epilogue)[0]
+    else:
+        n, o, y, x = sch.get_loops(epilogue)
+        xo, xi = sch.split(x, [None, tile.x_tile])
+        oo, oi = sch.split(o, [None, tile.o_tile])
+        sch.reorder(n, y, xo, oo, oi, xi)
+        sch.parallel(sch.fuse(n, y))
+        anchor = oo
+    return anchor
+
+
+def _schedule_packed_output(sch, wl, tile):
+    raise NotImplementedError("packed output schedule")
+
+
+def _loops_after(sch, block, anchor, names_extents):
+    """Loops of ``block`` under ``anchor`` by name; compute_at drops extent-1 loops (-> None)."""
+    loops = sch.get_loops(block)
+    anchor_stmt = sch.get(anchor)
+    start = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(anchor_stmt)) + 1
+    inner = loops[start:]
+    kept = [name for name, extent in names_extents if extent > 1]
+    if len(inner) != len(kept):
+        raise RuntimeError(f"unexpected loop nest under the tile: {len(inner)} loops, expected {kept}")
+    found = dict(zip(kept, inner))
+    return {name: found.get(name) for name, _ in names_extents}
+
+
+def _schedule_hot_loop(sch, wl, tile, anchor):
+    combine = sch.get_sblock("combine")
+    acc = sch.get_sblock("popcount_acc")
+    total = sch.get_sblock("window_total")
+    sch.compute_at(combine, anchor)
+    sch.compute_at(acc, anchor)
+    sch.compute_at(total, anchor)
+    kh, kw = wl.kernel
+    x_tile = tile.x_tile if wl.kind == "conv2d" else 1
+    loops = _loops_after(sch, acc, anchor, [("x", x_tile), ("j", wl.w_planes), ("p", wl.a_bits),
+                                            ("o", tile.o_tile), ("rh", kh), ("rw", kw), ("rc", wl.words_per_group)])
+    lane = ov = None
+    if loops["o"] is not None:
+        ov, lane = sch.split(loops["o"], [None, tile.lanes])
+    reduction = [loops[k] for k in ("rh", "rw", "rc") if loops[k] is not None]
+    spatial = [loops[k] for k in ("x", "j", "p") if loops[k] is not None] + [ov, lane]
+    spatial = [loop for loop in spatial if loop is not None]
+    if reduction:
+        sch.reorder(*reduction, *spatial)
+    # annotate before decompose_reduction: vectorize needs the block to still own its init
+    for loop in spatial[:-1] if lane is not None else spatial:
+        sch.unroll(loop)
+    if lane is not None:
+        sch.vectorize(lane)
+    if reduction:
+        init = sch.decompose_reduction(acc, reduction[0])
+        init_loops = sch.get_loops(init)[-len(spatial):]
+        for loop in init_loops[:-1]:
+            sch.unroll(loop)
+        if lane is not None:
+            sch.vectorize(init_loops[-1])
+    sch.set_scope(acc, 0, "local")
