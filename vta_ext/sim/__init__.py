@@ -1,0 +1,1 @@
+"""Simulators of the core: ``functional`` (bit-exact results) and ``timing`` (cycles)."""
