@@ -33,7 +33,13 @@ def _acc_dtype(wl):
 
 
 def conv2d_tensors(wl: ConvWorkload, packed_input=False):
-    """All TE tensors of one workload: ``(arguments, output)``.
+    """TE arguments and output of a workload, see :func:`conv2d_stages`."""
+    stages = conv2d_stages(wl, packed_input)
+    return stages["args"], stages["out"]
+
+
+def conv2d_stages(wl: ConvWorkload, packed_input=False):
+    """All TE tensors of one workload: ``{"args": [...], "out", "popcount_acc", "window_total"}``.
 
     Arguments, in PrimFunc order:
     ``x`` (float32 ``wl.input_shape``; or the packed codes ``wl.packed_input_shape`` when
@@ -112,12 +118,12 @@ def conv2d_tensors(wl: ConvWorkload, packed_input=False):
         next_scale = te.placeholder((1,), "float32", name="next_act_scale")
         codes_next = act_codes_compute(value, (n_out, ho, wo, o_out), next_scale, wl.next_a_bits, name="next_codes")
         out = pack_compute(codes_next, wl.next_a_bits, wl.next_groups, wl.next_padding, word, name="pack_next")
-        return args + [next_scale], out
-    if wl.kind == "dense":
+        args = args + [next_scale]
+    elif wl.kind == "dense":
         out = te.compute((n_out, o_out), lambda n, o: value(n, 0, 0, o), name="epilogue")
     else:
         out = te.compute((n_out, o_out, ho, wo), lambda n, o, y, xx: value(n, y, xx, o), name="epilogue")
-    return args, out
+    return {"args": args, "out": out, "popcount_acc": acc, "window_total": total}
 
 
 def make_primfunc(wl: ConvWorkload, packed_input=False):
@@ -125,3 +131,12 @@ def make_primfunc(wl: ConvWorkload, packed_input=False):
     args, out = conv2d_tensors(wl, packed_input)
     func = te.create_prim_func(args + [out])
     return func.with_attr("global_symbol", "qnn_" + wl.key())
+
+
+
+def integer_sums_primfunc(wl: ConvWorkload):
+    """PrimFunc exposing the exact integer sums ``popcount_acc`` (N, Ho, Wo, planes, a_bits, O) and
+    ``window_total`` (N, Ho, Wo, G) of the kernel (tests check them bit-exactly)."""
+    stages = conv2d_stages(wl)
+    args = stages["args"]
+    return te.create_prim_func([args[0], args[1], args[2], stages["popcount_acc"], stages["window_total"]])
