@@ -1,0 +1,233 @@
+"""Devices and the cost of one dedicated streaming block: cycles (initiation interval) and
+resources (LUT / FF / BRAM36-equivalents / DSP).
+
+Timing (exact for the block model the planner and ``stream_sim`` share)
+---------------------------------------------------------------------
+A conv2d/dense block has ``pe`` output-channel lanes x ``simd`` input lanes and is bit-serial
+over the activation bits of its input stream, so per image it needs
+``II = positions * (C_out / pe) * (C_in/groups * kh * kw / simd) * b_in`` cycles (``pe`` divides
+``C_out``, ``simd`` divides the fan-in: no idle lanes). Pool and add blocks handle ``lanes``
+channels of one pixel per cycle. ``row_cycles = II / rows_out`` is the time to emit one row.
+
+Resources
+---------
+``block_resources`` asks ``vta_ext.resources.streaming_block_resources`` (the FPGA-CORE
+resource model, fitted to yosys by the RTL issue) when that function exists; until then the
+clearly labelled ``fallback_block_resources`` below is used and ``cost_model_name()`` says so.
+Memories (weights, line buffers, FIFOs) are mapped to BRAM36 by geometry (``memory_bram36``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from tvm_qnn.errors import HwConfigError
+
+DEVICES_JSON = Path(__file__).with_name("configs") / "devices.json"
+URAM_AS_BRAM36 = 8  # a 288 Kb UltraRAM holds the bits of eight 36 Kb BRAMs (capacity pooling)
+RESOURCES = ("lut", "ff", "bram", "dsp")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One FPGA device of the streaming pipeline (see ``configs/devices.json`` for sources).
+
+    ``bram`` capacity is counted in BRAM36 equivalents: ``bram36 + 8 * uram`` (UltraRAM pooled
+    by capacity; its fixed 72-bit width is ignored, an optimistic simplification).
+    ``max_utilization`` caps every resource of a segment (routing above ~85% rarely closes).
+    """
+
+    name: str
+    part: str
+    lut: int
+    ff: int
+    bram36: int
+    dsp: int
+    uram: int = 0
+    clock_mhz: float = 200.0
+    link_gbps: float = 10.0
+    link_latency_us: float = 1.0
+    max_utilization: float = 0.85
+
+    def __post_init__(self):
+        for field_name in ("lut", "ff", "bram36", "dsp", "uram"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise HwConfigError(f"device {self.name!r}: {field_name}={value!r}; expected an int >= 0")
+        for field_name in ("lut", "ff"):
+            if getattr(self, field_name) == 0:
+                raise HwConfigError(f"device {self.name!r}: {field_name}=0; a device needs logic")
+        for field_name in ("clock_mhz", "link_gbps"):
+            value = getattr(self, field_name)
+            if not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+                raise HwConfigError(f"device {self.name!r}: {field_name}={value!r}; expected a finite number > 0")
+        if not isinstance(self.link_latency_us, (int, float)) or not 0 <= self.link_latency_us < 1e6:
+            raise HwConfigError(f"device {self.name!r}: link_latency_us={self.link_latency_us!r}; expected 0 <= value < 1e6")
+        if not isinstance(self.max_utilization, (int, float)) or not 0 < self.max_utilization <= 1:
+            raise HwConfigError(f"device {self.name!r}: max_utilization={self.max_utilization!r}; expected 0 < value <= 1")
+
+    @property
+    def bram(self):
+        return self.bram36 + URAM_AS_BRAM36 * self.uram
+
+    def capacity(self):
+        return {"lut": self.lut, "ff": self.ff, "bram": self.bram, "dsp": self.dsp}
+
+    @property
+    def link_bits_per_cycle(self):
+        return self.link_gbps * 1e3 / self.clock_mhz
+
+    @property
+    def link_latency_cycles(self):
+        return self.link_latency_us * self.clock_mhz
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@lru_cache(maxsize=None)
+def _presets():
+    data = json.loads(DEVICES_JSON.read_text())
+    return {name: DeviceSpec(name=name, **fields) for name, fields in data["devices"].items()}
+
+
+def device_presets():
+    return dict(_presets())
+
+
+def get_device(device):
+    """A ``DeviceSpec`` from a spec, a preset name, a JSON file path or a dict of fields."""
+    if isinstance(device, DeviceSpec):
+        return device
+    if isinstance(device, dict):
+        try:
+            return DeviceSpec(**{"name": "custom", **device})
+        except TypeError as err:
+            raise HwConfigError(f"device fields {sorted(device)}: {err}") from None
+    if isinstance(device, (str, Path)):
+        presets = _presets()
+        if str(device) in presets:
+            return presets[str(device)]
+        path = Path(device)
+        if path.suffix == ".json" and path.is_file():
+            try:
+                fields = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise HwConfigError(f"device file {str(path)!r} is not valid JSON: {err}") from None
+            return get_device({"name": path.stem, **fields})
+        raise HwConfigError(f"unknown device {str(device)!r}; known presets: {sorted(presets)} (or a .json file)")
+    raise HwConfigError(f"device={device!r}; expected a DeviceSpec, a preset name, a dict or a .json path")
+
+
+# --------------------------------------------------------------------------- memories
+# (width bits, depth) aspect ratios of one BRAM36 (UG573, simple dual port up to 72 bits wide)
+BRAM36_SHAPES = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
+LUTRAM_MAX_DEPTH = 64  # shallower memories go to distributed RAM: one LUT6 = 64 x 1 bit
+
+
+def memory_bram36(width_bits, total_bits):
+    """(BRAM36 count, LUTs of distributed RAM) of a memory read ``width_bits`` per cycle."""
+    if total_bits <= 0 or width_bits <= 0:
+        return 0, 0
+    width_bits = int(width_bits)
+    depth = math.ceil(total_bits / width_bits)
+    if depth <= LUTRAM_MAX_DEPTH:
+        return 0, width_bits * math.ceil(depth / 64)
+    best = min(math.ceil(width_bits / w) * math.ceil(depth / d) for w, d in BRAM36_SHAPES)
+    return best, 0
+
+
+# --------------------------------------------------------------------------- block costs
+# FALLBACK resource model, used until vta_ext.resources.streaming_block_resources exists.
+# Coefficients (per lane = one 1-bit activation x b_w-bit weight product per cycle):
+# * LUT_PER_LANE_WBIT = 1.2: AND-gating plus an adder tree over simd inputs of b_w bits costs
+#   ~1 LUT6 per input bit per lane on a carry chain (FINN's MVAU LUT estimate has the same
+#   lanes x bits form; issue 8's yosys probe found bit-serial PE LUTs linear in lanes x b_w,
+#   R^2 0.999); 0.2 covers the per-level pipelining.
+# * per PE: a shift-add accumulator (2 LUT/bit) and requant clamp/round (1 LUT/bit) of
+#   acc_bits, with the int requant multiplier in ONE DSP48 (assumes acc <= 27 and M <= 18 bits).
+# * per block: 150 LUT / 200 FF of stream handshakes and address counters.
+# * FF: one register per adder-tree input bit per lane, 2 per accumulator bit.
+LUT_PER_LANE_WBIT = 1.2
+FF_PER_LANE_WBIT = 1.0
+LUT_PER_ACC_BIT = 3.0
+FF_PER_ACC_BIT = 2.0
+DSP_PER_PE = 1
+BLOCK_LUT = 150
+BLOCK_FF = 200
+
+
+def fallback_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weight_count,
+                             linebuf_bits):
+    """LUT/FF/BRAM36/DSP of one dedicated block (FALLBACK model, see the coefficients above).
+
+    ``kind``: conv2d/dense (MAC), maxpool/avgpool/add (``pe`` = channel lanes, ``simd`` = 1).
+    ``mmv`` output pixels in parallel share one weight read (weights are read ``pe*simd*w_bits``
+    wide) but replicate the lanes, accumulators and the line-buffer read port.
+    ``weight_count``: weights stored on chip; ``linebuf_bits``: sliding-window buffer bits.
+    """
+    acc_bits = in_bits + w_bits + math.ceil(math.log2(max(fan_in, 2)))
+    lut = BLOCK_LUT
+    ff = BLOCK_FF
+    dsp = 0
+    bram = 0
+    outputs = pe * mmv  # results produced in parallel
+    if kind in ("conv2d", "dense"):
+        lanes = pe * simd * mmv
+        lut += LUT_PER_LANE_WBIT * lanes * w_bits + LUT_PER_ACC_BIT * outputs * acc_bits
+        ff += FF_PER_LANE_WBIT * lanes * w_bits + FF_PER_ACC_BIT * outputs * acc_bits
+        dsp += DSP_PER_PE * outputs
+        weight_bram, weight_lutram = memory_bram36(pe * simd * w_bits, weight_count * w_bits)
+        bram += weight_bram
+        lut += weight_lutram
+    elif kind == "add":
+        # rescale one operand to the other's scale (one DSP per lane), add, clamp, requantize
+        lut += outputs * (3 * acc_bits)
+        ff += outputs * (2 * acc_bits)
+        dsp += outputs
+    else:  # pooling: comparator (max) or adder (avg) per lane, in the input width
+        lut += outputs * 2 * (in_bits + math.ceil(math.log2(max(fan_in, 2))))
+        ff += outputs * 2 * in_bits
+    port_lanes = simd * mmv if kind in ("conv2d", "dense") else pe * mmv
+    line_bram, line_lutram = memory_bram36(port_lanes * in_bits, linebuf_bits)
+    bram += line_bram
+    lut += line_lutram
+    return {"lut": int(math.ceil(lut)), "ff": int(math.ceil(ff)), "bram": int(bram), "dsp": int(dsp)}
+
+
+def _external_model():
+    try:
+        module = importlib.import_module("vta_ext.resources")
+    except ImportError:
+        return None
+    return getattr(module, "streaming_block_resources", None)
+
+
+def cost_model_name():
+    external = _external_model()
+    if external is not None:
+        return "vta_ext.resources.streaming_block_resources"
+    return "vta_ext.stream_cost.fallback_block_resources (uncalibrated placeholder)"
+
+
+def block_resources(**kwargs):
+    """Resources of one block: the FPGA-CORE model when present, else the fallback (same kwargs)."""
+    external = _external_model()
+    cost = (external or fallback_block_resources)(**kwargs)
+    return {key: int(cost[key]) for key in RESOURCES}
+
+
+def fifo_resources(depth_rows, row_bits, width_bits):
+    """A stream FIFO of ``depth_rows`` feature-map rows: memory plus ~40 LUT/FF of pointers."""
+    bram, lutram = memory_bram36(width_bits, depth_rows * row_bits)
+    return {"lut": 40 + lutram, "ff": 40, "bram": bram, "dsp": 0}
+
+
+def divisors(n):
+    small = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
