@@ -1,0 +1,1 @@
+"""Model-side tvm-qnn subcommands (filled in below)."""

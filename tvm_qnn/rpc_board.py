@@ -1,0 +1,132 @@
+"""The board side: TVM's RPC server plus the functions a tvm-qnn client needs on it.
+
+``serve`` runs TVM's own RPC server loop after registering, in the server process,
+
+* ``tvm_qnn.board.info()`` -> JSON: tvm-qnn / TVM versions, export formats understood, the FPGA
+  config (if any) — the client refuses an export the board cannot run before uploading it;
+* ``tvm_qnn.board.sha256(name)`` -> hex digest of an uploaded file, so the client can prove the
+  bytes that arrived are the bytes the manifest lists (a corrupt upload is detected);
+* with an FPGA config: the accelerator runtime packed functions (the simulator today, a board
+  driver later behind the same names), so ``fpga`` modules run remotely.
+
+Every session is a process forked from the server process, so it inherits these registrations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+
+from tvm_qnn.errors import QnnError, RemoteError
+
+BOARD_INFO = "tvm_qnn.board.info"
+BOARD_SHA256 = "tvm_qnn.board.sha256"
+
+
+def board_info(fpga_config: str | None) -> dict:
+    """What this process can run; the same dict is computed on the client for comparison."""
+    import tvm
+
+    import tvm_qnn
+
+    info = {"tvm_qnn": tvm_qnn.__version__, "tvm": tvm.__version__, "fpga": None}
+    if fpga_config is not None:
+        info["fpga"] = _fpga_identity(fpga_config)
+    return info
+
+
+def _fpga_identity(fpga_config: str) -> dict:
+    """Name and content hash of the board's hardware config (exports are built for one)."""
+    config = load_hw_config(fpga_config)
+    as_json = json.dumps(config.to_dict(), sort_keys=True)
+    return {"name": str(getattr(config, "name", fpga_config)),
+            "sha256": hashlib.sha256(as_json.encode()).hexdigest()}
+
+
+def load_hw_config(fpga_config):
+    """An ``HwConfig`` from a preset name (``pynq_z1``), a JSON path, or an HwConfig."""
+    try:
+        from vta_ext.config import HwConfig
+    except ImportError as err:
+        raise RemoteError(f"--fpga {fpga_config}: the accelerator package vta_ext is "
+                          f"not importable ({err})") from err
+    if isinstance(fpga_config, HwConfig):
+        return fpga_config
+    text = str(fpga_config)
+    if text.endswith(".json") or "/" in text or text.lstrip().startswith("{"):
+        return HwConfig.from_json(text)
+    return HwConfig.preset(text)
+
+
+def register_fpga_runtime(fpga_config) -> None:
+    """Register the accelerator runtime packed functions in this process."""
+    config = load_hw_config(fpga_config)
+    try:
+        from vta_ext import runtime as fpga_runtime
+    except ImportError as err:
+        raise RemoteError(f"--fpga: vta_ext.runtime is missing ({err})") from err
+    register = getattr(fpga_runtime, "register", None)
+    if register is not None:
+        register(config)
+    # else: importing vta_ext.runtime registered its functions already
+
+
+def _register_board_functions(fpga_config: str | None) -> None:
+    """Server init callback: runs once in TVM's server process before it accepts sessions."""
+    import tvm_ffi
+
+    info_json = json.dumps(board_info(fpga_config))
+    if fpga_config is not None:
+        register_fpga_runtime(fpga_config)
+
+    @tvm_ffi.register_global_func(BOARD_INFO, override=True)
+    def _info():
+        return info_json
+
+    @tvm_ffi.register_global_func(BOARD_SHA256, override=True)
+    def _sha256(name):
+        # the session's working directory is its private upload directory (TVM chdirs there)
+        workpath = tvm_ffi.get_global_func("tvm.rpc.server.workpath")
+        digest = hashlib.sha256()
+        with open(workpath(name), "rb") as uploaded:
+            for block in iter(lambda: uploaded.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+
+def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | None = None,
+          port_end: int | None = None, silent: bool = True) -> None:
+    """Run a board until terminated: TVM's RPC server, registered at ``tracker`` under ``key``.
+
+    ``tracker`` is ``"HOST:PORT"``/``(host, port)`` or None (clients then connect directly).
+    With ``fpga_config`` (preset name or JSON path) the accelerator runtime is registered too.
+    """
+    from tvm.rpc.server import PopenRPCServerState
+
+    from tvm_qnn.rpc import check_reachable, parse_address
+
+    tracker_addr = None
+    if tracker is not None:
+        tracker_addr = parse_address(tracker, "tracker")
+        if not key:
+            raise RemoteError("serve: a board registered at a tracker needs --key")
+        check_reachable(*tracker_addr, "tracker")
+    if fpga_config is not None:
+        board_info(fpga_config)  # fail here, in the foreground, on a bad config
+    _register_board_functions(fpga_config)
+    try:
+        # TVM's own server loop (what rpc.Server runs in a PopenWorker), run in this process so
+        # that each forked session inherits the functions registered above, and one Python
+        # interpreter (not two) has to start: importing TVM dominates a board's start-up time.
+        state = PopenRPCServerState(host, port, port_end or port + 1, tracker_addr=tracker_addr,
+                                    key=key, silent=silent)
+    except QnnError:
+        raise
+    except Exception as err:  # TVM raises bare ValueError/OSError on bind failures
+        raise RemoteError(f"serve {host}:{port} key {key!r}: {err}") from err
+    # SIGTERM (stop(), systemd, kill) ends the process; sessions are forked children, which
+    # the stopper (tvm_qnn.rpc.stop_process_tree) ends by PID
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    state.thread.join()
