@@ -142,6 +142,8 @@ def block_specs(graph, a_bits, w_bits):
         # rows arrive, which streams like a double buffer (and needs no row storage)
         reduces = layer.op == "dense" or (layer.op == "avgpool" and layer.kernel is None)
         linebuf = 2 * h_in if reduces else min(h_in + 1, window + stride)
+        if layer.op == "add":
+            linebuf = 1  # an adder reads row r of both inputs together and stores nothing
         weight_bits_used = 0 if weights == 0 else weight_bits
         if weights:
             _check_bits(weight_bits, f"w_bits of layer {layer.name!r}")

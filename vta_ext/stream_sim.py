@@ -228,9 +228,10 @@ def simulate(plan, images=6, fifo_depths=None, max_steps=None):
                      report, steps, {f.name: f.max_count for f in fifos})
 
 
-def _report(plan, stages, fifos, now, deadlocked, steps, done, images):
+def _report(plan, stages, fifos, now, deadlocked, steps, done, images, max_lines=12):
+    """What blocks progress: stages holding a row for a full FIFO, and joins missing an input."""
     what = "deadlock" if deadlocked else f"stall: no completion within {steps} steps"
-    lines = [f"{plan.model}: {what} at cycle {now:,.0f} after {done} of {images} images; stuck stages:"]
+    lines = []
     for st in stages:
         if st.image >= images:
             continue
@@ -238,10 +239,15 @@ def _report(plan, stages, fifos, now, deadlocked, steps, done, images):
             full = [f"{fifos[f].name!r} (full, {fifos[f].count}/{fifos[f].depth} rows)"
                     for f in st.outputs if fifos[f].count >= fifos[f].depth]
             lines.append(f"  {st.name!r} holds output row {st.next_row - 1} of image {st.image}; blocked by {', '.join(full)}")
-        elif st.busy_row is None and st.next_row < st.rows_out:
-            needed = st.need(st.next_row)
+        elif st.busy_row is None and st.next_row < st.rows_out and len(st.inputs) > 1:
+            needed = st.image * st.rows_in + st.need(st.next_row)
             waiting = [f"{fifos[f].name!r} (has {fifos[f].count}/{fifos[f].depth})"
-                       for k, f in enumerate(st.inputs) if st.absorbed[k] <= st.image * st.rows_in + needed]
-            if waiting:
-                lines.append(f"  {st.name!r} waits for input row {needed} of image {st.image} from {', '.join(waiting)}")
-    return "\n".join(lines)
+                       for k, f in enumerate(st.inputs) if st.absorbed[k] <= needed]
+            ready = [k for k, f in enumerate(st.inputs) if st.absorbed[k] > needed or fifos[f].count]
+            if ready:  # a join with one input in hand and the other missing (not merely downstream)
+                lines.append(f"  join {st.name!r} waits for row {st.need(st.next_row)} of image {st.image} from {', '.join(waiting)}")
+    more = len(lines) - max_lines
+    lines = lines[:max_lines] + ([f"  ... and {more} more"] if more > 0 else [])
+    head = f"{plan.model}: {what} at cycle {now:,.0f} after {done} of {images} images"
+    hint = "; a FIFO into a join is shallower than the latency difference of its two paths" if deadlocked else ""
+    return "\n".join([head + hint + ":"] + lines)

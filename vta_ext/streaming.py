@@ -75,6 +75,11 @@ class _Evaluator:
             values.update(spec.ii(*fold) for fold in self._foldings[name])
         return sorted(values)
 
+    def fastest_ii(self):
+        """The II of the fully unrolled pipeline: its slowest block at its most lanes."""
+        source = self.source_row_cycles * self.specs[self.order[0]].rows_out
+        return max([source] + [self.specs[n].ii(*self._foldings[n][-1]) for n in self.order[1:]])
+
     def folds_at(self, target_ii):
         """{name: (pe, simd, mmv)}: the cheapest folding meeting ``target_ii`` (None if none can)."""
         if self.source_row_cycles * self.specs[self.order[0]].rows_out > target_ii:
@@ -168,6 +173,17 @@ class _Evaluator:
                 break
         return answer
 
+    def oversized(self, totals):
+        """Blocks that alone exceed one device (with the resource and how much)."""
+        limit = self.device.max_utilization
+        found = []
+        for name in self.order:
+            for r in RESOURCES:
+                if totals[name][r] > limit * self.cap[r]:
+                    found.append(f"{name!r} needs {totals[name][r]:,} {r.upper()} of {self.cap[r]:,}")
+                    break
+        return found
+
     def min_devices(self, totals, target_ii):
         for count in range(1, MAX_DEVICES + 1):
             if self.partition(totals, target_ii, count) is not None:
@@ -213,22 +229,29 @@ def plan(model_graph, devices=1, device="vu9p", target_fps=None, a_bits=2, w_bit
         folds, totals = ev.totals_at(target)
         return (None, None, None) if folds is None else (folds, totals, ev.min_devices(totals, target))
 
+    def too_few(goal, totals, needed):
+        if needed is not None:
+            return f"{where}: needs {needed} devices for {goal}, got {devices}; plan with devices={needed} or a larger device"
+        blocks = ev.oversized(totals) or ["the link bandwidth between every pair of segments"]
+        return (f"{where}: does not fit at {goal} on any number of devices: a block cannot be split across "
+                f"devices and {'; '.join(blocks)} (at {spec_device.max_utilization:.0%} max utilisation)")
+
     if target_fps is not None:
         if isinstance(target_fps, bool) or not isinstance(target_fps, (int, float)) or not 0 < target_fps < math.inf:
             raise ShapeError(f"target_fps={target_fps!r}; expected a finite number > 0 or None")
         target = clock_hz / target_fps
         folds, totals, needed = need_at(target)
         if folds is None:
-            best = clock_hz / candidates[0]
+            best = clock_hz / ev.fastest_ii()
             raise DeviceCountError(f"{where}: no folding reaches {target_fps:g} fps at {spec_device.clock_mhz:g} MHz "
                                    f"(a block cannot be split across devices; at most {best:.4g} fps)", None, devices)
         if needed is None or needed > devices:
-            raise DeviceCountError(_too_few(where, target_fps, needed, devices), needed, devices)
+            raise DeviceCountError(too_few(f"{target_fps:g} fps", totals, needed), needed, devices)
     else:
         slowest = candidates[-1]
         folds, totals, needed = need_at(slowest)
         if needed is None or needed > devices:
-            raise DeviceCountError(_too_few(where, None, needed, devices), needed, devices)
+            raise DeviceCountError(too_few("its slowest (fewest-lanes) folding", totals, needed), needed, devices)
         lo, hi = 0, len(candidates) - 1  # invariant: candidates[hi] fits
         while lo < hi:
             mid = (lo + hi) // 2
@@ -240,14 +263,6 @@ def plan(model_graph, devices=1, device="vu9p", target_fps=None, a_bits=2, w_bit
         target = candidates[hi]
         folds, totals, needed = need_at(target)
     return _build_plan(graph, ev, folds, target, devices, a_bits, w_bits, target_fps)
-
-
-def _too_few(where, target_fps, needed, given):
-    goal = f"{target_fps:g} fps" if target_fps else "its slowest (fewest-lanes) folding"
-    if needed is None:
-        return (f"{where}: does not fit at {goal} even with one device per layer (>{MAX_DEVICES} devices); "
-                f"a single layer block exceeds the device")
-    return f"{where}: needs {needed} devices for {goal}, got {given}; plan with devices={needed} or a larger device"
 
 
 def _build_plan(graph, ev, folds, target, devices, a_bits, w_bits, target_fps):
