@@ -1,0 +1,10 @@
+"""RTL of the accelerator core: parameterized Verilog, co-simulation and synthesis calibration.
+
+* ``verilog/``: one module per file (GEMM variants, accumulators, LUT apply, requant ALU,
+  micro-op sequencer, core top), each with a header naming its ports and timing;
+* ``tools``: finding yosys / iverilog / verilator / nextpnr (missing -> ToolNotFoundError);
+* ``simulate``: test bench runner; ``tiles``: GEMM tiles through the RTL;
+* ``cosim``: the same instruction stream through the RTL and ``vta_ext.sim``;
+* ``synth``: bounded yosys runs (``stat -json``) and nextpnr Fmax;
+* ``calibration``: the resource-model fit and ``load_coefficients()``.
+"""
