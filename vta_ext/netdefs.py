@@ -4,6 +4,7 @@
   (identity skips, and 1x1 stride-2 downsample convs on the skip path of stages 2-4).
 * ``alexnet()``   -- torchvision's single-tower AlexNet at 3x224x224 (conv 64-192-384-256-256,
   dense 9216-4096-4096-1000), the "AlexNet-like" net of the seed paper's comparison.
+* ``plain18`` -- ResNet-18's conv stack without its skip connections (the overhead baseline).
 * ``small_resnet()`` -- a 1x28x28 two-block residual net, small enough for exhaustive tests.
 
 Layer names follow torchvision (``layer1.0.conv1``, ``layer2.0.downsample.0``, ``fc``) so a
@@ -37,8 +38,12 @@ def _basic_block(prefix, src, channels, stride):
     return layers, f"{prefix}.add"
 
 
-def resnet18(image_hw=224, num_classes=1000):
-    """ResNet-18 (He et al. 2016 / torchvision) as a streaming layer graph."""
+def resnet18(image_hw=224, num_classes=1000, skip_connections=True):
+    """ResNet-18 (He et al. 2016 / torchvision) as a streaming layer graph.
+
+    ``skip_connections=False`` gives the same conv stack without joins or downsample convs
+    ("plain-18"), the baseline that isolates what the skip connections cost.
+    """
     layers = [StreamLayer("input", "input", shape=(3, image_hw, image_hw), bits=IMAGE_BITS),
               _conv("conv1", "input", 64, 7, 2, 3),
               StreamLayer("maxpool", "maxpool", ("conv1",), kernel=3, stride=2, padding=1)]
@@ -47,10 +52,13 @@ def resnet18(image_hw=224, num_classes=1000):
         for block in range(2):
             stride = 2 if stage > 1 and block == 0 else 1
             block_layers, src = _basic_block(f"layer{stage}.{block}", src, channels, stride)
+            if not skip_connections:
+                block_layers = [layer for layer in block_layers if layer.op == "conv2d" and "downsample" not in layer.name]
+                src = block_layers[-1].name
             layers += block_layers
     layers += [StreamLayer("avgpool", "avgpool", (src,)),
                StreamLayer("fc", "dense", ("avgpool",), out_channels=num_classes, bits=32)]
-    return LayerGraph("resnet18", tuple(layers))
+    return LayerGraph("resnet18" if skip_connections else "plain18", tuple(layers))
 
 
 def alexnet(image_hw=224, num_classes=1000):
@@ -84,7 +92,8 @@ def small_resnet(num_classes=10):
 
 
 # name -> builder (the CLI and benchmarks look models up here)
-NETWORKS = {"resnet18": resnet18, "alexnet": alexnet, "small_resnet": small_resnet}
+NETWORKS = {"resnet18": resnet18, "plain18": lambda **kw: resnet18(skip_connections=False, **kw),
+            "alexnet": alexnet, "small_resnet": small_resnet}
 
 
 def get_network(name, **kwargs):
