@@ -170,3 +170,19 @@ def test_graph_from_qnn_layers_matches_layer_shapes():
     assert specs["b"].work == int(np.prod(b.output_shape[2:])) * 16 * 8 * 9 * 2
     plan = streaming.plan(graph, devices=1, device="pynq-z1")
     assert [blk.name for blk in plan.blocks] == ["input", "a", "b"]
+
+
+def test_block_costs_come_from_the_resource_model_when_present(monkeypatch):
+    from vta_ext import stream_cost
+
+    calls = []
+
+    def fitted(**kwargs):
+        calls.append(kwargs)
+        return {"lut": 1000, "ff": 1000, "bram": 1, "dsp": 0}
+
+    monkeypatch.setattr(stream_cost, "_external_model", lambda: fitted)
+    plan = streaming.plan("small_resnet", devices=1, device="vu9p", target_fps=1000.0)
+    assert "vta_ext.resources" in plan.cost_model
+    assert plan.block("layer1.0.conv1").resources == {"lut": 1000, "ff": 1000, "bram": 1, "dsp": 0}
+    assert {"kind", "pe", "simd", "mmv", "in_bits", "w_bits", "fan_in", "weight_count", "linebuf_bits"} <= set(calls[0])
