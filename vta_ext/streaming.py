@@ -212,8 +212,8 @@ def _resolve_graph(model_graph):
 def plan(model_graph, devices=1, device="vu9p", target_fps=None, a_bits=2, w_bits=2):
     """Plan ``model_graph`` (a ``LayerGraph`` or a ``netdefs`` name) onto ``devices`` devices.
 
-    ``target_fps=None`` maximises throughput on ``devices``; a number plans the cheapest
-    pipeline reaching it. Raises ``DeviceCountError`` (with ``.needed``) when it does not fit.
+    ``target_fps=None`` maximises throughput on ``devices`` (spreading the blocks over all of
+    them); a number plans the cheapest pipeline reaching it on as few devices as it needs. Raises ``DeviceCountError`` (with ``.needed``) when it does not fit.
     """
     graph = _resolve_graph(model_graph)
     spec_device = get_device(device)
@@ -270,7 +270,10 @@ def _build_plan(graph, ev, folds, target, devices, a_bits, w_bits, target_fps):
     order = ev.order
     period_blocks = max(specs[n].ii(*folds[n]) for n in order[1:])
     _, totals = ev.totals_at(target)
-    worst, cuts = ev.partition(totals, target, devices)
+    # a throughput target is met on as few devices as possible; a throughput maximum spreads
+    # the blocks over every device given, balancing their utilisation
+    parts = ev.min_devices(totals, target) if target_fps is not None else devices
+    worst, cuts = ev.partition(totals, target, parts)
     depths, arrival = ev.fifo_depths(folds, period_blocks, cuts)
     fifo = ev.fifo_cost(folds, depths)
     bounds = [0, *cuts, len(order)]

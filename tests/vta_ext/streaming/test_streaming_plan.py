@@ -186,3 +186,10 @@ def test_block_costs_come_from_the_resource_model_when_present(monkeypatch):
     assert "vta_ext.resources" in plan.cost_model
     assert plan.block("layer1.0.conv1").resources == {"lut": 1000, "ff": 1000, "bram": 1, "dsp": 0}
     assert {"kind", "pe", "simd", "mmv", "in_bits", "w_bits", "fan_in", "weight_count", "linebuf_bits"} <= set(calls[0])
+
+
+def test_fps_target_uses_fewest_devices_and_maximum_uses_all():
+    cheap = streaming.plan("small_resnet", devices=3, device="vu9p", target_fps=1000.0)
+    assert cheap.devices_used == 1 and cheap.fps >= 1000.0
+    fastest = streaming.plan("resnet18", devices=2, device="vu9p")
+    assert fastest.devices_used == 2
