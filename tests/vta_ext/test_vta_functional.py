@@ -1,0 +1,121 @@
+"""Functional simulator vs the integer-only reference over drawn shapes/bits (tiling edges)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tvm_qnn import reference
+from tvm_qnn.errors import HwConfigError, QnnError, ShapeError, UnsupportedOpError
+from tvm_qnn.layer import QnnLayer
+from vta_ext.compiler import compile_layer
+from vta_ext.config import HwConfig
+from vta_ext.sim.functional import run_program
+
+# small buffers so that drawn layers need several tiles along rows, input and output channels
+SMALL = dict(batch=1, block_in=8, block_out=8, lut_entries=256, inp_buff_bytes=1024, wgt_buff_bytes=2048,
+             acc_buff_bytes=8192, uop_buff_bytes=1024, prm_buff_bytes=4 * 8 * 265)
+
+
+def make_layer(rng, kind, n, c, o, hw, k, stride, pad, a_bits, w_bits, bias=True, out_max=None, per_row=True):
+    if kind == "conv2d":
+        idx = rng.integers(0, 1 << w_bits, (o, c, k, k)).astype(np.uint8)
+        shape = (n, c, hw, hw)
+        extra = dict(stride=(stride, stride), padding=pad)
+    else:
+        idx = rng.integers(0, 1 << w_bits, (o, c)).astype(np.uint8)
+        shape, extra = (n, c), {}
+    lut = rng.normal(size=(o if per_row else 1, 1 << w_bits)).astype(np.float32)
+    b = rng.normal(size=o).astype(np.float32) if bias else None
+    return QnnLayer("L", kind, idx, lut, b, w_bits, "kquantile", a_bits, 1.5, shape, out_min=0.0, out_max=out_max,
+                    **extra)
+
+
+def reference_acc(layer, codes, params):
+    if layer.kind == "conv2d":
+        return reference.qconv2d_int_acc(codes, layer.weight_idx, params["lut_int"], params["bias_int"],
+                                         layer.stride, layer.padding)
+    return reference.qdense_int_acc(codes, layer.weight_idx, params["lut_int"], params["bias_int"])
+
+
+layer_shapes = st.fixed_dictionaries({
+    "kind": st.sampled_from(["conv2d", "conv2d", "dense"]),
+    "n": st.integers(1, 2), "c": st.integers(1, 20), "o": st.integers(1, 20), "hw": st.integers(3, 9),
+    "k": st.sampled_from([1, 3]), "stride": st.integers(1, 2),
+    "pad": st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+    "a_bits": st.integers(1, 8), "w_bits": st.integers(1, 4), "bias": st.booleans(),
+    "per_row": st.booleans(),
+})
+
+
+@settings(max_examples=30)
+@given(layer_shapes, st.sampled_from(["onehot", "decode"]), st.integers(1, 2), st.integers(0, 2**31))
+def test_accumulators_equal_reference(shape, lut_mode, batch, seed):
+    rng = np.random.default_rng(seed)
+    layer = make_layer(rng, **shape)
+    cfg = HwConfig(lut_mode=lut_mode, **dict(SMALL, batch=batch, inp_buff_bytes=1024 * batch))
+    codes = rng.integers(0, 1 << layer.a_bits, layer.input_shape).astype(np.uint8)
+    program = compile_layer(layer, cfg)
+    out = run_program(program, codes)
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, reference_acc(layer, codes, program.params))
+
+
+@settings(max_examples=15)
+@given(layer_shapes, st.sampled_from(["onehot", "decode"]), st.integers(1, 8), st.integers(0, 2**31))
+def test_requantized_codes_equal_reference(shape, lut_mode, out_bits, seed):
+    rng = np.random.default_rng(seed)
+    layer = make_layer(rng, **dict(shape, out_max=rng.choice([None, 1.0])))
+    cfg = HwConfig(lut_mode=lut_mode, **SMALL)
+    codes = rng.integers(0, 1 << layer.a_bits, layer.input_shape).astype(np.uint8)
+    program = compile_layer(layer, cfg, out_act=(out_bits, 2.0))
+    p = program.params
+    upper = None
+    if layer.out_max is not None:
+        upper = int(reference.act_codes(np.float32(layer.out_max), 2.0, out_bits))
+    if layer.kind == "conv2d":
+        expected = reference.qconv2d_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"],
+                                         p["shift"], out_bits, layer.stride, layer.padding, upper=upper)
+    else:
+        expected = reference.qdense_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"],
+                                        p["shift"], out_bits, upper=upper)
+    np.testing.assert_array_equal(run_program(program, codes), expected)
+
+
+def test_presets_run_a_resnet_layer():
+    rng = np.random.default_rng(1)
+    layer = make_layer(rng, "conv2d", 1, 64, 64, 14, 3, 1, 1, 2, 2)
+    codes = rng.integers(0, 4, layer.input_shape).astype(np.uint8)
+    for name in ("pynq_z1", "ultrascale_plus"):
+        program = compile_layer(layer, HwConfig.preset(name))
+        np.testing.assert_array_equal(run_program(program, codes), reference_acc(layer, codes, program.params))
+
+
+def test_dram_bytes_shrink_with_bits():
+    rng = np.random.default_rng(2)
+    cfg = HwConfig.preset("pynq_z1")
+    sizes = {bits: compile_layer(make_layer(rng, "conv2d", 1, 32, 32, 8, 3, 1, 1, bits, bits), cfg).regions
+             for bits in (1, 2, 4, 8)}
+    for key in ("inp", "wgt"):
+        assert [sizes[b][key][1] for b in (1, 2, 4, 8)] == [sizes[1][key][1] * b for b in (1, 2, 4, 8)]
+
+
+def test_bad_inputs_are_named():
+    rng = np.random.default_rng(3)
+    cfg = HwConfig(max_a_bits=4, max_w_bits=2, lut_entries=4, **{k: v for k, v in SMALL.items() if k != "lut_entries"})
+    with pytest.raises(HwConfigError, match="layer 'L'.*a_bits=6.*max_a_bits=4"):
+        compile_layer(make_layer(rng, "conv2d", 1, 4, 4, 5, 3, 1, 1, 6, 2), cfg)
+    with pytest.raises(HwConfigError, match="w_bits=3"):
+        compile_layer(make_layer(rng, "conv2d", 1, 4, 4, 5, 3, 1, 1, 2, 3), cfg)
+    # one input row of a 3x3 conv on a 200-wide image cannot be double-buffered in 1 kB
+    with pytest.raises(HwConfigError, match="no tile fits.*inp_buff_bytes"):
+        compile_layer(make_layer(rng, "conv2d", 1, 8, 8, 200, 3, 1, 1, 4, 2), cfg)
+    grouped = QnnLayer("g", "conv2d", np.zeros((4, 1, 3, 3), np.uint8), np.ones((1, 2), np.float32), None, 1,
+                       "uniform", 2, 1.0, (1, 4, 5, 5), groups=4)
+    with pytest.raises(UnsupportedOpError, match="groups=4"):
+        compile_layer(grouped, cfg)
+    program = compile_layer(make_layer(rng, "conv2d", 1, 4, 4, 5, 3, 1, 1, 2, 2), cfg)
+    with pytest.raises(ShapeError, match="expected"):
+        run_program(program, np.zeros((1, 4, 6, 6), np.uint8))
+    with pytest.raises(QnnError, match="does not fit a_bits=2"):
+        run_program(program, np.full((1, 4, 5, 5), 4, np.uint8))

@@ -1,0 +1,132 @@
+"""Resource (LUT/FF/BRAM/DSP) and power model of a configured core.
+
+What the hardware does, term by term (``lanes = batch*block_in*block_out``, ``outputs =
+batch*block_out``, ``w = max_w_bits``, ``L = 2^w`` LUT levels):
+
+* bit-serial GEMM datapath: each lane ANDs one activation bit with the weight operand's bits
+  and feeds an adder tree: ``lut_per_lane_wbit * lanes * wb`` where ``wb`` is the width of the
+  operand the lane multiplies — ``w`` for one-hot level sums (the index bits are compared, not
+  multiplied) and 8 for per-lane decode (the decoded int8 level). Linear in lanes x bits: the
+  issue's synthesis probe (yosys, bit-serial PE, R^2 = 0.999).
+* LUT weights, ``lut_mode = "decode"``: every lane holds an L:1 multiplexer of int8 levels:
+  ``lut_per_lane_level_decode * lanes * L`` (the probe's lanes x 2^b_w growth).
+* LUT weights, ``lut_mode = "onehot"``: every lane compares its index with the L levels and
+  feeds one adder per level: ``lut_per_lane_level_onehot * lanes * L``, plus the level-sum
+  accumulators per output ``lut_per_output_level * outputs * L`` (and their registers).
+* ALU (requant multiply, rounding shift, clamp, LUT apply multiplier) per output lane:
+  ``lut_per_alu_lane * outputs`` LUTs, ``dsp_per_alu_lane * outputs`` DSPs (32x32 on 18x25).
+* control, fetch, DMA, queues: ``lut_base`` / ``ff_base``.
+* BRAM: every SRAM buffer rounded up to whole ``bram_kbits`` blocks.
+* power: ``static_power_w`` + clock x (per-kLUT, per-kFF, per-BRAM, per-DSP dynamic mW/MHz).
+
+Coefficients: ``HwConfig.resources`` (defaults in ``vta_ext/config.py``), replaced by the fit the
+RTL engineer writes from yosys (``vta_ext/calibration/resources_fit.json``, key
+``"coefficients"``: any subset of ``ResourceCoefficients`` fields) when that file exists.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from tvm_qnn.errors import HwConfigError
+
+from .config import ResourceCoefficients
+
+FIT_PATH = Path(__file__).resolve().parent / "calibration" / "resources_fit.json"
+
+# Published reference points the report prints next to our estimates.
+PUBLISHED = {
+    # The streaming multi-FPGA paper (issue 6): whole-network resources and latency.
+    "streaming ResNet-18": {"luts": 596_081, "ffs": 1_175_373, "latency_ms": 16.1},
+    "streaming AlexNet": {"luts": 343_295, "ffs": None, "latency_ms": 13.7},
+    # Pynq-Z1's Zynq-7020 device capacity (Xilinx DS190), the budget VTA's default core fits in;
+    # VTA's default (1x16x16 int8 GEMM at 100 MHz) peaks at 2*256*100e6 = 51.2 GOP/s.
+    "Zynq-7020 (Pynq-Z1) capacity": {"luts": 53_200, "ffs": 106_400, "bram36": 140, "dsps": 220},
+}
+
+
+@dataclass(frozen=True)
+class ResourceEstimate:
+    luts: float
+    ffs: float
+    bram36: int
+    dsps: float
+    power_w: float
+    breakdown: dict  # term -> LUTs
+
+    def as_dict(self):
+        return {"luts": round(self.luts), "ffs": round(self.ffs), "bram36": self.bram36, "dsps": round(self.dsps),
+                "power_w": round(self.power_w, 3), "breakdown": {k: round(v) for k, v in self.breakdown.items()}}
+
+
+def load_fit(path=FIT_PATH):
+    """Fitted coefficients (dict) from the calibration JSON, or None when it does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise HwConfigError(f"{path}: resource fit is not valid JSON: {err}") from None
+    coefficients = data.get("coefficients") if isinstance(data, dict) else None
+    if not isinstance(coefficients, dict):
+        raise HwConfigError(f"{path}: expected an object with a 'coefficients' mapping")
+    known = {f.name for f in fields(ResourceCoefficients)}
+    return {k: v for k, v in coefficients.items() if k in known}
+
+
+def coefficients_for(config, fit_path=FIT_PATH):
+    """The config's coefficients with the fitted ones (if any) on top; returns (coefficients, source)."""
+    fit = load_fit(fit_path)
+    if not fit:
+        return config.resources, "defaults (vta_ext/config.py ResourceCoefficients)"
+    merged = {f.name: getattr(config.resources, f.name) for f in fields(ResourceCoefficients)}
+    merged.update(fit)
+    return ResourceCoefficients(**merged), f"fit {fit_path}"
+
+
+def estimate(config, a_bits=None, w_bits=None, coefficients=None, lut_mode=None):
+    """Resources and power of ``config`` built for ``a_bits``/``w_bits`` (default: its maxima)."""
+    c = coefficients or coefficients_for(config)[0]
+    w = w_bits or config.max_w_bits
+    mode = lut_mode or config.lut_mode
+    levels = 1 << w
+    lanes, outputs = config.lanes, config.batch * config.block_out
+    operand_bits = w if mode == "onehot" else 8
+    terms = {
+        "control": c.lut_base,
+        "bit-serial datapath": c.lut_per_lane_wbit * lanes * operand_bits,
+        "alu": c.lut_per_alu_lane * outputs,
+    }
+    ffs = c.ff_base + c.ff_per_lane_wbit * lanes * operand_bits + c.ff_per_alu_lane * outputs
+    if mode == "decode":
+        terms["per-lane LUT decode"] = c.lut_per_lane_level_decode * lanes * levels
+    else:
+        terms["one-hot level adders"] = c.lut_per_lane_level_onehot * lanes * levels
+        terms["level-sum accumulators"] = c.lut_per_output_level * outputs * levels
+        ffs += c.ff_per_output_level * outputs * levels
+    ffs += c.ff_per_lane_level * lanes * levels
+    luts = sum(terms.values())
+    buffer_bytes = (config.inp_buff_bytes, config.wgt_buff_bytes, config.acc_buff_bytes, config.uop_buff_bytes,
+                    config.prm_buff_bytes)
+    bram = sum(math.ceil(b * 8 / (c.bram_kbits * 1024)) for b in buffer_bytes)
+    dsps = c.dsp_per_alu_lane * outputs
+    dynamic_mw = config.clock_mhz * (c.dynamic_mw_per_klut_mhz * luts / 1e3 + c.dynamic_mw_per_kff_mhz * ffs / 1e3
+                                     + c.dynamic_mw_per_bram_mhz * bram + c.dynamic_mw_per_dsp_mhz * dsps)
+    _ = a_bits  # area does not depend on b_a (bit-serial): it sets cycles, see sim.timing
+    return ResourceEstimate(luts, ffs, bram, dsps, c.static_power_w + dynamic_mw / 1e3, terms)
+
+
+def comparison_table(rows):
+    """Text table of ``[(label, estimate-dict-or-published-dict)]``."""
+    lines = [f"{'':<44} {'LUT':>10} {'FF':>10} {'BRAM36':>7} {'DSP':>6} {'W':>6} {'ms':>8}"]
+    for label, d in rows:
+        def fmt(key, width, digits=0):
+            v = d.get(key)
+            return f"{'-':>{width}}" if v is None else f"{v:>{width},.{digits}f}"
+        lines.append(f"{label[:44]:<44} {fmt('luts', 10)} {fmt('ffs', 10)} {fmt('bram36', 7)} {fmt('dsps', 6)} "
+                     f"{fmt('power_w', 6, 2)} {fmt('latency_ms', 8, 2)}")
+    return "\n".join(lines)
