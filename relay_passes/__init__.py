@@ -1,0 +1,37 @@
+"""Relax passes of tvm-qnn (the folder keeps its historical name; Relay was removed from TVM).
+
+Each pass is one ``tvm.transform`` pass with one job; ``tvm_qnn.quantize`` chains them:
+
+    FoldBatchNorm -> AnnotateQuantLayers(recipe) -> BindParams -> FoldConstant
+      -> InsertWeightLUT(recipe) -> InsertActQuant -> GroupQnnLayers
+
+``composite.read_qnn_layer`` turns the resulting ``qnn.conv2d``/``qnn.dense`` composites into
+``tvm_qnn.layer.QnnLayer`` data for the backends. Names resolve lazily so importing one pass
+does not import the others (or the backends' lowering passes).
+"""
+
+import importlib
+
+_PASSES = {
+    "FoldBatchNorm": "relay_passes.fold_batchnorm",
+    "AnnotateQuantLayers": "relay_passes.annotate",
+    "InsertWeightLUT": "relay_passes.insert_weight_lut",
+    "InsertActQuant": "relay_passes.insert_act_quant",
+    "GroupQnnLayers": "relay_passes.group_qnn_layers",
+    "ExposeLayerInputs": "relay_passes.expose_layer_inputs",
+    "read_qnn_layer": "relay_passes.composite",
+    "read_qnn_layers": "relay_passes.composite",
+    "is_qnn_composite": "relay_passes.composite",
+    "LowerQnnToBitserial": "relay_passes.lower_bitserial",
+}
+
+
+def __getattr__(name):
+    if name in _PASSES:
+        value = getattr(importlib.import_module(_PASSES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'relay_passes' has no attribute {name!r}")
+
+
+__all__ = list(_PASSES)

@@ -1,0 +1,327 @@
+"""``tvm_qnn.compile`` -> ``CompiledModel`` (run / benchmark / export / remote) and ``tvm_qnn.load``.
+
+Export directory layout (written to a temporary sibling directory and renamed into place, so a
+directory either holds a complete export or nothing):
+
+    model.so        the Relax VM executable (``export_library``)
+    recipe.json     the recipe the model was quantized with (absent for a float model)
+    runtime/...     extra files of the target's lowering (``Artifact.runtime_files``)
+    manifest.json   format, tvm-qnn/TVM versions, target name + dict, input/output shapes and
+                    dtypes, the library name and the SHA-256 of every other file
+
+``load`` checks the format, the tvm-qnn version, that every listed file exists with its
+checksum, then asks the target's lowering to rebuild the artifact (ExportError names the bad file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import CompileError, ExportError, QnnError, ShapeError
+from .recipe import Recipe
+from .recipe import load as load_recipe
+from .targets import BuildOptions, get_target, host_target
+
+EXPORT_FORMAT = "tvm-qnn-export/1"
+MANIFEST = "manifest.json"
+LIBRARY = "model.so"
+RECIPE = "recipe.json"
+RUNTIME_DIR = "runtime"
+
+
+# --------------------------------------------------------------------------- signatures
+def _tensor_spec(ty, where):
+    try:
+        return {"shape": [int(d) for d in ty.shape], "dtype": str(ty.dtype)}
+    except (AttributeError, TypeError, ValueError) as err:
+        raise ShapeError(f"{where}: needs a static tensor shape, got {ty}") from err
+
+
+def module_signature(mod):
+    """``(inputs, outputs)`` specs of ``main``: lists of ``{"name", "shape", "dtype"}``."""
+    from tvm import relax
+
+    main = mod["main"]
+    num_input = int(main.attrs["num_input"]) if main.attrs is not None and "num_input" in main.attrs else len(main.params)
+    if num_input != len(main.params):
+        extra = [p.name for p in main.params[num_input:]]
+        raise CompileError(f"main still takes weight parameters {extra[:4]}...; pass params= (or quantize first)")
+    inputs = [dict(name=p.name, **_tensor_spec(p.ty, f"input {p.name!r}")) for p in main.params]
+    ret = main.ret_ty
+    fields = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
+    outputs = [dict(name=f"output{i}", **_tensor_spec(f, f"output {i}")) for i, f in enumerate(fields)]
+    return inputs, outputs, isinstance(ret, relax.TupleType)
+
+
+def _bind_float_params(mod, params):
+    from tvm import relax
+
+    from .quantize import check_params
+
+    values = check_params(mod, params)
+    bound = relax.transform.BindParams("main", values)(mod)
+    return bound
+
+
+# --------------------------------------------------------------------------- compile
+def resolve_target(target):
+    """``(lowering, BuildOptions target dict, extras)`` from a name, a target dict or a HwConfig."""
+    if isinstance(target, str):
+        lowering = get_target(target)
+        return lowering, {}, {}
+    if isinstance(target, dict):
+        if target.get("kind") == "llvm":
+            return get_target("cpu"), dict(target), {}
+        return get_target("fpga"), {}, {"hw_config": target}
+    if type(target).__name__ == "HwConfig":
+        return get_target("fpga"), {}, {"hw_config": target}
+    return get_target(target)  # raises, listing the known targets
+
+
+def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=None):  # noqa: A001 - public API name
+    """Build a quantized (or float) Relax module for ``target`` -> :class:`CompiledModel`.
+
+    * a module from ``tvm_qnn.quantize`` compiles as is;
+    * a float module (``from_torch``/``from_onnx``) with ``recipe=`` and ``params=`` is quantized first;
+    * a float module with ``params=`` and no recipe compiles in float (the baseline).
+    ``target``: a registered name (``cpu``, ``cpu-reference``, ``fpga``...), an LLVM target dict, or a
+    ``vta_ext.HwConfig``. ``tuning``: a tuning database path/object handed to the lowering.
+    """
+    lowering, target_dict, extra = resolve_target(target)
+    mod = qmod_or_float_mod
+    recipe_obj = None
+    if recipe is not None:
+        from .quantize import quantize
+
+        recipe_obj = load_recipe(recipe)
+        mod = quantize(mod, params, recipe_obj)
+    elif params is not None:
+        mod = _bind_float_params(mod, dict(params))
+    inputs, outputs, is_tuple = module_signature(mod)
+    options = BuildOptions(target=target_dict or lowering.default_target(), tuning=tuning, extra=extra)
+    try:
+        artifact = lowering.build(mod, options)
+    except QnnError:
+        raise
+    except Exception as err:
+        raise CompileError(f"target {lowering.name!r}: build failed: {err}") from err
+    lowering.prepare_runtime(artifact)
+    return CompiledModel(artifact, lowering, inputs, outputs, is_tuple, recipe_obj)
+
+
+class CompiledModel:
+    """A built model: ``run(x)``, ``benchmark()``, ``export(dir)``, ``remote(session)``."""
+
+    def __init__(self, artifact, lowering, inputs, outputs, output_is_tuple=False, recipe=None):
+        self.artifact = artifact
+        self.lowering = lowering
+        self.inputs = inputs
+        self.outputs = outputs
+        self.output_is_tuple = output_is_tuple
+        self.recipe = recipe
+        self._vm = None
+
+    @property
+    def target(self):
+        return self.lowering.name
+
+    # ---------------------------------------------------------------- running
+    def _device(self):
+        import tvm
+
+        return tvm.cpu(0)
+
+    @property
+    def vm(self):
+        if self._vm is None:
+            from tvm import relax
+
+            self._vm = relax.VirtualMachine(self.artifact.executable, self._device())
+        return self._vm
+
+    def _check_inputs(self, args):
+        if len(args) != len(self.inputs):
+            raise ShapeError(f"run: got {len(args)} input(s); the model takes {len(self.inputs)}: "
+                             f"{[spec['name'] for spec in self.inputs]}")
+        arrays = []
+        for value, spec in zip(args, self.inputs):
+            if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+                value = value.detach().cpu().numpy()
+            array = np.asarray(value)
+            expected_shape, expected_dtype = tuple(spec["shape"]), spec["dtype"]
+            if array.shape != expected_shape:
+                raise ShapeError(f"run: input {spec['name']!r} has shape {array.shape}; expected {expected_shape}")
+            if str(array.dtype) != expected_dtype:
+                raise ShapeError(f"run: input {spec['name']!r} has dtype {array.dtype}; expected {expected_dtype}")
+            arrays.append(np.ascontiguousarray(array))
+        return arrays
+
+    def _tvm_inputs(self, arrays):
+        import tvm
+
+        return [tvm.runtime.tensor(array, self._device()) for array in arrays]
+
+    def run(self, *args):
+        """Run on numpy arrays or torch tensors (shape and dtype checked) -> numpy (tuple if several)."""
+        arrays = self._check_inputs(args)
+        result = self.vm["main"](*self._tvm_inputs(arrays))
+        if self.output_is_tuple:
+            return tuple(field.numpy() for field in result)
+        return result.numpy()
+
+    def example_inputs(self, seed=0):
+        """Seeded random inputs of the model's shapes (uniform in [0, 1), like images)."""
+        rng = np.random.default_rng(seed)
+        return [rng.random(spec["shape"]).astype(spec["dtype"]) for spec in self.inputs]
+
+    def benchmark(self, repeat=10, number=None, inputs=None, min_repeat_ms=0):
+        """Time ``main`` with TVM's ``time_evaluator``: ``{"mean_ms", "std_ms", "repeat", "number"}``."""
+        arrays = self._check_inputs(inputs if isinstance(inputs, (list, tuple)) else
+                                    ([inputs] if inputs is not None else self.example_inputs()))
+        tvm_inputs = self._tvm_inputs(arrays)
+        if number is None:  # aim at >= ~20 ms per measurement without a long warm-up search
+            import time
+
+            start = time.perf_counter()
+            self.vm["main"](*tvm_inputs)
+            once = max(time.perf_counter() - start, 1e-6)
+            number = max(1, min(100, int(0.02 / once)))
+        timer = self.vm.time_evaluator("main", self._device(), number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
+        result = timer(*tvm_inputs)
+        samples_ms = np.asarray(result.results, dtype=np.float64) * 1e3
+        return {"mean_ms": float(samples_ms.mean()), "std_ms": float(samples_ms.std()),
+                "repeat": int(repeat), "number": int(number), "target": self.target}
+
+    # ---------------------------------------------------------------- export
+    def manifest(self, files):
+        import tvm
+
+        return {
+            "format": EXPORT_FORMAT,
+            "versions": {"tvm_qnn": __version__, "tvm": str(tvm.__version__)},
+            "target": self.target,
+            "target_dict": self.artifact.target,
+            "target_info": self.artifact.info,
+            "entry": "main",
+            "library": LIBRARY,
+            "recipe": RECIPE if self.recipe is not None else None,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "output_is_tuple": self.output_is_tuple,
+            "files": files,
+        }
+
+    def export(self, directory, overwrite=False):
+        """Write library + recipe + runtime files + manifest to ``directory`` atomically."""
+        from .recipe import save as save_recipe
+
+        directory = Path(directory)
+        if directory.exists() and not overwrite and any(directory.iterdir()):
+            raise ExportError(f"export: {directory} exists and is not empty (pass overwrite=True)")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        try:
+            self.artifact.executable.export_library(str(staging / LIBRARY))
+            if self.recipe is not None:
+                save_recipe(self.recipe, staging / RECIPE)
+            for name, data in sorted(self.artifact.runtime_files.items()):
+                path = staging / RUNTIME_DIR / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data if isinstance(data, bytes) else str(data).encode())
+            files = {str(path.relative_to(staging)): _sha256(path)
+                     for path in sorted(staging.rglob("*")) if path.is_file()}
+            (staging / MANIFEST).write_text(json.dumps(self.manifest(files), indent=1))
+            if directory.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}-old-", dir=directory.parent))
+                os.rename(directory, retired / "old")
+                os.rename(staging, directory)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                os.rename(staging, directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return directory
+
+    def remote(self, session_or_tracker, key=None, **kwargs):
+        """Run on an RPC board (delegates to ``tvm_qnn.rpc.remote``)."""
+        from . import rpc
+
+        return rpc.remote(self, session_or_tracker, key=key, **kwargs)
+
+    def __repr__(self):
+        shapes = ", ".join(f"{s['name']}{tuple(s['shape'])}" for s in self.inputs)
+        return f"CompiledModel(target={self.target!r}, inputs=[{shapes}])"
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- load
+def read_manifest(directory):
+    """The validated manifest of an export directory (ExportError names the bad file/field)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise ExportError(f"load: {directory} is not a directory")
+    if not path.is_file():
+        raise ExportError(f"load: {path} is missing (not an export directory, or a partial one)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ExportError(f"load: {path} is not valid JSON: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"load: {path}: field 'format' is {manifest.get('format') if isinstance(manifest, dict) else None!r}; "
+                          f"expected {EXPORT_FORMAT!r}")
+    version = manifest.get("versions", {}).get("tvm_qnn")
+    if version != __version__:
+        raise ExportError(f"load: {path}: exported by tvm-qnn {version!r}; this is tvm-qnn {__version__}")
+    for field in ("target", "library", "inputs", "outputs", "files"):
+        if field not in manifest:
+            raise ExportError(f"load: {path}: field {field!r} is missing")
+    for name, digest in manifest["files"].items():
+        file_path = directory / name
+        if not file_path.is_file():
+            raise ExportError(f"load: {file_path} is listed in the manifest but missing (partial export)")
+        if _sha256(file_path) != digest:
+            raise ExportError(f"load: {file_path} does not match its SHA-256 in the manifest (corrupt or modified)")
+    if manifest["library"] not in manifest["files"]:
+        raise ExportError(f"load: {path}: the library {manifest['library']!r} has no checksum entry")
+    return manifest
+
+
+def load(directory):
+    """Load an export directory written by ``CompiledModel.export`` -> :class:`CompiledModel`."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    lowering = get_target(manifest["target"])
+    prefix = RUNTIME_DIR + "/"
+    runtime_files = {name[len(prefix):]: (directory / name).read_bytes()
+                     for name in manifest["files"] if name.startswith(prefix)}
+    try:
+        artifact = lowering.load_artifact(str(directory / manifest["library"]), manifest.get("target_dict") or host_target(),
+                                          runtime_files)
+    except QnnError as err:
+        raise ExportError(f"load: {directory / manifest['library']}: {err}") from err
+    artifact.info = manifest.get("target_info") or {}
+    lowering.prepare_runtime(artifact, directory)
+    recipe = None
+    if manifest.get("recipe"):
+        recipe = load_recipe(directory / manifest["recipe"])
+    if recipe is not None and not isinstance(recipe, Recipe):
+        raise ExportError(f"load: {directory / RECIPE} is not a recipe")
+    return CompiledModel(artifact, lowering, manifest["inputs"], manifest["outputs"],
+                         bool(manifest.get("output_is_tuple")), recipe)

@@ -1,0 +1,79 @@
+"""``tvm_qnn.quantize(mod, params, recipe)``: float Relax module -> quantized Relax module.
+
+The result runs on stock TVM (target ``cpu-reference``) and holds one ``qnn.conv2d`` /
+``qnn.dense`` composite per quantized layer (COMPOSITE.md) for the backends to replace.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import QnnError, RecipeError, ShapeError
+from .recipe import load as load_recipe
+
+
+def quantization_pipeline(recipe, params):
+    """The ``tvm.transform.Sequential`` of ``quantize``; one note per step on why and what first."""
+    import tvm
+    from tvm import relax
+
+    import relay_passes
+
+    return tvm.transform.Sequential(
+        [
+            # BN left by the importer (ONNX, ...) goes into the conv weight/bias *expressions*;
+            # first, because the layer patterns expect conv [+ bias] and names must still resolve.
+            relay_passes.FoldBatchNorm(),
+            # Match conv2d/dense layers, check the recipe covers exactly them, outline each quantized
+            # one with its qnn.* attributes. Needs the weights as *named* parameters: before BindParams.
+            relay_passes.AnnotateQuantLayers(recipe),
+            # Weights become constants (InsertWeightLUT reads their values) ...
+            relax.transform.BindParams("main", params),
+            # ... and BN-folded weight/bias expressions become plain constants.
+            relax.transform.FoldConstant(),
+            # Float weights -> uint8 indices + LUT (recipe bin edges); needs constant weights.
+            relay_passes.InsertWeightLUT(recipe),
+            # Layer inputs -> activation codes * s_a; independent of the weights, needs the annotation.
+            relay_passes.InsertActQuant(),
+            # Each rewritten layer -> self-contained qnn.conv2d/qnn.dense composite; must be last.
+            relay_passes.GroupQnnLayers(),
+        ],
+        name="tvm_qnn.quantize",
+    )
+
+
+def check_params(mod, params):
+    """Every weight parameter of ``main`` has a float32 value of the declared shape."""
+    main = mod["main"]
+    num_input = int(main.attrs["num_input"]) if main.attrs is not None and "num_input" in main.attrs else 1
+    values = {}
+    for param in list(main.params)[num_input:]:
+        if param.name not in params:
+            raise RecipeError(f"params has no value for the module parameter {param.name!r}")
+        value = np.asarray(params[param.name])
+        expected = tuple(int(d) for d in param.ty.shape)
+        if value.shape != expected:
+            raise ShapeError(f"params[{param.name!r}] has shape {value.shape}; the module expects {expected}")
+        values[param.name] = value.astype(str(param.ty.dtype), copy=False)
+    return values
+
+
+def quantize(mod, params, recipe):
+    """Quantize a float Relax module (``from_torch``/``from_onnx`` output) with ``recipe``.
+
+    ``params`` maps the weight parameter names of ``main`` to numpy arrays; ``recipe`` is a
+    Recipe, a dict or a path. Layers in ``recipe.fp32_layers`` stay float. Raises RecipeError when
+    the recipe does not cover exactly the model's conv/dense layers, UnsupportedOpError when it
+    names a weight used by an op that cannot be quantized. The input module is not modified.
+    """
+    import tvm
+
+    recipe = load_recipe(recipe)
+    values = check_params(mod, dict(params or {}))
+    try:
+        with tvm.transform.PassContext(opt_level=3):
+            return quantization_pipeline(recipe, values)(mod)
+    except QnnError:
+        raise
+    except Exception as err:  # a TVM error inside a pass: name the step
+        raise QnnError(f"quantize: a Relax pass failed: {err}") from err
