@@ -1,0 +1,84 @@
+"""Timing model: hand-computed cycles, scaling with b_a and array size, deadlock detection."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tvm_qnn.layer import QnnLayer
+from vta_ext.compiler import compile_layer
+from vta_ext.config import HwConfig
+from vta_ext.isa import FinishInsn, GemmInsn, MemInsn, MemScope, Opcode
+from vta_ext.sim.timing import DeadlockError, simulate, simulate_program
+
+TINY = HwConfig(max_w_bits=1, lut_entries=2, lut_mode="decode", dma_latency_cycles=32, dma_bytes_per_cycle=8,
+                gemm_pipeline_cycles=4, alu_pipeline_cycles=4)
+
+
+def dense16(a_bits=2):
+    return QnnLayer("d", "dense", np.zeros((16, 16), np.uint8), np.ones((1, 2), np.float32), None, 1, "uniform",
+                    a_bits, 1.0, (1, 16))
+
+
+def test_hand_computed_cycles_of_one_dense_tile():
+    report = simulate_program(compile_layer(dense16(), TINY))
+    # compute: LOAD PRM 32 + ceil(16*(2+9) B / 8) = 54 -> 54; LOAD UOP (2 uops, 16 B) 32 + 2 = 34 -> 88
+    # load:    LOAD INP (16 codes x 2 b = 4 B) 33, LOAD WGT (16x16x1 b = 32 B) 36 -> l2c token at 69
+    # compute: GEMM reset 4 + 1 (starts at 88) -> 93; GEMM 4 + 1 step x 2 bits -> 99; ALU BIAS 4 + 1 -> 104
+    # store:   STORE 16 int32 = 64 B: 32 + 8 -> 144; FINISH pops its token: 144 + 1 = 145
+    assert report.cycles == 145
+    assert report.busy == {"load": 33 + 36, "compute": 54 + 34 + 5 + 6 + 5 + 1, "store": 40}
+    assert report.dram_read_bytes == 176 + 4 + 32 + 16 and report.dram_write_bytes == 64
+    assert report.macs == 256
+
+
+def conv_layer(c, o, hw, a_bits, w_bits=2):
+    rng = np.random.default_rng(0)
+    return QnnLayer("c", "conv2d", rng.integers(0, 1 << w_bits, (o, c, 3, 3)).astype(np.uint8),
+                    np.ones((1, 1 << w_bits), np.float32), None, w_bits, "uniform", a_bits, 1.0, (1, c, hw, hw),
+                    padding=1)
+
+
+def test_gemm_cycles_scale_with_activation_bits():
+    cfg = HwConfig.preset("pynq_z1")
+    programs = {a: compile_layer(conv_layer(32, 32, 8, a), cfg) for a in (1, 2, 4, 8)}
+    reports = {a: simulate_program(p) for a, p in programs.items()}
+    assert programs[1].tiling == dataclasses.replace(programs[8].tiling, est_dma_cycles=programs[1].tiling.est_dma_cycles)
+    gemms = [i for i in programs[1].insns if isinstance(i, GemmInsn) and not i.reset and i.uop_end > i.uop_bgn]
+    steps = sum(i.iter_out * i.iter_in * (i.uop_end - i.uop_bgn) for i in gemms)
+    overhead = {a: reports[a].gemm_cycles - steps * a for a in reports}
+    assert len(set(overhead.values())) == 1  # everything but the bit-serial steps is independent of b_a
+    # a larger layer whose output stays codes is compute-bound: total time follows b_a
+    big = {a: simulate_program(compile_layer(conv_layer(64, 64, 28, a), cfg, out_act=(a, 1.0))) for a in (1, 8)}
+    assert big[8].cycles > 6 * big[1].cycles
+
+
+def test_cycles_scale_with_array_size():
+    small = HwConfig.preset("pynq_z1")
+    big = small.replace(block_in=32, block_out=32, inp_buff_bytes=4 * small.inp_buff_bytes,
+                        wgt_buff_bytes=4 * small.wgt_buff_bytes, acc_buff_bytes=2 * small.acc_buff_bytes)
+    layer = conv_layer(64, 64, 14, 4)
+    r_small, r_big = simulate_program(compile_layer(layer, small)), simulate_program(compile_layer(layer, big))
+    assert 3.6 < r_small.gemm_cycles / r_big.gemm_cycles < 4.1  # 4x the lanes, ~4x fewer GEMM cycles
+    assert r_small.cycles / r_big.cycles > 2.5
+
+
+def test_deadlocks_are_reported_not_hung():
+    with pytest.raises(DeadlockError, match="compute at instruction 0.*waits for l2c"):
+        simulate(TINY, [GemmInsn(pop_prev=True), FinishInsn()])
+    program = compile_layer(conv_layer(16, 16, 8, 2), HwConfig.preset("pynq_z1"))
+    # drop the token the store module sends back: the compute of the third tile waits forever
+    broken = [dataclasses.replace(i, push_prev=False) if isinstance(i, MemInsn) and i.opcode == Opcode.STORE else i
+              for i in program.insns]
+    if sum(1 for i in program.insns if isinstance(i, GemmInsn) and i.reset) >= 3:
+        with pytest.raises(DeadlockError, match="waits for s2c"):
+            simulate(program.config, broken)
+    else:  # fewer than three accumulator tiles: FINISH still waits for the missing token
+        with pytest.raises(DeadlockError, match="s2c"):
+            simulate(program.config, broken)
+
+
+def test_flag_without_a_queue_is_rejected():
+    bad = MemInsn(opcode=Opcode.LOAD, scope=MemScope.INP, pop_prev=True)  # the load module has no previous module
+    with pytest.raises(Exception, match="no queue on the load module"):
+        simulate(TINY, [bad, FinishInsn()])
