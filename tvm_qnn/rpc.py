@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -294,6 +295,9 @@ def run_with_watchdog(fn, timeout_s: float, where: str):
         try:
             outcome["value"] = fn()
         except BaseException as err:  # noqa: BLE001 - re-raised below as RemoteError
+            # the traceback's frames hold the RPC session (and remote tensors): clear them so the
+            # session closes now, not whenever the exception is collected
+            traceback.clear_frames(err.__traceback__)
             outcome["error"] = err
 
     worker = threading.Thread(target=target, name=f"tvm-qnn-rpc {where}", daemon=True)
@@ -309,11 +313,19 @@ def run_with_watchdog(fn, timeout_s: float, where: str):
     return outcome["value"]
 
 
+# TVM's wording of a dropped connection -> what it means for the user
+_CONNECTION_LOST = ("kShutdown", "Connection reset", "connection closed", "Broken pipe",
+                    "RPCSessionTimeoutError", "socket closed")
+
+
 def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = str(err)
+    for marker in _CONNECTION_LOST:
+        if marker.lower() in text.lower():
+            return f"connection lost mid-call (board died, was stopped or timed out) [{marker}]"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     # TVM errors end with the useful line; tracebacks from the server come first
-    text = lines[-1] if lines else type(err).__name__
-    return text[:300]
+    return (lines[-1] if lines else type(err).__name__)[:300]
 
 
 # remote execution lives in its own module; re-exported here as the public entry points

@@ -23,6 +23,17 @@ from tvm_qnn.errors import QnnError, RemoteError
 
 BOARD_INFO = "tvm_qnn.board.info"
 BOARD_SHA256 = "tvm_qnn.board.sha256"
+BOARD_PREPARE = "tvm_qnn.board.prepare"
+RUNTIME_DIR = "runtime/"  # tvm_qnn.compiler.RUNTIME_DIR: files a lowering's runtime side reads
+
+
+def upload_name(name: str) -> str:
+    """An export file's name in a session's (flat) upload directory."""
+    return str(name).replace("/", "__")
+
+
+def hw_config_sha256(config_dict: dict) -> str:
+    return hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()
 
 
 def board_info(fpga_config: str | None) -> dict:
@@ -40,9 +51,8 @@ def board_info(fpga_config: str | None) -> dict:
 def _fpga_identity(fpga_config: str) -> dict:
     """Name and content hash of the board's hardware config (exports are built for one)."""
     config = load_hw_config(fpga_config)
-    as_json = json.dumps(config.to_dict(), sort_keys=True)
     return {"name": str(getattr(config, "name", fpga_config)),
-            "sha256": hashlib.sha256(as_json.encode()).hexdigest()}
+            "sha256": hw_config_sha256(config.to_dict())}
 
 
 def load_hw_config(fpga_config):
@@ -61,16 +71,25 @@ def load_hw_config(fpga_config):
 
 
 def register_fpga_runtime(fpga_config) -> None:
-    """Register the accelerator runtime packed functions in this process."""
-    config = load_hw_config(fpga_config)
+    """Load the accelerator runtime into this process (sessions fork from it, so they start
+    with it loaded); each export's segments are registered by ``prepare_export``."""
+    load_hw_config(fpga_config)
     try:
-        from vta_ext import runtime as fpga_runtime
+        import tvm_qnn.lower_fpga  # noqa: F401 - registers the fpga target and its runtime
     except ImportError as err:
-        raise RemoteError(f"--fpga: vta_ext.runtime is missing ({err})") from err
-    register = getattr(fpga_runtime, "register", None)
-    if register is not None:
-        register(config)
-    # else: importing vta_ext.runtime registered its functions already
+        raise RemoteError(f"--fpga: the fpga runtime (tvm_qnn.lower_fpga) is missing ({err})") from err
+
+
+def prepare_export(manifest: dict, read_upload) -> None:
+    """In a session: let the export's lowering register its runtime side (the FPGA segments'
+    packed functions) from the uploaded ``runtime/`` files, as ``tvm_qnn.load`` does locally."""
+    from tvm_qnn.targets import Artifact, get_target
+
+    runtime_files = {name[len(RUNTIME_DIR):]: read_upload(upload_name(name))
+                     for name in manifest.get("files", {}) if name.startswith(RUNTIME_DIR)}
+    artifact = Artifact(None, manifest.get("target_dict") or {}, runtime_files,
+                        manifest.get("target_info") or {})
+    get_target(manifest["target"]).prepare_runtime(artifact)
 
 
 def _register_board_functions(fpga_config: str | None) -> None:
@@ -85,15 +104,19 @@ def _register_board_functions(fpga_config: str | None) -> None:
     def _info():
         return info_json
 
+    def read_upload(name):
+        # each session has a private upload directory; TVM's server resolves names in it
+        workpath = tvm_ffi.get_global_func("tvm.rpc.server.workpath")
+        with open(workpath(name), "rb") as uploaded:
+            return uploaded.read()
+
     @tvm_ffi.register_global_func(BOARD_SHA256, override=True)
     def _sha256(name):
-        # the session's working directory is its private upload directory (TVM chdirs there)
-        workpath = tvm_ffi.get_global_func("tvm.rpc.server.workpath")
-        digest = hashlib.sha256()
-        with open(workpath(name), "rb") as uploaded:
-            for block in iter(lambda: uploaded.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return hashlib.sha256(read_upload(name)).hexdigest()
+
+    @tvm_ffi.register_global_func(BOARD_PREPARE, override=True)
+    def _prepare(manifest_json):
+        prepare_export(json.loads(manifest_json), read_upload)
 
 
 def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | None = None,

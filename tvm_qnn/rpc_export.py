@@ -85,11 +85,13 @@ class ExportView:
     def needs_fpga(self) -> bool:
         return self.target_name().startswith("fpga")
 
+    def hw_config(self) -> dict | None:
+        """The accelerator config an fpga export was built for (None for other targets)."""
+        return (self.manifest.get("target_info") or {}).get("hw_config")
+
     def fpga_config_name(self):
-        hw = self.manifest.get("hw_config") or self.manifest.get("fpga_config")
-        if isinstance(hw, dict):
-            return json.dumps(hw)
-        return hw or "pynq_z1"
+        hw = self.hw_config()
+        return json.dumps(hw) if hw else "pynq_z1"
 
     # -- inputs and local run --------------------------------------------------------------
     def input_specs(self) -> list[tuple[tuple, str]]:
@@ -110,8 +112,9 @@ def _digest(entry) -> str:
 
 
 def _upload_name(name: str) -> str:
-    # a session's upload directory is flat
-    return str(name).replace("/", "__")
+    from tvm_qnn.rpc_board import upload_name
+
+    return upload_name(name)
 
 
 def open_export(model_or_dir, scratch: Path | None) -> ExportView:
@@ -139,8 +142,8 @@ def as_arrays(inputs, export: ExportView) -> list:
     if inputs is None:
         if not specs:
             raise ShapeError(f"export {export.directory} records no input shapes; pass inputs")
-        rng = np.random.default_rng(0)
-        return [rng.standard_normal(shape).astype(dtype) for shape, dtype in specs]
+        rng = np.random.default_rng(0)  # uniform in [0, 1), like CompiledModel.example_inputs
+        return [rng.random(shape).astype(dtype) for shape, dtype in specs]
     if not isinstance(inputs, (list, tuple)):
         inputs = [inputs]
     arrays = [np.ascontiguousarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)

@@ -19,7 +19,7 @@ import numpy as np
 
 from tvm_qnn.errors import ExportError, QnnError, RemoteError
 from tvm_qnn.rpc import LOOPBACK, check_reachable, parse_address, run_with_watchdog
-from tvm_qnn.rpc_board import BOARD_INFO, BOARD_SHA256, board_info
+from tvm_qnn.rpc_board import BOARD_INFO, BOARD_PREPARE, BOARD_SHA256, board_info, hw_config_sha256
 from tvm_qnn import rpc_export
 
 
@@ -52,6 +52,11 @@ class BoardSession:
     session: object
     board: str
     key: str | None
+
+    def close(self) -> None:
+        """Drop our reference; TVM closes the session (and the board ends its session
+        process) when the last reference to it goes."""
+        self.session = None
 
     def where(self) -> str:
         key = f" key {self.key!r}" if self.key else ""
@@ -159,9 +164,12 @@ def remote(model_or_export_dir, session_or_tracker, key: str | None = None, inpu
         deadline = time.monotonic() + timeout_s
         board = connect(session_or_tracker, key, timeout_s, session_timeout_s=timeout_s)
         remaining = max(1.0, deadline - time.monotonic())
-        return run_with_watchdog(
-            lambda: _run_on_board(board, export, arrays, number, repeat, min_repeat_ms),
-            remaining, board.where())
+        try:
+            return run_with_watchdog(
+                lambda: _run_on_board(board, export, arrays, number, repeat, min_repeat_ms),
+                remaining, board.where())
+        finally:
+            board.close()
 
 
 def _run_on_board(board: BoardSession, export, arrays, number, repeat, min_repeat_ms):
@@ -178,6 +186,7 @@ def _run_on_board(board: BoardSession, export, arrays, number, repeat, min_repea
         if got != expected:
             raise RemoteError(f"{board.where()}: upload of {name} is corrupt "
                               f"(sha256 {got[:12]}… on the board, manifest says {expected[:12]}…)")
+    session.get_function(BOARD_PREPARE)(json.dumps(export.manifest))
     device = session.cpu()
     library = session.load_module(export.library_name)
     machine = relax.VirtualMachine(library, device)
@@ -220,9 +229,17 @@ def _check_versions(board: BoardSession, export) -> None:
         if built_with is not None and built_with != remote_info.get(field):
             raise RemoteError(f"{board.where()}: export was built with {field} {built_with}, "
                               f"board runs {remote_info.get(field)}; recompile or update")
-    if export.needs_fpga() and not remote_info.get("fpga"):
+    if not export.needs_fpga():
+        return
+    board_fpga = remote_info.get("fpga")
+    if not board_fpga:
         raise RemoteError(f"{board.where()}: export targets the fpga but the board has no "
                           f"accelerator runtime (start it with `tvm-qnn serve --fpga CONFIG`)")
+    built_for = export.hw_config()
+    if built_for is not None and hw_config_sha256(built_for) != board_fpga["sha256"]:
+        raise RemoteError(f"{board.where()}: export was compiled for accelerator config "
+                          f"{built_for.get('name', '?')!r}, the board has {board_fpga['name']!r} "
+                          f"(a different core); recompile for the board's config")
 
 
 # --------------------------------------------------------------------------- demo step
