@@ -144,22 +144,28 @@ def memory_bram36(width_bits, total_bits):
 
 # --------------------------------------------------------------------------- block costs
 # FALLBACK resource model, used until vta_ext.resources.streaming_block_resources exists.
-# Coefficients (per lane = one 1-bit activation x b_w-bit weight product per cycle):
-# * LUT_PER_LANE_WBIT = 1.2: AND-gating plus an adder tree over simd inputs of b_w bits costs
-#   ~1 LUT6 per input bit per lane on a carry chain (FINN's MVAU LUT estimate has the same
-#   lanes x bits form; issue 8's yosys probe found bit-serial PE LUTs linear in lanes x b_w,
-#   R^2 0.999); 0.2 covers the per-level pipelining.
-# * per PE: a shift-add accumulator (2 LUT/bit) and requant clamp/round (1 LUT/bit) of
-#   acc_bits, with the int requant multiplier in ONE DSP48 (assumes acc <= 27 and M <= 18 bits).
-# * per block: 150 LUT / 200 FF of stream handshakes and address counters.
-# * FF: one register per adder-tree input bit per lane, 2 per accumulator bit.
-LUT_PER_LANE_WBIT = 1.2
-FF_PER_LANE_WBIT = 1.0
-LUT_PER_ACC_BIT = 3.0
-FF_PER_ACC_BIT = 2.0
-DSP_PER_PE = 1
-BLOCK_LUT = 150
+# LUTs of a MAC block follow the analytic matrix-vector-unit model of FINN-R (Blott et al.,
+# ACM TRETS 2018; FINN's MatrixVectorActivation.lut_estimation), per output lane:
+#     1.1 * (mult + adder_tree + acc)  with  mult = SIMD * (2*ceil((W+A)/6) - 1) * (W+A),
+#     adder_tree = (W+A) * (2*SIMD - 1),  acc = acc_bits,   plus 300 LUT per block,
+# evaluated with A = 1 because our lanes are bit-serial (one activation bit per cycle), W = b_w.
+# This is linear in lanes x (b_w + 1), the form issue 8's yosys probe found (R^2 0.999). On top:
+# a shift-add of the bit-serial partial sums (1 LUT/acc bit) and the requant clamp/round
+# (1 LUT/acc bit) per output, the int requant multiplier in ONE DSP48 per output (assumes
+# acc <= 27 and M <= 18 bits). FF: one register per adder-tree input bit (pipelined tree),
+# 2 per accumulator bit, 200 per block. The coefficients are NOT fitted to our RTL.
+FINN_C0_LUT = 300
+FINN_C1 = 1.1
 BLOCK_FF = 200
+DSP_PER_OUTPUT = 1
+
+
+def finn_mvu_luts_per_output(simd, w_bits, act_bits_per_cycle, acc_bits):
+    """FINN-R's LUTs of one PE of a matrix-vector unit (without the 300-LUT block constant)."""
+    width = w_bits + act_bits_per_cycle
+    mult = simd * (2 * math.ceil(width / 6) - 1) * width
+    adder_tree = width * (2 * simd - 1)
+    return FINN_C1 * (mult + adder_tree + acc_bits)
 
 
 def fallback_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weight_count,
@@ -172,16 +178,16 @@ def fallback_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan
     ``weight_count``: weights stored on chip; ``linebuf_bits``: sliding-window buffer bits.
     """
     acc_bits = in_bits + w_bits + math.ceil(math.log2(max(fan_in, 2)))
-    lut = BLOCK_LUT
+    lut = FINN_C0_LUT
     ff = BLOCK_FF
     dsp = 0
     bram = 0
     outputs = pe * mmv  # results produced in parallel
     if kind in ("conv2d", "dense"):
         lanes = pe * simd * mmv
-        lut += LUT_PER_LANE_WBIT * lanes * w_bits + LUT_PER_ACC_BIT * outputs * acc_bits
-        ff += FF_PER_LANE_WBIT * lanes * w_bits + FF_PER_ACC_BIT * outputs * acc_bits
-        dsp += DSP_PER_PE * outputs
+        lut += outputs * (finn_mvu_luts_per_output(simd, w_bits, 1, acc_bits) + 2 * acc_bits)
+        ff += lanes * (w_bits + 1) + 2 * outputs * acc_bits
+        dsp += DSP_PER_OUTPUT * outputs
         weight_bram, weight_lutram = memory_bram36(pe * simd * w_bits, weight_count * w_bits)
         bram += weight_bram
         lut += weight_lutram

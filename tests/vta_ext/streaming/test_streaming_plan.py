@@ -97,8 +97,12 @@ def test_too_few_devices_says_how_many():
     assert isinstance(info.value, QnnError)
     plan = streaming.plan("resnet18", devices=needed, device="zcu102")  # and that many do fit
     check_segments(plan)
-    with pytest.raises(streaming.DeviceCountError, match=r"needs \d+ devices for 30000 fps, got 1"):
-        streaming.plan("resnet18", devices=1, device="vu9p", target_fps=30000.0)
+    with pytest.raises(streaming.DeviceCountError, match=r"needs \d+ devices for 10000 fps, got 1") as info:
+        streaming.plan("resnet18", devices=1, device="vu9p", target_fps=10000.0)
+    plan = streaming.plan("resnet18", devices=info.value.needed, device="vu9p", target_fps=10000.0)
+    assert plan.devices_used == info.value.needed and plan.fps >= 10000.0
+    with pytest.raises(streaming.DeviceCountError, match=r"'conv1' needs [\d,]+ LUT of 1,182,240"):
+        streaming.plan("resnet18", devices=8, device="vu9p", target_fps=30000.0)  # one block > one device
 
 
 def test_block_larger_than_any_device_is_named():
@@ -126,6 +130,17 @@ def test_bad_inputs_are_named(kwargs, error, text):
 def test_unknown_network_lists_known():
     with pytest.raises(QnnError, match="known"):
         streaming.plan("vgg99")
+
+
+def test_fallback_block_cost_by_hand():
+    from vta_ext.stream_cost import fallback_block_resources
+
+    # conv block, pe=2, simd=4, w2 weights, 2-bit input, fan-in 36: acc = 2 + 2 + log2(36)->6 = 10 bits
+    cost = fallback_block_resources("conv2d", 2, 4, 1, 2, 2, 2, 36, 72, 0)
+    per_pe = 1.1 * (4 * 1 * 3 + 3 * (2 * 4 - 1) + 10) + 2 * 10   # FINN-R mult + adder tree + acc, A=1; shift+clamp
+    weight_lutram = 16  # 72 x 2 bits read 16 wide: 9 deep -> distributed RAM, one LUT per bit of width
+    assert cost == {"lut": math.ceil(300 + 2 * per_pe + weight_lutram), "ff": 200 + 8 * 3 + 2 * 2 * 10,
+                    "bram": 0, "dsp": 2}
 
 
 def test_memory_mapping_by_geometry():
