@@ -30,7 +30,7 @@ from tvm_qnn.errors import QnnError, ShapeError
 from .netdefs import get_network
 from .stream_blocks import block_specs, source_row_cycles
 from .stream_cost import RESOURCES, cost_model_name, fifo_resources, get_device
-from .stream_graph import LayerGraph
+from .stream_graph import LayerGraph, from_qnn_layers
 from .stream_plan import BlockPlan, FifoPlan, LinkPlan, StreamingPlan
 
 MAX_DEVICES = 64   # the search for "how many devices would be needed" stops here
@@ -202,11 +202,19 @@ class _Evaluator:
 
 
 def _resolve_graph(model_graph):
+    """A LayerGraph, a ``netdefs`` name, a quantized Relax IRModule or a chain of QnnLayers."""
     if isinstance(model_graph, LayerGraph):
         return model_graph
     if isinstance(model_graph, str):
         return get_network(model_graph)
-    raise ShapeError(f"model_graph={type(model_graph).__name__}; expected a LayerGraph or a network name")
+    if type(model_graph).__name__ == "IRModule":
+        from .stream_relax import graph_from_relax  # imports TVM only when given a module
+
+        return graph_from_relax(model_graph)
+    if isinstance(model_graph, (list, tuple)) and model_graph and all(hasattr(x, "weight_idx") for x in model_graph):
+        return from_qnn_layers("qnn_layers", model_graph)
+    raise ShapeError(f"model_graph={type(model_graph).__name__}; expected a LayerGraph, a network name, "
+                     f"a quantized Relax IRModule or a list of QnnLayer")
 
 
 def plan(model_graph, devices=1, device="vu9p", target_fps=None, a_bits=2, w_bits=2):

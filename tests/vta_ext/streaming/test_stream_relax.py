@@ -64,7 +64,8 @@ def test_graph_from_relax_finds_layers_skip_and_bits():
     assert by_name["add_1"].inputs == ("l1.conv2", "conv2d_1")
     assert by_name["conv2d_1"].w_bits == 8 and by_name["conv2d_1"].bits == 2  # fp32 layer feeding 2-bit codes
     assert graph.shapes["maxpool_1"] == (8, 8, 8) and graph.shapes["fc"] == (10, 1, 1)
-    plan = streaming.plan(graph, devices=1, device="pynq-z1")
+    plan = streaming.plan(residual_module(), devices=1, device="pynq-z1")  # plan() reads modules too
+    assert [b.name for b in plan.blocks] == [layer.name for layer in graph.layers]
     assert plan.fifo("conv2d_1", "add_1").depth_rows > 2
     assert abs(simulate(plan, images=4).raise_if_failed().throughput_error) < 0.03
 

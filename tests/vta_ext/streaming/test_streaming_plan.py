@@ -183,7 +183,7 @@ def test_graph_from_qnn_layers_matches_layer_shapes():
     assert graph.shapes["b"] == b.output_shape[1:]
     specs = block_specs(graph, 2, 2)
     assert specs["b"].work == int(np.prod(b.output_shape[2:])) * 16 * 8 * 9 * 2
-    plan = streaming.plan(graph, devices=1, device="pynq-z1")
+    plan = streaming.plan([a, b], devices=1, device="pynq-z1")  # a list of QnnLayer is a chain
     assert [blk.name for blk in plan.blocks] == ["input", "a", "b"]
 
 
