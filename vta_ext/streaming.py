@@ -3,8 +3,9 @@
 Every layer is a dedicated block; blocks are connected by row streams through FIFOs. The plan:
 
 1. **Balance.** For a target initiation interval ``P`` (cycles per image), each block gets the
-   cheapest folding (``pe x simd`` lanes, bit-serial over input bits) whose ``II <= P``; the
-   slowest block then sets the throughput ``clock / max II``.
+   cheapest folding (``pe x simd x mmv`` lanes, bit-serial over input bits; see
+   ``stream_blocks``) whose ``II <= P``; the slowest block (or device link, or the host input
+   link) then sets the throughput ``clock / max II``.
 2. **Cut.** The blocks, in topological order, are cut into consecutive segments, one per
    device, minimising the highest utilisation of any resource on any device (dynamic
    programming); a cut is allowed only if the streams crossing it fit the link
@@ -15,7 +16,8 @@ Every layer is a dedicated block; blocks are connected by row streams through FI
    ``need(0)`` input-row intervals plus one compute row after its input's row 0). The two
    inputs of a join (ResNet ``add``) arrive with a latency difference; the earlier (skip)
    FIFO holds that difference in rows plus 2 (one being read, one being written). Other FIFOs
-   hold 2 rows.
+   hold 2 rows. The row-level simulation finds this safe with margin (ResNet-18's first skip:
+   planned 6 rows, full rate from 4, stalls at 2-3, deadlock at 1).
 
 ``stream_sim.simulate(plan)`` replays the plan row by row and checks the throughput and the
 absence of deadlock. Too few devices raises ``DeviceCountError`` with the number needed.
