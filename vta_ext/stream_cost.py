@@ -105,10 +105,14 @@ def get_device(device):
     if isinstance(device, DeviceSpec):
         return device
     if isinstance(device, dict):
-        try:
-            return DeviceSpec(**{"name": "custom", **device})
-        except TypeError as err:
-            raise HwConfigError(f"device fields {sorted(device)}: {err}") from None
+        known = set(DeviceSpec.__dataclass_fields__)
+        unknown = sorted(set(device) - known)
+        missing = sorted({"part", "lut", "ff", "bram36", "dsp"} - set(device))
+        if unknown or missing:
+            raise HwConfigError(
+                f"device {device.get('name', 'custom')!r}: unknown field(s) {unknown}, missing {missing}; a device "
+                f"spec has {sorted(known)} (an accelerator HwConfig is not a device; presets: {sorted(_presets())})")
+        return DeviceSpec(**{"name": "custom", **device})
     if isinstance(device, (str, Path)):
         presets = _presets()
         if str(device) in presets:

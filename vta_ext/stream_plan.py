@@ -104,7 +104,8 @@ class StreamingPlan:
     def bottleneck(self):
         stages = [(b.ii_cycles, b.name) for b in self.blocks] + \
                  [(link.ii_cycles, f"link {link.from_device}->{link.to_device}") for link in self.links]
-        return max(stages)[1]
+        slowest = max(ii for ii, _ in stages)
+        return next(name for ii, name in stages if ii == slowest)  # the first in pipeline order
 
     def utilisation(self):
         cap = self.device.capacity()

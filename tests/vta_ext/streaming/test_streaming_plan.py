@@ -117,6 +117,7 @@ def test_block_larger_than_any_device_is_named():
     ({"device": "virtex2"}, HwConfigError, "known presets"),
     ({"device": {"part": "x", "lut": -1, "ff": 10, "bram36": 1, "dsp": 1}}, HwConfigError, "lut=-1"),
     ({"device": {"part": "x", "lut": 10, "ff": 10, "bram36": 1, "dsp": 1, "clock_mhz": 0}}, HwConfigError, "clock_mhz"),
+    ({"device": {"batch": 1, "block_in": 16}}, HwConfigError, r"unknown field\(s\) \['batch', 'block_in'\]"),
     ({"a_bits": 9}, QuantizationError, "a_bits=9"),
     ({"w_bits": 0}, QuantizationError, "w_bits=0"),
     ({"devices": 0}, streaming.DeviceCountError, "devices=0"),
@@ -125,6 +126,13 @@ def test_block_larger_than_any_device_is_named():
 def test_bad_inputs_are_named(kwargs, error, text):
     with pytest.raises(error, match=text):
         streaming.plan("small_resnet", **{"devices": 1, **kwargs})
+
+
+def test_accelerator_config_file_is_not_a_device(tmp_path):
+    path = tmp_path / "core.json"
+    path.write_text(json.dumps({"batch": 1, "block_in": 16, "block_out": 16, "clock_mhz": 100}))
+    with pytest.raises(HwConfigError, match="an accelerator HwConfig is not a device"):
+        streaming.plan_cli("small_resnet", 1, str(path))
 
 
 def test_unknown_network_lists_known():
