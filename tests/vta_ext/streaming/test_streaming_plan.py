@@ -28,6 +28,9 @@ def check_segments(plan):
     for used in plan.device_resources:
         for r in RESOURCES:
             assert used[r] <= plan.device.max_utilization * cap[r] + 1e-9, (r, used[r], cap[r])
+    for link in plan.links:  # every cut's streams fit the device link at the planned rate
+        assert link.ii_cycles <= plan.target_ii_cycles + 1e-9
+        assert link.ii_cycles == pytest.approx(link.bits_per_image / plan.device.link_bits_per_cycle)
     # per-device totals are the blocks plus the FIFOs on that device (at the consumer)
     for index, used in enumerate(plan.device_resources):
         for r in RESOURCES:
