@@ -211,8 +211,10 @@ def from_qnn_layers(name, qnn_layers, edges=None, input_bits=8):
     ``a_bits``, ``w_bits``).
 
     ``edges``: (producer, consumer) name pairs; None chains the layers in the given order. The
-    first layer's input becomes the ``input`` source. A layer's ``a_bits`` is the bit width of
-    the stream it reads, so it becomes its producer's ``bits``.
+    first layer's input becomes the ``input`` source (name it ``"input"`` in edges). A layer
+    with two producers reads their sum: a join ``<layer>.join`` (``add``) is inserted before it,
+    which is how a residual skip connection is written with plain conv/dense layers. A layer's
+    ``a_bits`` is the bit width of the stream it reads, so it becomes its producer's ``bits``.
     """
     qnn_layers = list(qnn_layers)
     if not qnn_layers:
@@ -237,9 +239,15 @@ def from_qnn_layers(name, qnn_layers, edges=None, input_bits=8):
     for layer in qnn_layers:
         if layer.kind not in MAC_OPS:
             raise ShapeError(f"layer {layer.name!r}: kind={layer.kind!r}; expected one of {list(MAC_OPS)}")
+        if len(reads[layer.name]) > 2:
+            raise ShapeError(f"layer {layer.name!r} has {len(reads[layer.name])} producers; at most 2 (a residual join)")
+        sources = tuple(reads[layer.name])
+        if len(sources) == 2:
+            out.append(StreamLayer(f"{layer.name}.join", "add", sources, bits=int(layer.a_bits)))
+            sources = (f"{layer.name}.join",)
         op = layer.kind
         out.append(StreamLayer(
-            layer.name, op, tuple(reads[layer.name]), out_channels=int(layer.out_channels),
+            layer.name, op, sources, out_channels=int(layer.out_channels),
             kernel=tuple(layer.kernel) if op == "conv2d" else None, stride=tuple(layer.stride),
             padding=tuple(layer.padding), groups=int(layer.groups), bits=bits_of.get(layer.name),
             w_bits=int(layer.w_bits)))

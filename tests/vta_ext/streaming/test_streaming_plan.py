@@ -196,6 +196,13 @@ def test_graph_from_qnn_layers_matches_layer_shapes():
     assert specs["b"].work == int(np.prod(b.output_shape[2:])) * 16 * 8 * 9 * 2
     plan = streaming.plan([a, b], devices=1, device="pynq-z1")  # a list of QnnLayer is a chain
     assert [blk.name for blk in plan.blocks] == ["input", "a", "b"]
+    # a residual: c reads a's output plus a1's (a -> a1 -> c, a -> c): a join is inserted before c
+    a1 = layer("a1", "conv2d", a.output_shape, 8)
+    c = layer("c", "conv2d", a.output_shape, 8)
+    graph = from_qnn_layers("res", [a, a1, c], edges=[("input", "a"), ("a", "a1"), ("a1", "c"), ("a", "c")])
+    assert graph["c.join"].op == "add" and graph["c.join"].inputs == ("a1", "a") and graph["c"].inputs == ("c.join",)
+    plan = streaming.plan(graph, devices=1, device="pynq-z1")
+    assert plan.fifo("a", "c.join").depth_rows > 2
 
 
 def test_block_costs_come_from_the_resource_model_when_present(monkeypatch):
