@@ -34,8 +34,9 @@ def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes"):
 
     def code(n, h, w, c):
         value = tirx.floor(x_at(n, h, w, c) / act_scale[0] + tirx.const(0.5, "float32"))
+        # max(value, 0) lowers to select(value > 0, value, 0): NaN compares false and gives 0,
+        # like reference.act_codes, without an isnan call (which would stop vectorization)
         clipped = tirx.min(tirx.max(value, tirx.const(0.0, "float32")), tirx.const(top, "float32"))
-        clipped = tirx.Select(tirx.isnan(value), tirx.const(0.0, "float32"), clipped)
         return clipped.astype("uint8")
 
     return te.compute(shape, code, name=name)
@@ -44,9 +45,12 @@ def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes"):
 def pack_compute(codes, bits, groups, padding, word="uint64", name="pack"):
     """Pack NHWC uint8 ``codes`` into ``(N, H+t+b, W+l+r, G, bits, words)`` words of ``word``.
 
-    Word ``[n, h, w, g, p, k]`` = sum over lanes ``i`` of bit ``p`` of channel
-    ``g*Cg + k*W + i`` shifted to bit ``i``; zero outside the image (spatial padding) and past
-    the group's channels (word padding).
+    Two stages: ``name`` packs the image interior, stored ``(N, H, G, words, bits, W)`` (word
+    ``[n, h, g, k, p, w]`` = sum over lanes
+    ``i`` of bit ``p`` of channel ``g*Cg + k*W + i`` shifted to bit ``i``, zero past the group's
+    channels), then ``name + "_pad"`` adds the zero border and moves words innermost. Keeping
+    the border out of the packing loop lets that loop run vectorized along image columns (contiguous
+    in NCHW) without per-element bounds checks.
     """
     if word not in WORD_BITS:
         raise ShapeError(f"word={word!r}; expected one of {sorted(WORD_BITS)}")
@@ -57,16 +61,23 @@ def pack_compute(codes, bits, groups, padding, word="uint64", name="pack"):
     words = -(-cg // width)
     lane = te.reduce_axis((0, width), name="lane")
 
-    def packed(b, y, x, g, p, k):
+    def packed(b, y, g, k, p, x):  # columns innermost: contiguous vectors while packing
         ch = k * width + lane
-        inside = tirx.all(y >= top, y < top + h, x >= left, x < left + w, ch < cg)
-        code = codes[b, tirx.min(tirx.max(y - top, 0), h - 1), tirx.min(tirx.max(x - left, 0), w - 1),
-                     g * cg + tirx.min(ch, cg - 1)]
-        bit = ((code >> p.astype("uint8")) & tirx.const(1, "uint8")).astype(word)
-        return te.sum(tirx.Select(inside, bit << lane.astype(word), tirx.const(0, word)), axis=lane)
+        code = codes[b, y, x, g * cg + tirx.min(ch, cg - 1)]
+        bit = ((code >> p.astype("uint8")) & tirx.const(1, "uint8")).astype(word) << lane.astype(word)
+        if cg % width:
+            bit = tirx.Select(ch < cg, bit, tirx.const(0, word))
+        return te.sum(bit, axis=lane)
+
+    interior = te.compute((n, h, groups, words, bits, w), packed, name=name)
+
+    def bordered(b, y, x, g, p, k):  # (N, Hp, Wp, G, bits, words): words innermost for the conv
+        inside = tirx.all(y >= top, y < top + h, x >= left, x < left + w)
+        value = interior[b, tirx.min(tirx.max(y - top, 0), h - 1), g, k, p, tirx.min(tirx.max(x - left, 0), w - 1)]
+        return tirx.Select(inside, value, tirx.const(0, word))
 
     shape = (n, h + top + bottom, w + left + right, groups, bits, words)
-    return te.compute(shape, packed, name=name)
+    return te.compute(shape, bordered, name=name + "_pad")
 
 
 def pack_weight_planes(weight_idx, scheme, w_bits, groups=1, word="uint64"):

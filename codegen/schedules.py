@@ -65,10 +65,10 @@ def hand_schedule(wl: ConvWorkload, func, tile: TileConfig | None = None) -> tvm
     sch = tvm.s_tir.Schedule(func)
     _schedule_packing(sch, "act_codes", "pack")
     if wl.output == "packed":
-        anchor = _schedule_packed_output(sch, wl, tile)
+        anchors = _schedule_packed_output(sch, wl, tile)
     else:
-        anchor = _schedule_float_output(sch, wl, tile)
-    _schedule_hot_loop(sch, wl, tile, anchor)
+        anchors = _schedule_float_output(sch, wl, tile)
+    _schedule_hot_loop(sch, wl, tile, *anchors)
     return sch
 
 
@@ -80,32 +80,63 @@ def _has_block(sch, name):
         return False
 
 
+def column_vector(width):
+    """Columns packed per vector: the whole row when short, else the largest divisor <= 8."""
+    return width if width <= 16 else max(_divisors(width, 8))
+
+
 def _schedule_packing(sch, codes_name, pack_name):
-    """Codes are computed on the fly while packing; rows of the padded image run in parallel."""
+    """Pack rows in parallel; inside a row, 64 channel lanes x (columns as vector lanes).
+
+    The codes are computed on the fly; for each channel lane the codes of ``column_vector``
+    adjacent pixels (contiguous in NCHW) are loaded, quantized and OR-ed (summed) into the
+    ``bits`` word-vectors kept in registers. The zero border is a separate cheap copy.
+    """
     if not _has_block(sch, pack_name):
         return
-    if _has_block(sch, codes_name):
-        sch.compute_inline(sch.get_sblock(codes_name))
     pack = sch.get_sblock(pack_name)
-    n, y, *_ = sch.get_loops(pack)
-    sch.parallel(sch.fuse(n, y))
+    b, y, g, k, p, x, lane = sch.get_loops(pack)
+    width = int(sch.get(x).extent)
+    xo, xi = sch.split(x, [None, column_vector(width)])
+    sch.reorder(b, y, g, k, xo, lane, p, xi)
+    sch.parallel(sch.fuse(b, y))
+    sch.unroll(p)
+    if width > 1:
+        sch.vectorize(xi)
+    if _has_block(sch, codes_name):  # one code vector per channel lane, shared by all bit planes
+        codes = sch.get_sblock(codes_name)
+        sch.compute_at(codes, lane)
+        sch.set_scope(codes, 0, "local")
+        if width > 1:
+            sch.vectorize(sch.get_loops(codes)[-1])
+    init = sch.decompose_reduction(pack, lane)
+    init_p, init_x = sch.get_loops(init)[-2:]
+    sch.unroll(init_p)
+    if width > 1:
+        sch.vectorize(init_x)
+    if _has_block(sch, pack_name + "_pad"):
+        pad = sch.get_sblock(pack_name + "_pad")
+        b, y, *_ = sch.get_loops(pad)
+        sch.parallel(sch.fuse(b, y))
 
 
 def _schedule_float_output(sch, wl, tile):
+    """Tile the output (rows in parallel); returns (row-tile anchor, channel-tile anchor)."""
     epilogue = sch.get_sblock("epilogue")
     if wl.kind == "dense":
         n, o = sch.get_loops(epilogue)
         oo, oi = sch.split(o, [None, tile.o_tile])
-        sch.parallel(sch.fuse(n, oo))
-        anchor = sch.get_loops(epilogue)[0]
-    else:
-        n, o, y, x = sch.get_loops(epilogue)
-        xo, xi = sch.split(x, [None, tile.x_tile])
-        oo, oi = sch.split(o, [None, tile.o_tile])
-        sch.reorder(n, y, xo, oo, oi, xi)
-        sch.parallel(sch.fuse(n, y))
-        anchor = oo
-    return anchor
+        fused = sch.fuse(n, oo)
+        sch.parallel(fused)
+        return fused, fused
+    n, o, y, x = sch.get_loops(epilogue)
+    xo, xi = sch.split(x, [None, tile.x_tile])
+    oo, oi = sch.split(o, [None, tile.o_tile])
+    sch.reorder(n, y, xo, oo, xi, oi)
+    sch.parallel(sch.fuse(n, y))
+    if tile.o_tile > 1:
+        sch.vectorize(oi)  # float64 -> float32, bias, clip on vectors; the NCHW stores are strided
+    return xo, oo
 
 
 def _schedule_packed_output(sch, wl, tile):
@@ -125,35 +156,47 @@ def _loops_after(sch, block, anchor, names_extents):
     return {name: found.get(name) for name, _ in names_extents}
 
 
-def _schedule_hot_loop(sch, wl, tile, anchor):
+def _schedule_hot_loop(sch, wl, tile, row_anchor, anchor):
     combine = sch.get_sblock("combine")
     acc = sch.get_sblock("popcount_acc")
     total = sch.get_sblock("window_total")
     sch.compute_at(combine, anchor)
     sch.compute_at(acc, anchor)
-    sch.compute_at(total, anchor)
+    sch.compute_at(total, row_anchor)  # per pixel, shared by all output-channel tiles
     kh, kw = wl.kernel
     x_tile = tile.x_tile if wl.kind == "conv2d" else 1
     loops = _loops_after(sch, acc, anchor, [("x", x_tile), ("j", wl.w_planes), ("p", wl.a_bits),
                                             ("o", tile.o_tile), ("rh", kh), ("rw", kw), ("rc", wl.words_per_group)])
-    lane = ov = None
-    if loops["o"] is not None:
-        ov, lane = sch.split(loops["o"], [None, tile.lanes])
-    reduction = [loops[k] for k in ("rh", "rw", "rc") if loops[k] is not None]
-    spatial = [loops[k] for k in ("x", "j", "p") if loops[k] is not None] + [ov, lane]
-    spatial = [loop for loop in spatial if loop is not None]
-    if reduction:
+    _register_tile(sch, acc, [loops["x"], loops["j"], loops["p"]], loops["o"],
+                   [loops["rh"], loops["rw"], loops["rc"]], tile.lanes)
+    sch.set_scope(acc, 0, "local")
+    loops = _loops_after(sch, combine, anchor, [("x", x_tile), ("o", tile.o_tile), ("rj", wl.w_planes)])
+    _register_tile(sch, combine, [loops["x"]], loops["o"], [loops["rj"]], tile.lanes)
+    sch.set_scope(combine, 0, "local")
+
+
+def _register_tile(sch, block, outer_spatial, channel, reduction, lanes):
+    """Reduction loops outermost, unrolled spatial tile inside, channels split into vector lanes.
+
+    Loops may be None (extent 1, dropped by compute_at). Annotations go on before
+    ``decompose_reduction`` because vectorize needs the block to still own its init.
+    """
+    lane = vector = None
+    if channel is not None:
+        vector, lane = sch.split(channel, [None, lanes])
+    reduction = [loop for loop in reduction if loop is not None]
+    spatial = [loop for loop in outer_spatial + [vector, lane] if loop is not None]
+    if reduction and spatial:
         sch.reorder(*reduction, *spatial)
-    # annotate before decompose_reduction: vectorize needs the block to still own its init
     for loop in spatial[:-1] if lane is not None else spatial:
         sch.unroll(loop)
     if lane is not None:
         sch.vectorize(lane)
     if reduction:
-        init = sch.decompose_reduction(acc, reduction[0])
-        init_loops = sch.get_loops(init)[-len(spatial):]
-        for loop in init_loops[:-1]:
-            sch.unroll(loop)
-        if lane is not None:
-            sch.vectorize(init_loops[-1])
-    sch.set_scope(acc, 0, "local")
+        init = sch.decompose_reduction(block, reduction[0])
+        if spatial:
+            init_loops = sch.get_loops(init)[-len(spatial):]
+            for loop in init_loops[:-1] if lane is not None else init_loops:
+                sch.unroll(loop)
+            if lane is not None:
+                sch.vectorize(init_loops[-1])

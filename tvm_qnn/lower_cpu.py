@@ -1,0 +1,73 @@
+"""Target ``cpu``: quantized layers run as bit-serial kernels, the rest through Relax's default pipeline.
+
+Registers :class:`CpuBitserialLowering` under ``"cpu"`` in ``tvm_qnn.targets`` when imported
+(``cpu-reference`` stays the stock lowering). Steps of ``build``:
+
+1. ``relay_passes.LowerQnnToBitserial`` replaces each ``qnn.*`` composite by ``call_tir`` to its
+   hand-scheduled (or tuned, when ``options.tuning`` names a MetaSchedule database / work dir
+   with a record for the workload) bit-serial kernel;
+2. any remaining composite marks are dropped (stock ops);
+3. ``tvm.compile`` with ``relax.get_default_pipeline(target)`` (fusion of the float ops).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import CompileError, QnnError, TuningError
+from .targets import Artifact, Lowering, host_target, register_target, strip_composite_marks
+
+
+def open_tuning_database(tuning):
+    """A MetaSchedule database from ``tuning``: None, a ``Database`` or a work dir of JSON records."""
+    if tuning is None:
+        return None
+    from tvm.s_tir import meta_schedule as ms
+
+    if isinstance(tuning, ms.database.Database):
+        return tuning
+    work_dir = os.fspath(tuning)
+    if not os.path.isdir(work_dir):
+        raise TuningError(f"tuning={work_dir!r}: no such tuning work directory")
+    try:
+        from codegen.tuning.database import open_database  # TUNING's reader, when present
+    except ImportError:
+        open_database = None
+    if open_database is not None:
+        return open_database(work_dir)
+    return ms.database.JSONDatabase(work_dir=work_dir, allow_missing=False)
+
+
+class CpuBitserialLowering(Lowering):
+    """Quantized layers -> bit-serial popcount kernels (``codegen``); everything else stock."""
+
+    name = "cpu"
+
+    def build(self, qmod, options):
+        import tvm
+        from tvm import relax
+
+        from relay_passes.lower_bitserial import LowerQnnToBitserial
+
+        target_dict = dict(options.target or host_target())
+        target = tvm.target.Target(target_dict)
+        database = open_tuning_database(options.tuning)
+        word = options.extra.get("word", "uint64") if options.extra else "uint64"
+        try:
+            lowered = LowerQnnToBitserial(target=target, database=database, word=word)(qmod)
+        except QnnError:
+            raise
+        except Exception as err:  # noqa: BLE001 - TVM errors stop here, named
+            raise CompileError(f"cpu: lowering the quantized layers to bit-serial kernels failed: {err}") from err
+        kernels = sorted(gv.name_hint for gv, f in lowered.functions.items()
+                         if isinstance(f, tvm.tirx.PrimFunc) and gv.name_hint.startswith("qnn_bitserial"))
+        lowered = strip_composite_marks(lowered)
+        try:
+            executable = tvm.compile(lowered, target=target, relax_pipeline=relax.get_default_pipeline(target))
+        except Exception as err:  # noqa: BLE001
+            raise CompileError(f"cpu: building the lowered module for {target_dict} failed: {err}") from err
+        return Artifact(executable, target_dict, info={"bitserial_kernels": kernels,
+                                                       "tuned": database is not None})
+
+
+register_target("cpu", CpuBitserialLowering, replace=True)
