@@ -120,10 +120,19 @@ def _upload_name(name: str) -> str:
 def open_export(model_or_dir, scratch: Path | None) -> ExportView:
     """An ``ExportView`` of an export directory, exporting a ``CompiledModel`` to ``scratch``."""
     if hasattr(model_or_dir, "export") and not isinstance(model_or_dir, (str, Path)):
+        source_dir = getattr(model_or_dir, "export_dir", None)  # a model from tvm_qnn.load
+        if source_dir is not None:
+            return open_export(source_dir, None)
         if scratch is None:
             raise ExportError("a CompiledModel needs a scratch directory to be exported into")
         directory = Path(scratch) / "export"
-        model_or_dir.export(directory)
+        try:
+            model_or_dir.export(directory)
+        except ExportError:
+            raise
+        except Exception as err:  # TVM cannot re-serialise a library loaded from disk
+            raise ExportError(f"cannot export {model_or_dir!r} for upload ({err}); pass its "
+                              f"export directory instead") from err
     else:
         directory = Path(model_or_dir)
     manifest_path = directory / MANIFEST
