@@ -29,11 +29,19 @@ from __future__ import annotations
 import hashlib
 
 import tvm
+import tvm_ffi
 from tvm import relax
 
+from tvm_qnn import errors
 from tvm_qnn.errors import CompileError, QnnError
 
 CODEGEN = "vta_qnn"
+
+# A Python exception raised inside a pass crosses TVM's C++ pass manager; registered classes come
+# back as themselves (a HwConfigError stays a HwConfigError), unregistered ones as RuntimeError.
+for _error_cls in (errors.QnnError, errors.HwConfigError, errors.UnsupportedOpError, errors.CompileError,
+                   errors.ShapeError, errors.QuantizationError):
+    tvm_ffi.register_error(_error_cls)
 QNN_COMPOSITES = ("qnn.conv2d", "qnn.dense")
 
 
@@ -64,7 +72,7 @@ class AnnotateVtaLayers:
                 continue
             layer = self.read_layer(func)
             if layer.groups != 1:
-                continue  # grouped / depthwise conv: the CPU runs it
+                continue  # grouped / depthwise conv: the CPU runs it (see ReleaseHostFunctions)
             self.config.check_layer_bits(layer.name, layer.a_bits, layer.w_bits)
             updates[gvar] = func.with_attr("Composite", f"{CODEGEN}.{layer.kind}")
         if not updates:
@@ -193,6 +201,24 @@ def _without(mod, gvar):
     return tvm.IRModule(functions, attrs=mod.attrs)
 
 
+@tvm.transform.module_pass(opt_level=0, name="ReleaseHostFunctions")
+class ReleaseHostFunctions:
+    """Give the composites left for the CPU back to the host build.
+
+    ``MergeCompositeFunctions`` also groups the remaining ``qnn.*`` composites into functions
+    with ``Codegen = "qnn"`` holding local functions; no external codegen exists for them.
+    ``LambdaLift`` (run next) lifts the local functions; here the ``Codegen`` mark goes so the
+    host pipeline compiles them as ordinary Relax functions.
+    """
+
+    def transform_module(self, mod, ctx):
+        out = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+        for gvar, func in mod.functions.items():
+            if isinstance(func, relax.Function) and func.attrs is not None and "Codegen" in func.attrs:
+                out[gvar] = func.without_attr("Codegen")
+        return out
+
+
 def partition_for_vta(mod, config, on_segment, read_layer=None):
     """Run the three passes; returns ``main`` with accelerator calls and CPU ops only."""
     seq = tvm.transform.Sequential([
@@ -200,5 +226,7 @@ def partition_for_vta(mod, config, on_segment, read_layer=None):
         relax.transform.MergeCompositeFunctions(),  # group neighbours -> Codegen=vta_qnn functions
         CompileVtaFunctions(config, on_segment, read_layer),  # vta_ext compiles, main calls packed funcs
         relax.transform.DeadCodeElimination(),  # the now-unused composite functions
+        ReleaseHostFunctions(),  # merged CPU-bound composites become plain functions ...
+        relax.transform.LambdaLift(),  # ... whose local composite functions are lifted to globals
     ])
     return seq(mod)
