@@ -26,6 +26,7 @@ Idempotent: layers already outlined are recognised by their ``qnn.layer`` attrib
 from __future__ import annotations
 
 import tvm
+import tvm.relax.utils
 from tvm import relax
 from tvm.ir.prim.expr import FloatImm, IntImm
 from tvm.ir.expr import Constant
@@ -164,55 +165,43 @@ def _weight_param_index(func):
 
 
 def _name_and_annotate(mod, recipe):
-    """Rename the outlined functions ``qnn_<kind>_<layer>`` and replace Composite by qnn.* attrs."""
+    """One ``qnn_<kind>_<layer>`` function per call site, with qnn.* attrs instead of Composite.
+
+    FuseOpsByPattern shares one function between structurally identical layers; every quantized
+    layer needs its own (its own LUT, clamp, name), so each call site gets a renamed copy.
+    """
     main = mod["main"]
     main_bindings = patterns.bindings_of(main)
     main_params = set(main.params)
-    outlined = {gv: f for gv, f in mod.functions.items()
+    outlined = {gv.name_hint: f for gv, f in mod.functions.items()
                 if isinstance(f, relax.Function) and f.attrs is not None
                 and str(f.attrs.get("Composite", "")).startswith(_PATTERN_PREFIX)}
-    renamed, new_funcs, used = {}, {}, {gv.name_hint for gv in mod.get_global_vars()}
-    for value in main_bindings.values():
-        if not (isinstance(value, relax.Call) and value.op in outlined):
-            continue
-        func = outlined[value.op]
-        kind = str(func.attrs["Composite"])[len(_PATTERN_PREFIX):]
-        root = patterns.weight_root(value.args[_weight_param_index(func)], main_bindings, main_params)
-        name = root.name
-        base = patterns.qnn_function_name(kind, name)
-        new_name, suffix = base, 1
-        while new_name in used:
-            new_name, suffix = f"{base}_{suffix}", suffix + 1
-        used.add(new_name)
-        new_funcs[new_name] = (func.without_attr("Composite").without_attr("Primitive")
-                               .with_attrs(layer_attrs(recipe.layers[name], kind)))
-        renamed[value.op] = new_name
-    missing = [gv.name_hint for gv in outlined if gv not in renamed]
-    if missing:
-        raise QnnError(f"AnnotateQuantLayers: outlined function(s) {missing} are not called from main")
-    out = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv not in outlined}, attrs=mod.attrs)
-    for name, func in new_funcs.items():
-        out[name] = func
-    renamed = {old: out.get_global_var(new) for old, new in renamed.items()}
-    for new_gv in renamed.values():  # a fresh GlobalVar has no type until told its function's
-        relax.expr._update_type(new_gv, out[new_gv].ty)
-    out["main"] = replace_callees(main, renamed)
+    out = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint not in outlined}, attrs=mod.attrs)
+    used = {gv.name_hint for gv in out.get_global_vars()}
+    new_blocks = []
+    for block in main.body.blocks:
+        bindings = []
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar) and value.op.name_hint in outlined:
+                func = outlined[value.op.name_hint]
+                kind = str(func.attrs["Composite"])[len(_PATTERN_PREFIX):]
+                root = patterns.weight_root(value.args[_weight_param_index(func)], main_bindings, main_params)
+                base = patterns.qnn_function_name(kind, root.name)
+                new_name, suffix = base, 1
+                while new_name in used:
+                    new_name, suffix = f"{base}_{suffix}", suffix + 1
+                used.add(new_name)
+                copy = relax.utils.copy_with_new_vars(func)  # a var may be bound in one function only
+                out[new_name] = (copy.without_attr("Composite").without_attr("Primitive")
+                                 .with_attrs(layer_attrs(recipe.layers[root.name], kind)))
+                new_gv = out.get_global_var(new_name)
+                relax.expr._update_type(new_gv, out[new_gv].ty)  # a fresh GlobalVar is untyped
+                value = relax.Call(new_gv, value.args, value.attrs, value.ty_args, value.span)
+                binding = relax.VarBinding(binding.var, value)
+            bindings.append(binding)
+        block_type = relax.DataflowBlock if isinstance(block, relax.DataflowBlock) else relax.BindingBlock
+        new_blocks.append(block_type(bindings))
+    body = relax.SeqExpr(new_blocks, main.body.body)
+    out["main"] = relax.Function(main.params, body, main.ret_ty, main.is_pure, main.attrs)
     return out
-
-
-@relax.expr_functor.mutator
-class _CalleeReplacer(relax.PyExprMutator):
-    def __init__(self, mapping):
-        super().__init__()
-        self.mapping = mapping
-
-    def visit_call_(self, call):
-        call = self.visit_expr_post_order(call)
-        if call.op in self.mapping:
-            return relax.Call(self.mapping[call.op], call.args, call.attrs, call.ty_args, call.span)
-        return call
-
-
-def replace_callees(func, mapping):
-    """``func`` with calls to the GlobalVars in ``mapping`` redirected to the new ones."""
-    return _CalleeReplacer(mapping).visit_expr(func)

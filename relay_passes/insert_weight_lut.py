@@ -3,7 +3,7 @@
 Matches the layer functions AnnotateQuantLayers made (``qnn.layer`` attribute) whose weight is
 still a parameter fed by a constant at the call site in ``main``. Emits, inside the function,
 
-    shared LUT (one row):  w = take(lut[L], idx, axis=0)
+    shared LUT (one row):  w = take(lut[L], idx, axis=0, mode="clip")
     per-channel LUT:       w = reshape(gather_elements(lut[O, L], astype(reshape(idx, (O, K)), "int64"), axis=1), shape)
 
 with ``idx = LayerQuant.indices(weight)`` (the recipe's bin edges) as a uint8 constant of the
@@ -33,7 +33,7 @@ def weight_rebuild(idx, lut):
     idx = np.ascontiguousarray(idx, dtype=np.uint8)
     lut = np.atleast_2d(np.asarray(lut, dtype=np.float32))
     if lut.shape[0] == 1:
-        return [("w", relax.op.take(relax.const(lut[0]), relax.const(idx), axis=0))]
+        return [("w", relax.op.take(relax.const(lut[0]), relax.const(idx), axis=0, mode="clip"))]
     out_channels = idx.shape[0]
     return [
         ("idx_rows", relax.op.reshape(relax.const(idx), (out_channels, -1))),

@@ -56,7 +56,12 @@ def replace_param(func, param, named_values, new_param=None):
 def call_sites(main, gvar):
     """Bindings of ``main`` whose value calls ``gvar``."""
     return [binding for block in main.body.blocks for binding in block.bindings
-            if isinstance(binding.value, relax.Call) and binding.value.op.same_as(gvar)]
+            if isinstance(binding.value, relax.Call) and _is_callee(binding.value.op, gvar)]
+
+
+def _is_callee(op, gvar):
+    # by name: passes such as FoldConstant may leave main holding another GlobalVar object of the same name
+    return isinstance(op, relax.GlobalVar) and op.name_hint == gvar.name_hint
 
 
 def single_call(main, gvar, layer, pass_name):
@@ -74,7 +79,7 @@ class _CallRewriter(relax.PyExprMutator):
 
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
-        if call.op.same_as(self.old_gvar):
+        if _is_callee(call.op, self.old_gvar):
             args = list(call.args) if self.keep is None else [a for a, k in zip(call.args, self.keep) if k]
             return relax.Call(self.new_gvar, args, call.attrs, call.ty_args, call.span)
         return call
@@ -90,7 +95,7 @@ def swap_function(mod, gvar, func, keep=None):
     relax.expr._update_type(new_gvar, func.ty)
     main_gvar = mod.get_global_var("main")
     main = _CallRewriter(gvar, new_gvar, keep).visit_expr(mod["main"])
-    functions = {gv: f for gv, f in mod.functions.items() if not gv.same_as(gvar) and not gv.same_as(main_gvar)}
+    functions = {gv: f for gv, f in mod.functions.items() if gv.name_hint not in (gvar.name_hint, "main")}
     functions[new_gvar] = func
     functions[main_gvar] = main
     return tvm.IRModule(functions, attrs=mod.attrs)
