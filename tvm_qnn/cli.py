@@ -33,6 +33,7 @@ EXIT_CODES = (
     (FileNotFoundError, 1),
 )
 
+ORDER = ("train", "calibrate", "compile", "tune", "bench", "plan", "serve", "run", "demo")
 EPILOG = """examples:
   tvm-qnn train --model tiny_cnn --w-bits 2 --a-bits 2 --epochs 1 --out runs/tiny
   tvm-qnn compile runs/tiny/model.pt --recipe runs/tiny/recipe.json --target cpu --out build/cpu
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "code and a VTA-style FPGA accelerator.")
     parser.add_argument("--version", action="version", version=f"tvm-qnn {tvm_qnn.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, command in COMMANDS.items():
+    for name in sorted(COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        command = COMMANDS[name]
         sub = subparsers.add_parser(
             name, parents=[common], help=command.summary, description=command.summary,
             epilog="examples:\n" + "\n".join(f"  {line}" for line in command.examples),
