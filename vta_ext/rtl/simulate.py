@@ -61,7 +61,8 @@ def write_hex(path: Path, words, width_bits: int) -> None:
 
 
 def run_testbench(testbench: str, modules, params: dict, plusargs: dict | None = None,
-                  simulator: str = "iverilog", workdir=None, timeout_s: float = 300.0) -> str:
+                  simulator: str = "iverilog", workdir=None, timeout_s: float = 300.0,
+                  include_dirs=()) -> str:
     """Compile ``testbench`` (a module name under verilog/) with ``modules`` and run it.
 
     ``params`` override the test bench's parameters; ``plusargs`` become ``+key=value``.
@@ -77,6 +78,7 @@ def run_testbench(testbench: str, modules, params: dict, plusargs: dict | None =
         if simulator == "iverilog":
             binary = work / "sim.vvp"
             compile_cmd = [find_tool("iverilog"), "-g2012", "-s", testbench, "-o", binary]
+            compile_cmd += [f"-I{d}" for d in include_dirs]
             compile_cmd += [f"-P{testbench}.{k}={int(v)}" for k, v in params.items()]
             run_cmd = [find_tool("vvp"), "-n", binary, *plus]
         else:
@@ -84,6 +86,7 @@ def run_testbench(testbench: str, modules, params: dict, plusargs: dict | None =
             compile_cmd = [find_tool("verilator"), "--binary", "--timing", "-Wno-fatal", "-Wno-lint",
                            "-Wno-style", "--top-module", testbench, "--Mdir", obj, "-o", "sim"]
             compile_cmd += [f"-G{k}={int(v)}" for k, v in params.items()]
+            compile_cmd += [f"-I{d}" for d in include_dirs]
             run_cmd = [obj / "sim", *plus]
         built = run_bounded([*compile_cmd, *sources], cwd=work, timeout_s=timeout_s, mem_mb=4096)
         if built.returncode != 0:

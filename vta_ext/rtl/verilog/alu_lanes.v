@@ -1,0 +1,59 @@
+// alu_lanes -- the vector ALU of the core (vta_ext/isa.py AluOp), one lane per accumulator
+// element, including the integer-only requantization of DESIGN.md.
+//
+//   ADD  a + r          MIN min(a, r)        MAX max(a, r)       MUL a * r (low 32 bits)
+//   SHR  r >= 0 ? a >>> r : a << -r          BIAS a + bias[o]
+//   REQUANT  sat32((a * M[o] + 2^(sh[o]-1)) >>> sh[o])   (64-bit product, as reference.requantize)
+// The clamp to codes 0 .. 2^b - 1 is MAX 0 / MIN hi with an immediate (what the compiler emits).
+// LUT_APPLY is multi-cycle and lives in lut_apply.
+//
+// Ports (lane n = b*BLOCK_OUT + o; all signed two's complement):
+//   alu_op     [4]                 AluOp value
+//   lhs        [LANES*32]          acc[dst]
+//   rhs        [LANES*32]          acc[src], or the immediate broadcast by the sequencer
+//   bias       [BLOCK_OUT*32]      parameter row: bias of output o at o*32
+//   multiplier [BLOCK_OUT*32]      parameter row: M of output o
+//   shift      [BLOCK_OUT*8]       parameter row: sh of output o (0..62)
+//   result     [LANES*32]
+// Timing: combinational (one micro-op per clock; the sequencer writes result to acc[dst]).
+module alu_lanes #(
+    parameter BATCH = 1,
+    parameter BLOCK_OUT = 16
+) (
+    input  wire [3:0]                  alu_op,
+    input  wire [BATCH*BLOCK_OUT*32-1:0] lhs,
+    input  wire [BATCH*BLOCK_OUT*32-1:0] rhs,
+    input  wire [BLOCK_OUT*32-1:0]     bias,
+    input  wire [BLOCK_OUT*32-1:0]     multiplier,
+    input  wire [BLOCK_OUT*8-1:0]      shift,
+    output reg  [BATCH*BLOCK_OUT*32-1:0] result
+);
+    localparam OP_ADD = 0, OP_MIN = 1, OP_MAX = 2, OP_MUL = 3, OP_SHR = 4, OP_BIAS = 6, OP_REQUANT = 7;
+    localparam signed [64:0] INT32_MAX = 65'sd2147483647, INT32_MIN = -65'sd2147483648;
+    reg signed [31:0] a, r, m;
+    reg [7:0] sh;
+    reg signed [64:0] wide, product, rounding, shifted;
+    integer n;
+    always @* begin
+        for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1) begin
+            a = lhs[n*32 +: 32];
+            r = rhs[n*32 +: 32];
+            m = multiplier[(n % BLOCK_OUT)*32 +: 32];
+            sh = shift[(n % BLOCK_OUT)*8 +: 8];
+            // one 32 x 32 multiplier per lane, shared by MUL and REQUANT
+            product = a * (alu_op == OP_REQUANT ? m : r);
+            rounding = (sh == 0) ? 65'sd0 : (65'sd1 <<< (sh - 1));
+            shifted = (product + rounding) >>> sh;
+            case (alu_op)
+                OP_ADD:  wide = a + r;
+                OP_MIN:  wide = (a < r) ? a : r;
+                OP_MAX:  wide = (a > r) ? a : r;
+                OP_MUL:  wide = product;
+                OP_SHR:  wide = (r >= 0) ? (a >>> r) : (a <<< -r);
+                OP_BIAS: wide = a + $signed(bias[(n % BLOCK_OUT)*32 +: 32]);
+                default: wide = (shifted > INT32_MAX) ? INT32_MAX : (shifted < INT32_MIN) ? INT32_MIN : shifted;
+            endcase
+            result[n*32 +: 32] = wide[31:0];
+        end
+    end
+endmodule

@@ -1,0 +1,250 @@
+// qnn_compute -- the compute module of the core: SRAM buffers, the micro-op sequencer and the
+// GEMM / LUT-apply / ALU datapaths. It executes GEMM and ALU instructions in the 192-bit encoding
+// of vta_ext/isa.py (field offsets come from the generated header isa_fields.vh).
+//
+// Parameters: array BATCH x BLOCK_IN x BLOCK_OUT, A_BITS/W_BITS the widest codes, LUT_MODE
+// (1 onehot: GEMM accumulates 2^w_bits level sums per output into consecutive accumulator entries
+// dst*L + q and ALU LUT_APPLY applies the LUT; 2 decode: per-lane LUT decode in the GEMM),
+// LUT_ENTRIES per parameter row, buffer depths in entries.
+//
+// Ports:
+//   clk
+//   insn_valid, insn [INSN_BITS]  a GEMM or ALU instruction; accepted when insn_ready
+//   insn_ready                    the sequencer is idle
+//   done                          one-clock pulse when the accepted instruction has finished
+//   wr_en, wr_scope [3], wr_addr [24], wr_data [WR_W]
+//                                 host/DMA write of one whole buffer entry (scope = isa.MemScope);
+//                                 PRM data = {shift[BLOCK_OUT*8], mult[BLOCK_OUT*32],
+//                                 bias[BLOCK_OUT*32], lut[BLOCK_OUT*LUT_ENTRIES*8]} (lut at bit 0)
+//   rd_addr [24], rd_data [BATCH*BLOCK_OUT*32]   accumulator read port (the store path)
+// Timing: the accepting clock, then per micro-op step: GEMM a_bits clocks (one activation bit
+// plane per clock), GEMM reset 1, ALU 1, LUT_APPLY 2^w_bits (one level per clock); an
+// instruction with no steps takes the accepting clock only. So cycles = 1 + steps * per_step
+// (RTL_PIPELINE_CYCLES = 1 in vta_ext/rtl/cosim.py). Buffers are read asynchronously
+// (register files / distributed RAM); steps follow each other with no bubbles.
+`include "isa_fields.vh"
+module qnn_compute #(
+    parameter BATCH = 1,
+    parameter BLOCK_IN = 16,
+    parameter BLOCK_OUT = 16,
+    parameter A_BITS = 8,
+    parameter W_BITS = 8,
+    parameter LUT_MODE = 2,
+    parameter LUT_ENTRIES = 256,
+    parameter INP_DEPTH = 256,
+    parameter WGT_DEPTH = 256,
+    parameter ACC_DEPTH = 256,
+    parameter UOP_DEPTH = 256,
+    parameter PRM_DEPTH = 16,
+    // width of the host write port: the widest buffer entry (derived; do not override)
+    parameter WR_W = BLOCK_OUT * (LUT_ENTRIES * 8 + 72) > BLOCK_OUT * BLOCK_IN * W_BITS
+                     ? BLOCK_OUT * (LUT_ENTRIES * 8 + 72) : BLOCK_OUT * BLOCK_IN * W_BITS
+) (
+    input  wire                          clk,
+    input  wire                          insn_valid,
+    input  wire [`INSN_BITS-1:0]          insn,
+    output wire                          insn_ready,
+    output reg                           done,
+    input  wire                          wr_en,
+    input  wire [2:0]                    wr_scope,
+    input  wire [23:0]                   wr_addr,
+    input  wire [WR_W-1:0]               wr_data,
+    input  wire [23:0]                   rd_addr,
+    output wire [BATCH*BLOCK_OUT*32-1:0] rd_data
+);
+    localparam LEVELS = 1 << W_BITS;
+    localparam INP_W = BATCH * BLOCK_IN * A_BITS;
+    localparam WGT_W = BLOCK_OUT * BLOCK_IN * W_BITS;
+    localparam ACC_W = BATCH * BLOCK_OUT * 32;
+    localparam LUT_W = BLOCK_OUT * LUT_ENTRIES * 8;
+    localparam PRM_W = LUT_W + BLOCK_OUT * (32 + 32 + 8);
+    localparam GROUP = (LUT_MODE == 1) ? LEVELS : 1;  // accumulator entries per GEMM destination
+    localparam SCOPE_UOP = 0, SCOPE_WGT = 1, SCOPE_INP = 2, SCOPE_ACC = 3, SCOPE_PRM = 4;
+    localparam OPC_GEMM = 2, OPC_ALU = 3, ALU_LUT_APPLY = 5;
+
+    // ------------------------------------------------------------------ buffers
+    reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
+    reg [WGT_W-1:0] wgt_mem [0:WGT_DEPTH-1];
+    reg [ACC_W-1:0] acc_mem [0:ACC_DEPTH-1];
+    reg [63:0]      uop_mem [0:UOP_DEPTH-1];
+    reg [PRM_W-1:0] prm_mem [0:PRM_DEPTH-1];
+    assign rd_data = acc_mem[rd_addr];
+    integer init;
+    initial begin  // buffers power up cleared, like the simulator's CoreState
+        for (init = 0; init < INP_DEPTH; init = init + 1) inp_mem[init] = 0;
+        for (init = 0; init < WGT_DEPTH; init = init + 1) wgt_mem[init] = 0;
+        for (init = 0; init < ACC_DEPTH; init = init + 1) acc_mem[init] = 0;
+        for (init = 0; init < UOP_DEPTH; init = init + 1) uop_mem[init] = 0;
+        for (init = 0; init < PRM_DEPTH; init = init + 1) prm_mem[init] = 0;
+    end
+
+    // ------------------------------------------------------------------ decoded instruction
+    reg        running = 1'b0;
+    reg [2:0]  opcode;
+    reg        reset_dst, use_imm;
+    reg [3:0]  a_bits, w_bits, alu_op;
+    reg [15:0] lut_row, uop_bgn;
+    reg [16:0] uop_end;
+    reg [13:0] iter_out, iter_in;
+    reg [15:0] dst_f_out, dst_f_in, src_f_out, src_f_in, wgt_f_out, wgt_f_in;
+    reg signed [31:0] imm;
+    assign insn_ready = !running;
+    initial done = 1'b0;
+
+    // loop state: i0 < iter_out, i1 < iter_in, u in [uop_bgn, uop_end), k = bit or level
+    reg [13:0] i0, i1;
+    reg [16:0] u;
+    reg [8:0]  k;
+    reg [23:0] dst_off_out, dst_off_in, src_off_out, src_off_in, wgt_off_out, wgt_off_in;
+    wire [63:0] uop = uop_mem[u];
+    wire [23:0] dst = uop[`UOP_DST_LO +: `UOP_DST_W] + dst_off_out + dst_off_in;
+    wire [23:0] src = uop[`UOP_SRC_LO +: `UOP_SRC_W] + src_off_out + src_off_in;
+    wire [23:0] wgt = uop[`UOP_WGT_LO +: `UOP_WGT_W] + wgt_off_out + wgt_off_in;
+    wire [8:0]  levels_insn = 9'd1 << w_bits;
+    wire is_gemm = opcode == OPC_GEMM;
+    wire is_lut_apply = opcode == OPC_ALU && alu_op == ALU_LUT_APPLY;
+    wire [8:0] per_step = is_gemm ? (reset_dst ? 9'd1 : {5'd0, a_bits}) : is_lut_apply ? levels_insn : 9'd1;
+    wire last_k = k == per_step - 1'b1;
+    wire last_u = u == uop_end - 1'b1;
+    wire last_i1 = i1 == iter_in - 1'b1;
+    wire last_i0 = i0 == iter_out - 1'b1;
+
+    // ------------------------------------------------------------------ operands
+    wire [PRM_W-1:0] gemm_prm = prm_mem[lut_row];
+    wire [PRM_W-1:0] alu_prm = prm_mem[wgt];
+    reg [BLOCK_OUT*LEVELS*8-1:0] gemm_lut;   // the first LEVELS entries of each LUT row
+    reg [BLOCK_OUT*8-1:0] lut_column;        // lut[o, k] for LUT_APPLY
+    reg [WGT_W-1:0] weight_idx;              // weight indices masked to w_bits
+    reg [GROUP*ACC_W-1:0] acc_group;         // acc[dst*GROUP + q] in gemm_unit's element order
+    integer o, q, n, c;
+    always @* begin
+        for (o = 0; o < BLOCK_OUT; o = o + 1) begin
+            for (q = 0; q < LEVELS; q = q + 1)
+                gemm_lut[(o*LEVELS + q)*8 +: 8] = gemm_prm[(o*LUT_ENTRIES + q)*8 +: 8];
+            lut_column[o*8 +: 8] = alu_prm[(o*LUT_ENTRIES + k)*8 +: 8];
+        end
+        for (c = 0; c < BLOCK_OUT*BLOCK_IN; c = c + 1)
+            weight_idx[c*W_BITS +: W_BITS] = wgt_mem[wgt][c*W_BITS +: W_BITS] & (levels_insn - 1'b1);
+        for (q = 0; q < GROUP; q = q + 1)
+            for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
+                acc_group[(n*GROUP + q)*32 +: 32] = (GROUP == 1) ? acc_mem[dst][n*32 +: 32]
+                    : (q < levels_insn) ? acc_mem[dst*levels_insn + q][n*32 +: 32] : 32'd0;
+    end
+
+    wire [GROUP*ACC_W-1:0] gemm_next;
+    reg [GROUP*ACC_W-1:0] gemm_entries;  // gemm_next regrouped level-major: one accumulator entry per level
+    always @*
+        for (q = 0; q < GROUP; q = q + 1)
+            for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
+                gemm_entries[(q*BATCH*BLOCK_OUT + n)*32 +: 32] = gemm_next[(n*GROUP + q)*32 +: 32];
+    gemm_unit #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS),
+                .W_BITS(W_BITS), .WEIGHT_MODE(LUT_MODE))
+        gemm (.clk(clk), .enable(running && is_gemm), .first(k == 0), .bit_index(k[3:0]),
+              .act_tile(inp_mem[src]), .weight_idx(weight_idx), .lut(gemm_lut),
+              .acc_init(acc_group), .acc_next(gemm_next));
+
+    wire [ACC_W-1:0] lut_next, lut_acc;
+    lut_apply #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
+        apply (.clk(clk), .enable(running && is_lut_apply), .first(k == 0),
+               .level_sum(acc_mem[src*levels_insn + k]), .lut_column(lut_column),
+               .acc_next(lut_next), .acc(lut_acc));
+
+    reg [ACC_W-1:0] alu_rhs;
+    always @*
+        for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
+            alu_rhs[n*32 +: 32] = use_imm ? imm : acc_mem[src][n*32 +: 32];
+    wire [ACC_W-1:0] alu_result;
+    alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
+        alu (.alu_op(alu_op), .lhs(acc_mem[dst]), .rhs(alu_rhs),
+             .bias(alu_prm[LUT_W +: BLOCK_OUT*32]), .multiplier(alu_prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
+             .shift(alu_prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
+
+    // ------------------------------------------------------------------ sequencer
+    wire [`INSN_BITS-1:0] w = insn;
+    always @(posedge clk) begin
+        done <= 1'b0;
+        if (wr_en) begin
+            case (wr_scope)
+                SCOPE_UOP: uop_mem[wr_addr] <= wr_data[63:0];
+                SCOPE_WGT: wgt_mem[wr_addr] <= wr_data[WGT_W-1:0];
+                SCOPE_INP: inp_mem[wr_addr] <= wr_data[INP_W-1:0];
+                SCOPE_ACC: acc_mem[wr_addr] <= wr_data[ACC_W-1:0];
+                default:   prm_mem[wr_addr] <= wr_data[PRM_W-1:0];
+            endcase
+        end
+        if (!running && insn_valid) begin
+            opcode <= w[2:0];
+            if (w[2:0] == OPC_GEMM) begin
+                reset_dst <= w[`GEMM_RESET_LO]; a_bits <= w[`GEMM_A_BITS_LO +: 4]; w_bits <= w[`GEMM_W_BITS_LO +: 4];
+                lut_row <= w[`GEMM_LUT_ROW_LO +: 16]; alu_op <= 4'd0; use_imm <= 1'b0; imm <= 0;
+                uop_bgn <= w[`GEMM_UOP_BGN_LO +: 16]; uop_end <= w[`GEMM_UOP_END_LO +: 17];
+                iter_out <= w[`GEMM_ITER_OUT_LO +: 14]; iter_in <= w[`GEMM_ITER_IN_LO +: 14];
+                dst_f_out <= w[`GEMM_DST_FACTOR_OUT_LO +: 16]; dst_f_in <= w[`GEMM_DST_FACTOR_IN_LO +: 16];
+                src_f_out <= w[`GEMM_SRC_FACTOR_OUT_LO +: 16]; src_f_in <= w[`GEMM_SRC_FACTOR_IN_LO +: 16];
+                wgt_f_out <= w[`GEMM_WGT_FACTOR_OUT_LO +: 16]; wgt_f_in <= w[`GEMM_WGT_FACTOR_IN_LO +: 16];
+                u <= w[`GEMM_UOP_BGN_LO +: 16];
+                running <= w[`GEMM_ITER_OUT_LO +: 14] != 0 && w[`GEMM_ITER_IN_LO +: 14] != 0
+                           && w[`GEMM_UOP_END_LO +: 17] > w[`GEMM_UOP_BGN_LO +: 16];
+                done <= !(w[`GEMM_ITER_OUT_LO +: 14] != 0 && w[`GEMM_ITER_IN_LO +: 14] != 0
+                          && w[`GEMM_UOP_END_LO +: 17] > w[`GEMM_UOP_BGN_LO +: 16]);
+            end else begin
+                reset_dst <= 1'b0; a_bits <= 4'd1; w_bits <= w[`ALU_W_BITS_LO +: 4]; lut_row <= 0;
+                alu_op <= w[`ALU_ALU_OP_LO +: 4]; use_imm <= w[`ALU_USE_IMM_LO]; imm <= w[`ALU_IMM_LO +: 32];
+                uop_bgn <= w[`ALU_UOP_BGN_LO +: 16]; uop_end <= w[`ALU_UOP_END_LO +: 17];
+                iter_out <= w[`ALU_ITER_OUT_LO +: 14]; iter_in <= w[`ALU_ITER_IN_LO +: 14];
+                dst_f_out <= w[`ALU_DST_FACTOR_OUT_LO +: 16]; dst_f_in <= w[`ALU_DST_FACTOR_IN_LO +: 16];
+                src_f_out <= w[`ALU_SRC_FACTOR_OUT_LO +: 16]; src_f_in <= w[`ALU_SRC_FACTOR_IN_LO +: 16];
+                wgt_f_out <= 16'd0; wgt_f_in <= 16'd0;
+                u <= w[`ALU_UOP_BGN_LO +: 16];
+                running <= w[`ALU_ITER_OUT_LO +: 14] != 0 && w[`ALU_ITER_IN_LO +: 14] != 0
+                           && w[`ALU_UOP_END_LO +: 17] > w[`ALU_UOP_BGN_LO +: 16];
+                done <= !(w[`ALU_ITER_OUT_LO +: 14] != 0 && w[`ALU_ITER_IN_LO +: 14] != 0
+                          && w[`ALU_UOP_END_LO +: 17] > w[`ALU_UOP_BGN_LO +: 16]);
+            end
+            i0 <= 0; i1 <= 0; k <= 0;
+            dst_off_out <= 0; dst_off_in <= 0; src_off_out <= 0; src_off_in <= 0; wgt_off_out <= 0; wgt_off_in <= 0;
+        end else if (running) begin
+            // write back on the step's last clock
+            if (last_k) begin
+                if (is_gemm) begin
+                    // onehot: level q of destination dst is entry dst*L + q, L = 2^w_bits of the instruction
+                    for (q = 0; q < GROUP; q = q + 1)
+                        if (q < levels_insn || GROUP == 1)
+                            acc_mem[GROUP == 1 ? dst : dst*levels_insn + q] <=
+                                reset_dst ? {ACC_W{1'b0}} : gemm_entries[q*ACC_W +: ACC_W];
+                end else if (is_lut_apply)
+                    acc_mem[dst] <= lut_next;
+                else
+                    acc_mem[dst] <= alu_result;
+            end
+            // advance k, then u, then i1, then i0
+            if (!last_k)
+                k <= k + 1'b1;
+            else begin
+                k <= 0;
+                if (!last_u)
+                    u <= u + 1'b1;
+                else begin
+                    u <= uop_bgn;
+                    if (!last_i1) begin
+                        i1 <= i1 + 1'b1;
+                        dst_off_in <= dst_off_in + dst_f_in;
+                        src_off_in <= src_off_in + src_f_in;
+                        wgt_off_in <= wgt_off_in + wgt_f_in;
+                    end else begin
+                        i1 <= 0; dst_off_in <= 0; src_off_in <= 0; wgt_off_in <= 0;
+                        if (!last_i0) begin
+                            i0 <= i0 + 1'b1;
+                            dst_off_out <= dst_off_out + dst_f_out;
+                            src_off_out <= src_off_out + src_f_out;
+                            wgt_off_out <= wgt_off_out + wgt_f_out;
+                        end else begin
+                            running <= 1'b0;
+                            done <= 1'b1;
+                        end
+                    end
+                end
+            end
+        end
+    end
+endmodule
