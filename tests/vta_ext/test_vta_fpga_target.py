@@ -119,8 +119,7 @@ def fmnist_setup():
 
     torch.manual_seed(0)
     images, labels = load_fashion_mnist(split="test", limit=64)
-    images = np.asarray(images, np.float32).reshape(-1, 1, 28, 28)
-    images = images / 255.0 if images.max() > 1 else images
+    images = np.asarray(images, np.float32)  # normalized like training data (the first conv is fp32)
     batch = images[:16]
     qmod, recipe = quantized(fmnist_resnet(), batch, w_bits=2, a_bits=2)
     return qmod, recipe, images, np.asarray(labels)

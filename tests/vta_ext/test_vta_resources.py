@@ -1,0 +1,47 @@
+"""Resource model: terms grow as the hardware does; fitted coefficients are loaded when present."""
+
+import json
+
+import pytest
+
+from tvm_qnn.errors import HwConfigError
+from vta_ext.config import HwConfig
+from vta_ext.resources import PUBLISHED, coefficients_for, comparison_table, estimate, load_fit
+
+
+def test_terms_follow_lanes_and_bits():
+    cfg = HwConfig.preset("pynq_z1")
+    c = cfg.resources
+    base = estimate(cfg, w_bits=2, coefficients=c)  # explicit coefficients: independent of any fit file
+    # per-lane decode: lanes x 2^b_w; going from 2 to 4 weight bits adds exactly 12 levels per lane
+    assert estimate(cfg, w_bits=4, coefficients=c).luts - base.luts == pytest.approx(c.lut_per_lane_level_decode * cfg.lanes * 12)
+    onehot = cfg.replace(lut_mode="onehot")
+    datapath = [estimate(onehot, w_bits=b).breakdown["bit-serial datapath"] for b in (1, 2, 4)]
+    assert datapath == [c.lut_per_lane_wbit * cfg.lanes * b for b in (1, 2, 4)]  # lanes x b_w
+    wide = cfg.replace(block_in=32, block_out=32, inp_buff_bytes=4 * cfg.inp_buff_bytes)
+    assert estimate(wide, w_bits=2, coefficients=c).breakdown["per-lane LUT decode"] == pytest.approx(
+        4 * base.breakdown["per-lane LUT decode"])
+    assert estimate(cfg, a_bits=1, coefficients=c).luts == estimate(cfg, a_bits=8, coefficients=c).luts  # b_a costs cycles, not area
+    assert base.bram36 >= (cfg.wgt_buff_bytes * 8) // (36 * 1024)
+    assert base.power_w > c.static_power_w
+
+
+def test_fitted_coefficients_override_defaults(tmp_path):
+    cfg = HwConfig.preset("pynq_z1")
+    assert load_fit(tmp_path / "none.json") is None
+    fit = tmp_path / "fit.json"
+    fit.write_text(json.dumps({"date": "2026-11-26", "tools": {"yosys": "0.x"},
+                               "coefficients": {"lut_per_lane_wbit": 7.5, "unknown_term": 1}}))
+    coefficients, source = coefficients_for(cfg, fit)
+    assert coefficients.lut_per_lane_wbit == 7.5 and str(fit) in source
+    assert coefficients.lut_base == cfg.resources.lut_base
+    fit.write_text("{broken")
+    with pytest.raises(HwConfigError, match="not valid JSON"):
+        load_fit(fit)
+
+
+def test_comparison_table_lists_published_figures():
+    rows = [(f"published: {k}", v) for k, v in PUBLISHED.items()]
+    rows.append(("ours", estimate(HwConfig.preset("ultrascale_plus"), w_bits=4).as_dict()))
+    text = comparison_table(rows)
+    assert "596,081" in text and "1,175,373" in text and "343,295" in text and "16.10" in text
