@@ -16,7 +16,7 @@ def test_terms_follow_lanes_and_bits():
     # per-lane decode: lanes x 2^b_w; going from 2 to 4 weight bits adds exactly 12 levels per lane
     assert estimate(cfg, w_bits=4, coefficients=c).luts - base.luts == pytest.approx(c.lut_per_lane_level_decode * cfg.lanes * 12)
     onehot = cfg.replace(lut_mode="onehot")
-    datapath = [estimate(onehot, w_bits=b).breakdown["bit-serial datapath"] for b in (1, 2, 4)]
+    datapath = [estimate(onehot, w_bits=b, coefficients=c).breakdown["bit-serial datapath"] for b in (1, 2, 4)]
     assert datapath == [c.lut_per_lane_wbit * cfg.lanes * b for b in (1, 2, 4)]  # lanes x b_w
     wide = cfg.replace(block_in=32, block_out=32, inp_buff_bytes=4 * cfg.inp_buff_bytes)
     assert estimate(wide, w_bits=2, coefficients=c).breakdown["per-lane LUT decode"] == pytest.approx(
