@@ -53,6 +53,8 @@ class ResourceCoefficients:
     lut_per_lane_level_onehot: float = 0.6  # one-hot compare + per-level adder per lane per level
     lut_per_output_level: float = 2.0  # onehot: level-sum accumulators per output per level
     lut_per_alu_lane: float = 180.0  # requant/clamp ALU per output lane (32-bit mul + shift + clip)
+    lut_per_block: float = 300.0  # streaming planner: control of one dedicated layer block (FINN-R's c0)
+    ff_per_block: float = 200.0
     ff_base: float = 12000.0
     ff_per_lane_wbit: float = 3.0
     ff_per_lane_level: float = 0.5

@@ -130,3 +130,32 @@ def comparison_table(rows):
         lines.append(f"{label[:44]:<44} {fmt('luts', 10)} {fmt('ffs', 10)} {fmt('bram36', 7)} {fmt('dsps', 6)} "
                      f"{fmt('power_w', 6, 2)} {fmt('latency_ms', 8, 2)}")
     return "\n".join(lines)
+
+
+def streaming_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weight_count,
+                              linebuf_bits, coefficients=None, lut_mode="decode"):
+    """LUT/FF/BRAM36/DSP of one dedicated block of the streaming planner, from the same terms.
+
+    A conv2d/dense block is ``pe x simd x mmv`` bit-serial lanes (``vta_ext.stream_cost`` doc):
+    datapath ``lut_per_lane_wbit * lanes * b_w``, LUT-weight decode ``lut_per_lane_level_* *
+    lanes * 2^b_w``, requant ALU per output, ``lut_per_block`` of control; weights and line buffer
+    mapped to BRAM by ``stream_cost.memory_bram36``. Pool/add blocks have no MAC lanes and use the
+    planner's own model. Coefficients: the fitted ones when present (``coefficients_for``).
+    """
+    from .config import HwConfig
+    from .stream_cost import fallback_block_resources, memory_bram36
+
+    if kind not in ("conv2d", "dense"):
+        return fallback_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weight_count,
+                                        linebuf_bits)
+    c = coefficients or coefficients_for(HwConfig())[0]
+    lanes, outputs, levels = pe * simd * mmv, pe * mmv, 1 << w_bits
+    per_level = c.lut_per_lane_level_decode if lut_mode == "decode" else c.lut_per_lane_level_onehot
+    lut = c.lut_per_block + c.lut_per_lane_wbit * lanes * w_bits + per_level * lanes * levels
+    lut += c.lut_per_alu_lane * outputs
+    ff = c.ff_per_block + c.ff_per_lane_wbit * lanes * w_bits + c.ff_per_lane_level * lanes * levels
+    ff += c.ff_per_alu_lane * outputs
+    weight_bram, weight_lutram = memory_bram36(pe * simd * w_bits, weight_count * w_bits)
+    line_bram, line_lutram = memory_bram36(simd * mmv * in_bits, linebuf_bits)
+    return {"lut": int(math.ceil(lut + weight_lutram + line_lutram)), "ff": int(math.ceil(ff)),
+            "bram": int(weight_bram + line_bram), "dsp": int(math.ceil(c.dsp_per_alu_lane * outputs))}
