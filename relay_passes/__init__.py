@@ -12,6 +12,20 @@ does not import the others (or the backends' lowering passes).
 
 import importlib
 
+
+def _register_errors_with_tvm_ffi():
+    """Keep tvm_qnn error types when they cross TVM's FFI (a pass raising RecipeError inside
+    ``RunPass`` would otherwise reach the caller as a plain RuntimeError)."""
+    import tvm_ffi
+
+    from tvm_qnn import errors
+
+    for name in errors.__all__:
+        tvm_ffi.register_error(name, getattr(errors, name))
+
+
+_register_errors_with_tvm_ffi()
+
 _PASSES = {
     "FoldBatchNorm": "relay_passes.fold_batchnorm",
     "AnnotateQuantLayers": "relay_passes.annotate",

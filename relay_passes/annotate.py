@@ -197,11 +197,11 @@ def _name_and_annotate(mod, recipe):
                                  .with_attrs(layer_attrs(recipe.layers[root.name], kind)))
                 new_gv = out.get_global_var(new_name)
                 relax.expr._update_type(new_gv, out[new_gv].ty)  # a fresh GlobalVar is untyped
-                value = relax.Call(new_gv, value.args, value.attrs, value.ty_args, value.span)
+                value = relax.Call(new_gv, value.args, value.attrs, value.ty_args, value.span, ret_ty=value.ty)
                 binding = relax.VarBinding(binding.var, value)
             bindings.append(binding)
         block_type = relax.DataflowBlock if isinstance(block, relax.DataflowBlock) else relax.BindingBlock
         new_blocks.append(block_type(bindings))
-    body = relax.SeqExpr(new_blocks, main.body.body)
+    body = relax.BlockBuilder().normalize(relax.SeqExpr(new_blocks, main.body.body))
     out["main"] = relax.Function(main.params, body, main.ret_ty, main.is_pure, main.attrs)
     return out

@@ -71,7 +71,7 @@ class ExposeLayerInputs:
                 extra_bindings.append(relax.VarBinding(var, expr))
                 outputs.append(var)
         last = relax.DataflowBlock(list(blocks[-1].bindings) + extra_bindings)
-        body = relax.SeqExpr(blocks[:-1] + [last], relax.Tuple([main.body.body] + outputs))
+        body = relax.BlockBuilder().normalize(relax.SeqExpr(blocks[:-1] + [last], relax.Tuple([main.body.body] + outputs)))
         ret_ty = relax.TupleType([main.body.body.ty] + [var.ty for var in outputs])
         func = relax.Function(main.params, body, ret_ty, main.is_pure, main.attrs)
         func = func.with_attr("qnn.exposed_layers", list(names))

@@ -49,7 +49,8 @@ def replace_param(func, param, named_values, new_param=None):
     if new_param is not None:
         params.insert(position, new_param)
     bound_block = single_block(bound, "replace_param")
-    body = relax.SeqExpr([relax.DataflowBlock(prefix + list(bound_block.bindings))], bound.body.body)
+    body = relax.BlockBuilder().normalize(
+        relax.SeqExpr([relax.DataflowBlock(prefix + list(bound_block.bindings))], bound.body.body))
     return relax.Function(params, body, func.ret_ty, func.is_pure, func.attrs)
 
 
