@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tvm_qnn import reference
@@ -14,14 +14,15 @@ from vta_ext.sim.functional import run_program
 
 # small buffers so that drawn layers need several tiles along rows, input and output channels
 SMALL = dict(batch=1, block_in=8, block_out=8, lut_entries=256, inp_buff_bytes=1024, wgt_buff_bytes=2048,
-             acc_buff_bytes=8192, uop_buff_bytes=1024, prm_buff_bytes=4 * 8 * 265)
+             acc_buff_bytes=16384, uop_buff_bytes=1024, prm_buff_bytes=4 * 8 * 265)
 
 
-def make_layer(rng, kind, n, c, o, hw, k, stride, pad, a_bits, w_bits, bias=True, out_max=None, per_row=True):
+def make_layer(rng, kind, n, c, o, hw, k, stride, pad, a_bits, w_bits, bias=True, out_max=None, per_row=True,
+               dilation=1):
     if kind == "conv2d":
         idx = rng.integers(0, 1 << w_bits, (o, c, k, k)).astype(np.uint8)
         shape = (n, c, hw, hw)
-        extra = dict(stride=(stride, stride), padding=pad)
+        extra = dict(stride=(stride, stride), padding=pad, dilation=(dilation, dilation))
     else:
         idx = rng.integers(0, 1 << w_bits, (o, c)).astype(np.uint8)
         shape, extra = (n, c), {}
@@ -34,7 +35,7 @@ def make_layer(rng, kind, n, c, o, hw, k, stride, pad, a_bits, w_bits, bias=True
 def reference_acc(layer, codes, params):
     if layer.kind == "conv2d":
         return reference.qconv2d_int_acc(codes, layer.weight_idx, params["lut_int"], params["bias_int"],
-                                         layer.stride, layer.padding)
+                                         layer.stride, layer.padding, 1, layer.dilation)
     return reference.qdense_int_acc(codes, layer.weight_idx, params["lut_int"], params["bias_int"])
 
 
@@ -44,16 +45,25 @@ layer_shapes = st.fixed_dictionaries({
     "k": st.sampled_from([1, 3]), "stride": st.integers(1, 2),
     "pad": st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
     "a_bits": st.integers(1, 8), "w_bits": st.integers(1, 4), "bias": st.booleans(),
-    "per_row": st.booleans(),
+    "per_row": st.booleans(), "dilation": st.integers(1, 2),
 })
+
+
+def _fits(shape):
+    if shape["kind"] == "dense":
+        return True
+    span = shape["dilation"] * (shape["k"] - 1) + 1
+    return shape["hw"] + min(shape["pad"][0] + shape["pad"][2], shape["pad"][1] + shape["pad"][3]) >= span
 
 
 @settings(max_examples=30)
 @given(layer_shapes, st.sampled_from(["onehot", "decode"]), st.integers(1, 2), st.integers(0, 2**31))
 def test_accumulators_equal_reference(shape, lut_mode, batch, seed):
+    assume(_fits(shape))
     rng = np.random.default_rng(seed)
     layer = make_layer(rng, **shape)
-    cfg = HwConfig(lut_mode=lut_mode, **dict(SMALL, batch=batch, inp_buff_bytes=1024 * batch))
+    cfg = HwConfig(lut_mode=lut_mode, **dict(SMALL, batch=batch, inp_buff_bytes=1024 * batch,
+                                              acc_buff_bytes=16384 * batch))
     codes = rng.integers(0, 1 << layer.a_bits, layer.input_shape).astype(np.uint8)
     program = compile_layer(layer, cfg)
     out = run_program(program, codes)
@@ -64,6 +74,7 @@ def test_accumulators_equal_reference(shape, lut_mode, batch, seed):
 @settings(max_examples=15)
 @given(layer_shapes, st.sampled_from(["onehot", "decode"]), st.integers(1, 8), st.integers(0, 2**31))
 def test_requantized_codes_equal_reference(shape, lut_mode, out_bits, seed):
+    assume(_fits(shape))
     rng = np.random.default_rng(seed)
     layer = make_layer(rng, **dict(shape, out_max=rng.choice([None, 1.0])))
     cfg = HwConfig(lut_mode=lut_mode, **SMALL)
@@ -75,11 +86,25 @@ def test_requantized_codes_equal_reference(shape, lut_mode, out_bits, seed):
         upper = int(reference.act_codes(np.float32(layer.out_max), 2.0, out_bits))
     if layer.kind == "conv2d":
         expected = reference.qconv2d_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"],
-                                         p["shift"], out_bits, layer.stride, layer.padding, upper=upper)
+                                         p["shift"], out_bits, layer.stride, layer.padding, 1, layer.dilation,
+                                         upper=upper)
     else:
         expected = reference.qdense_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"],
                                         p["shift"], out_bits, upper=upper)
     np.testing.assert_array_equal(run_program(program, codes), expected)
+
+
+@pytest.mark.parametrize("lut_mode", ["onehot", "decode"])
+def test_a_layer_split_along_every_tile_dimension(lut_mode):
+    rng = np.random.default_rng(4)
+    layer = make_layer(rng, "conv2d", 2, 40, 40, 12, 3, 1, 1, 3, 2)
+    cfg = HwConfig(lut_mode=lut_mode, **SMALL)
+    program = compile_layer(layer, cfg)
+    t = program.tiling
+    assert t.to < t.ob and t.ci < t.cb and t.th < layer.output_shape[2] and t.nb == 2
+    assert layer.output_shape[2] % t.th != 0 or t.ob % t.to != 0 or t.cb % t.ci != 0  # a ragged edge tile
+    codes = rng.integers(0, 8, layer.input_shape).astype(np.uint8)
+    np.testing.assert_array_equal(run_program(program, codes), reference_acc(layer, codes, program.params))
 
 
 def test_presets_run_a_resnet_layer():
