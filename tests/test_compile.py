@@ -1,0 +1,215 @@
+"""tvm_qnn.compile / CompiledModel / load, and the target registry: numbers and bad input."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import tvm_qnn
+from tvm_qnn import targets
+from tvm_qnn.errors import ExportError, RecipeError, ShapeError, UnsupportedOpError
+from tvm_qnn.models import default_fp32_layers, dw_separable_net, fmnist_resnet, tiny_cnn
+from tvm_qnn.train.fakequant import apply_recipe
+
+
+def relative_error(got, ref):
+    return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
+def randomize_batchnorm(model, seed=0):
+    """Non-trivial BN statistics so that BN folding matters."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.rand(module.num_features, generator=generator) * 0.4 - 0.2)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(module.num_features, generator=generator) * 0.4 - 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = tiny_cnn().eval()
+    x = torch.rand(2, 1, 28, 28)
+    mod, params = tvm_qnn.from_torch(model, x)
+    recipe = tvm_qnn.calibrate(mod, params, torch.rand(8, 1, 28, 28), w_bits=2, a_bits=2, progress=False)
+    compiled = tvm_qnn.compile(mod, target="cpu-reference", recipe=recipe, params=params)
+    return model, x, mod, params, recipe, compiled
+
+
+def test_tiny_cnn_w2a2_matches_torch_fake_quant(tiny):
+    model, x, _, _, recipe, compiled = tiny
+    assert sorted(recipe.layers) == ["conv2.weight", "fc1.weight"]
+    ref = apply_recipe(model, recipe)(x).numpy()
+    assert relative_error(compiled.run(x), ref) <= 1e-4
+
+
+@pytest.mark.parametrize("scheme,bits", [("kquantile", 2), pytest.param("uniform", 3, marks=pytest.mark.slow)])
+def test_fmnist_resnet_matches_torch_fake_quant(scheme, bits):
+    torch.manual_seed(1)
+    model = randomize_batchnorm(fmnist_resnet())
+    x = torch.rand(4, 1, 28, 28)
+    mod, params = tvm_qnn.from_torch(model, x)
+    recipe = tvm_qnn.calibrate(mod, params, torch.rand(16, 1, 28, 28), w_bits=bits, a_bits=bits, w_scheme=scheme,
+                               progress=False)
+    assert recipe.fp32_layers == tuple(default_fp32_layers(model))
+    compiled = tvm_qnn.compile(mod, recipe=recipe, params=params)  # target "cpu"
+    ref = apply_recipe(model, recipe)(x).numpy()
+    assert relative_error(compiled.run(x), ref) <= 1e-4
+
+
+def test_depthwise_separable_net_matches():
+    torch.manual_seed(2)
+    model = randomize_batchnorm(dw_separable_net())
+    x = torch.rand(2, 1, 28, 28)
+    mod, params = tvm_qnn.from_torch(model, x)
+    recipe = tvm_qnn.calibrate(mod, params, torch.rand(8, 1, 28, 28), w_bits=3, a_bits=3, w_scheme="uniform",
+                               per_channel=True, progress=False)
+    qmod = tvm_qnn.quantize(mod, params, recipe)
+    from relay_passes.composite import read_qnn_layers
+
+    groups = {name: layer.groups for name, layer in read_qnn_layers(qmod).items()}
+    assert groups["blocks.0.dw.weight"] == 16 and groups["blocks.0.pw.weight"] == 1
+    ref = apply_recipe(model, recipe)(x).numpy()
+    assert relative_error(tvm_qnn.compile(qmod, target="cpu-reference").run(x), ref) <= 1e-4
+
+
+def test_all_fp32_recipe_equals_plain_torch_and_plain_tvm(tiny):
+    model, x, mod, params, recipe, _ = tiny
+    all_fp32 = recipe.replace(layers={}, fp32_layers=tuple(recipe.fp32_layers) + tuple(recipe.layers))
+    quantized = tvm_qnn.compile(mod, recipe=all_fp32, params=params).run(x)
+    plain_tvm = tvm_qnn.compile(mod, params=params).run(x)
+    plain_torch = model(x).detach().numpy()
+    assert relative_error(quantized, plain_torch) <= 1e-5
+    np.testing.assert_array_equal(quantized, plain_tvm)
+
+
+def test_export_then_load_in_a_fresh_process_is_bit_exact(tiny, tmp_path):
+    _, x, _, _, recipe, compiled = tiny
+    export_dir = compiled.export(tmp_path / "model")
+    names = sorted(p.name for p in export_dir.iterdir())
+    assert names == ["manifest.json", "model.so", "recipe.json"]
+    np.save(tmp_path / "x.npy", x.numpy())
+    script = textwrap.dedent(f"""
+        import numpy as np, tvm_qnn
+        model = tvm_qnn.load({str(export_dir)!r})
+        assert model.recipe is not None and sorted(model.recipe.layers) == {sorted(recipe.layers)!r}
+        np.save({str(tmp_path / "y.npy")!r}, model.run(np.load({str(tmp_path / "x.npy")!r})))
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), compiled.run(x))
+
+
+def test_benchmark_reports_mean_and_std(tiny):
+    result = tiny[-1].benchmark(repeat=2, number=1)
+    assert result["mean_ms"] > 0 and result["std_ms"] >= 0 and result["repeat"] == 2
+
+
+# --------------------------------------------------------------------------- bad input
+def test_run_rejects_wrong_shape_and_dtype(tiny):
+    compiled = tiny[-1]
+    with pytest.raises(ShapeError, match=r"shape \(1, 1, 28, 28\); expected \(2, 1, 28, 28\)"):
+        compiled.run(np.zeros((1, 1, 28, 28), np.float32))
+    with pytest.raises(ShapeError, match="dtype float64; expected float32"):
+        compiled.run(np.zeros((2, 1, 28, 28)))
+    with pytest.raises(ShapeError, match="got 2 input"):
+        compiled.run(np.zeros((2, 1, 28, 28), np.float32), np.zeros(1, np.float32))
+
+
+def test_recipe_for_an_absent_layer_is_rejected(tiny):
+    _, _, mod, params, recipe, _ = tiny
+    bad = recipe.replace(fp32_layers=tuple(recipe.fp32_layers) + ("fc9.weight",))
+    with pytest.raises(RecipeError, match="absent.*fc9.weight"):
+        tvm_qnn.compile(mod, recipe=bad, params=params)
+
+
+class WithTransposedConv(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = torch.nn.ConvTranspose2d(1, 2, 2, stride=2)
+
+    def forward(self, x):
+        return self.up(x)
+
+
+def test_recipe_naming_an_unquantizable_op_is_rejected(tiny):
+    from tvm_qnn.recipe import LayerQuant, Recipe
+
+    mod, params = tvm_qnn.from_torch(WithTransposedConv(), torch.rand(1, 1, 4, 4))
+    recipe = Recipe({"up.weight": LayerQuant.from_weight("up.weight", params["up.weight"], 2, 2, 1.0)})
+    with pytest.raises(UnsupportedOpError, match="'up.weight'.*conv2d_transpose"):
+        tvm_qnn.quantize(mod, params, recipe)
+
+
+def test_unknown_target_lists_the_known_ones(tiny):
+    with pytest.raises(UnsupportedOpError, match=r"unknown target 'tpu'.*cpu-reference"):
+        tvm_qnn.compile(tiny[2], target="tpu", params=tiny[3])
+
+
+@pytest.fixture
+def exported(tiny, tmp_path):
+    return tiny[-1].export(tmp_path / "exp")
+
+
+def test_corrupt_export_is_rejected_naming_the_file(exported):
+    library = exported / "model.so"
+    data = bytearray(library.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    library.write_bytes(bytes(data))
+    with pytest.raises(ExportError, match="model.so.*SHA-256"):
+        tvm_qnn.load(exported)
+
+
+def test_partial_export_is_rejected_naming_the_file(exported):
+    (exported / "recipe.json").unlink()
+    with pytest.raises(ExportError, match="recipe.json.*missing"):
+        tvm_qnn.load(exported)
+    (exported / "manifest.json").unlink()
+    with pytest.raises(ExportError, match="manifest.json is missing"):
+        tvm_qnn.load(exported)
+
+
+def test_manifest_from_another_version_is_rejected(exported):
+    import json
+
+    manifest = json.loads((exported / "manifest.json").read_text())
+    manifest["versions"]["tvm_qnn"] = "0.0.1"
+    (exported / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match="0.0.1"):
+        tvm_qnn.load(exported)
+
+
+def test_export_refuses_a_non_empty_directory(tiny, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "other.txt").write_text("x")
+    with pytest.raises(ExportError, match="not empty"):
+        tiny[-1].export(tmp_path / "busy")
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["other.txt"]
+
+
+# --------------------------------------------------------------------------- registry
+class _DummyLowering(targets.Lowering):
+    kind = "cpu"
+
+    def build(self, qmod, options):
+        return targets.CpuReferenceLowering().build(qmod, options)
+
+
+def test_registering_an_aliased_name_replaces_the_alias(monkeypatch):
+    monkeypatch.setattr(targets, "_REGISTRY", dict(targets._REGISTRY))
+    monkeypatch.setattr(targets, "_ALIASES", {"cpu-test": "cpu-reference"})
+    assert isinstance(targets.get_target("cpu-test"), targets.CpuReferenceLowering)
+    targets.register_target("cpu-test", _DummyLowering)
+    assert isinstance(targets.get_target("cpu-test"), _DummyLowering)
+    with pytest.raises(UnsupportedOpError, match="already registered"):
+        targets.register_target("cpu-test", targets.CpuReferenceLowering)
+
+
+def test_host_target_has_num_cores():
+    target = targets.host_target()
+    assert target["kind"] == "llvm" and target["num-cores"] >= 1 and "mcpu" in target
