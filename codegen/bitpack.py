@@ -42,8 +42,11 @@ def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes"):
     return te.compute(shape, code, name=name)
 
 
-def pack_compute(codes, bits, groups, padding, word="uint64", name="pack"):
+def pack_compute(codes, bits, groups, padding, word="uint64", name="pack", codes_shape=None):
     """Pack NHWC uint8 ``codes`` into ``(N, H+t+b, W+l+r, G, bits, words)`` words of ``word``.
+
+    ``codes`` is an NHWC tensor, or a function ``codes(n, h, w, c)`` with ``codes_shape`` (N, H, W, C)
+    (so that codes stored in another layout can be packed without a copy).
 
     Two stages: ``name`` packs the image interior, stored ``(N, H, G, words, bits, W)`` (word
     ``[n, h, g, k, p, w]`` = sum over lanes
@@ -55,7 +58,8 @@ def pack_compute(codes, bits, groups, padding, word="uint64", name="pack"):
     if word not in WORD_BITS:
         raise ShapeError(f"word={word!r}; expected one of {sorted(WORD_BITS)}")
     width = WORD_BITS[word]
-    n, h, w, c = (int(d) for d in codes.shape)
+    n, h, w, c = (int(d) for d in (codes_shape if codes_shape is not None else codes.shape))
+    codes_at = codes  # a te.Tensor is callable too: codes(n, h, w, c)
     top, left, bottom, right = reference.padding4(padding)
     cg = c // groups
     words = -(-cg // width)
@@ -63,7 +67,7 @@ def pack_compute(codes, bits, groups, padding, word="uint64", name="pack"):
 
     def packed(b, y, g, k, p, x):  # columns innermost: contiguous vectors while packing
         ch = k * width + lane
-        code = codes[b, y, x, g * cg + tirx.min(ch, cg - 1)]
+        code = codes_at(b, y, x, g * cg + tirx.min(ch, cg - 1))
         bit = ((code >> p.astype("uint8")) & tirx.const(1, "uint8")).astype(word) << lane.astype(word)
         if cg % width:
             bit = tirx.Select(ch < cg, bit, tirx.const(0, word))

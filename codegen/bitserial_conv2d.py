@@ -116,8 +116,11 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
     args = [x, act_scale, weight_planes, coef, alpha, bias, clip_bounds]
     if wl.output == "packed":
         next_scale = te.placeholder((1,), "float32", name="next_act_scale")
-        codes_next = act_codes_compute(value, (n_out, ho, wo, o_out), next_scale, wl.next_a_bits, name="next_codes")
-        out = pack_compute(codes_next, wl.next_a_bits, wl.next_groups, wl.next_padding, word, name="pack_next")
+        # codes stored (N, Ho, O, Wo): columns contiguous, so pack_next packs them like the input
+        codes_next = act_codes_compute(lambda n, y, o, xx: value(n, y, xx, o), (n_out, ho, o_out, wo), next_scale,
+                                       wl.next_a_bits, name="next_codes")
+        out = pack_compute(lambda n, y, xx, o: codes_next[n, y, o, xx], wl.next_a_bits, wl.next_groups,
+                           wl.next_padding, word, name="pack_next", codes_shape=(n_out, ho, wo, o_out))
         args = args + [next_scale]
     elif wl.kind == "dense":
         out = te.compute((n_out, o_out), lambda n, o: value(n, 0, 0, o), name="epilogue")

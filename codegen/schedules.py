@@ -103,7 +103,7 @@ def _schedule_packing(sch, codes_name, pack_name):
     sch.unroll(p)
     if width > 1:
         sch.vectorize(xi)
-    if _has_block(sch, codes_name):  # one code vector per channel lane, shared by all bit planes
+    if codes_name and _has_block(sch, codes_name):  # one code vector per channel lane, shared by all planes
         codes = sch.get_sblock(codes_name)
         sch.compute_at(codes, lane)
         sch.set_scope(codes, 0, "local")
@@ -140,7 +140,17 @@ def _schedule_float_output(sch, wl, tile):
 
 
 def _schedule_packed_output(sch, wl, tile):
-    raise NotImplementedError("packed output schedule")
+    """Next layer's codes tiled like the float epilogue, then packed row-parallel like the input."""
+    codes = sch.get_sblock("next_codes")
+    n, y, o, x = sch.get_loops(codes)
+    xo, xi = sch.split(x, [None, tile.x_tile])
+    oo, oi = sch.split(o, [None, tile.o_tile])
+    sch.reorder(n, y, xo, oo, xi, oi)
+    sch.parallel(sch.fuse(n, y))
+    if tile.o_tile > 1:
+        sch.vectorize(oi)
+    _schedule_packing(sch, None, "pack_next")
+    return xo, oo
 
 
 def _loops_after(sch, block, anchor, names_extents):

@@ -7,11 +7,10 @@ clip_bounds], out_ty=float32 NCHW / (N, O))`` where ``kernel`` is the scheduled 
 ``codegen`` for the layer's workload (one PrimFunc per distinct workload) and the other
 arguments are constants made once here (weight indices packed into bit planes).
 
-Chained layers: when a quantized layer's output feeds exactly one other quantized layer and
-nothing else, and neither has bias-free surprises in between (the call's result is the next
-call's data argument directly), the first kernel emits the next layer's *packed codes* and the
+Chained layers: when a quantized conv's result is used once, directly as the data argument
+of another quantized conv (no op in between), the first kernel emits the next layer's *packed codes* and the
 second reads them (``packed_input``): consecutive quantized layers pass packed words, not
-floats.
+floats (``pass_packed=False`` turns this off). Only conv2d -> conv2d chains are fused this way.
 
 Pre: composites follow COMPOSITE.md (``relay_passes.composite.read_qnn_layer`` reads them);
 static shapes. Post: no call to a qnn composite remains; the composite functions are removed;
@@ -51,22 +50,70 @@ def _const(array):
     return relax.const(array, str(array.dtype))  # relax.const would narrow float64 to float32
 
 
+@relax.expr_functor.visitor
+class _VarUses(relax.PyExprVisitor):
+    """How many times each variable is used (not defined) in a function."""
+
+    def __init__(self):
+        super().__init__()
+        self.uses = {}
+
+    def _count(self, var):
+        self.uses[var] = self.uses.get(var, 0) + 1
+
+    def visit_var_(self, var):
+        self._count(var)
+
+    def visit_dataflow_var_(self, var):
+        self._count(var)
+
+
+def packed_chains(func, composites):
+    """``[(producer call, consumer call)]``: a qnn.conv2d whose result feeds only another qnn.conv2d.
+
+    Such a producer can emit the consumer's packed codes directly (one use, as the consumer's data).
+    """
+    calls = {}
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar) and value.op in composites \
+                    and _composite_name(composites[value.op]) == "qnn.conv2d":
+                calls[binding.var] = value
+    if len(calls) < 2:
+        return []
+    counter = _VarUses()
+    counter.visit_expr(func)
+    chains = []
+    for consumer in calls.values():
+        data = consumer.args[0]
+        if isinstance(data, relax.Var) and data in calls and counter.uses.get(data, 0) == 1:
+            chains.append((calls[data], consumer))
+    return chains
+
+
+def _index_of(call, calls):
+    return next((i for i, other in enumerate(calls) if other.same_as(call)), None)
+
+
 @relax.expr_functor.mutator
 class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
-    def __init__(self, mod, composites, read_layer, target, database, word):
+    def __init__(self, mod, composites, read_layer, target, database, word, chains=()):
         super().__init__(mod)
         self.composites = composites
         self.read_layer = read_layer
         self.target, self.database, self.word = target, database, word
-        self.kernels = {}  # workload key -> GlobalVar of the scheduled PrimFunc
+        self.kernels = {}  # (workload key, packed input) -> GlobalVar of the scheduled PrimFunc
+        self.producers = [producer for producer, _ in chains]
+        self.consumers = [consumer for _, consumer in chains]
 
-    def _kernel(self, wl, layer_name):
-        key = wl.key()
+    def _kernel(self, wl, layer_name, packed_input):
+        key = (wl.key(), packed_input)
         if key not in self.kernels:
             try:
-                func = scheduled_primfunc(wl, self.target, self.database)
+                func = scheduled_primfunc(wl, self.target, self.database, packed_input)
             except QnnError:
                 raise
             except Exception as err:  # noqa: BLE001 - TVM errors become CompileError naming the layer
@@ -75,20 +122,32 @@ class _CompositeToKernel(relax.PyExprMutator):
         return self.kernels[key]
 
     def visit_call_(self, call):
-        call = super().visit_call_(call)
+        original = call
         if not isinstance(call.op, tvm.ir.GlobalVar) or call.op not in self.composites:
-            return call
+            return super().visit_call_(call)
+        # not super().visit_call_: re-normalizing a consumer's composite call would reject its
+        # (now packed) argument; the composite call is replaced wholesale anyway
         layer = self.read_layer(self.composites[call.op])
-        data = call.args[0]
-        data_type = getattr(data, "ty", None)
-        shape = [int(d) for d in data_type.shape] if getattr(data_type, "shape", None) is not None else None
-        if shape is None or tuple(shape) != tuple(layer.input_shape):
-            raise ShapeError(f"layer {layer.name!r}: input shape {shape} does not match the layer's {layer.input_shape}; "
-                             "the bit-serial lowering needs static shapes")
-        wl = layer_workload(layer, self.word)
+        data = self.visit_expr(call.args[0])
+        packed_input = _index_of(original, self.consumers) is not None
+        if not packed_input:
+            data_type = getattr(data, "ty", None)
+            shape = [int(d) for d in data_type.shape] if getattr(data_type, "shape", None) is not None else None
+            if shape is None or tuple(shape) != tuple(layer.input_shape):
+                raise ShapeError(f"layer {layer.name!r}: input shape {shape} does not match the layer's "
+                                 f"{layer.input_shape}; the bit-serial lowering needs static shapes")
+        chain = _index_of(original, self.producers)
+        extra_args, output = [], {}
+        if chain is not None:
+            consumer = self.read_layer(self.composites[self.consumers[chain].op])
+            output = dict(output="packed", next_a_bits=consumer.a_bits, next_padding=consumer.padding,
+                          next_groups=consumer.groups)
+            extra_args = [_const(np.array([consumer.s_a], dtype=np.float32))]
+        wl = layer_workload(layer, self.word, **output)
         args = kernel_args(layer, wl)
-        out_type = relax.TensorType(wl.output_shape, "float32")
-        return relax.call_tir(self._kernel(wl, layer.name), [data] + [_const(a) for a in args.as_list()], out_type)
+        out_type = relax.TensorType(wl.output_shape, wl.word if chain is not None else "float32")
+        kernel = self._kernel(wl, layer.name, packed_input)
+        return relax.call_tir(kernel, [data] + [_const(a) for a in args.as_list()] + extra_args, out_type)
 
 
 def _default_reader():
@@ -106,23 +165,30 @@ class LowerQnnToBitserial:
     ``read_layer``: composite -> QnnLayer (default ``relay_passes.composite.read_qnn_layer``).
     """
 
-    def __init__(self, target=None, database=None, word="uint64", read_layer=None):
+    def __init__(self, target=None, database=None, word="uint64", read_layer=None, pass_packed=True):
         self.target, self.database, self.word = target, database, word
         self.read_layer = read_layer
+        self.pass_packed = pass_packed
 
     def transform_module(self, mod, _ctx):
         composites = qnn_composites(mod)
         if not composites:
             return mod
         read_layer = self.read_layer or _default_reader()
-        mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word)
-        for gv, func in mod.functions.items():
-            if isinstance(func, relax.Function) and gv not in composites:
-                mutator.builder_.update_func(gv, mutator.visit_expr(func))
-        lowered = mutator.builder_.get()
+        for gv, func in list(mod.functions.items()):
+            if not isinstance(func, relax.Function) or gv in composites:
+                continue
+            chains = packed_chains(func, composites) if self.pass_packed else []
+            mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains)
+            mod = _with_func(mutator, gv, func)
         for gv in composites:
-            lowered = _without(lowered, gv)
-        return lowered
+            mod = _without(mod, gv)
+        return mod
+
+
+def _with_func(mutator, gv, func):
+    mutator.builder_.update_func(gv, mutator.visit_expr(func))
+    return mutator.builder_.get()
 
 
 def _without(mod, gv):

@@ -1,6 +1,7 @@
 """LowerQnnToBitserial: composites become call_tir kernels; the lowered module matches the stock one."""
 
 import numpy as np
+import pytest
 import tvm
 from codegen_composites import chain_module
 from codegen_layers import random_input, random_layer
@@ -28,14 +29,18 @@ def _layers(rng):
     return [first, second], third
 
 
-def test_chain_lowered_matches_reference_and_stock_build():
+@pytest.mark.parametrize("pass_packed", [True, False])
+def test_chain_lowered_matches_reference_and_stock_build(pass_packed):
     rng = np.random.default_rng(5)
     (first, second), _ = _layers(rng)
     mod, read_layer = chain_module([first, second])
     target = cpu_target()
-    lowered = LowerQnnToBitserial(target=target, read_layer=read_layer)(mod)
+    lowered = LowerQnnToBitserial(target=target, read_layer=read_layer, pass_packed=pass_packed)(mod)
     assert not qnn_composites(lowered)
-    assert "call_tir" in lowered.script()
+    script = lowered.script()
+    assert script.count("R.call_tir(cls.qnn_bitserial_conv2d") == 2
+    # the first conv hands the second its packed codes (uint64 words), not floats
+    assert ('dtype="uint64"' in script) == pass_packed
     x = random_input(rng, first)
     out = _run(lowered, target, x)
     stock = _run(mod, target, x)
