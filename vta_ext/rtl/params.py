@@ -78,6 +78,12 @@ class CoreParams:
                 "A_BITS": self.a_bits, "W_BITS": self.w_bits,
                 "WEIGHT_MODE": WEIGHT_MODES[self.weight_mode]}
 
+    def bitplane_lut(self):
+        """The integer levels the bit-plane variant implements: ``2q - (2^w_bits - 1)``."""
+        import numpy as np
+
+        return 2 * np.arange(self.levels, dtype=np.int64) - (self.levels - 1)
+
     def check_lut(self, lut_int, layer="tile"):
         """Refuse a LUT the core cannot hold (more entries than its levels) or, for bit-plane
         weights, a LUT that is not affine; names the field."""
@@ -87,9 +93,8 @@ class CoreParams:
         if lut.shape[-1] > self.levels:
             raise HwConfigError(f"{layer}: LUT has {lut.shape[-1]} entries but the core's lut_entries "
                                 f"is {self.levels} (w_bits={self.w_bits})")
-        if self.weight_mode == "bitplane" and lut.shape[-1] > 1:
-            steps = np.diff(lut.astype(np.int64), axis=-1)
-            if np.any(steps != steps[..., :1]):
-                raise HwConfigError(f"{layer}: weight_mode='bitplane' needs an affine integer LUT "
-                                    "(lut[q] = base + step*q); use 'onehot' or 'decode'")
+        if self.weight_mode == "bitplane" and not np.array_equal(lut, np.broadcast_to(self.bitplane_lut(), lut.shape)):
+            raise HwConfigError(f"{layer}: weight_mode='bitplane' computes symmetric uniform weights "
+                                f"2*idx - (2^w_bits - 1) (half-steps; the step goes into the requant multiplier); "
+                                "this LUT is not that: use 'onehot' or 'decode'")
         return lut

@@ -15,25 +15,30 @@ from tvm_qnn.errors import ShapeError
 from vta_ext.rtl.params import CoreParams
 from vta_ext.rtl.simulate import check_range, pack_words, run_testbench, unpack_words, write_hex
 
-GEMM_MODULES = ("gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc")
+GEMM_MODULES = ("gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount")
 
 
 def run_gemm_tiles(params: CoreParams, act_codes, weight_idx, lut_int, acc_init, a_bits,
                    simulator="iverilog"):
     """Run ``T`` tiles: ``act_codes (T, batch, block_in)``, ``weight_idx (T, block_out, block_in)``,
-    ``lut_int (T, block_out, L)`` int8, ``acc_init (T, batch, block_out[, levels])`` int32,
+    ``lut_int (T, block_out, L)`` int8 (for ``bitplane``: the implied levels ``params.bitplane_lut()``), ``acc_init (T, batch, block_out[, levels])`` int32,
     ``a_bits (T,)``. Returns ``(acc (T, ...) int64, cycles (T,) int)``; for ``onehot`` the
     accumulator holds per-level sums ``(T, batch, block_out, levels)``."""
     p = params
     act = check_range("act_codes", act_codes, 0, (1 << p.a_bits) - 1)
     idx = check_range("weight_idx", weight_idx, 0, p.levels - 1)
     bits = check_range("a_bits", np.atleast_1d(a_bits), 1, p.a_bits)
-    lut = check_range("lut_int", lut_int, -128, 127)
+    lut = np.asarray(lut_int, dtype=np.int64)
+    if p.weight_mode == "bitplane":  # the implied levels 2q - (L-1), not stored: check, then zero the port
+        p.check_lut(lut.reshape(-1, lut.shape[-1]))
+        lut = np.zeros_like(lut)
+    lut = check_range("lut_int", lut, -128, 127)
     n_tiles = act.shape[0]
     if act.shape != (n_tiles, p.batch, p.block_in) or idx.shape != (n_tiles, p.block_out, p.block_in):
         raise ShapeError(f"tiles: act_codes {act.shape} / weight_idx {idx.shape} do not match "
                          f"batch={p.batch} block_in={p.block_in} block_out={p.block_out}")
-    p.check_lut(lut.reshape(-1, lut.shape[-1]))
+    if p.weight_mode != "bitplane":
+        p.check_lut(lut.reshape(-1, lut.shape[-1]))
     lut_full = np.zeros((n_tiles, p.block_out, p.levels), dtype=np.int64)
     lut_full[..., : lut.shape[-1]] = lut
     acc_shape = (n_tiles, p.batch, p.block_out) + ((p.levels,) if p.weight_mode == "onehot" else ())

@@ -31,7 +31,8 @@ module gemm_decode #(
         for (o = 0; o < BLOCK_OUT; o = o + 1) begin : decode_row
             for (c = 0; c < BLOCK_IN; c = c + 1) begin : decode_lane
                 wire [W_BITS-1:0] idx = weight_idx[(o*BLOCK_IN + c)*W_BITS +: W_BITS];
-                assign weight[(o*BLOCK_IN + c)*8 +: 8] = lut[(o*LEVELS + idx)*8 +: 8];
+                wire [LEVELS*8-1:0] row = lut[o*LEVELS*8 +: LEVELS*8];  // slice first: a LEVELS:1 mux
+                assign weight[(o*BLOCK_IN + c)*8 +: 8] = row[idx*8 +: 8];
             end
         end
         for (b = 0; b < BATCH; b = b + 1) begin : reduce_batch

@@ -23,22 +23,20 @@ module gemm_onehot #(
     input  wire [BLOCK_OUT*BLOCK_IN*W_BITS-1:0]    weight_idx,
     output wire [BATCH*BLOCK_OUT*LEVELS*CNT_W-1:0] level_count
 );
-    genvar b, o;
+    genvar b, o, q, c;
     generate
         for (b = 0; b < BATCH; b = b + 1) begin : batch_row
+            wire [BLOCK_IN-1:0] act = act_plane[b*BLOCK_IN +: BLOCK_IN];
             for (o = 0; o < BLOCK_OUT; o = o + 1) begin : out_col
-                // one counter per level; lane c increments the counter its index selects
-                // (the one-hot plane of level q is idx == q)
-                reg [LEVELS*CNT_W-1:0] counts;
-                integer c;
-                always @* begin
-                    counts = 0;
-                    for (c = 0; c < BLOCK_IN; c = c + 1)
-                        if (act_plane[b*BLOCK_IN + c])
-                            counts[weight_idx[(o*BLOCK_IN + c)*W_BITS +: W_BITS]*CNT_W +: CNT_W] =
-                                counts[weight_idx[(o*BLOCK_IN + c)*W_BITS +: W_BITS]*CNT_W +: CNT_W] + 1'b1;
+                for (q = 0; q < LEVELS; q = q + 1) begin : level
+                    // the one-hot plane of level q: lanes whose weight index is q
+                    wire [BLOCK_IN-1:0] onehot_plane;
+                    for (c = 0; c < BLOCK_IN; c = c + 1) begin : lane
+                        assign onehot_plane[c] = weight_idx[(o*BLOCK_IN + c)*W_BITS +: W_BITS] == q;
+                    end
+                    popcount #(.N(BLOCK_IN)) count_level (.bits(act & onehot_plane),
+                        .count(level_count[((b*BLOCK_OUT + o)*LEVELS + q)*CNT_W +: CNT_W]));
                 end
-                assign level_count[(b*BLOCK_OUT + o)*LEVELS*CNT_W +: LEVELS*CNT_W] = counts;
             end
         end
     endgenerate

@@ -1,7 +1,8 @@
 // gemm_unit -- the bit-serial GEMM unit of the core: one weight-storage variant + accumulators.
 //
 // WEIGHT_MODE selects the variant measured side by side by the calibration sweep:
-//   0 bitplane : uniform (affine) weights as index bit planes       logic ~ lanes x W_BITS
+//   0 bitplane : symmetric uniform weights as index bit planes       logic ~ lanes x W_BITS
+//                (weight = 2 idx - (2^W_BITS - 1) half-steps; the lut port is unused)
 //   1 onehot   : per-level sums from one-hot index planes; the LUT   logic ~ lanes x 2^W_BITS
 //                is applied later by lut_apply (acc elements are the  (1-bit popcounts)
 //                BATCH*BLOCK_OUT*LEVELS level sums)
@@ -11,15 +12,15 @@
 // Ports:
 //   clk
 //   enable       process one activation bit this clock
-//   first        bit 0 of a tile (accumulate onto acc_init)
-//   bit_index    [4]                          activation bit of this clock (0 .. a_bits-1)
+//   first        the tile's first clock (its most significant activation bit)
+//   bit_index    [4]                          activation bit of this clock: a_bits-1 down to 0
 //   act_tile     [BATCH*BLOCK_IN*A_BITS]      activation code (b, c) at (b*BLOCK_IN + c)*A_BITS
 //   weight_idx   [BLOCK_OUT*BLOCK_IN*W_BITS]  weight index (o, c) at (o*BLOCK_IN + c)*W_BITS
-//   lut          [BLOCK_OUT*LEVELS*8]         int8 LUT rows; bitplane uses entries 0 and 1 only
+//   lut          [BLOCK_OUT*LEVELS*8]         int8 LUT rows (onehot and bitplane ignore it)
 //   acc_init     [ACC_ELEMS*ACC_W]            accumulator-buffer entry read for this tile
 //   acc_next     [ACC_ELEMS*ACC_W]            entry to write back after the tile's last bit
-// Timing: a tile of b_a activation bits takes b_a clocks (enable high, first on the first);
-// acc_next is combinational, so the caller writes it on the clock of the last bit.
+// Timing: a tile of b_a activation bits takes b_a clocks, most significant bit first (enable
+// high, first on the first); acc_next is combinational, the caller writes it on the last bit's clock.
 module gemm_unit #(
     parameter BATCH = 1,
     parameter BLOCK_IN = 16,
@@ -42,7 +43,7 @@ module gemm_unit #(
     output wire [ACC_ELEMS*ACC_W-1:0]           acc_next
 );
     localparam CNT_W = $clog2(BLOCK_IN + 1);
-    localparam BP_PART_W = 11 + W_BITS + CNT_W;
+    localparam BP_PART_W = W_BITS + CNT_W + 2;
     localparam DEC_PART_W = 9 + CNT_W;
     localparam PART_W = WEIGHT_MODE == 0 ? BP_PART_W : WEIGHT_MODE == 1 ? CNT_W + 1 : DEC_PART_W;
 
@@ -51,26 +52,17 @@ module gemm_unit #(
     genvar k;
     generate
         for (k = 0; k < BATCH*BLOCK_IN; k = k + 1) begin : plane
-            assign act_plane[k] = act_tile[k*A_BITS + bit_index];
+            wire [A_BITS-1:0] code = act_tile[k*A_BITS +: A_BITS];  // slice first: an A_BITS:1 mux
+            assign act_plane[k] = code[bit_index];
         end
     endgenerate
 
     wire [ACC_ELEMS*PART_W-1:0] partial;
-    wire [ACC_ELEMS*ACC_W-1:0] acc_reg;
     generate
         if (WEIGHT_MODE == 0) begin : bitplane
-            wire [BLOCK_OUT*8-1:0] lut_base;
-            wire [BLOCK_OUT*9-1:0] lut_step;
-            for (k = 0; k < BLOCK_OUT; k = k + 1) begin : affine
-                wire signed [7:0] q0 = lut[(k*LEVELS + 0)*8 +: 8];
-                wire signed [7:0] q1 = lut[(k*LEVELS + 1)*8 +: 8];
-                assign lut_base[k*8 +: 8] = q0;
-                assign lut_step[k*9 +: 9] = q1 - q0;
-            end
             gemm_bitplane #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT),
                             .W_BITS(W_BITS), .PART_W(PART_W))
-                core (.act_plane(act_plane), .weight_idx(weight_idx), .lut_base(lut_base),
-                      .lut_step(lut_step), .partial(partial));
+                core (.act_plane(act_plane), .weight_idx(weight_idx), .partial(partial));
         end else if (WEIGHT_MODE == 1) begin : onehot
             wire [ACC_ELEMS*CNT_W-1:0] level_count;
             gemm_onehot #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT),
@@ -89,7 +81,7 @@ module gemm_unit #(
         end
     endgenerate
 
-    bitserial_acc #(.N(ACC_ELEMS), .PART_W(PART_W), .ACC_W(ACC_W), .IDX_W(4))
-        accumulate (.clk(clk), .enable(enable), .first(first), .bit_index(bit_index),
-                    .partial(partial), .acc_init(acc_init), .acc_next(acc_next), .acc(acc_reg));
+    bitserial_acc #(.N(ACC_ELEMS), .PART_W(PART_W), .ACC_W(ACC_W), .A_BITS(A_BITS))
+        accumulate (.clk(clk), .enable(enable), .first(first), .partial(partial),
+                    .acc_init(acc_init), .acc_next(acc_next));
 endmodule

@@ -18,7 +18,7 @@
 //                                 bias[BLOCK_OUT*32], lut[BLOCK_OUT*LUT_ENTRIES*8]} (lut at bit 0)
 //   rd_addr [24], rd_data [BATCH*BLOCK_OUT*32]   accumulator read port (the store path)
 // Timing: the accepting clock, then per micro-op step: GEMM a_bits clocks (one activation bit
-// plane per clock), GEMM reset 1, ALU 1, LUT_APPLY 2^w_bits (one level per clock); an
+// plane per clock, most significant first), GEMM reset 1, ALU 1, LUT_APPLY 2^w_bits (one level per clock); an
 // instruction with no steps takes the accepting clock only. So cycles = 1 + steps * per_step
 // (RTL_PIPELINE_CYCLES = 1 in vta_ext/rtl/cosim.py). Buffers are read asynchronously
 // (register files / distributed RAM); steps follow each other with no bubbles.
@@ -139,7 +139,7 @@ module qnn_compute #(
                 gemm_entries[(q*BATCH*BLOCK_OUT + n)*32 +: 32] = gemm_next[(n*GROUP + q)*32 +: 32];
     gemm_unit #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS),
                 .W_BITS(W_BITS), .WEIGHT_MODE(LUT_MODE))
-        gemm (.clk(clk), .enable(running && is_gemm), .first(k == 0), .bit_index(k[3:0]),
+        gemm (.clk(clk), .enable(running && is_gemm), .first(k == 0), .bit_index(a_bits - 1'b1 - k[3:0]),
               .act_tile(inp_mem[src]), .weight_idx(weight_idx), .lut(gemm_lut),
               .acc_init(acc_group), .acc_next(gemm_next));
 

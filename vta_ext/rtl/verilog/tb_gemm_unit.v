@@ -1,7 +1,7 @@
 // tb_gemm_unit -- test bench (simulation only): runs N_TILES tiles through gemm_unit.
 //
 // Reads one hex vector per tile from the files named by plusargs +act= +wgt= +lut= +acc= +bits=
-// (bits: the tile's a_bits), clocks b_a activation bits per tile and prints, per tile,
+// (bits: the tile's a_bits), clocks b_a activation bits per tile (MSB first) and prints, per tile,
 //   "tile <t> cycles <n> acc <hex of acc_next at the last bit>"
 module tb_gemm_unit;
     parameter BATCH = 1, BLOCK_IN = 16, BLOCK_OUT = 16, A_BITS = 8, W_BITS = 2, WEIGHT_MODE = 0;
@@ -43,7 +43,7 @@ module tb_gemm_unit;
             act_tile = act_mem[t]; weight_idx = wgt_mem[t]; lut = lut_mem[t]; acc_init = acc_mem[t];
             cycles = 0;
             for (i = 0; i < bits_mem[t]; i = i + 1) begin
-                enable = 1; first = (i == 0); bit_index = i;
+                enable = 1; first = (i == 0); bit_index = bits_mem[t] - 1 - i;
                 #1;
                 if (i == bits_mem[t] - 1) $display("tile %0d cycles %0d acc %h", t, cycles + 1, acc_next);
                 @(negedge clk);
