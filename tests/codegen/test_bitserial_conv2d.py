@@ -129,3 +129,31 @@ def test_bad_bits_or_lut_raise_qnn_error_naming_layer(changes):
     layer = _BadLayer(random_layer(np.random.default_rng(0)), **changes)
     with pytest.raises(QnnError, match="test.layer"):
         layer_workload(layer)
+
+
+@pytest.mark.parametrize("next_bits,next_padding,next_groups", [(3, (1, 0, 2, 1), 1), (1, 1, 2)])
+def test_packed_output_feeds_packed_input(next_bits, next_padding, next_groups):
+    from codegen.bitpack import pack_act_numpy
+
+    rng = np.random.default_rng(next_bits)
+    first = random_layer(rng, channels=20, out_channels=70, size=9,
+                         w_bits=2, a_bits=3)
+    second = random_layer(rng, channels=first.out_channels, out_channels=8 * next_groups, size=9, w_bits=3,
+                          a_bits=next_bits, stride=2, padding=next_padding, groups=next_groups)
+    wl_first = layer_workload(first, output="packed", next_a_bits=second.a_bits, next_padding=second.padding,
+                              next_groups=second.groups)
+    wl_second = layer_workload(second)
+    x = random_input(rng, first)
+    packed = tvm.runtime.empty(wl_first.output_shape, "uint64")
+    args = kernel_args(first, wl_first).as_list() + [np.array([second.s_a], np.float32)]
+    hand_kernel(wl_first)["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in args], packed)
+    y_first = first.reference(x).astype(np.float32)
+    codes = reference.act_codes(y_first, second.a_clamp, second.a_bits)
+    np.testing.assert_array_equal(packed.numpy(), pack_act_numpy(codes, second.a_bits, second.groups, second.padding))
+    out = tvm.runtime.empty(wl_second.output_shape, "float32")
+    from codegen.build import build_kernel, cpu_target
+
+    build_kernel(wl_second, cpu_target(), packed_input=True)["main"](
+        packed, *[tvm.runtime.tensor(a) for a in kernel_args(second, wl_second).as_list()], out)
+    expected = second.reference(y_first)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()))
