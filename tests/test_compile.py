@@ -213,3 +213,13 @@ def test_registering_an_aliased_name_replaces_the_alias(monkeypatch):
 def test_host_target_has_num_cores():
     target = targets.host_target()
     assert target["kind"] == "llvm" and target["num-cores"] >= 1 and "mcpu" in target
+
+
+def test_bops_of_a_quantized_relax_module_matches_the_torch_count(tiny):
+    model, _, mod, params, recipe, _ = tiny
+    qmod = tvm_qnn.quantize(mod, params, recipe)
+    relax_table = tvm_qnn.bops(qmod)
+    torch_table = tvm_qnn.bops(model, (1, 28, 28), recipe)
+    assert [(r.kind, r.shape, r.b_w, r.b_a, r.macs) for r in relax_table] == \
+        [(r.kind, r.shape, r.b_w, r.b_a, r.macs) for r in torch_table]
+    assert relax_table.total == pytest.approx(torch_table.total)
