@@ -1,0 +1,181 @@
+"""Fit of the resource model's coefficients to yosys results, and ``load_coefficients()``.
+
+The model is ``vta_ext/resources.py``'s (FPGA-CORE's), term by term, with ``lanes =
+batch*block_in*block_out``, ``outputs = batch*block_out``, ``L = 2^w_bits``:
+
+* GEMM unit LUTs (yosys ``synth_xilinx -flatten -noiopad -nodsp``):
+  ``lut_per_lane_wbit * lanes * ob + lut_per_lane_level_{decode|onehot} * lanes * L
+  + lut_per_output_level * outputs * L [onehot] + per_output * outputs + intercept``
+  with ``ob = w_bits`` (onehot) or 8 (decode: the decoded int8 weight);
+* ALU lanes (``synth_xilinx -flatten -noiopad``, DSPs allowed): LUTs, FFs and DSPs per output;
+  ``lut_per_alu_lane`` = ALU + LUT-apply LUTs per output + the GEMM's per-output term
+  (accumulator adders), which the resource model has no separate term for;
+* FFs likewise (the GEMM's running sums are per output, per output x level for onehot).
+
+The fit is non-negative least squares (``scipy.optimize.nnls``) on the configurations marked
+``fit``; the ``heldout`` ones are predicted with ``vta_ext.resources.estimate`` itself (control
+terms ``lut_base``/``ff_base`` set to the fitted intercept, since the RTL datapath has no
+fetch/DMA) and their relative error is stored. Control, fetch and DMA (``lut_base``,
+``ff_base``) and BRAM are not in the RTL and keep FPGA-CORE's values.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import nnls
+
+from tvm_qnn.errors import HwConfigError
+
+FIT_PATH = Path(__file__).resolve().parents[1] / "calibration" / "resources_fit.json"
+FORMAT = "tvm-qnn-resources-fit/1"
+
+
+def _gemm_features(rows, key):
+    """Design matrix of GEMM-unit rows (onehot/decode) and the measured ``key`` (luts or ffs)."""
+    names = ["lane_wbit", "lane_level_decode", "lane_level_onehot", "output_level", "output", "intercept"]
+    x, y = [], []
+    for r in rows:
+        p = r["params"]
+        lanes, outputs, levels = p["BATCH"] * p["BLOCK_IN"] * p["BLOCK_OUT"], p["BATCH"] * p["BLOCK_OUT"], 1 << p["W_BITS"]
+        onehot = p["WEIGHT_MODE"] == 1
+        ob = p["W_BITS"] if onehot else 8
+        x.append([lanes * ob, 0 if onehot else lanes * levels, lanes * levels if onehot else 0,
+                  outputs * levels if onehot else 0, outputs, 1.0])
+        y.append(r[key])
+    return names, np.asarray(x, float), np.asarray(y, float)
+
+
+def _r2(y, pred):
+    ss_res = float(((y - pred) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - ss_res / ss_tot if ss_tot else 1.0
+
+
+def fit_coefficients(results):
+    """Fit from sweep rows (``SynthResult.as_dict()`` plus ``"role": "fit"|"heldout"``).
+
+    Returns ``(coefficients, details)``: coefficients named as ``ResourceCoefficients`` fields."""
+    gemm = [r for r in results if r["top"] == "gemm_unit" and r["flow"] == "xilinx-nodsp"
+            and r["params"]["WEIGHT_MODE"] in (1, 2) and r.get("role") == "fit" and r.get("luts") is not None]
+    if len(gemm) < 6:
+        raise HwConfigError(f"resource fit needs >= 6 onehot/decode GEMM results, got {len(gemm)}")
+    details = {}
+    coef = {}
+    for key in ("luts", "ffs"):
+        names, x, y = _gemm_features(gemm, key)
+        scale = x.max(axis=0)
+        scale[scale == 0] = 1.0
+        solution, _ = nnls(x / scale, y)
+        solution = solution / scale
+        details[f"gemm_{key}"] = {"terms": dict(zip(names, solution.round(4).tolist())),
+                                  "r2": round(_r2(y, x @ solution), 5), "n": len(y)}
+        coef[key] = dict(zip(names, solution))
+    per_output = {}
+    for top in ("alu_lanes", "lut_apply"):
+        rows = [r for r in results if r["top"] == top and r["flow"] == "xilinx" and r.get("luts") is not None]
+        if not rows:
+            raise HwConfigError(f"resource fit needs a synthesized {top} (flow xilinx)")
+        outs = np.asarray([r["params"]["BATCH"] * r["params"]["BLOCK_OUT"] for r in rows], float)
+        per_output[top] = {k: float(np.mean([r[k] for r in rows] / outs)) for k in ("luts", "ffs", "dsp")}
+    details["per_output"] = per_output
+    bitplane = [r for r in results if r["top"] == "gemm_unit" and r["flow"] == "xilinx-nodsp"
+                and r["params"]["WEIGHT_MODE"] == 0 and r.get("luts") is not None]
+    if bitplane:
+        lanes_wbit = np.asarray([r["params"]["BATCH"] * r["params"]["BLOCK_IN"] * r["params"]["BLOCK_OUT"]
+                                 * r["params"]["W_BITS"] for r in bitplane], float)
+        outs = np.asarray([r["params"]["BATCH"] * r["params"]["BLOCK_OUT"] for r in bitplane], float)
+        x = np.stack([lanes_wbit, outs, np.ones_like(outs)], axis=1)
+        y = np.asarray([r["luts"] for r in bitplane], float)
+        sol, _ = nnls(x, y)
+        details["bitplane_luts"] = {"lut_per_lane_wbit": round(float(sol[0]), 4), "per_output": round(float(sol[1]), 4),
+                                    "intercept": round(float(sol[2]), 2), "r2": round(_r2(y, x @ sol), 5), "n": len(y)}
+    lut, ff = coef["luts"], coef["ffs"]
+    alu_luts = per_output["alu_lanes"]["luts"] + per_output["lut_apply"]["luts"]
+    coefficients = {
+        "lut_per_lane_wbit": lut["lane_wbit"],
+        "lut_per_lane_level_decode": lut["lane_level_decode"],
+        "lut_per_lane_level_onehot": lut["lane_level_onehot"],
+        "lut_per_output_level": lut["output_level"],
+        "lut_per_alu_lane": alu_luts + lut["output"],
+        "ff_per_lane_wbit": ff["lane_wbit"],
+        "ff_per_lane_level": ff["lane_level_decode"] + ff["lane_level_onehot"],
+        "ff_per_output_level": ff["output_level"],
+        "ff_per_alu_lane": per_output["alu_lanes"]["ffs"] + per_output["lut_apply"]["ffs"] + ff["output"],
+        "dsp_per_alu_lane": per_output["alu_lanes"]["dsp"] + per_output["lut_apply"]["dsp"],
+    }
+    coefficients = {k: round(float(v), 4) for k, v in coefficients.items()}
+    details["datapath_intercept"] = {"luts": round(float(lut["intercept"]), 2), "ffs": round(float(ff["intercept"]), 2)}
+    return coefficients, details
+
+
+def predict_datapath(coefficients, details, params, lut_mode):
+    """GEMM + ALU LUTs/FFs of one configuration via ``vta_ext.resources.estimate`` (control = intercept)."""
+    from vta_ext.config import HwConfig, ResourceCoefficients
+    from vta_ext.resources import estimate
+
+    merged = dict(coefficients, lut_base=details["datapath_intercept"]["luts"],
+                  ff_base=details["datapath_intercept"]["ffs"])
+    known = {k: v for k, v in merged.items() if k in ResourceCoefficients.__dataclass_fields__}
+    cfg = HwConfig(name="rtl-sweep", batch=params["BATCH"], block_in=params["BLOCK_IN"], block_out=params["BLOCK_OUT"],
+                   max_a_bits=params["A_BITS"], max_w_bits=params["W_BITS"], lut_entries=max(2, 1 << params["W_BITS"]),
+                   lut_mode=lut_mode, inp_buff_bytes=1 << 16, wgt_buff_bytes=1 << 20, acc_buff_bytes=1 << 18,
+                   prm_buff_bytes=1 << 18)
+    est = estimate(cfg, coefficients=ResourceCoefficients(**known))
+    return est.luts, est.ffs
+
+
+def heldout_errors(results, coefficients, details):
+    """Relative LUT error of every held-out onehot/decode GEMM + ALU configuration."""
+    per_output = details["per_output"]
+    alu = per_output["alu_lanes"]["luts"] + per_output["lut_apply"]["luts"]
+    rows = []
+    for r in results:
+        p = r["params"]
+        if r.get("role") != "heldout" or r["top"] != "gemm_unit" or p.get("WEIGHT_MODE") not in (1, 2) \
+                or r.get("luts") is None:
+            continue
+        mode = "onehot" if p["WEIGHT_MODE"] == 1 else "decode"
+        measured = r["luts"] + alu * p["BATCH"] * p["BLOCK_OUT"]  # the ALU is synthesized once per output count
+        predicted, _ = predict_datapath(coefficients, details, p, mode)
+        rows.append({"params": p, "mode": mode, "measured_luts": measured, "predicted_luts": round(predicted, 1),
+                     "rel_error": round(abs(predicted - measured) / measured, 4)})
+    return rows
+
+
+def write_fit(coefficients, details, heldout, tool_versions, path=FIT_PATH, extra=None):
+    """Write the calibration JSON (``"coefficients"`` is what ``vta_ext/resources.py`` reads)."""
+    data = {
+        "format": FORMAT,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tools": tool_versions,
+        "source": "benchmarks/rtl.py: yosys synth_xilinx -flatten -noiopad (-nodsp for the GEMM unit) of vta_ext/rtl",
+        "coefficients": coefficients,
+        "not_from_rtl": ["lut_base", "ff_base", "bram_kbits", "power coefficients"],
+        "details": details,
+        "heldout": heldout,
+        "heldout_max_rel_error": max((h["rel_error"] for h in heldout), default=None),
+    }
+    if extra:
+        data.update(extra)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def load_coefficients(path=FIT_PATH):
+    """The fitted ``ResourceCoefficients`` fields (a dict), or None when no fit has been written."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise HwConfigError(f"{path}: resource fit is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("coefficients"), dict):
+        raise HwConfigError(f"{path}: expected format {FORMAT!r} with a 'coefficients' mapping")
+    return dict(data["coefficients"])
