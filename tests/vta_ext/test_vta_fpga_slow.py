@@ -27,6 +27,7 @@ def test_resnet18_accelerator_layers_bit_exact(recorded_segments):  # noqa: F811
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.timeout(3600)  # 10k images through the functional simulator: ~15 min on a loaded 2-core machine
 def test_trained_fmnist_top1_fpga_vs_cpu_on_the_test_set():
     """Briefly trained float net + PTQ recipe (w4a4): the integer-only fpga path against the cpu path."""
     from tvm_qnn.data import fashion_mnist_loader, load_fashion_mnist
