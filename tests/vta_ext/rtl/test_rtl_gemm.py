@@ -84,3 +84,15 @@ def test_fewer_activation_bits_than_the_core():
     act = act & 0b111
     acc, cycles = run_gemm_tiles(params, act, idx, lut, init, [3, 3])
     assert np.array_equal(acc, _expected(params, act, idx, lut, init)) and list(cycles) == [3, 3]
+
+
+@pytest.mark.slow
+def test_verilator_agrees_with_iverilog_on_wide_words():
+    """Verilator (opt-in: 5.006 mis-simulated wide input words in a probe) on 512-bit LUT ports."""
+    params = CoreParams(batch=2, block_in=8, block_out=4, a_bits=5, w_bits=4, weight_mode="decode")
+    act, idx, lut, init = _random_tiles(params, 3, 11)
+    bits = np.full(3, params.a_bits)
+    acc_iv, _ = run_gemm_tiles(params, act, idx, lut, init, bits)
+    acc_vl, cycles = run_gemm_tiles(params, act, idx, lut, init, bits, simulator="verilator")
+    np.testing.assert_array_equal(acc_vl, acc_iv)
+    np.testing.assert_array_equal(acc_vl, _expected(params, act, idx, lut, init))
