@@ -156,6 +156,53 @@ def test_unknown_key_and_unreachable_tracker_fail_fast(cluster, exports):
     assert time.monotonic() - start < 20
 
 
+def _tar_kernel(tmp_path):
+    """A tiny compiled kernel in MetaSchedule's artifact format (tar), and its argument infos."""
+    import tvm
+    from tvm import te
+    from tvm.s_tir.meta_schedule.arg_info import TensorInfo
+    from tvm.support.tar import tar
+
+    from tvm_qnn.targets import host_target
+
+    a = te.placeholder((256,), "float32", name="a")
+    b = te.compute((256,), lambda i: a[i] * 2.0 + 1.0, name="b")
+    library = tvm.compile(tvm.IRModule({"main": te.create_prim_func([a, b])}),
+                          target=tvm.target.Target(host_target()))
+    path = tmp_path / "candidate.tar"
+    library.export_library(str(path), fcompile=tar)
+    return str(path), [TensorInfo("float32", [256]), TensorInfo("float32", [256])]
+
+
+def test_metaschedule_rpc_runner_keeps_measuring_when_one_of_two_boards_dies(cluster, tmp_path):
+    """What tvm_qnn.tune(rpc=(tracker, key)) relies on: MetaSchedule's RPCRunner asks the
+    tracker for a board per candidate, so when one of the boards under the key dies the next
+    candidates are measured on the survivor."""
+    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, RPCConfig, RPCRunner, RunnerInput
+
+    host, port = rpc.parse_address(cluster.tracker_address)
+    runner = RPCRunner(rpc_config=RPCConfig(tracker_host=host, tracker_port=port,
+                                            tracker_key="tune", session_timeout_sec=60),
+                       evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=1),
+                       max_workers=1)
+    path, arg_infos = _tar_kernel(tmp_path)
+    candidates = [RunnerInput(path, "cpu", arg_infos) for _ in range(2)]
+
+    def measured(batch):
+        results = [future.result() for future in runner.run(batch)]
+        return [r.error_msg for r in results if r.error_msg], [r for r in results if r.run_secs]
+
+    errors, ok = measured(candidates)
+    assert not errors and len(ok) == 2
+    boards = cluster.boards_for("tune")
+    boards[0].stop()
+    assert boards[1].alive()
+    for _round in range(2):  # every later candidate lands on the survivor
+        errors, ok = measured(candidates)
+        assert not errors and len(ok) == 2
+        assert all(float(s) > 0 for r in ok for s in r.run_secs)
+
+
 def test_board_killed_mid_run_raises_remote_error_in_bounded_time(cluster, exports):
     board = cluster.boards_for("cpu")[0]
     raised = {}

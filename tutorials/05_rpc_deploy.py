@@ -49,7 +49,7 @@ def main(argv=None):
 
 
 def deploy(exports, x):
-
+    """Start the boards, run both exports remotely, compare, stop everything."""
     # 2. a tracker and two boards on free localhost ports; the context manager stops them all
     #    (children included) even if something below fails
     with rpc.local_cluster([("cpu", None), ("fpga", "pynq_z1")]) as cluster:
