@@ -54,7 +54,8 @@ def scheduled_primfunc(wl: ConvWorkload, target=None, database=None, packed_inpu
             scheduled = hand_schedule(wl, mod["main"]).mod["main"]
         except Exception as err:  # noqa: BLE001 - a TVM schedule error becomes a CompileError naming the workload
             raise CompileError(f"hand schedule failed for workload {wl.key()}: {err}") from err
-    return scheduled.with_attr("op_pattern", OPAQUE_PATTERN)
+    # opaque: FuseOps keeps the kernel whole; is_scheduled: dlight-style default schedules skip it
+    return scheduled.with_attr("op_pattern", OPAQUE_PATTERN).with_attr("tirx.is_scheduled", True)
 
 
 def build_kernel(wl: ConvWorkload, target=None, database=None, packed_input=False):

@@ -7,7 +7,9 @@ Registers :class:`CpuBitserialLowering` under ``"cpu"`` in ``tvm_qnn.targets`` w
    hand-scheduled (or tuned, when ``options.tuning`` names a MetaSchedule database / work dir
    with a record for the workload) bit-serial kernel;
 2. any remaining composite marks are dropped (stock ops);
-3. ``tvm.compile`` with ``relax.get_default_pipeline(target)`` (fusion of the float ops).
+3. ``tvm.compile`` with :func:`cpu_pipeline`: Relax's default CPU pipeline (legalize, fuse) plus,
+   after fusion, ``codegen.float_schedules.FloatCpuSchedule`` on the float PrimFuncs (parallel,
+   vectorized; the stock pipeline leaves them single-threaded scalar loops).
 """
 
 from __future__ import annotations
@@ -38,6 +40,27 @@ def open_tuning_database(tuning):
     return ms.database.JSONDatabase(work_dir=work_dir, allow_missing=False)
 
 
+def cpu_pipeline(target):
+    """Relax's default CPU pipeline with a default schedule for the float ops after fusion."""
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+    from tvm.s_tir import dlight
+
+    from codegen.float_schedules import FloatCpuSchedule
+
+    @tvm.transform.module_pass(opt_level=0, name="tvm_qnn.cpu_pipeline")
+    def _pipeline(mod, _ctx):
+        with target:
+            steps = (cpu_generic.library_dispatch_passes(target)
+                     + cpu_generic.legalize_passes(target)  # legalize + FuseOps/FuseTIR
+                     + [dlight.ApplyDefaultSchedule(FloatCpuSchedule())]  # after fusion, before lowering
+                     + cpu_generic.dataflow_lower_passes(target)
+                     + cpu_generic.finalize_passes(target))
+            return tvm.transform.Sequential(steps)(mod)
+
+    return _pipeline
+
+
 class CpuBitserialLowering(Lowering):
     """Quantized layers -> bit-serial popcount kernels (``codegen``); everything else stock."""
 
@@ -45,7 +68,6 @@ class CpuBitserialLowering(Lowering):
 
     def build(self, qmod, options):
         import tvm
-        from tvm import relax
 
         from relay_passes.lower_bitserial import LowerQnnToBitserial
 
@@ -63,7 +85,7 @@ class CpuBitserialLowering(Lowering):
                          if isinstance(f, tvm.tirx.PrimFunc) and gv.name_hint.startswith("qnn_bitserial"))
         lowered = strip_composite_marks(lowered)
         try:
-            executable = tvm.compile(lowered, target=target, relax_pipeline=relax.get_default_pipeline(target))
+            executable = tvm.compile(lowered, target=target, relax_pipeline=cpu_pipeline(target))
         except Exception as err:  # noqa: BLE001
             raise CompileError(f"cpu: building the lowered module for {target_dict} failed: {err}") from err
         return Artifact(executable, target_dict, info={"bitserial_kernels": kernels,

@@ -1,0 +1,112 @@
+"""Default schedules for the float ops left around the bit-serial kernels (target ``cpu``).
+
+Relax's default CPU pipeline compiles every fused PrimFunc with TE's naive loop nest: one
+thread, no vectors. On a quantized ResNet-18 that makes the fp32 first conv (kept float, as NICE)
+cost several times all the bit-serial layers together. This dlight-style rule gives them a
+plain CPU schedule, no tuning:
+
+* NCHW conv2d (a reduction block with spatial ``n, o, y, x`` and reductions ``c, kh, kw``):
+  register tile of ``o_tile`` output channels x ``x_vec`` output columns (columns are the vector
+  lanes: contiguous in NCHW), reductions outside the tile, rows x channel tiles in parallel;
+  elementwise consumers (bias, ReLU) are inlined into the tile's write-back when TVM allows;
+* any other block: its outer spatial loop in parallel, the innermost loop vectorized when it
+  is spatial and short.
+
+Blocks where a primitive fails are left as they are (each step is tried on its own).
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm.s_tir.dlight.base import ScheduleRule
+
+X_VECTOR_MAX = 16  # fp32 lanes of one zmm
+O_TILE_MAX = 6
+DEBUG = False  # raise instead of skipping a block whose schedule fails (development only)
+
+
+def _divisor(n, limit):
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def _iter_kinds(sch, block):
+    return [int(iv.iter_type) for iv in sch.get(block).iter_vars]  # 0 = spatial, 2 = reduce
+
+
+def _try(step):
+    try:
+        step()
+        return True
+    except Exception:  # noqa: BLE001 - a primitive that does not apply leaves the block as is
+        return False
+
+
+class FloatCpuSchedule(ScheduleRule):
+    """Parallel + vectorized schedule of unscheduled float PrimFuncs (see module doc)."""
+
+    def apply(self, func, target, tunable):  # noqa: ARG002 - ScheduleRule interface
+        if not isinstance(func, tvm.tirx.PrimFunc):
+            return None
+        sch = tvm.s_tir.Schedule(func)
+        try:
+            root = sch.get_sblock("root")
+            names = [sch.get(block).name_hint for block in sch.get_child_blocks(root)]
+        except Exception:  # noqa: BLE001
+            return None
+        done = set()
+        for name in names:
+            if name in done:
+                continue
+            try:
+                block = sch.get_sblock(name)
+            except Exception:  # noqa: BLE001 - inlined by an earlier step
+                continue
+            kinds = _iter_kinds(sch, block)
+            try:
+                if kinds.count(0) == 4 and kinds.count(2) == 3 and "conv2d" in name:
+                    done |= self._conv(sch, block)
+                else:
+                    self._generic(sch, block, kinds)
+            except Exception:  # noqa: BLE001 - keep what applied (primitives fail before changing anything)
+                if DEBUG:
+                    raise
+        return sch
+
+    def _conv(self, sch, block):
+        consumers = [sch.get(c).name_hint for c in sch.get_consumers(block)]
+        inlined = set()
+        for consumer in consumers:  # bias add, ReLU: computed in the tile's write-back
+            if _try(lambda consumer=consumer: sch.reverse_compute_inline(sch.get_sblock(consumer))):
+                inlined.add(consumer)
+        loops = sch.get_loops(block)
+        if len(loops) != 7:
+            return inlined
+        n, o, y, x, rc, rh, rw = loops
+        out_channels, width = int(sch.get(o).extent), int(sch.get(x).extent)
+        x_vec, o_tile = _divisor(width, X_VECTOR_MAX), _divisor(out_channels, O_TILE_MAX)
+        local = sch.cache_write(block, 0, "local")
+        xo, xi = sch.split(x, [None, x_vec])
+        oo, oi = sch.split(o, [None, o_tile])
+        sch.reorder(n, oo, y, xo, rc, rh, rw, oi, xi)
+        sch.parallel(sch.fuse(n, oo, y))
+        sch.unroll(oi)
+        _try(lambda: sch.vectorize(xi))
+        sch.reverse_compute_at(local, xo)
+        _try(lambda: sch.vectorize(sch.get_loops(local)[-1]))
+        sch.decompose_reduction(block, rc)
+        for producer in sch.get_producers(block):  # padding: its own parallel loop
+            self._generic(sch, producer, _iter_kinds(sch, producer))
+        return inlined
+
+    def _generic(self, sch, block, kinds):
+        loops = sch.get_loops(block)
+        if not loops or not kinds or kinds[0] != 0:
+            return
+        spatial = [loop for loop, kind in zip(loops, kinds) if kind == 0]
+        if len(spatial) >= 2 and int(sch.get(spatial[0]).extent) < 8:
+            _try(lambda: sch.parallel(sch.fuse(spatial[0], spatial[1])))
+        else:
+            _try(lambda: sch.parallel(spatial[0]))
+        inner = sch.get_loops(block)[-1]  # re-read: the fuse above may have replaced loops
+        if len(kinds) == len(loops) and kinds[-1] == 0 and len(loops) > 2 and int(sch.get(inner).extent) <= 64:
+            _try(lambda: sch.vectorize(inner))

@@ -1,0 +1,37 @@
+"""FloatCpuSchedule: the float ops around the kernels get parallel/vector schedules, same numbers."""
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from codegen.build import cpu_target
+from tvm_qnn.lower_cpu import cpu_pipeline
+
+
+def _float_module():
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 3, 20, 20), "float32"))
+    rng = np.random.default_rng(0)
+    w = relax.const(rng.normal(size=(12, 3, 5, 5)).astype(np.float32))
+    b = relax.const(rng.normal(size=(1, 12, 1, 1)).astype(np.float32))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d(x, w, strides=2, padding=2))
+            y = bb.emit(relax.op.nn.relu(relax.op.add(y, b)))
+            y = bb.emit(relax.op.nn.max_pool2d(y, pool_size=2, strides=2))
+            out = bb.emit_output(relax.op.add(y, relax.const(np.float32(1.0))))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def test_float_schedule_keeps_results():
+    mod, target = _float_module(), cpu_target()
+    x = np.random.default_rng(1).normal(size=(1, 3, 20, 20)).astype(np.float32)
+    outs = []
+    for pipeline in (relax.get_default_pipeline(target), cpu_pipeline(target)):
+        vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
+        outs.append(vm["main"](tvm.runtime.tensor(x)).numpy())
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    scheduled = cpu_pipeline(target)(mod)
+    text = scheduled.script()
+    assert "T.parallel" in text and "T.vectorized" in text
