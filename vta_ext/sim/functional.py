@@ -47,6 +47,8 @@ class CoreState:
         self.prm_bias = np.zeros((cfg.prm_depth, bo), np.int64)
         self.prm_mult = np.zeros((cfg.prm_depth, bo), np.int64)
         self.prm_shift = np.zeros((cfg.prm_depth, bo), np.int64)
+        self.loop_cache = {}  # (instruction, micro-op words) -> index arrays: batch groups repeat them
+        self.checked = set()  # (instruction, micro-op words) whose indices passed the bounds checks
 
 
 def _check_range(insn, what, indices, depth):
@@ -140,6 +142,13 @@ def _loop_indices(insn, uop_words):
     return d, s, w.reshape(shape)
 
 
+def _cached_loop_indices(state, insn, words):
+    key = (insn, words.tobytes())
+    if key not in state.loop_cache:
+        state.loop_cache[key] = _loop_indices(insn, words)
+    return state.loop_cache[key]
+
+
 def _uops(state, insn):
     if insn.uop_end < insn.uop_bgn:
         raise SimulationError(f"{describe(insn)}: uop_end < uop_bgn")
@@ -157,21 +166,25 @@ def _gemm(state, insn):
     words = _uops(state, insn)
     if insn.iter_out * insn.iter_in * len(words) == 0:
         return  # a pure synchronisation instruction
-    dst, src, wgt = _loop_indices(insn, words)
+    dst, src, wgt = _cached_loop_indices(state, insn, words)
     levels = 1 << insn.w_bits
     onehot = cfg.lut_mode == "onehot"
     group = levels if onehot else 1
-    _check_range(insn, "accumulator", (dst + 1) * group - 1, cfg.acc_depth)
+    key = (insn, words.tobytes())
+    if key not in state.checked:  # the indices depend only on (instruction, micro-ops): check them once
+        _check_range(insn, "accumulator", (dst + 1) * group - 1, cfg.acc_depth)
+        if not insn.reset:
+            _check_range(insn, "input", src, cfg.inp_depth(insn.a_bits))
+            _check_range(insn, "weight", wgt, cfg.wgt_depth(insn.w_bits))
+            if not np.all(wgt == wgt[:1]):
+                raise SimulationError(f"{describe(insn)}: weight factors must be 0 (weights are fixed over the loop)")
+        state.checked.add(key)
     if insn.reset:
         targets = (dst.reshape(-1, 1) * group + np.arange(group)[None, :]).reshape(-1)
         state.acc[targets] = 0
         return
-    _check_range(insn, "input", src, cfg.inp_depth(insn.a_bits))
-    _check_range(insn, "weight", wgt, cfg.wgt_depth(insn.w_bits))
     inp = (state.inp[src] & ((1 << insn.a_bits) - 1)).astype(np.float64)  # (T, U, b, bi): a_bits planes read
     idx = state.wgt[wgt[0]].astype(np.int64) & (levels - 1)  # (U, bo, bi): weights do not move with the loop
-    if not np.all(wgt == wgt[:1]):
-        raise SimulationError(f"{describe(insn)}: weight factors must be 0 (weights are fixed over the loop)")
     n_iter, n_uop = dst.shape
     b, bi, bo = cfg.batch, cfg.block_in, cfg.block_out
     x = inp.transpose(0, 2, 1, 3).reshape(n_iter * b, n_uop * bi)  # rows (t, b), columns (u, i)
@@ -210,7 +223,7 @@ def _alu(state, insn):
     words = _uops(state, insn)
     if insn.iter_out * insn.iter_in * len(words) == 0:
         return
-    dst, src, row = (a.reshape(-1) for a in _loop_indices(insn, words))
+    dst, src, row = (a.reshape(-1) for a in _cached_loop_indices(state, insn, words))
     _check_range(insn, "accumulator", dst, cfg.acc_depth)
     acc = state.acc
     op = insn.alu_op
