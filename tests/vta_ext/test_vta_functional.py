@@ -144,3 +144,23 @@ def test_bad_inputs_are_named():
         run_program(program, np.zeros((1, 4, 6, 6), np.uint8))
     with pytest.raises(QnnError, match="does not fit a_bits=2"):
         run_program(program, np.full((1, 4, 5, 5), 4, np.uint8))
+
+
+def test_malformed_streams_are_errors_naming_the_instruction():
+    from vta_ext.isa import FinishInsn, GemmInsn, MemInsn, MemScope, Opcode
+    from vta_ext.sim.functional import SimulationError, run_stream
+
+    cfg = HwConfig(**SMALL)
+    dram = np.zeros(4096, np.uint8)
+    depth = cfg.inp_depth(8)
+    with pytest.raises(SimulationError, match=f"LOAD INP.*input index {depth}.*depth {depth}"):
+        run_stream(cfg, [MemInsn(opcode=Opcode.LOAD, scope=MemScope.INP, elem_bits=8, sram_base=depth - 1, x_size=2,
+                                 x_stride=2), FinishInsn()], dram)
+    with pytest.raises(SimulationError, match="beyond the image"):
+        run_stream(cfg, [MemInsn(opcode=Opcode.LOAD, scope=MemScope.WGT, elem_bits=8, dram_base=10**6), FinishInsn()],
+                   dram)
+    with pytest.raises(SimulationError, match="GEMM.*accumulator index"):
+        run_stream(cfg, [GemmInsn(reset=True, iter_out=1, iter_in=cfg.acc_depth + 1, dst_factor_in=1), FinishInsn()],
+                   dram)
+    with pytest.raises(SimulationError, match="without FINISH"):
+        run_stream(cfg, [GemmInsn(uop_end=0)], dram)
