@@ -33,6 +33,7 @@ _PASSES = {
     "InsertActQuant": "relay_passes.insert_act_quant",
     "GroupQnnLayers": "relay_passes.group_qnn_layers",
     "ExposeLayerInputs": "relay_passes.expose_layer_inputs",
+    "WidenQnnAccumulation": "relay_passes.widen_accumulation",
     "read_qnn_layer": "relay_passes.composite",
     "read_qnn_layers": "relay_passes.composite",
     "is_qnn_composite": "relay_passes.composite",

@@ -223,3 +223,62 @@ def test_bops_of_a_quantized_relax_module_matches_the_torch_count(tiny):
     assert [(r.kind, r.shape, r.b_w, r.b_a, r.macs) for r in relax_table] == \
         [(r.kind, r.shape, r.b_w, r.b_a, r.macs) for r in torch_table]
     assert relax_table.total == pytest.approx(torch_table.total)
+
+
+# --------------------------------------------------------------------------- ResNet-18 (slow)
+@pytest.fixture(scope="module")
+def resnet18_imported():
+    from tvm_qnn.models import resnet18
+
+    torch.manual_seed(7)
+    model = randomize_batchnorm(resnet18())
+    x = torch.rand(1, 3, 224, 224)
+    mod, params = tvm_qnn.from_torch(model, x)
+    return model, x, mod, params
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme,bits", [("kquantile", 2), ("uniform", 3)])
+def test_resnet18_matches_torch_and_each_layer_matches_the_reference(resnet18_imported, scheme, bits):
+    import tvm
+
+    from relay_passes.composite import qnn_composites, read_qnn_layer
+    from tvm_qnn import reference
+
+    model, x, mod, params = resnet18_imported
+    recipe = tvm_qnn.calibrate(mod, params, torch.rand(2, 3, 224, 224), w_bits=bits, a_bits=bits, w_scheme=scheme,
+                               progress=False)
+    qmod = tvm_qnn.quantize(mod, params, recipe)
+    got = tvm_qnn.compile(qmod, target="cpu-reference").run(x)
+    assert relative_error(got, apply_recipe(model, recipe)(x).numpy()) <= 1e-4
+    rng = np.random.default_rng(0)
+    composites = qnn_composites(qmod)
+    assert len(composites) == 19
+    for gvar, func in list(composites.items())[::4]:  # every 4th layer: all shapes/strides kinds, bounded time
+        layer = read_qnn_layer(func)
+        layer_in = rng.uniform(0, layer.a_clamp * 1.2, layer.input_shape).astype(np.float32)
+        single = tvm.IRModule({"main": func.without_attr("Composite").without_attr("Primitive")
+                               .with_attr("global_symbol", "main").with_attr("num_input", 1)})
+        out = tvm_qnn.compile(single, target="cpu-reference").run(layer_in)
+        codes = reference.act_codes(layer_in, layer.a_clamp, layer.a_bits)
+        ref = reference.qconv2d(codes, layer.s_a, layer.weight_idx, layer.lut, layer.bias, layer.stride,
+                                layer.padding, layer.groups, layer.dilation)
+        ref = np.clip(ref, layer.out_min, layer.out_max)
+        assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max(), gvar.name_hint
+
+
+@pytest.mark.slow
+def test_resnet18_onnx_import_matches_torch(resnet18_imported):
+    import io
+
+    import onnx
+
+    model, x, mod, params = resnet18_imported
+    recipe = tvm_qnn.calibrate(mod, params, torch.rand(2, 3, 224, 224), progress=False)
+    buffer = io.BytesIO()
+    from tvm_qnn.train.fold_bn import fold_batchnorm
+
+    torch.onnx.export(fold_batchnorm(model), (x,), buffer, dynamo=False, input_names=["x"])
+    onnx_mod, onnx_params = tvm_qnn.from_onnx(onnx.load_from_string(buffer.getvalue()))
+    got = tvm_qnn.compile(onnx_mod, recipe=recipe, params=onnx_params).run(x)
+    assert relative_error(got, apply_recipe(model, recipe)(x).numpy()) <= 1e-4

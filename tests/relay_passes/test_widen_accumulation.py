@@ -1,0 +1,59 @@
+"""WidenQnnAccumulation: quantized layers accumulate in float64 (cpu-reference lowering only)."""
+
+import tvm
+from qnn_pass_helpers import FloatNet
+from tvm.script import ir as I
+from tvm.script import relax as R
+
+from relay_passes import WidenQnnAccumulation
+
+
+@I.ir_module
+class Before:
+    @R.function(private=True)
+    def qnn_dense_w(x: R.Tensor((1, 4), "float32"), w: R.Tensor((3, 4), "float32")) -> R.Tensor((1, 3), "float32"):
+        R.func_attr({"Composite": "qnn.dense", "qnn.layer": "w"})
+        with R.dataflow():
+            lv = R.permute_dims(w, axes=[1, 0])
+            gv = R.matmul(x, lv)
+            R.output(gv)
+        return gv
+
+    @R.function
+    def main(x: R.Tensor((1, 4), "float32"), w: R.Tensor((3, 4), "float32")) -> R.Tensor((1, 3), "float32"):
+        cls = Before
+        with R.dataflow():
+            gv = cls.qnn_dense_w(x, w)
+            R.output(gv)
+        return gv
+
+
+@I.ir_module
+class Expected:
+    @R.function(private=True)
+    def qnn_dense_w(x: R.Tensor((1, 4), "float32"), w: R.Tensor((3, 4), "float32")) -> R.Tensor((1, 3), "float32"):
+        R.func_attr({"Composite": "qnn.dense", "qnn.layer": "w"})
+        with R.dataflow():
+            lv = R.permute_dims(w, axes=[1, 0])
+            wide = R.matmul(x, lv, out_dtype="float64")
+            gv = R.astype(wide, "float32")
+            R.output(gv)
+        return gv
+
+    @R.function
+    def main(x: R.Tensor((1, 4), "float32"), w: R.Tensor((3, 4), "float32")) -> R.Tensor((1, 3), "float32"):
+        cls = Expected
+        with R.dataflow():
+            gv = cls.qnn_dense_w(x, w)
+            R.output(gv)
+        return gv
+
+
+def test_widens_layer_ops_only_inside_qnn_functions():
+    tvm.ir.assert_structural_equal(WidenQnnAccumulation()(Before), Expected)
+
+
+def test_float_graph_unchanged_and_idempotent():
+    tvm.ir.assert_structural_equal(WidenQnnAccumulation()(FloatNet), FloatNet)
+    once = WidenQnnAccumulation()(Before)
+    tvm.ir.assert_structural_equal(WidenQnnAccumulation()(once), once)
