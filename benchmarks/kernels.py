@@ -277,6 +277,49 @@ def tuned_database(layer, target, trials, workdir):
     return open_database(work_dir)
 
 
+def inner_loop_stats(asm):
+    """Instructions of the hot loop (the loop with the highest ``vpopcntq`` density, at least 4 of
+    them: the kh/kw/word reduction) and instructions per bit-MAC.
+
+    A loop is a label ``.LBB*`` up to the backward jump to it; on Zen 4 every vector instruction of
+    that loop is one macro-op (512-bit ones issue as 2x256 internally, which the measured
+    roofline includes). Returns ``{"instructions", "vpopcntq", "loads", "uops_per_bitmac"}``.
+    """
+    lines = [line.strip() for line in asm.splitlines()]
+    best = None
+    for start, line in enumerate(lines):
+        if not (line.startswith(".LBB") and line.endswith(":")):
+            continue
+        label = line[:-1]
+        for end in range(start + 1, min(len(lines), start + 2000)):
+            if lines[end].startswith("j") and lines[end].split()[-1] == label:
+                body = [b for b in lines[start + 1:end + 1] if b and not b.startswith((".", "#"))]
+                pop = sum(1 for b in body if b.startswith("vpopcntq"))
+                if pop >= 4 and (best is None or pop / len(body) > best["vpopcntq"] / best["instructions"]):
+                    lanes = 8 if any("zmm" in b for b in body if b.startswith("vpopcntq")) else 4
+                    best = {"instructions": len(body), "vpopcntq": pop,
+                            "loads": sum(1 for b in body if "(" in b and not b.startswith(("lea", "vmovdqu64\t%", "mov"))),
+                            "uops_per_bitmac": len(body) / (pop * lanes * 64)}
+                break
+    return best
+
+
+def asm_report(target):
+    """Inner-loop statistics of our hand-scheduled kernel for each config on one mid-size shape."""
+    from codegen.build import build_kernel, kernel_asm
+    from codegen.plan import layer_workload
+
+    report = {}
+    for name, (w_bits, a_bits, scheme) in CONFIGS.items():
+        layer = _layer(128, 128, 28, 1, w_bits, a_bits, scheme)
+        stats = inner_loop_stats(kernel_asm(build_kernel(layer_workload(layer), target)))
+        report[name] = stats
+        print(f"  {name:>9}: hot loop {stats['instructions']} instructions, {stats['vpopcntq']} vpopcntq "
+              f"-> {stats['uops_per_bitmac'] * 1000:.2f} instructions per 1000 bit-MACs "
+              f"(ideal AND+POPCNT+ADD: {3000 / 512:.2f})")
+    return report
+
+
 def run(args):
     import tvm
     from tqdm import tqdm
@@ -403,9 +446,18 @@ def main():
     parser.add_argument("--quick", action="store_true", help="two shapes, w1a1/w2a2 only")
     parser.add_argument("--skip-tuned", action="store_true", help="skip our MetaSchedule-tuned kernels")
     parser.add_argument("--skip-tvm-fp32", action="store_true", help="skip the MetaSchedule-tuned TVM fp32 baseline")
+    parser.add_argument("--asm-only", action="store_true", help="only the inner-loop instruction counts")
     parser.add_argument("--tune-trials", type=int, default=16)
     parser.add_argument("--fp32-trials", type=int, default=16)
     args = parser.parse_args()
+    if args.asm_only:
+        from codegen.build import cpu_target
+
+        print("hot loop of the hand-scheduled kernel, 128->128 28x28:")
+        report = asm_report(cpu_target(THREADS))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "kernels_asm.json").write_text(json.dumps(report, indent=2))
+        return
     result = run(args)
     table, summary = summarize(result)
     result["summary"] = summary

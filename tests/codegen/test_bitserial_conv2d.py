@@ -157,3 +157,16 @@ def test_packed_output_feeds_packed_input(next_bits, next_padding, next_groups):
         packed, *[tvm.runtime.tensor(a) for a in kernel_args(second, wl_second).as_list()], out)
     expected = second.reference(y_first)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("word", ["uint32", "uint8"])
+def test_narrow_words(word):
+    from codegen.build import build_kernel, cpu_target
+
+    rng = np.random.default_rng(9)
+    layer = random_layer(rng, channels=40, out_channels=16, size=6, w_bits=2, a_bits=3, scheme="uniform")
+    wl = layer_workload(layer, word=word)
+    x = random_input(rng, layer)
+    out = _run(build_kernel(wl, cpu_target()), x, kernel_args(layer, wl).as_list(), wl.output_shape)
+    expected = layer.reference(x)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()))
