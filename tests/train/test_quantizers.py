@@ -114,3 +114,18 @@ def test_nan_weight_names_the_layer():
 def test_act_fake_quant_nan_maps_to_zero():
     x = torch.tensor([float("nan"), -1.0, 0.2, 9.0])
     assert act_fake_quant(x, 1.0, 2).tolist() == [0.0, 0.0, pytest.approx(1 / 3), 1.0]
+
+
+def test_clamp_gradient_is_lsq_inside_and_one_above():
+    torch.manual_seed(1)
+    x = torch.rand(2000) * 3 - 0.5
+    act = LearnedClampAct(3, clamp=1.7).train()
+    upstream = torch.randn(2000)
+    (act(x) * upstream).sum().backward()
+    # the same gradient from an autograd surrogate: round(min(relu(x), c) / s) * s with STE rounding
+    c = torch.tensor(1.7, requires_grad=True)
+    s = c / 7
+    scaled = torch.minimum(torch.relu(x), c) / s
+    surrogate = (scaled + (torch.floor(scaled + 0.5) - scaled).detach()) * s
+    (surrogate * upstream).sum().backward()
+    assert float(act.clamp.grad) == pytest.approx(float(c.grad), rel=1e-4)

@@ -197,6 +197,26 @@ def initial_clamp(x, bits, method="mse", max_samples=50_000, seed=0):
     return CLAMP_INIT[method](flat, bits)
 
 
+class _ClampQuantSTE(torch.autograd.Function):
+    """``act_fake_quant`` forward; straight-through / LSQ backward in one fused step (see LearnedClampAct)."""
+
+    @staticmethod
+    def forward(ctx, x, clamp, bits):
+        ctx.save_for_backward(x, clamp)
+        ctx.bits = bits
+        return act_fake_quant(x, float(clamp), bits)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, clamp = ctx.saved_tensors
+        levels = (1 << ctx.bits) - 1
+        inside = (x > 0) & (x < clamp)
+        scaled = x / (clamp / levels)
+        lsq = (torch.floor(scaled + 0.5) - scaled) / levels
+        dclamp = torch.where(x >= clamp, torch.ones_like(x), torch.where(inside, lsq, torch.zeros_like(x)))
+        return grad * inside, (grad * dclamp).sum().reshape(clamp.shape), None
+
+
 class LearnedClampAct(nn.Module):
     """NICE: activation quantizer with a learned clamp ``c`` (a parameter).
 
@@ -228,15 +248,10 @@ class LearnedClampAct(nn.Module):
     def forward(self, x):
         if self.mode == "fp32":
             return x
-        exact = act_fake_quant(x, self.clamp_value(), self.bits)
+        clamp = self.clamp_value()  # validates c > 0 (and is the value the recipe exports)
         if not (self.training and torch.is_grad_enabled()):
-            return exact
-        levels = (1 << self.bits) - 1
-        s_a = self.clamp / levels
-        clipped = torch.minimum(torch.relu(x), self.clamp)
-        scaled = clipped / s_a
-        rounded = scaled + (torch.floor(scaled + 0.5) - scaled).detach()
-        return straight_through(exact, rounded * s_a)
+            return act_fake_quant(x, clamp, self.bits)
+        return _ClampQuantSTE.apply(x, self.clamp, self.bits)
 
     def extra_repr(self):
         return f"bits={self.bits}, clamp={float(self.clamp.detach()):.4g}, mode={self.mode}"
