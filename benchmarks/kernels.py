@@ -447,6 +447,7 @@ def main():
     parser.add_argument("--skip-tuned", action="store_true", help="skip our MetaSchedule-tuned kernels")
     parser.add_argument("--skip-tvm-fp32", action="store_true", help="skip the MetaSchedule-tuned TVM fp32 baseline")
     parser.add_argument("--asm-only", action="store_true", help="only the inner-loop instruction counts")
+    parser.add_argument("--name", default="kernels", help="results/<name>.json and results/<name>_speedup.png")
     parser.add_argument("--tune-trials", type=int, default=16)
     parser.add_argument("--fp32-trials", type=int, default=16)
     args = parser.parse_args()
@@ -465,8 +466,8 @@ def main():
     print(f"peaks: popcount {result['popcount_peak_per_core'] / 1e9:.0f} Gbit-MAC/s/core, "
           f"fp32 {result['fp32_peak_per_core'] / 1e9:.0f} GFLOP/s/core; load average {result['load_average']}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "kernels.json").write_text(json.dumps(result, indent=2, default=str))
-    plot(summary, RESULTS / "kernels_speedup.png")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
+    plot(summary, RESULTS / f"{args.name}_speedup.png")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ conv_cases = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=20)
+@settings(max_examples=12)
 @given(case=conv_cases)
 def test_integer_sums_bit_exact(case):
     case = dict(case)
@@ -72,7 +72,7 @@ def _check_float(layer, rng, target_name="native"):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * scale)
 
 
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(case=conv_cases)
 def test_float_output_hand_schedule(case):
     case = dict(case)
