@@ -156,9 +156,13 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def start_tracker(host: str = LOOPBACK, port: int | None = None, timeout_s: float = 30.0,
+def start_tracker(host: str = LOOPBACK, port: int | None = None, timeout_s: float = 120.0,
                   log_path: Path | None = None) -> ServiceProcess:
-    """Start ``python -m tvm.exec.rpc_tracker`` on ``host:port`` (a free port if None)."""
+    """Start ``python -m tvm.exec.rpc_tracker`` on ``host:port`` (a free port if None).
+
+    ``timeout_s`` is generous: importing TVM alone takes 10-30 s on a loaded 2-core machine.
+    """
+    last_error = None
     for _attempt in range(3):  # a free port can be taken between probing and binding
         chosen = port or free_port(host)
         argv = [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", host,
@@ -167,15 +171,16 @@ def start_tracker(host: str = LOOPBACK, port: int | None = None, timeout_s: floa
         try:
             _wait_until(lambda: _port_open(host, chosen), timeout_s, service.describe(), service.popen)
             return service
-        except RemoteError:
+        except RemoteError as err:
             service.stop()
-            if port is not None:
+            last_error = err
+            if port is not None or "did not become ready" in str(err):
                 raise
-    raise RemoteError(f"could not start an RPC tracker on {host} after 3 attempts")
+    raise RemoteError(f"could not start an RPC tracker on {host} after 3 attempts ({last_error})")
 
 
 def start_board(tracker, key: str, host: str = LOOPBACK, port: int | None = None,
-                fpga_config: str | None = None, timeout_s: float = 90.0,
+                fpga_config: str | None = None, timeout_s: float = 180.0,
                 log_path: Path | None = None, wait: bool = True) -> ServiceProcess:
     """Start a board (``python -m tvm_qnn serve``) registered at ``tracker`` under ``key``.
 
@@ -195,7 +200,7 @@ def start_board(tracker, key: str, host: str = LOOPBACK, port: int | None = None
     return service
 
 
-def wait_for_board(service: ServiceProcess, tracker, timeout_s: float = 90.0) -> None:
+def wait_for_board(service: ServiceProcess, tracker, timeout_s: float = 180.0) -> None:
     """Block until the tracker lists ``service``; stop it and raise RemoteError otherwise."""
     tracker_host, tracker_port = parse_address(tracker, "tracker")
     try:

@@ -2,12 +2,14 @@
 
 ``serve`` runs TVM's own RPC server loop after registering, in the server process,
 
-* ``tvm_qnn.board.info()`` -> JSON: tvm-qnn / TVM versions, export formats understood, the FPGA
-  config (if any) — the client refuses an export the board cannot run before uploading it;
+* ``tvm_qnn.board.info()`` -> JSON: the board's tvm-qnn and TVM versions and its accelerator
+  config (name + hash) if any — the client refuses an export the board cannot run;
 * ``tvm_qnn.board.sha256(name)`` -> hex digest of an uploaded file, so the client can prove the
   bytes that arrived are the bytes the manifest lists (a corrupt upload is detected);
-* with an FPGA config: the accelerator runtime packed functions (the simulator today, a board
-  driver later behind the same names), so ``fpga`` modules run remotely.
+* ``tvm_qnn.board.prepare(manifest)`` -> lets the export's lowering register its runtime side
+  from the uploaded ``runtime/`` files (the FPGA segments' packed functions), as ``load`` does;
+* with an FPGA config, the accelerator runtime is imported up front (the simulator today, a
+  board driver later behind the same packed functions), so ``fpga`` modules run remotely.
 
 Every session is a process forked from the server process, so it inherits these registrations.
 """
@@ -18,6 +20,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 
 from tvm_qnn.errors import QnnError, RemoteError
 
@@ -33,7 +36,10 @@ def upload_name(name: str) -> str:
 
 
 def hw_config_sha256(config_dict: dict) -> str:
-    return hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()
+    """Identity of a core: every hardware field, not the resource-model coefficients (those
+    describe our estimate of the core, and change when the model is re-fitted)."""
+    hardware = {k: v for k, v in config_dict.items() if k != "resources"}
+    return hashlib.sha256(json.dumps(hardware, sort_keys=True).encode()).hexdigest()
 
 
 def board_info(fpga_config: str | None) -> dict:
@@ -152,4 +158,8 @@ def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | 
     # SIGTERM (stop(), systemd, kill) ends the process; sessions are forked children, which
     # the stopper (tvm_qnn.rpc.stop_process_tree) ends by PID
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    registered = f", registered at {tracker_addr[0]}:{tracker_addr[1]}" if tracker_addr else ""
+    accelerator = f", accelerator {fpga_config}" if fpga_config is not None else ""
+    print(f"tvm-qnn board serving on {host}:{state.port} key {key!r}{registered}{accelerator}",
+          file=sys.stderr, flush=True)
     state.thread.join()

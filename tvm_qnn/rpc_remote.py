@@ -169,7 +169,8 @@ def remote(model_or_export_dir, session_or_tracker, key: str | None = None, inpu
                 lambda: _run_on_board(board, export, arrays, number, repeat, min_repeat_ms),
                 remaining, board.where())
         finally:
-            board.close()
+            if board is not session_or_tracker:  # a BoardSession passed in stays the caller's
+                board.close()
 
 
 def _run_on_board(board: BoardSession, export, arrays, number, repeat, min_repeat_ms):
@@ -243,32 +244,53 @@ def _check_versions(board: BoardSession, export) -> None:
 
 
 # --------------------------------------------------------------------------- demo step
-def demo_remote_run(export_dir, inputs=None, fpga_config: str | None = None,
-                    timeout_s: float = 180.0, log_dir=None) -> dict:
-    """The demo's deployment step: start a tracker and one localhost board (an FPGA board when
-    the export targets the fpga), run the export locally and over RPC, compare bit for bit,
-    stop everything. Returns a summary dict (raises RemoteError when the outputs differ)."""
+def demo_remote_run(export_dirs, inputs=None, timeout_s: float = 180.0, log_dir=None,
+                    progress: bool = True):
+    """The demo's deployment step: start a tracker and one localhost board per kind of export
+    (a ``cpu`` board; an ``fpga`` board with the export's accelerator config), run every export
+    locally and over RPC, compare bit for bit, stop everything.
+
+    ``export_dirs``: one export directory or a list. ``inputs``: one array (or list) used for
+    every export; None -> a seeded random input of each export's shape. Returns one summary dict
+    per export (a dict for a single directory, else a list); raises RemoteError naming the board
+    and key when a remote output differs from the local one.
+    """
     from tvm_qnn.rpc import local_cluster
 
-    export = rpc_export.open_export(export_dir, None)
-    arrays = rpc_export.as_arrays(inputs, export)
-    local_outputs = export.run_locally(arrays)
-    key = "fpga" if export.needs_fpga() else "cpu"
-    if export.needs_fpga() and fpga_config is None:
-        fpga_config = export.fpga_config_name()
+    single = not isinstance(export_dirs, (list, tuple))
+    dirs = [export_dirs] if single else list(export_dirs)
+    plans = []  # (export dir, key, board's fpga config, inputs, local outputs)
+    for directory in dirs:
+        export = rpc_export.open_export(directory, None)
+        arrays = rpc_export.as_arrays(inputs, export)
+        key = "fpga" if export.needs_fpga() else "cpu"
+        fpga_config = export.fpga_config_name() if key == "fpga" else None
+        plans.append((directory, key, fpga_config, arrays, export.run_locally(arrays)))
+    boards = list(dict.fromkeys((key, config) for _, key, config, _, _ in plans))
+    if len({key for key, _ in boards}) != len(boards):
+        raise RemoteError("demo_remote_run: the fpga exports were built for different "
+                          "accelerator configs; run them one at a time")
     started = time.monotonic()
-    with local_cluster([(key, fpga_config if key == "fpga" else None)], log_dir=log_dir) as cluster:
-        result = remote(export_dir, cluster.tracker_address, key, inputs=arrays,
-                        timeout_s=timeout_s)
-    identical = len(local_outputs) == len(result.outputs) and all(
-        a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
-        for a, b in zip(local_outputs, result.outputs, strict=False))
-    if not identical:
-        raise RemoteError(f"board {result.board} key {key!r}: remote output differs from the "
-                          f"local run of {export_dir}")
-    summary = result.as_dict()
-    summary.update(identical=True, tracker=LOOPBACK, wall_s=time.monotonic() - started)
-    return summary
+    summaries = []
+    with local_cluster(boards, log_dir=log_dir) as cluster:
+        for directory, key, _, arrays, local_outputs in plans:
+            result = remote(directory, cluster.tracker_address, key, inputs=arrays,
+                            timeout_s=timeout_s)
+            identical = len(local_outputs) == len(result.outputs) and all(
+                a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+                for a, b in zip(local_outputs, result.outputs, strict=False))
+            if not identical:
+                raise RemoteError(f"board {result.board} key {key!r}: remote output differs from "
+                                  f"the local run of {directory}")
+            summary = result.as_dict()
+            summary.update(export=str(directory), identical=True)
+            summaries.append(summary)
+            if progress:
+                print(f"{key:4s} export {directory}: on board {result.board} {result.mean_ms:.3f} "
+                      f"ms ± {result.std_ms:.3f}; remote output bit-identical to the local run")
+    for summary in summaries:
+        summary["wall_s"] = time.monotonic() - started  # tracker + boards + all runs
+    return summaries[0] if single else summaries
 
 
 __all__ = ["BoardSession", "RemoteResult", "connect", "demo_remote_run", "read_for_upload",
