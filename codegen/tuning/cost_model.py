@@ -160,6 +160,22 @@ class BopsXGBModel(PyCostModel):
         self.booster = xgb.train(params, xgb.DMatrix(self.xs, label=self.ys), num_boost_round=self.num_rounds)
 
 
+def load_bops_xgb(path: str) -> BopsXGBModel:
+    """A saved ``BopsXGBModel`` (``TuningError`` naming the file when it is not one).
+
+    Calls through the MetaSchedule object turn Python exceptions into TVM ``RuntimeError``s, so
+    the file is checked here, on the Python side, before the model loads it.
+    """
+    try:
+        with np.load(path) as data:
+            peaks = data["peaks"]
+    except (OSError, KeyError, ValueError) as err:
+        raise TuningError(f"cost model file {path!r} is not a saved BopsXGBModel: {err}") from err
+    model = BopsXGBModel(Peaks(float(peaks[0]), float(peaks[1])))
+    model.load(path)
+    return model
+
+
 # --------------------------------------------------------------------------- registry
 def _bops_xgb(peaks, seed, num_threads):
     return BopsXGBModel(peaks, seed=seed, num_threads=num_threads)

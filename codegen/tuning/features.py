@@ -89,7 +89,7 @@ def _popcount_blocks(sch):
     for block_rv in sch.get_child_blocks(sch.get_sblock("root")):
         block = sch.get(block_rv)
         # TVM 0.27 has no Python TIR visitor; the printed body names the intrinsic
-        if "popcount" in str(block.body):
+        if "T.popcount(" in str(block.body):
             size = 1
             for iv in block.iter_vars:
                 size *= int(iv.dom.extent)
@@ -114,14 +114,14 @@ def workload_features(func, peaks: Peaks, workload: str = "main") -> WorkloadFea
     if not blocks:
         raise TuningError(f"workload {workload!r}: no popcount block; not a bit-serial kernel")
     popcounts = sum(size for _, size in blocks)
-    hot = max(blocks, key=lambda b: b[1])[0]
+    hot, hot_size = max(blocks, key=lambda b: b[1])
     extents = {iv.var.name.removeprefix("v_"): int(iv.dom.extent) for iv in hot.iter_vars}
     a_bits, w_planes = extents.get("p", 1), extents.get("j", 1)
     word_bits = max((tvm.DataType(str(r.source.dtype)).bits for r in hot.reads if "uint" in str(r.source.dtype)), default=64)
     bytes_moved = sum(_bytes(info.shape, info.dtype) for info in ArgInfo.from_prim_func(func))
     # UNIQ's BOPs with the padded fan-in the kernel actually reads: macs * (b_a b_w + b_a + b_w + log2 fan-in)
     fan_in = extents.get("rh", 1) * extents.get("rw", 1) * extents.get("rc", 1) * word_bits
-    macs = max(1, popcounts * word_bits // max(1, a_bits * w_planes))
+    macs = max(1, hot_size * word_bits // max(1, a_bits * w_planes))
     bops = macs * (a_bits * w_planes + a_bits + w_planes + math.log2(max(fan_in, 1)))
     roofline_s = max(popcounts / peaks.popcounts_per_s, bytes_moved / peaks.bytes_per_s)
     return WorkloadFeatures(float(bops), float(popcounts), float(bytes_moved), a_bits, w_planes, word_bits, roofline_s)

@@ -151,7 +151,7 @@ def verify_and_commit(wl, mod, target, trials_db, verified_db, seed=0):
     return None, hand_ms
 
 
-def tune_workload(wl, target, trials, cost_model, work_dir, runner=None, seed=0, space=None, bar=None,
+def tune_workload(wl, target, trials, cost_model, work_dir, builder=None, runner=None, seed=0, space=None, bar=None,
                   trials_per_iter=16) -> TuneResult:
     """Tune ``codegen.make_primfunc(wl)`` for ``target``; records go to ``work_dir`` (see ``database``)."""
     from tvm.s_tir import meta_schedule as ms  # noqa: PLC0415
@@ -178,7 +178,7 @@ def tune_workload(wl, target, trials, cost_model, work_dir, runner=None, seed=0,
         raise TuningError(f"workload {wl.key()}: the search space has no valid candidate")
     trials_db = open_trials_database(work_dir)
     verified_db = open_database(work_dir, create=True)
-    builder = InProcessBuilder()
+    builder = builder if builder is not None else InProcessBuilder()
     runner = runner if runner is not None else InProcessRunner(builder, seed=seed)
     # not MetaSchedule's default list: its RemoveBuildArtifact deletes the artifact's directory,
     # and in-process artifacts have none (the builder forgets each module once it has run)
