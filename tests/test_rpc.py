@@ -113,6 +113,16 @@ def test_fpga_export_refused_by_a_board_without_accelerator(cluster, exports):
                    inputs=exports["x"], timeout_s=60)
 
 
+def test_fpga_export_for_another_core_is_refused(cluster, exports):
+    import tvm_qnn
+    from vta_ext import HwConfig
+
+    other = tvm_qnn.compile(exports["qmod"], target=HwConfig.preset("ultrascale_plus"))
+    directory = other.export(exports["root"] / "fpga-ultrascale")
+    with pytest.raises(RemoteError, match=r"key 'fpga'.*'ultrascale_plus'.*'pynq_z1'"):
+        rpc.remote(directory, cluster.tracker_address, "fpga", inputs=exports["x"], timeout_s=60)
+
+
 def test_version_mismatch_is_refused_with_board_and_key(cluster, exports, tmp_path):
     old = shutil.copytree(exports["dirs"]["cpu"], tmp_path / "old")
     manifest = json.loads((old / "manifest.json").read_text())
@@ -254,3 +264,34 @@ def test_stop_process_tree_ends_children_too():
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.slow
+def test_tune_over_rpc_continues_when_one_of_two_boards_dies(exports, tmp_path):
+    """tvm_qnn.tune(rpc=(tracker, key)) end to end: the first board that receives a candidate is
+    killed mid-measurement; tuning finishes on the other and records a verified schedule."""
+    import tvm_qnn
+
+    with rpc.local_cluster([("tune", None), ("tune", None)]) as tuning_cluster:
+        boards = tuning_cluster.boards
+        killed = {}
+
+        def kill_first_busy_board():
+            deadline = time.monotonic() + 1800
+            while time.monotonic() < deadline and not killed:
+                for board in boards:
+                    if board.descendants():  # a session: a candidate is being measured
+                        killed["address"] = board.address
+                        board.stop()
+                        return
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=kill_first_busy_board, daemon=True)
+        watcher.start()
+        report = tvm_qnn.tune(exports["qmod"], "cpu", trials=4, cost_model="random",
+                              work_dir=tmp_path / "tune",
+                              rpc=(tuning_cluster.tracker_address, "tune"))
+        watcher.join(timeout=5)
+        assert killed, "no candidate ever reached a board"
+        assert [b.alive() for b in boards].count(True) == 1
+        assert report.results and all(r.verified for r in report.results)
