@@ -105,6 +105,8 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
         mod = quantize(mod, params, recipe_obj)
     elif params is not None:
         mod = _bind_float_params(mod, dict(params))
+    elif mod.attrs is not None and "tvm_qnn.recipe" in mod.attrs:  # set by tvm_qnn.quantize
+        recipe_obj = Recipe.from_json(json.loads(str(mod.attrs["tvm_qnn.recipe"])))
     inputs, outputs, is_tuple = module_signature(mod)
     options = BuildOptions(target=target_dict or lowering.default_target(), tuning=tuning, extra=extra)
     try:
@@ -217,6 +219,8 @@ class CompiledModel:
             "outputs": self.outputs,
             "output_is_tuple": self.output_is_tuple,
             "files": files,
+            # read by the RPC side to pick a board with the right accelerator (None on CPU targets)
+            "hw_config": (self.artifact.info or {}).get("hw_config"),
         }
 
     def export(self, directory, overwrite=False):
@@ -252,10 +256,12 @@ class CompiledModel:
         return directory
 
     def remote(self, session_or_tracker, key=None, **kwargs):
-        """Run on an RPC board (delegates to ``tvm_qnn.rpc.remote``)."""
-        from . import rpc
+        """Run on an RPC board (delegates to ``tvm_qnn.rpc.remote``, or ``tvm_qnn.rpc_remote.remote``)."""
+        import importlib
 
-        return rpc.remote(self, session_or_tracker, key=key, **kwargs)
+        rpc = importlib.import_module("tvm_qnn.rpc")
+        remote = getattr(rpc, "remote", None) or importlib.import_module("tvm_qnn.rpc_remote").remote
+        return remote(self, session_or_tracker, key=key, **kwargs)
 
     def __repr__(self):
         shapes = ", ".join(f"{s['name']}{tuple(s['shape'])}" for s in self.inputs)

@@ -6,6 +6,7 @@ The result runs on stock TVM (target ``cpu-reference``) and holds one ``qnn.conv
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -13,6 +14,8 @@ import numpy as np
 
 from .errors import QnnError, RecipeError, ShapeError
 from .recipe import load as load_recipe
+
+RECIPE_ATTR = "tvm_qnn.recipe"  # IRModule attribute: the recipe (JSON text) a module was quantized with
 
 
 def quantization_pipeline(recipe, params):
@@ -75,7 +78,9 @@ def quantize(mod, params, recipe):
     values = check_params(mod, dict(params or {}))
     try:
         with tvm.transform.PassContext(opt_level=3):
-            return quantization_pipeline(recipe, values)(mod)
+            qmod = quantization_pipeline(recipe, values)(mod)
+        # the recipe travels with the module so compile(qmod).export() can write recipe.json
+        return qmod.with_attr(RECIPE_ATTR, json.dumps(recipe.to_json()))
     except QnnError:
         raise
     except Exception as err:  # a TVM error inside a pass: name the step
