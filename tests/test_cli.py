@@ -136,3 +136,30 @@ def test_plan_json_is_an_object(capsys):
     assert code == 0
     plan = json.loads(out)
     assert isinstance(plan, dict) and plan
+
+
+def test_bench_json_reports_a_positive_latency(capsys, cpu_export):
+    code, out, _ = run_cli(capsys, "bench", str(cpu_export), "--repeat", "2", "--json",
+                           "--baseline", "tiny_cnn")
+    assert code == 0
+    bench = json.loads(out)
+    assert bench["mean_ms"] > 0 and bench["torch_fp32_ms"] > 0
+    assert bench["speedup_vs_torch_fp32"] == pytest.approx(bench["torch_fp32_ms"] / bench["mean_ms"])
+
+
+def test_train_writes_a_model_and_recipe_that_compile(capsys, tmp_path):
+    import tvm_qnn
+
+    out_dir = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "train", "--model", "tiny_cnn", "--data", "digits",
+                           "--limit", "64", "--fp32-epochs", "0", "--epochs", "1",
+                           "--out", str(out_dir), "--json", "--quiet")
+    assert code == 0
+    trained = json.loads(out)
+    assert 0.0 <= trained["quantized_accuracy"] <= 1.0 and trained["gbops"] > 0
+    recipe = tvm_qnn.load_recipe(out_dir / "recipe.json")
+    assert recipe.layers  # the quantized layers of tiny_cnn
+    code, out, _ = run_cli(capsys, "compile", str(out_dir / "model.pt"), "--recipe",
+                           str(out_dir / "recipe.json"), "--target", "cpu-reference",
+                           "--out", str(tmp_path / "export"), "--json")
+    assert code == 0 and json.loads(out)["target"] == "cpu-reference"

@@ -222,8 +222,12 @@ def _tune(args):
     result = tvm_qnn.tune(qmod, args.target, trials=args.trials, cost_model=args.cost_model,
                           work_dir=args.work_dir, rpc=rpc)
     summary = {"work_dir": args.work_dir, "trials": args.trials, "seconds": time.perf_counter() - start}
-    if isinstance(result, dict):
-        summary.update({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+    if hasattr(result, "results"):  # tvm_qnn.tuning.TuneReport
+        import dataclasses
+
+        summary["kernels"] = [dataclasses.asdict(r) for r in result.results]
+        if not args.json:
+            print(result.table())
     return summary
 
 
