@@ -121,7 +121,10 @@ def connect(session_or_address, key: str | None = None, timeout_s: float = 60.0,
 
     from tvm_qnn.rpc import tracker_summary
 
-    keys = board_keys(tracker_summary((host, port), timeout_s))
+    try:
+        keys = board_keys(tracker_summary((host, port), timeout_s))
+    except RemoteError as err:
+        raise RemoteError(f"{err} (asked for a board with key {key!r})") from None
     if key not in keys:
         known = ", ".join(sorted(keys)) or "none"
         raise RemoteError(f"tracker {host}:{port} has no board with key {key!r} "
