@@ -1,0 +1,535 @@
+"""README results tables generated from the benchmark JSONs in ``results/``.
+
+    python benchmarks/report.py                    # rewrite the README block from results/*.json
+    python benchmarks/report.py --check            # exit 1 if the README block is stale
+    python benchmarks/report.py --stdout           # print the block, touch nothing
+
+Only the text between ``<!-- results:start -->`` and ``<!-- results:end -->`` in the README is
+replaced; everything else is kept byte for byte. Every table states when it was measured, the CPU
+model and the load average as recorded in its JSON ("not recorded" when the benchmark did not
+write them; the file's modification time is shown instead of a missing date) and links its plot.
+A missing JSON gives a "not measured yet" line naming the script that writes it.
+
+Benchmarks should record their provenance with :func:`machine_info` under a top-level
+``"machine"`` key (``date``, ``cpu_model``, ``load_average``, ``cores``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+PLOT_NOTE = ("Plots live in `results/`, which is git-ignored: run `make bench` (or the script named in each "
+             "section) to produce them.")
+# issue 5 targets: geometric mean over the ResNet-18 3x3 layers vs the baseline (minimum speedup)
+KERNEL_TARGETS = {"vs_torch": {"w1a1": 24, "w2a2": 6, "w3a3": 2.7},
+                  "vs_ort_int8": {"w1a1": 5, "w2a2": 1.3},
+                  "vs_upstream": {"w1a1": 1.7, "w2a2": 1.7, "w3a3": 1.7, "w4a4": 1.7}}
+
+
+class ReportError(Exception):
+    """The README has no well-formed results block (or a JSON cannot be read)."""
+
+
+def machine_info() -> dict:
+    """Provenance for a benchmark JSON: UTC date, CPU model, load average, usable cores."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cpu_model": model, "load_average": [round(v, 2) for v in os.getloadavg()],
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+
+
+# ---------------------------------------------------------------- formatting helpers
+def num(value, spec=".2f", suffix=""):
+    return "–" if value is None else f"{format(value, spec)}{suffix}"
+
+
+def table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def against(value, bound, spec=".2f", unit="×"):
+    """``12.17× (≥ 24×: missed)``: a measured value next to its target."""
+    if value is None:
+        return "–" if bound is None else f"– (target ≥ {bound:g}{unit})"
+    text = f"{value:{spec}}{unit}"
+    if bound is None:
+        return text
+    return f"{text} (≥ {bound:g}{unit}: {'**met**' if value >= bound else 'missed'})"
+
+
+def geomean(values):
+    values = [v for v in values if v is not None and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def r2_linear(x, y):
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    syy = sum((b - my) ** 2 for b in y)
+    return None if sxx == 0 or syy == 0 else sxy * sxy / (sxx * syy)
+
+
+def _find(data, *keys):
+    """First of ``keys`` at the top level or under ``machine``/``meta`` of a JSON object."""
+    if not isinstance(data, dict):
+        return None
+    for scope in (data.get("machine"), data.get("meta"), data):
+        if isinstance(scope, dict):
+            for key in keys:
+                if scope.get(key) is not None:
+                    return scope[key]
+    return None
+
+
+def provenance(data, path: Path, plots=()):
+    """One italic line: date, CPU model, load average, plot links."""
+    date = _find(data, "date", "measured_at", "timestamp")
+    if date is None:
+        mtime = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        date = f"not recorded (file written {mtime:%Y-%m-%d %H:%M} UTC)"
+    cpu = _find(data, "cpu_model", "cpu")
+    if cpu is None:
+        target = _find(data, "target")
+        mcpu = None
+        if isinstance(target, str) and target.startswith("{"):
+            try:
+                mcpu = json.loads(target).get("mcpu")
+            except json.JSONDecodeError:  # a target string, not a dict target: no mcpu to quote
+                mcpu = None
+        cpu = "not recorded" + (f" (TVM target mcpu={mcpu})" if mcpu else "")
+    load = _find(data, "load_average")
+    parts = [f"measured: {date}", f"CPU: {cpu}",
+             "load average: " + (", ".join(f"{v:.1f}" for v in load) if load else "not recorded")]
+    parts += [f"plot: [{p}](results/{p})" for p in plots]
+    return "_" + " · ".join(parts) + "_"
+
+
+# ---------------------------------------------------------------- sections
+def render_accuracy(data, path):
+    rows = [r for r in data.get("results", []) if r.get("accuracy") is not None]
+    by = {(r["kind"], r["tag"]): r for r in rows}
+    fp32 = by.get(("fp32", "fp32"))
+    fp32_acc = fp32["accuracy"] if fp32 else None
+    tags = list(dict.fromkeys(r["tag"] for r in rows if r["kind"] != "fp32"))
+    bounds = {"w3a3-uniform": ("fp32 − 0.5 pt", fp32_acc and fp32_acc - 0.005),
+              "w2a2-kquantile": ("fp32 − 1.5 pt", fp32_acc and fp32_acc - 0.015)}
+    out = []
+    if path.name.startswith("fast-"):
+        out.append("**FAST MODE (`--fast` smoke run on a data subset): not the real figures.**\n")
+    meta = data.get("meta", {})
+    out.append(f"Model `{meta.get('model', '?')}`, {meta.get('train_images', '?')} training / "
+               f"{meta.get('test_images', '?')} test images, top-1 on the test set; BOPs in UNIQ's count "
+               f"(accumulator term included). Total wall time {num(data.get('wall_s_total'), '.0f', ' s')}.\n")
+    body = []
+    if fp32:
+        body.append(["fp32", "fp32", num(fp32["gbops"], ".3f"), num(100 * fp32_acc), "", "", ""])
+    for tag in tags:
+        ptq, qat = by.get(("ptq", tag)), by.get(("qat", tag))
+        label = (qat or ptq).get("label", tag)
+        name, bound = bounds.get(tag, (None, None))
+        checks = []
+        if qat and bound is not None:
+            checks.append(f"≥ {name} = {100 * bound:.2f}: {'**met**' if qat['accuracy'] >= bound else 'missed'}")
+        if tag == "w2a2-kquantile" and qat and ptq:
+            gain = 100 * (qat["accuracy"] - ptq["accuracy"])
+            checks.append(f"QAT − PTQ = {gain:+.1f} pt (≥ +5: {'**met**' if gain >= 5 else 'missed'})")
+        if not qat and (name or tag == "w2a2-kquantile"):
+            checks.append("QAT not run yet")
+        skipped = tag in meta.get("skipped", [])
+        body.append([label, tag, num((qat or ptq)["gbops"], ".3f"), "", num(ptq and 100 * ptq["accuracy"]),
+                     num(qat and 100 * qat["accuracy"]) + (" (skipped: budget)" if skipped else ""),
+                     "; ".join(checks)])
+    out.append(table(["variant", "bits", "GBOPs/image", "fp32 %", "PTQ %", "QAT %", "target (issue 3)"], body))
+    return "\n".join(out), ["accuracy_vs_bops.png"]
+
+
+def render_kernels(data, path, asm=None):
+    summary = data.get("summary", {})
+    rows = data.get("rows", [])
+    configs = [c for c in ("w1a1", "w2a2", "w3a3", "w4a4", "w2a2-lut", "w3a3-lut") if c in summary]
+    shapes = len({json.dumps(r.get("shape"), sort_keys=True) for r in rows})
+    out = [f"Geometric means over {shapes} ResNet-18 3×3 conv shapes at batch 1, thread CPU time at 1 thread "
+           "(robust to the shared machine's load), activation quantization and packing included; "
+           "ratio = baseline time / our time.\n"]
+    body = []
+    for c in configs:
+        m = summary[c]
+        t = lambda key: KERNEL_TARGETS.get(key, {}).get(c)  # noqa: E731
+        lut = m.get("lut_slowdown_vs_uniform")
+        body.append([c, against(m.get("vs_torch"), t("vs_torch")), against(m.get("vs_ort_int8"), t("vs_ort_int8")),
+                     num(m.get("vs_ort_fp32"), ".2f", "×"), num(m.get("vs_tvm_fp32"), ".2f", "×"),
+                     against(m.get("vs_upstream"), t("vs_upstream")),
+                     against(None if m.get("roofline_fraction") is None else 100 * m["roofline_fraction"], 70,
+                             ".1f", "%"),
+                     num(m.get("tuned_vs_hand"), ".2f", "×"),
+                     "" if lut is None else f"{lut:.2f}× slower (≤ 1.6×: {'**met**' if lut <= 1.6 else 'missed'})"])
+    out.append(table(["config", "× PyTorch fp32", "× onnxruntime int8", "× onnxruntime fp32", "× TVM fp32",
+                      "× TVM upstream bitserial", "% of popcount roofline", "tuned × hand", "LUT vs uniform"], body))
+    notes = []
+    peaks = data.get("peaks", {})
+    if peaks:
+        notes.append(f"measured peaks per core: popcount {peaks['popcount_bitmacs_per_s']['per_core'] / 1e9:.0f} "
+                     f"Gbit-MAC/s, fp32 {peaks['fp32_flops_per_s']['per_core'] / 1e9:.0f} GFLOP/s "
+                     f"(one fp32 FMA = {num(peaks.get('bitmacs_per_fp32_fma'), '.1f')} bit-MACs)")
+    if summary.get("torch_fp32_roofline_fraction") is not None:
+        notes.append(f"PyTorch fp32 reaches {100 * summary['torch_fp32_roofline_fraction']:.0f}% of the fp32 peak")
+    upstream = [r["upstream"].get("exact") for r in rows if "upstream" in r]
+    if upstream:
+        notes.append(f"TVM upstream bitserial output exact in {sum(bool(e) for e in upstream)}/{len(upstream)} rows")
+    if any("tvm_fp32_error" in r.get("baselines", {}) for r in rows):
+        notes.append("TVM fp32 baseline failed on some shapes (see kernels.json)")
+    if asm:
+        per = {k: 1000 * v["uops_per_bitmac"] for k, v in asm.items() if v}
+        notes.append("hot loop: " + ", ".join(f"{k} {v:.2f}" for k, v in per.items())
+                     + " instructions per 1000 bit-MACs (ideal AND+POPCNT+ADD on 512-bit words: 5.86)")
+    if notes:
+        out.append("\n" + "; ".join(notes) + ".")
+    return "\n".join(out), ["kernels_speedup.png"]
+
+
+def render_roofline(data, path):
+    pc, fp = data["popcount_bitmacs_per_s"], data["fp32_flops_per_s"]
+    threads = next((k for k in pc if k != "per_core"), None)
+    body = [["popcount (AND + VPOPCNTQ + ADD)", f"{pc['per_core'] / 1e9:.0f} Gbit-MAC/s",
+             num(threads and pc[threads] / 1e9, ".0f", " Gbit-MAC/s")],
+            ["fp32 FMA", f"{fp['per_core'] / 1e9:.0f} GFLOP/s", num(threads and fp[threads] / 1e9, ".0f", " GFLOP/s")]]
+    out = table(["peak", "per core (CPU time)", f"{threads or '2 threads'} (wall, shared machine)"], body)
+    return out + (f"\n\nOne fp32 FMA costs as much as {data['bitmacs_per_fp32_fma']:.1f} 1-bit MACs "
+                  "(the issue's expectation: ~21×)."), []
+
+
+def render_models(data, path):
+    body = []
+    for model, result in data.get("results", {}).items():
+        for variant, t in result.items():
+            if not isinstance(t, dict) or "cpu_1t_s" not in t:
+                continue
+            target = ""
+            if model == "resnet18" and variant == "ours_w2a2":
+                ok = (t.get("vs_torch") or 0) >= 3.5 and (t.get("vs_ort_int8") or 0) > 1
+                target = f"≥ 3.5× PyTorch and > onnxruntime int8: {'**met**' if ok else 'missed'}"
+            share = t.get("kernels_alone_cpu_1t_s")
+            body.append([model, variant, f"{1e3 * t['cpu_1t_s']:.3f}", num(t.get("wall_s") and 1e3 * t["wall_s"], ".3f"),
+                         num(t.get("vs_torch"), ".2f", "×"), num(t.get("vs_ort_int8"), ".2f", "×"),
+                         "" if share is None else f"{100 * share / t['cpu_1t_s']:.0f}%", target])
+    return ("Batch 1, first conv and last dense fp32; ms of thread CPU time at 1 thread (primary) and wall time at "
+            "2 threads.\n\n" + table(["model", "variant", "CPU ms (1 thread)", "wall ms (2 threads)", "× PyTorch fp32",
+                                      "× onnxruntime int8", "bit-serial kernels' share", "target (issue 5)"], body)), []
+
+
+def render_cost_model(data, path):
+    body = []
+    for name, entry in data.get("held_out", {}).items():
+        models = entry.get("models", {})
+        xgb = models.get("xgb", {}).get("trials_to_95_mean")
+        for kind, m in models.items():
+            target = ""
+            if kind == "bops-xgb":
+                checks = []
+                if xgb:
+                    ratio = m["trials_to_95_mean"] / xgb
+                    checks.append(f"trials {ratio:.2f}× xgb (≤ 0.5: {'**met**' if ratio <= 0.5 else 'missed'})")
+                if "bit width" in name:
+                    rho = m["spearman_mean"]
+                    checks.append(f"ρ ≥ 0.8: {'**met**' if rho >= 0.8 else 'missed'}")
+                target = "; ".join(checks)
+            body.append([name, entry.get("schedules", ""), kind, num(m.get("spearman_mean"), ".3f"),
+                         num(m.get("trials_to_95_mean"), ".1f"), target])
+    return ("Spearman ρ of predicted vs measured throughput over the held-out pool and measured schedules until one "
+            "reaches 95% of the pool's best (mean over seeds).\n\n"
+            + table(["held-out workload", "schedules", "cost model", "Spearman ρ", "trials to 95%",
+                     "target (issue 5)"], body)), ["cost_model.png"]
+
+
+def render_compile_time(data, path):
+    body = [[phase, f"{s:.2f}"] for phase, s in data.get("seconds", {}).items()]
+    total = data.get("total_s")
+    body.append(["**import + quantize + compile**", f"**{total:.2f}** (< 60 s: "
+                 f"{'**met**' if total is not None and total < 60 else 'missed'})"])
+    return (f"`{data.get('model')}` {data.get('input')}, w{data.get('w_bits')}a{data.get('a_bits')}, target "
+            f"`{data.get('target')}`, {data.get('cores', '?')} cores; quantized / float compile time "
+            f"{num(data.get('quantized_over_float_compile'), '.2f', '×')}.\n\n" + table(["phase", "seconds"], body)), []
+
+
+def render_fpga(data, path):
+    out = [f"Accelerator simulator (timing model), ResNet-18 at {data.get('image_hw', 224)}×{data.get('image_hw', 224)}, "
+           "batch 1, accelerator layers only (conv1 and fc stay fp32 on the CPU); resources from the model in "
+           "`vta_ext/resources.py`.\n"]
+    body = []
+    for preset, nets in data.get("presets", {}).items():
+        for bits, e in nets.get("resnet18", {}).items():
+            layers = e.get("layers", [])
+            macs = sum(r["macs"] for r in layers)
+            util = sum(r["utilisation"] * r["macs"] for r in layers) / macs if macs else None
+            res = e.get("resources", {})
+            body.append([preset, bits, f"{e['cycles']:,}", f"{e['latency_ms']:.2f}", f"{e['fps']:.1f}",
+                         f"{e['gops']:.1f}", num(util and 100 * util, ".0f", "%"), f"{e['dram_bytes'] / 2**20:.2f}",
+                         f"{res.get('luts', 0):,}", f"{res.get('ffs', 0):,}", res.get("bram36", "–"),
+                         res.get("dsps", "–"), num(res.get("power_w"), ".2f")])
+    out.append(table(["core", "bits", "cycles", "latency ms", "fps", "GOP/s", "MAC util", "DRAM MiB", "LUT", "FF",
+                      "BRAM36", "DSP", "W"], body))
+    fits = data.get("bops_fit", {})
+    if fits:
+        out.append("\nCycles vs UNIQ BOPs, least squares over every layer and bit width: "
+                   + "; ".join(f"{k} R² = {v['r2']:.3f}" for k, v in fits.items()) + ".")
+    rows = [[f"published: {k}", f"{v.get('luts') or 0:,}" if v.get("luts") else "–",
+             f"{v['ffs']:,}" if v.get("ffs") else "–", num(v.get("latency_ms"), ".1f")]
+            for k, v in data.get("published", {}).items()]
+    for preset, nets in data.get("presets", {}).items():
+        for net, by_bits in nets.items():
+            e = by_bits.get("w2a2")
+            if e:
+                res = e["resources"]
+                rows.append([f"ours: {preset} core, {net} w2a2", f"{res['luts']:,}", f"{res['ffs']:,}",
+                             f"{e['latency_ms']:.1f}"])
+    out.append("\nResource estimate next to published figures (the streaming paper dedicates logic to every layer "
+               "across FPGAs; our core is one array reused by all layers):\n")
+    out.append(table(["design", "LUT", "FF", "latency ms"], rows))
+    return "\n".join(out), ["fpga_latency_vs_bits.png", "fpga_cycles_vs_bops.png", "fpga_resnet18_layers.png"]
+
+
+def _plan_rows(rows):
+    body = []
+    for r in rows:
+        name = f"{r['model']} w{r['w_bits']}a{r['a_bits']}"
+        if "error" in r:
+            why = f"needs {r['needed']} devices" if r.get("needed") else "a block exceeds one device"
+            body.append([name, r["device"], r["devices"], "–", why] + [""] * 7)
+            continue
+        res = r["resources"]
+        des = f"{r['sim_error']:+.1%}" if r.get("sim_completed") else "FAILED"
+        body.append([name, r["device"], r["devices"], r["devices_used"], f"{r['fps']:,.1f}",
+                     f"{r['time_per_image_ms']:.3f}", f"{r['latency_ms']:.3f}", f"{res['lut']:,}", f"{res['ff']:,}",
+                     f"{res['bram']:,}", f"{res['dsp']:,}", des])
+    return table(["model", "device", "n", "used", "fps", "ms/image", "latency ms", "LUT", "FF", "BRAM36", "DSP",
+                  "DES vs plan"], body)
+
+
+def render_streaming(data, path):
+    out = ["Multi-FPGA streaming plans (one block per layer, pipeline cut across devices), each replayed by the "
+           "discrete-event simulation.\n", _plan_rows([r for r in data.get("max_throughput", [])
+                                                       if r["model"] != "plain18"])]
+    cost = next((r.get("cost_model") for r in data.get("max_throughput", []) if r.get("cost_model")), None)
+    if cost:
+        out.append(f"\nBlock costs: `{cost}`.")
+    over = data.get("skip_overhead", [])
+    if over:
+        out.append("\nSkip connections (paper: ResNet-18 +17.5% time vs AlexNet):\n")
+        out.append(table(["device", "n", "ResNet-18 vs AlexNet time", "vs plain-18 time", "vs plain-18 LUT",
+                          "vs plain-18 BRAM", "skip FIFO BRAM36"],
+                         [[o["device"], o["devices"], f"{o['vs_alexnet_time']:+.1%}", f"{o['vs_plain_time']:+.1%}",
+                           f"{o['vs_plain_lut']:+.1%}", f"{o['vs_plain_bram']:+.1%}", o["skip_fifo_bram"]]
+                          for o in over]))
+    if data.get("at_paper_fps"):
+        paper = data.get("paper", {})
+        figs = "; ".join(f"{m} {v.get('lut', 0):,} LUT" + (f", {v['ff']:,} FF" if v.get("ff") else "")
+                         + f", {v['time_ms']} ms" for m, v in paper.items())
+        out.append(f"\nPlans at the paper's throughput (paper: {figs}):\n")
+        out.append(_plan_rows(data["at_paper_fps"]))
+    if data.get("bits"):
+        out.append("\nResNet-18 on one device vs bits:\n")
+        out.append(_plan_rows(data["bits"]))
+    sweep = data.get("skip_depth_sweep")
+    if sweep:
+        dead = [r["depth"] for r in sweep["rows"] if r["deadlocked"]]
+        full = [r["depth"] for r in sweep["rows"] if r["completed"] and r["fps"] >= 0.999 * sweep["planned_fps"]]
+        out.append(f"\nFIFO depth sweep of `{sweep['fifo']}` (planned depth {sweep['planned_depth']}): deadlock at "
+                   f"depth {', '.join(map(str, dead)) or 'none'}; planned {sweep['planned_fps']:,.0f} fps reached from "
+                   f"depth {min(full) if full else 'never'}.")
+    return "\n".join(out), ["fpga_streaming.png"]
+
+
+MODE_NAMES = {0: "bit-plane", 1: "one-hot level sums", 2: "per-lane decode"}
+
+
+def _rtl_bops(p):
+    lanes = p.get("BATCH", 1) * p["BLOCK_IN"] * p["BLOCK_OUT"]
+    return lanes * (p["A_BITS"] * p["W_BITS"] + p["A_BITS"] + p["W_BITS"] + math.log2(p["BLOCK_IN"]))
+
+
+def render_rtl(sweep, fit, sweep_path):
+    out = []
+    if sweep is not None:
+        done = [r for r in sweep if r.get("luts") is not None]
+        key = lambda r: (r["top"], r["flow"], r["params"].get("WEIGHT_MODE", -1), r["params"].get("BLOCK_IN", 0)  # noqa: E731
+                         * r["params"].get("BLOCK_OUT", 0), r["params"].get("W_BITS", 0), r["params"].get("A_BITS", 0))
+        body = []
+        for r in sorted(done, key=key):
+            p = r["params"]
+            unit = MODE_NAMES.get(p.get("WEIGHT_MODE"), r["top"]) if r["top"] == "gemm_unit" else r["top"]
+            lanes = p.get("BATCH", 1) * p.get("BLOCK_IN", 1) * p.get("BLOCK_OUT", 1)
+            body.append([unit, r["flow"], lanes, p.get("A_BITS", "–"), p.get("W_BITS", "–"), f"{r['luts']:,}",
+                         f"{r['ffs']:,}", r.get("carry", "–"), r.get("bram", "–"), r.get("dsp", "–"),
+                         num(r.get("wall_s"), ".0f"), r.get("role", "")])
+        out.append(f"yosys resources of the generated GEMM unit (`synth_xilinx -flatten -noiopad`, `-nodsp` for "
+                   f"LUT-only counts; `synth_ice40`), {len(done)} of {len(sweep)} configurations synthesized:\n")
+        out.append(table(["unit", "flow", "lanes", "b_a", "b_w", "LUT", "FF", "carry", "BRAM", "DSP", "yosys s",
+                          "role"], body))
+        failed = [r for r in sweep if r.get("luts") is None]
+        if failed:
+            names = []
+            for r in failed:
+                p = r["params"]
+                what = "skipped" if "skipped" in r else "failed"
+                names.append(f"{MODE_NAMES.get(p.get('WEIGHT_MODE'), r['top'])} "
+                             f"{p.get('BATCH', 1) * p.get('BLOCK_IN', 1) * p.get('BLOCK_OUT', 1)} lanes "
+                             f"b_w={p.get('W_BITS', '–')} ({what})")
+            out.append(f"\nNot synthesized within the sweep's time/memory bounds: {'; '.join(names)}.")
+    r2 = (fit or {}).get("bops_r2")
+    if r2:
+        out.append("\nBOPs relation (from the fit JSON): " + "; ".join(
+            f"{MODE_NAMES.get({'bitplane': 0, 'onehot': 1, 'decode': 2}.get(k), k)}: R² LUTs vs BOPs "
+            f"{v['r2_luts_vs_bops']:.3f}, LUT×cycles vs BOPs {v['r2_lut_cycles_vs_bops']:.3f} (n={v['n']})"
+            for k, v in r2.items()) + ".")
+    elif sweep is not None:
+        parts = []
+        for mode, name in MODE_NAMES.items():
+            sel = [r for r in sweep if r["top"] == "gemm_unit" and r["flow"] == "xilinx-nodsp"
+                   and r.get("luts") is not None and r["params"]["WEIGHT_MODE"] == mode]
+            if len(sel) >= 3:
+                x = [_rtl_bops(r["params"]) for r in sel]
+                a = r2_linear(x, [r["luts"] for r in sel])
+                b = r2_linear(x, [r["luts"] * r["params"]["A_BITS"] for r in sel])
+                parts.append(f"{name}: R² LUTs vs BOPs {num(a, '.3f')}, LUT×cycles vs BOPs {num(b, '.3f')} "
+                             f"(n={len(sel)})")
+        if parts:
+            out.append("\nBOPs relation (computed by report.py from the sweep rows; no fit JSON yet): "
+                       + "; ".join(parts) + ".")
+    if fit:
+        fmax = fit.get("fmax")
+        out.append("\nFmax (nextpnr-ice40): " + (f"{fmax['fmax_mhz']:.1f} MHz on {fmax.get('device', 'ice40')} for "
+                                                 f"{fmax.get('config')}" if fmax else "not measured") + ".")
+        worst = fit.get("heldout_max_rel_error")
+        if worst is not None:
+            out.append(f"Resource model vs yosys on held-out configurations: worst error {100 * worst:.1f}% "
+                       f"(≤ 10%: {'**met**' if worst <= 0.10 else 'missed'}).")
+        if fit.get("tools"):
+            out.append("Tools: " + ", ".join(f"{k} {v}" for k, v in fit["tools"].items()) + ".")
+    else:
+        out.append("\nFmax and held-out model error: not measured yet: run `python benchmarks/rtl.py` "
+                   "(writes `vta_ext/calibration/resources_fit.json`).")
+    return "\n".join(out), ["rtl_luts_vs_bops.png", "rtl_lut_cycles_vs_bops.png"]
+
+
+# (title, JSON file names in order of preference, script, renderer)
+SECTIONS = [
+    ("Accuracy vs BOPs (Fashion-MNIST)", ("accuracy.json", "fast-accuracy.json"), "accuracy.py", render_accuracy),
+    ("Bit-serial kernels vs baselines (ResNet-18 3×3 layers)", ("kernels.json",), "kernels.py", render_kernels),
+    ("Measured CPU peaks (roofline)", ("roofline.json",), "roofline.py", render_roofline),
+    ("End-to-end model latency", ("models.json",), "models.py", render_models),
+    ("BOPs-aware cost model", ("cost_model.json",), "cost_model.py", render_cost_model),
+    ("Compile time", ("compile_time.json",), "compile_time.py", render_compile_time),
+    ("FPGA accelerator: cycles, fps, GOP/s, resources", ("fpga.json",), "fpga.py", render_fpga),
+    ("Multi-FPGA streaming plans", ("fpga_streaming.json",), "fpga_streaming.py", render_streaming),
+]
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ReportError(f"{path}: cannot read benchmark JSON: {err}") from None
+
+
+def render(results: Path, fit_path: Path) -> str:
+    """The markdown between the README markers (deterministic for unchanged JSONs)."""
+    results = Path(results)
+    parts = ["## Results", "", "Generated by `python benchmarks/report.py` from the benchmark JSONs in `results/`; "
+             "`python benchmarks/report.py --check` fails when this block is stale. " + PLOT_NOTE]
+    for title, names, script, fn in SECTIONS:
+        parts += ["", f"### {title}", ""]
+        path = next((results / n for n in names if (results / n).is_file()), None)
+        if path is None:
+            parts.append(f"not measured yet: run `python benchmarks/{script}`")
+            continue
+        data = _load(path)
+        extra = {}
+        if fn is render_kernels and (results / "kernels_asm.json").is_file():
+            extra["asm"] = _load(results / "kernels_asm.json")
+        body, plots = fn(data, path, **extra)
+        parts += [provenance(data, path, plots), "", body]
+    parts += ["", "### RTL resources vs bits and lanes (yosys)", ""]
+    sweep_path = results / "rtl_sweep.json"
+    fit_path = Path(fit_path)
+    sweep = _load(sweep_path) if sweep_path.is_file() else None
+    fit = _load(fit_path) if fit_path.is_file() else None
+    if sweep is None and fit is None:
+        parts.append("not measured yet: run `python benchmarks/rtl.py`")
+    else:
+        source = fit_path if fit is not None else sweep_path
+        body, plots = render_rtl(sweep, fit, sweep_path)
+        parts += [provenance(fit or {}, source, plots), "", body]
+    return "\n".join(parts)
+
+
+def split_readme(text: str):
+    """``(before, block, after)`` around the markers; ``ReportError`` unless each occurs once, in order."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ReportError(f"README must contain exactly one {START} followed by one {END}")
+    head, rest = text.split(START)
+    block, tail = rest.split(END)
+    return head + START, block, END + tail
+
+
+def updated_readme(text: str, block: str) -> str:
+    before, _, after = split_readme(text)
+    return f"{before}\n{block}\n{after}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(REPO / "results"), help="directory of the benchmark JSONs")
+    parser.add_argument("--readme", default=str(REPO / "README.md"))
+    parser.add_argument("--rtl-fit", default=str(REPO / "vta_ext" / "calibration" / "resources_fit.json"),
+                        help="calibration JSON written by benchmarks/rtl.py")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README block differs from the JSONs")
+    parser.add_argument("--stdout", action="store_true", help="print the block instead of writing the README")
+    args = parser.parse_args(argv)
+    try:
+        block = render(Path(args.results), Path(args.rtl_fit))
+        if args.stdout:
+            print(block)
+            return 0
+        readme = Path(args.readme)
+        text = readme.read_text(encoding="utf-8")
+        new = updated_readme(text, block)
+    except (ReportError, OSError) as err:
+        print(f"report: {err}", file=sys.stderr)
+        return 2
+    if args.check:
+        if new != text:
+            print(f"report: the results block of {readme} is stale: run `python benchmarks/report.py`",
+                  file=sys.stderr)
+            return 1
+        print(f"report: {readme} results block is up to date")
+        return 0
+    if new != text:
+        tmp = readme.with_name(readme.name + ".tmp")
+        tmp.write_text(new, encoding="utf-8")
+        os.replace(tmp, readme)
+    print(f"report: wrote the results block of {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""benchmarks/report.py: README results tables from synthetic benchmark JSONs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("bench_report", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(directory: Path, name: str, payload):
+    (directory / name).write_text(json.dumps(payload))
+
+
+def _accuracy(fast=False):
+    return {"meta": {"model": "fmnist_resnet", "train_images": 2048 if fast else 60000, "test_images": 10000},
+            "results": [{"kind": "fp32", "tag": "fp32", "accuracy": 0.9, "gbops": 10.5},
+                        {"kind": "ptq", "tag": "w3a3-uniform", "label": "NICE w3a3", "accuracy": 0.7, "gbops": 0.334},
+                        {"kind": "ptq", "tag": "w2a2-kquantile", "label": "UNIQ w2a2", "accuracy": 0.6, "gbops": 0.27},
+                        {"kind": "qat", "tag": "w3a3-uniform", "label": "NICE w3a3", "accuracy": 0.894,
+                         "gbops": 0.334},
+                        {"kind": "qat", "tag": "w2a2-kquantile", "label": "UNIQ w2a2", "accuracy": 0.8871,
+                         "gbops": 0.27}],
+            "wall_s_total": 123.0}
+
+
+def _kernels():
+    summary = {"w1a1": {"vs_torch": 30.5, "vs_ort_int8": 4.25, "vs_ort_fp32": 20.0, "vs_tvm_fp32": 9.0,
+                        "vs_upstream": 2.0, "tuned_vs_hand": 1.1, "roofline_fraction": 0.75},
+               "w2a2-lut": {"vs_torch": 3.0, "vs_ort_int8": 0.5, "vs_ort_fp32": 2.0, "vs_tvm_fp32": None,
+                            "vs_upstream": None, "tuned_vs_hand": None, "roofline_fraction": 0.5,
+                            "lut_slowdown_vs_uniform": 1.8},
+               "torch_fp32_roofline_fraction": 0.59}
+    return {"machine": {"date": "2030-01-02T03:04:05+00:00", "cpu_model": "Test CPU 9000",
+                        "load_average": [1.25, 2.0, 3.0]},
+            "summary": summary, "rows": [{"shape": {"in_channels": 64}, "upstream": {"exact": True}}],
+            "peaks": {"popcount_bitmacs_per_s": {"per_core": 1.2e12}, "fp32_flops_per_s": {"per_core": 1.1e11},
+                      "bitmacs_per_fp32_fma": 21.8}}
+
+
+def _fpga():
+    layer = {"name": "l1", "macs": 100, "utilisation": 0.5, "cycles": 10}
+    entry = {"cycles": 1234567, "latency_ms": 12.35, "fps": 81.0, "gops": 45.6, "dram_bytes": 2**20, "layers": [layer],
+             "resources": {"luts": 21301, "ffs": 2000, "bram36": 10, "dsps": 4, "power_w": 0.5}}
+    return {"image_hw": 224, "presets": {"pynq_z1": {"resnet18": {"w2a2": entry}}},
+            "published": {"streaming ResNet-18": {"luts": 596081, "ffs": 1175373, "latency_ms": 16.1}},
+            "bops_fit": {"pynq_z1/resnet18": {"r2": 0.9751}}}
+
+
+def _rtl_sweep():
+    rows = []
+    for w in (1, 2, 4):  # LUTs exactly linear in the tile's BOPs -> R^2 = 1
+        params = {"BATCH": 1, "BLOCK_IN": 8, "BLOCK_OUT": 8, "A_BITS": 8, "W_BITS": w, "WEIGHT_MODE": 0}
+        bops = 64 * (8 * w + 8 + w + math.log2(8))
+        rows.append({"top": "gemm_unit", "flow": "xilinx-nodsp", "params": params, "luts": int(2 * bops),
+                     "ffs": 100 + w, "carry": 7, "bram": 0, "dsp": 0, "wall_s": 3.0, "role": "fit"})
+    rows.append({"top": "gemm_unit", "flow": "xilinx-nodsp", "role": "fit", "skipped": "yosys exceeded 240 s",
+                 "params": {"BATCH": 1, "BLOCK_IN": 32, "BLOCK_OUT": 32, "A_BITS": 8, "W_BITS": 3, "WEIGHT_MODE": 2}})
+    return rows
+
+
+def _all_results(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    _write(results, "accuracy.json", _accuracy())
+    _write(results, "kernels.json", _kernels())
+    _write(results, "fpga.json", _fpga())
+    _write(results, "rtl_sweep.json", _rtl_sweep())
+    _write(results, "compile_time.json", {"model": "resnet18", "seconds": {"import": 1.5, "compile": 70.25},
+                                          "total_s": 71.75})
+    return results
+
+
+def test_tables_contain_the_numbers_and_targets(report, tmp_path):
+    block = report.render(_all_results(tmp_path), tmp_path / "no_fit.json")
+    # accuracy: values and the issue-3 targets (w3a3 89.4 < 89.5 missed; w2a2 88.71 >= 88.5 met; +28.7 pt met)
+    assert "| 90.00 |" in block and "| 89.40 |" in block and "| 88.71 |" in block
+    assert "≥ fp32 − 0.5 pt = 89.50: missed" in block
+    assert "≥ fp32 − 1.5 pt = 88.50: **met**" in block
+    assert "QAT − PTQ = +28.7 pt (≥ +5: **met**)" in block
+    # kernels: ratios with their targets, roofline %, LUT slowdown, provenance from "machine"
+    assert "30.50× (≥ 24×: **met**)" in block and "4.25× (≥ 5×: missed)" in block
+    assert "75.0% (≥ 70%: **met**)" in block and "1.80× slower (≤ 1.6×: missed)" in block
+    assert "measured: 2030-01-02T03:04:05+00:00 · CPU: Test CPU 9000 · load average: 1.2, 2.0, 3.0" in block
+    assert "PyTorch fp32 reaches 59% of the fp32 peak" in block
+    # FPGA: cycles, fps, GOPS, resources next to the published figure, R^2
+    assert "1,234,567" in block and "| 81.0 |" in block and "| 45.6 |" in block
+    assert "21,301" in block and "596,081" in block and "pynq_z1/resnet18 R² = 0.975" in block
+    # compile time target missed; RTL rows, skipped config and the R^2 computed from the sweep rows
+    assert "**71.75** (< 60 s: missed)" in block
+    assert "bit-plane: R² LUTs vs BOPs 1.000" in block and "per-lane decode 1024 lanes b_w=3 (skipped)" in block
+    # JSONs without provenance fields say so; plots are linked
+    assert "CPU: not recorded" in block and "not recorded (file written" in block
+    assert "[kernels_speedup.png](results/kernels_speedup.png)" in block and "make bench" in block
+
+
+def test_missing_files_say_which_script_to_run(report, tmp_path):
+    empty = tmp_path / "results"
+    empty.mkdir()
+    block = report.render(empty, tmp_path / "no_fit.json")
+    for script in ("accuracy", "kernels", "roofline", "models", "cost_model", "compile_time", "fpga",
+                   "fpga_streaming", "rtl"):
+        assert f"not measured yet: run `python benchmarks/{script}.py`" in block
+    assert "|" not in block  # no table without data
+
+
+def test_fast_accuracy_is_labelled(report, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    _write(results, "fast-accuracy.json", _accuracy(fast=True))
+    block = report.render(results, tmp_path / "no_fit.json")
+    assert "FAST MODE" in block and "2048 training" in block
+    _write(results, "accuracy.json", _accuracy())  # the full run wins when both exist
+    assert "FAST MODE" not in report.render(results, tmp_path / "no_fit.json")
+
+
+def test_readme_block_replaced_nothing_else_touched_and_check(report, tmp_path):
+    results = _all_results(tmp_path)
+    readme = tmp_path / "README.md"
+    head = "# title\n\nsome text with `code`\n\n"
+    tail = "\n\n## After\ntrailing text, no final newline"
+    readme.write_text(f"{head}{report.START}\nold stale table\n{report.END}{tail}")
+    args = ["--results", str(results), "--readme", str(readme), "--rtl-fit", str(tmp_path / "no_fit.json")]
+    assert report.main(args + ["--check"]) == 1  # stale
+    assert "old stale table" in readme.read_text()  # --check never writes
+    assert report.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith(head + report.START + "\n") and text.endswith(report.END + tail)
+    assert "old stale table" not in text and "30.50×" in text
+    assert report.main(args + ["--check"]) == 0
+    assert report.main(args) == 0 and readme.read_text() == text  # idempotent
+    kernels = _kernels()
+    kernels["summary"]["w1a1"]["vs_torch"] = 31.0
+    _write(results, "kernels.json", kernels)
+    assert report.main(args + ["--check"]) == 1
+
+
+def test_readme_without_markers_is_refused(report, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no block here\n")
+    assert report.main(["--results", str(tmp_path), "--readme", str(readme)]) == 2
+    assert "results:start" in capsys.readouterr().err
+    assert readme.read_text() == "# no block here\n"
+
+
+def test_machine_info_fields(report):
+    info = report.machine_info()
+    assert set(info) == {"date", "cpu_model", "load_average", "cores"}
+    assert info["date"].endswith("+00:00") and len(info["load_average"]) == 3 and info["cores"] >= 1
