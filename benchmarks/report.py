@@ -142,7 +142,7 @@ def render_accuracy(data, path):
                f"(accumulator term included). Total wall time {num(data.get('wall_s_total'), '.0f', ' s')}.\n")
     body = []
     if fp32:
-        body.append(["fp32", "fp32", num(fp32["gbops"], ".3f"), num(100 * fp32_acc), "", "", ""])
+        body.append(["fp32", "fp32", num(fp32["gbops"], ".3f"), num(100 * fp32_acc), "", "", "", ""])
     for tag in tags:
         ptq, qat = by.get(("ptq", tag)), by.get(("qat", tag))
         label = (qat or ptq).get("label", tag)
@@ -158,8 +158,9 @@ def render_accuracy(data, path):
         skipped = tag in meta.get("skipped", [])
         body.append([label, tag, num((qat or ptq)["gbops"], ".3f"), "", num(ptq and 100 * ptq["accuracy"]),
                      num(qat and 100 * qat["accuracy"]) + (" (skipped: budget)" if skipped else ""),
-                     "; ".join(checks)])
-    out.append(table(["variant", "bits", "GBOPs/image", "fp32 %", "PTQ %", "QAT %", "target (issue 3)"], body))
+                     num(qat and fp32 and 100 * (qat["accuracy"] - fp32_acc), "+.2f"), "; ".join(checks)])
+    out.append(table(["variant", "bits", "GBOPs/image", "fp32 %", "PTQ %", "QAT %", "QAT − fp32 (pt)",
+                      "target (issue 3)"], body))
     return "\n".join(out), ["accuracy_vs_bops.png"]
 
 
@@ -193,6 +194,10 @@ def render_kernels(data, path, asm=None):
                      f"(one fp32 FMA = {num(peaks.get('bitmacs_per_fp32_fma'), '.1f')} bit-MACs)")
     if summary.get("torch_fp32_roofline_fraction") is not None:
         notes.append(f"PyTorch fp32 reaches {100 * summary['torch_fp32_roofline_fraction']:.0f}% of the fp32 peak")
+    absent = [label for key, label in (("vs_tvm_fp32", "TVM fp32"), ("tuned_vs_hand", "tuned kernels"))
+              if configs and all(summary[c].get(key) is None for c in configs)]
+    if absent:
+        notes.append(f"{' and '.join(absent)} not measured in this run")
     upstream = [r["upstream"].get("exact") for r in rows if "upstream" in r]
     if upstream:
         notes.append(f"TVM upstream bitserial output exact in {sum(bool(e) for e in upstream)}/{len(upstream)} rows")

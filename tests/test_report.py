@@ -89,7 +89,7 @@ def test_tables_contain_the_numbers_and_targets(report, tmp_path):
     assert "| 90.00 |" in block and "| 89.40 |" in block and "| 88.71 |" in block
     assert "≥ fp32 − 0.5 pt = 89.50: missed" in block
     assert "≥ fp32 − 1.5 pt = 88.50: **met**" in block
-    assert "QAT − PTQ = +28.7 pt (≥ +5: **met**)" in block
+    assert "QAT − PTQ = +28.7 pt (≥ +5: **met**)" in block and "| -1.29 |" in block
     # kernels: ratios with their targets, roofline %, LUT slowdown, provenance from "machine"
     assert "30.50× (≥ 24×: **met**)" in block and "4.25× (≥ 5×: missed)" in block
     assert "75.0% (≥ 70%: **met**)" in block and "1.80× slower (≤ 1.6×: missed)" in block
