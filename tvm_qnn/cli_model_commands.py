@@ -291,6 +291,9 @@ def _plan(args):
 
 def _demo_arguments(parser):
     parser.add_argument("--fast", action="store_true", help="tiny data and epochs (CI)")
+    parser.add_argument("--out", default=None, help="where the demo writes results and plots")
+    parser.add_argument("--steps", default=None, help="comma-separated subset of the demo steps")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
 
 
 def _demo(args):
@@ -301,7 +304,17 @@ def _demo(args):
             raise
         raise QnnError("the demo (tvm_qnn/demo.py) is not part of this installation") from None
     argv = ["--fast"] if args.fast else []
-    code = demo.main(argv)
+    for flag, value in (("--out", args.out), ("--steps", args.steps), ("--threads", args.threads)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.quiet:
+        argv.append("--no-progress")
+    try:
+        code = demo.main(argv)
+    except SystemExit as stop:  # the demo's own argument errors
+        if stop.code in (0, None):
+            return None
+        raise QnnError(f"demo: {stop.code}") from None
     if code:
         raise QnnError(f"demo failed (exit code {code})")
     return None
