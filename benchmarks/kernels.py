@@ -331,6 +331,7 @@ def run(args):
     popcount_peak = peaks["popcount_bitmacs_per_s"]["per_core"]
     fp32_peak = peaks["fp32_flops_per_s"]["per_core"]
     shapes = RESNET18_3X3[:2] if args.quick else RESNET18_3X3
+    shapes = shapes[:args.shapes] if args.shapes else shapes
     configs = {k: CONFIGS[k] for k in (["w1a1", "w2a2"] if args.quick else CONFIGS)}
     rows = []
     workdir = tempfile.mkdtemp(prefix="qnn_kernels_")
@@ -447,6 +448,7 @@ def main():
     parser.add_argument("--skip-tuned", action="store_true", help="skip our MetaSchedule-tuned kernels")
     parser.add_argument("--skip-tvm-fp32", action="store_true", help="skip the MetaSchedule-tuned TVM fp32 baseline")
     parser.add_argument("--asm-only", action="store_true", help="only the inner-loop instruction counts")
+    parser.add_argument("--shapes", type=int, default=0, help="only the first N shapes (0: all)")
     parser.add_argument("--name", default="kernels", help="results/<name>.json and results/<name>_speedup.png")
     parser.add_argument("--tune-trials", type=int, default=16)
     parser.add_argument("--fp32-trials", type=int, default=16)

@@ -4,7 +4,8 @@ For each model: PyTorch fp32, onnxruntime fp32 and int8 (static QOperator quanti
 TVM fp32 (the float module compiled for target ``cpu``: Relax's default pipeline plus the
 default float schedules ``codegen.float_schedules``; untuned -- MetaSchedule-tuning a whole
 ResNet-18 does not fit this benchmark's budget), and ours at w1a1 / w2a2 / w3a3
-(k-quantile LUT weights, first conv and last dense fp32 as NICE, recipe from
+(k-quantile LUT weights by default, ``--scheme uniform`` for NICE uniform ones; first conv and
+last dense fp32 as NICE, recipe from
 ``tvm_qnn.calibrate``). Weights are random (latency does not depend on them); timing as in
 ``benchmarks/roofline.py``: thread CPU time at 1 thread (primary) and wall-clock at 2 threads.
 
@@ -122,7 +123,7 @@ def bench_kernels_alone(qmod):
     return total
 
 
-def bench_model(name, bits_list, workdir, bar):
+def bench_model(name, bits_list, workdir, bar, scheme="kquantile"):
     import torch
 
     import tvm_qnn
@@ -142,7 +143,7 @@ def bench_model(name, bits_list, workdir, bar):
     result["tvm_fp32"] = _bench_compiled(tvm_qnn.compile(mod, target="cpu", params=params), x)
     bar.update(1)
     for bits in bits_list:
-        recipe = tvm_qnn.calibrate(mod, params, calib, w_bits=bits, a_bits=bits, w_scheme="kquantile", progress=False)
+        recipe = tvm_qnn.calibrate(mod, params, calib, w_bits=bits, a_bits=bits, w_scheme=scheme, progress=False)
         qmod = tvm_qnn.quantize(mod, params, recipe)
         compiled = tvm_qnn.compile(qmod, target="cpu")
         timing = _bench_compiled(compiled, x)
@@ -174,20 +175,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="w2a2 only")
     parser.add_argument("--skip-resnet18", action="store_true")
+    parser.add_argument("--skip-fmnist", action="store_true")
+    parser.add_argument("--scheme", default="kquantile", choices=["kquantile", "uniform"],
+                        help="weight scheme of the quantized variants (uniform LUTs use bit planes)")
+    parser.add_argument("--bits", default="1,2,3", help="comma-separated bit widths (w = a)")
+    parser.add_argument("--name", default="models", help="results/<name>.json")
     args = parser.parse_args()
-    bits_list = (2,) if args.quick else BITS
-    names = ["fmnist_resnet"] + ([] if args.skip_resnet18 else ["resnet18"])
+    bits_list = (2,) if args.quick else tuple(int(b) for b in args.bits.split(","))
+    names = ([] if args.skip_fmnist else ["fmnist_resnet"]) + ([] if args.skip_resnet18 else ["resnet18"])
     workdir = tempfile.mkdtemp(prefix="qnn_models_")
     results = {}
     with tqdm(total=len(names) * (2 + len(bits_list)), desc="models") as bar:
         for name in names:
-            results[name] = bench_model(name, bits_list, workdir, bar)
+            results[name] = bench_model(name, bits_list, workdir, bar, args.scheme)
     set_tvm_threads(THREADS)
     table = summarize(results)
     print(table)
     print(f"load average {os.getloadavg()}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "models.json").write_text(json.dumps({"results": results, "load_average": os.getloadavg()}, indent=2))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"results": results, "scheme": args.scheme,
+                                                           "load_average": os.getloadavg()}, indent=2))
 
 
 if __name__ == "__main__":
