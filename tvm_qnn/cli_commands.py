@@ -8,7 +8,6 @@ missing file is one clear line, not a traceback from deep inside torch or TVM.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,4 +148,4 @@ register("run", Command(
 from tvm_qnn import cli_model_commands  # noqa: E402,F401  (registers itself)
 
 __all__ = ["COMMANDS", "Command", "check_target", "existing_file", "load_array",
-           "load_recipe_file", "register", "json"]
+           "load_recipe_file", "register"]

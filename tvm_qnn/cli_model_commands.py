@@ -21,8 +21,6 @@ DATASETS = ("fashion-mnist", "digits")
 
 # --------------------------------------------------------------------------- model files
 def save_model_file(module, model_name: str, input_shape, path: Path) -> Path:
-    import torch
-
     from tvm_qnn.train.trainer import save_atomic
 
     save_atomic({"format": MODEL_FORMAT, "model_name": model_name,

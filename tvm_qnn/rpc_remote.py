@@ -7,7 +7,6 @@ naming the board (host:port) and the tracker key, so a dead board never hangs a 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import socket
 import struct
@@ -17,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_qnn.errors import ExportError, QnnError, RemoteError
-from tvm_qnn.rpc import LOOPBACK, check_reachable, parse_address, run_with_watchdog
+from tvm_qnn.errors import RemoteError
+from tvm_qnn.rpc import check_reachable, parse_address, run_with_watchdog
 from tvm_qnn.rpc_board import BOARD_INFO, BOARD_PREPARE, BOARD_SHA256, board_info, hw_config_sha256
 from tvm_qnn import rpc_export
 
@@ -296,5 +295,5 @@ def demo_remote_run(export_dirs, inputs=None, timeout_s: float = 180.0, log_dir=
     return summaries[0] if single else summaries
 
 
-__all__ = ["BoardSession", "RemoteResult", "connect", "demo_remote_run", "read_for_upload",
-           "remote", "QnnError", "ExportError"]
+__all__ = ["BoardSession", "RemoteResult", "board_keys", "connect", "demo_remote_run",
+           "read_for_upload", "remote"]
