@@ -107,6 +107,14 @@ def test_compiled_model_remote_fpga_equals_local_bit_for_bit(cluster, exports):
     assert result.board == cluster.boards_for("fpga")[0].address
 
 
+def test_demo_remote_run_on_running_boards(cluster, exports):
+    summaries = rpc.demo_remote_run([exports["dirs"]["cpu"], exports["dirs"]["fpga"]],
+                                    inputs=exports["x"], tracker=cluster.tracker_address,
+                                    progress=False)
+    assert [s["key"] for s in summaries] == ["cpu", "fpga"]
+    assert all(s["identical"] and s["mean_ms"] > 0 for s in summaries)
+
+
 def test_fpga_export_refused_by_a_board_without_accelerator(cluster, exports):
     with pytest.raises(RemoteError, match=r"board 127\.0\.0\.1:\d+ key 'cpu'.*fpga"):
         rpc.remote(exports["dirs"]["fpga"], cluster.tracker_address, "cpu",

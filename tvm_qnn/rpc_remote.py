@@ -6,6 +6,7 @@ naming the board (host:port) and the tracker key, so a dead board never hangs a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import socket
@@ -247,13 +248,15 @@ def _check_versions(board: BoardSession, export) -> None:
 
 # --------------------------------------------------------------------------- demo step
 def demo_remote_run(export_dirs, inputs=None, timeout_s: float = 180.0, log_dir=None,
-                    progress: bool = True):
+                    progress: bool = True, tracker=None):
     """The demo's deployment step: start a tracker and one localhost board per kind of export
     (a ``cpu`` board; an ``fpga`` board with the export's accelerator config), run every export
     locally and over RPC, compare bit for bit, stop everything.
 
     ``export_dirs``: one export directory or a list. ``inputs``: one array (or list) used for
-    every export; None -> a seeded random input of each export's shape. Returns one summary dict
+    every export; None -> a seeded random input of each export's shape. ``tracker``: use the
+    boards (keys ``cpu`` / ``fpga``) of a running tracker instead of starting a localhost cluster.
+    Returns one summary dict
     per export (a dict for a single directory, else a list); raises RemoteError naming the board
     and key when a remote output differs from the local one.
     """
@@ -274,10 +277,12 @@ def demo_remote_run(export_dirs, inputs=None, timeout_s: float = 180.0, log_dir=
                           "accelerator configs; run them one at a time")
     started = time.monotonic()
     summaries = []
-    with local_cluster(boards, log_dir=log_dir) as cluster:
+    cluster = (contextlib.nullcontext(None) if tracker is not None
+               else local_cluster(boards, log_dir=log_dir))
+    with cluster as started_cluster:
+        address = tracker if started_cluster is None else started_cluster.tracker_address
         for directory, key, _, arrays, local_outputs in plans:
-            result = remote(directory, cluster.tracker_address, key, inputs=arrays,
-                            timeout_s=timeout_s)
+            result = remote(directory, address, key, inputs=arrays, timeout_s=timeout_s)
             identical = len(local_outputs) == len(result.outputs) and all(
                 a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
                 for a, b in zip(local_outputs, result.outputs, strict=False))
