@@ -31,7 +31,8 @@ def test_every_tutorial_is_covered():
     assert sorted(p.name for p in TUTORIALS.glob("[0-9][0-9]_*.py")) == sorted(EXPECTED)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.rpc) if "rpc" in name
+                                  else name for name in sorted(EXPECTED)])
 def test_tutorial_fast_mode(name, tmp_path):
     script = TUTORIALS / name
     argv = [sys.executable, str(script), "--fast"]
