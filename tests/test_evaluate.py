@@ -40,6 +40,7 @@ def trained_model_and_recipe(images, labels):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 100 batches through the untuned stock lowering: minutes on 2 cores
 def test_fashion_mnist_10k_top1_agreement():
     train_x, train_y = load_fashion_mnist(split="train", limit=10000)
     model, recipe = trained_model_and_recipe(train_x, train_y)
