@@ -31,7 +31,7 @@ from .errors import CompileError, UnsupportedOpError
 
 # name -> module that registers it when imported (looked up lazily; a missing module keeps the alias)
 _PROVIDERS = {
-    "cpu": "relay_passes.lower_bitserial",
+    "cpu": "tvm_qnn.lower_cpu",
     "fpga": "tvm_qnn.lower_fpga",
 }
 _REGISTRY = {}
