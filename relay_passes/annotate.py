@@ -33,7 +33,7 @@ from tvm.ir.expr import Constant
 from tvm.relax.backend.utils import has_leaking_intermediate_variables
 from tvm.relax.transform import FuseOpsByPattern, FusionPattern
 
-from tvm_qnn.errors import QnnError, RecipeError, UnsupportedOpError
+from tvm_qnn.errors import QnnError, UnsupportedOpError
 from tvm_qnn.recipe import load as load_recipe
 
 from . import patterns

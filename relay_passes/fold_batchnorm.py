@@ -20,7 +20,6 @@ Idempotent (no BatchNorm remains after one application).
 from __future__ import annotations
 
 import numpy as np
-import tvm
 from tvm import relax
 from tvm.relax.dpl import TupleGetItemPattern, is_op, rewrite_call, wildcard
 
