@@ -39,7 +39,7 @@ conv_cases = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(case=conv_cases)
 def test_integer_sums_bit_exact(case):
     case = dict(case)
