@@ -220,7 +220,8 @@ def main(argv=None):
                          for k, v in analysis.items()},
              "skipped": [{"params": p, "reason": why} for _, _, p, why in skipped]
              + [{"params": r["params"], "reason": r["skipped"]} for r in rows if "skipped" in r and r["role"] != "bound"],
-             "sweep_wall_s": round(time.monotonic() - start, 1)}
+             "synthesis_wall_s_total": round(sum(r.get("wall_s", 0) for r in rows), 1),
+             "workers": args.workers}
     path = calibration.write_fit(coefficients, details, heldout, versions, path=args.fit_out, extra=extra)
     plot(analysis, str(RESULTS / "rtl"))
     print("\ncoefficients:", json.dumps(coefficients, indent=1))

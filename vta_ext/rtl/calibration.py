@@ -12,7 +12,7 @@ batch*block_in*block_out``, ``outputs = batch*block_out``, ``L = 2^w_bits``:
   (accumulator adders), which the resource model has no separate term for;
 * FFs likewise (the GEMM's running sums are per output, per output x level for onehot).
 
-The fit is non-negative least squares (``scipy.optimize.nnls``) on the configurations marked
+The fit is non-negative least squares (``scipy.optimize.nnls``) of relative residuals on the configurations marked
 ``fit``; the ``heldout`` ones are predicted with ``vta_ext.resources.estimate`` itself (control
 terms ``lut_base``/``ff_base`` set to the fitted intercept, since the RTL datapath has no
 fetch/DMA) and their relative error is stored. Control, fetch and DMA (``lut_base``,
@@ -69,7 +69,8 @@ def fit_coefficients(results):
         names, x, y = _gemm_features(gemm, key)
         scale = x.max(axis=0)
         scale[scale == 0] = 1.0
-        solution, _ = nnls(x / scale, y)
+        # relative residuals: the model must hold for small cores too, not only the largest
+        solution, _ = nnls(x / scale / y[:, None], np.ones_like(y))
         solution = solution / scale
         details[f"gemm_{key}"] = {"terms": dict(zip(names, solution.round(4).tolist())),
                                   "r2": round(_r2(y, x @ solution), 5), "n": len(y)}
@@ -93,6 +94,7 @@ def fit_coefficients(results):
         sol, _ = nnls(x, y)
         details["bitplane_luts"] = {"lut_per_lane_wbit": round(float(sol[0]), 4), "per_output": round(float(sol[1]), 4),
                                     "intercept": round(float(sol[2]), 2), "r2": round(_r2(y, x @ sol), 5), "n": len(y)}
+    details["onehot_without_lane_wbit"] = _onehot_alternative(results)
     lut, ff = coef["luts"], coef["ffs"]
     alu_luts = per_output["alu_lanes"]["luts"] + per_output["lut_apply"]["luts"]
     coefficients = {
@@ -110,6 +112,29 @@ def fit_coefficients(results):
     coefficients = {k: round(float(v), 4) for k, v in coefficients.items()}
     details["datapath_intercept"] = {"luts": round(float(lut["intercept"]), 2), "ffs": round(float(ff["intercept"]), 2)}
     return coefficients, details
+
+
+def _onehot_alternative(results):
+    """One-hot GEMM LUTs as ``a * lanes * L + b * outputs * L`` alone (no lanes x w_bits term):
+    what the RTL does (one popcount per lane and level, one accumulator per output and level).
+    Fitted on the ``fit`` rows, evaluated on the ``heldout`` rows; a proposal for resources.py."""
+    def rows(role):
+        return [r for r in results if r["top"] == "gemm_unit" and r["flow"] == "xilinx-nodsp"
+                and r["params"]["WEIGHT_MODE"] == 1 and r.get("role") == role and r.get("luts") is not None]
+
+    def features(rs):
+        x = [[p["BATCH"] * p["BLOCK_IN"] * p["BLOCK_OUT"] << p["W_BITS"], p["BATCH"] * p["BLOCK_OUT"] << p["W_BITS"]]
+             for p in (r["params"] for r in rs)]
+        return np.asarray(x, float), np.asarray([r["luts"] for r in rs], float)
+
+    x, y = features(rows("fit"))
+    if len(y) < 3:
+        return None
+    sol, _ = nnls(x / y[:, None], np.ones_like(y))
+    xh, yh = features(rows("heldout"))
+    errors = (np.abs(xh @ sol - yh) / yh).round(4).tolist() if len(yh) else []
+    return {"lut_per_lane_level_onehot": round(float(sol[0]), 4), "lut_per_output_level": round(float(sol[1]), 4),
+            "r2": round(_r2(y, x @ sol), 5), "heldout_rel_errors": errors}
 
 
 def predict_datapath(coefficients, details, params, lut_mode):
