@@ -55,6 +55,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 by default: on a shared, oversubscribed machine OpenMP spinning "
                              "made 2 threads 5-10x slower than 1)")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated subset of tags, e.g. w2a2-kquantile (default: all)")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -156,14 +158,22 @@ def main(argv=None):
             "gbops": bops(folded, INPUT_SHAPE).total / 1e9, "wall_s": time.perf_counter() - t0})
 
     calibration = list(itertools.islice(train_loader, 8))
-    for label, w_bits, a_bits, scheme in VARIANTS:
+    variants = VARIANTS
+    if args.variants:
+        wanted = args.variants.split(",")
+        known = [f"w{w}a{a}-{s}" for _, w, a, s in VARIANTS]
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {unknown}; known: {known}")
+        variants = [v for v, tag in zip(VARIANTS, known) if tag in wanted]
+    for label, w_bits, a_bits, scheme in variants:
         tag = f"w{w_bits}a{a_bits}-{scheme}"
         t0 = time.perf_counter()
         recipe = ptq(folded, calibration, w_bits, a_bits, scheme, per_channel=True, model_name="fmnist_resnet")
         record({"kind": "ptq", "tag": tag, "label": label, "accuracy": evaluate(apply_recipe(folded, recipe), test_loader),
                 "gbops": bops(folded, INPUT_SHAPE, recipe).total / 1e9, "wall_s": time.perf_counter() - t0})
 
-    for label, w_bits, a_bits, scheme in VARIANTS:
+    for label, w_bits, a_bits, scheme in variants:
         tag = f"w{w_bits}a{a_bits}-{scheme}"
         elapsed_min = (time.perf_counter() - start_all) / 60
         if elapsed_min > args.budget_min:
@@ -171,11 +181,14 @@ def main(argv=None):
             meta.setdefault("skipped", []).append(tag)
             continue
         t0 = time.perf_counter()
+        # the checkpoint name carries what the Trainer's config check cannot see (data, schedule)
+        run_key = (f"n{len(qat_loader.dataset)}-s{args.stages}x{args.epochs_per_stage}+{args.final_epochs}"
+                   f"-lr{args.qat_lr:g}")
         qat = prepare_qat(folded, QuantConfig(w_bits, a_bits, scheme, per_channel=True))
         calibrate_clamps(qat, calibration)
         schedule = GradualSchedule.for_model(qat, args.stages, args.epochs_per_stage, args.final_epochs)
         history = Trainer(qat, qat_loader, test_loader, TrainConfig(lr=args.qat_lr, weight_decay=1e-4),
-                          checkpoint=os.path.join(ckpt_dir, f"{prefix}qat-{tag}.pt"), schedule=schedule,
+                          checkpoint=os.path.join(ckpt_dir, f"{prefix}qat-{tag}-{run_key}.pt"), schedule=schedule,
                           progress=progress, desc=f"QAT {tag}").fit()
         recipe = export_recipe(qat, "fmnist_resnet")
         save_recipe(recipe, os.path.join(out, "recipes", f"{prefix}{tag}.json"))
