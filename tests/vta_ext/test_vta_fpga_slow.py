@@ -50,7 +50,10 @@ def test_trained_fmnist_top1_fpga_vs_cpu_on_the_test_set():
     mod, params = tvm_qnn.from_torch(model, torch.from_numpy(test_images[:100]))
     qmod = tvm_qnn.quantize(mod, params, recipe)
     result = fpga_demo(qmod, test_images, np.asarray(test_labels), cpu_target="cpu")
-    print(result)
-    assert result["cpu_top1"] > 0.7
+    with torch.no_grad():
+        float_top1 = float((model(torch.from_numpy(test_images)).argmax(1).numpy() == np.asarray(test_labels)).mean())
+    print(result, f"float model top-1 {float_top1:.4f}")
+    # measured 2026-11-26: cpu 0.2953, fpga 0.2891, agreement 0.9565 (the PTQ'd net was poor; see the report)
+    assert result["cpu_top1"] > 0.7, f"the quantized net itself is poor (float model {float_top1:.3f})"
     assert result["agreement"] >= 0.99  # integer-only rounding flips at most 1% of the top-1 decisions
     assert abs(result["fpga_top1"] - result["cpu_top1"]) <= 0.005
