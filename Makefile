@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 APT_PKGS := dataset-fashion-mnist yosys iverilog verilator nextpnr-ice40 fpga-icestorm
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -23,8 +23,26 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
+# Every benchmark (about an hour on 2 cores; each prints ratios measured in one run and writes
+# results/*.json + plots), then the README's results tables regenerated from those JSONs.
 bench: setup
+	$(PY) benchmarks/roofline.py
+	$(PY) benchmarks/kernels.py
+	$(PY) benchmarks/models.py
+	$(PY) benchmarks/cost_model.py
+	$(PY) benchmarks/compile_time.py
+	$(PY) benchmarks/fpga.py
+	$(PY) benchmarks/fpga_streaming.py
+	$(PY) benchmarks/rtl.py
 	$(PY) benchmarks/accuracy.py
+	$(PY) benchmarks/report.py
+
+# The same, small: a smoke run of every benchmark script (minutes).
+bench-quick: setup
+	$(PY) benchmarks/kernels.py --quick --skip-tuned --skip-tvm-fp32
+	$(PY) benchmarks/fpga.py --quick
+	$(PY) benchmarks/fpga_streaming.py --quick
+	$(PY) benchmarks/accuracy.py --fast
 
 clean:
 	rm -rf .venv build *.egg-info results runs
