@@ -422,14 +422,25 @@ def render_rtl(sweep, fit, sweep_path):
                        + "; ".join(parts) + ".")
     if fit:
         fmax = fit.get("fmax")
-        out.append("\nFmax (nextpnr-ice40): " + (f"{fmax['fmax_mhz']:.1f} MHz on {fmax.get('device', 'ice40')} for "
-                                                 f"{fmax.get('config')}" if fmax else "not measured") + ".")
+        out.append("")
+        if fmax:
+            c = fmax.get("config") or {}
+            what = (f"GEMM unit {c.get('BATCH', 1)}×{c.get('BLOCK_IN', '?')}×{c.get('BLOCK_OUT', '?')} "
+                    f"{MODE_NAMES.get(c.get('WEIGHT_MODE'), '?')}, b_a={c.get('A_BITS', '?')}, b_w={c.get('W_BITS', '?')}")
+            out.append(f"- Fmax (nextpnr-ice40, {fmax.get('device', 'ice40')}): **{fmax['fmax_mhz']:.1f} MHz** for the "
+                       f"{what} ({fmax.get('logic_cells', '?')} logic cells).")
+        else:
+            out.append("- Fmax: place and route not measured.")
+        bound = [k for k in fit.get("skipped", []) if str(k.get("reason", "")).startswith("lanes x 2^b_w")]
+        if bound:
+            out.append(f"- {len(bound)} configurations not attempted: {bound[0]['reason'].split(' = ')[0]} above the "
+                       "sweep's bound (per-lane decode / one-hot logic grows as lanes × 2^b_w).")
         worst = fit.get("heldout_max_rel_error")
         if worst is not None:
-            out.append(f"Resource model vs yosys on held-out configurations: worst error {100 * worst:.1f}% "
+            out.append(f"- Resource model vs yosys on held-out configurations: worst LUT error {100 * worst:.1f}% "
                        f"(≤ 10%: {'**met**' if worst <= 0.10 else 'missed'}).")
         if fit.get("tools"):
-            out.append("Tools: " + ", ".join(f"{k} {v}" for k, v in fit["tools"].items()) + ".")
+            out.append("- Tools: " + "; ".join(f"{v}" for v in fit["tools"].values()) + ".")
     else:
         out.append("\nFmax and held-out model error: not measured yet: run `python benchmarks/rtl.py` "
                    "(writes `vta_ext/calibration/resources_fit.json`).")

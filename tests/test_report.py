@@ -101,6 +101,22 @@ def test_tables_contain_the_numbers_and_targets(report, tmp_path):
     # compile time target missed; RTL rows, skipped config and the R^2 computed from the sweep rows
     assert "**71.75** (< 60 s: missed)" in block
     assert "bit-plane: R² LUTs vs BOPs 1.000" in block and "per-lane decode 1024 lanes b_w=3 (skipped)" in block
+
+
+def test_rtl_fit_json_gives_r2_fmax_and_heldout_error(report, tmp_path):
+    results = _all_results(tmp_path)
+    fit = tmp_path / "resources_fit.json"
+    _write(tmp_path, "resources_fit.json", {
+        "date": "2031-05-06T07:08:09+00:00", "tools": {"yosys": "Yosys 0.23"}, "heldout_max_rel_error": 0.0712,
+        "fmax": {"fmax_mhz": 50.78, "device": "hx8k", "logic_cells": 1644,
+                 "config": {"BATCH": 1, "BLOCK_IN": 8, "BLOCK_OUT": 8, "A_BITS": 4, "W_BITS": 2, "WEIGHT_MODE": 0}},
+        "bops_r2": {"onehot": {"n": 15, "r2_luts_vs_bops": 0.3608, "r2_lut_cycles_vs_bops": 0.3608}}})
+    block = report.render(results, fit)
+    rtl = block[block.index("### RTL"):]
+    assert "measured: 2031-05-06T07:08:09+00:00" in rtl and "Yosys 0.23" in rtl
+    assert "one-hot level sums: R² LUTs vs BOPs 0.361" in rtl and "computed by report.py" not in rtl
+    assert "**50.8 MHz**" in rtl and "1×8×8 bit-plane, b_a=4, b_w=2" in rtl
+    assert "worst LUT error 7.1% (≤ 10%: **met**)" in rtl
     # JSONs without provenance fields say so; plots are linked
     assert "CPU: not recorded" in block and "not recorded (file written" in block
     assert "[kernels_speedup.png](results/kernels_speedup.png)" in block and "make bench" in block
