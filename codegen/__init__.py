@@ -19,8 +19,15 @@ Entry points (stable; TUNING and the lowering build on them)
   ``combine`` (float64 sum over planes), ``epilogue`` (bias, clip, float32 NCHW) or
   ``next_codes`` + ``pack_next`` (packed output).
 * ``hand_schedule(wl, func) -> tvm.s_tir.Schedule`` (``codegen.schedules``): the default schedule.
-* ``build_kernel(wl, target, database=None) -> tvm.runtime.Module`` (``codegen.build``): hand
-  schedule, or the MetaSchedule database's best record for ``make_primfunc(wl)`` when present.
+* ``build_kernel(wl, target, database=None, packed_input=False) -> tvm.runtime.Executable`` and
+  ``scheduled_primfunc(...)`` (``codegen.build``): the MetaSchedule database's record for
+  ``workload_module(wl) = IRModule({"main": make_primfunc(wl)})`` when present, else the hand
+  schedule. ``cpu_target()`` / ``generic_x86_target()``; ``kernel_asm(executable)``.
+* Chained layers: ``layer_workload(a, output="packed", next_a_bits=b.a_bits, next_padding=b.padding,
+  next_groups=b.groups)`` emits layer ``b``'s packed codes (extra argument ``next_act_scale``);
+  ``make_primfunc(wl_b, packed_input=True)`` reads them (``x`` is then the packed tensor).
+* ``codegen.float_schedules.FloatCpuSchedule``: dlight-style default schedule for the float ops
+  around the kernels (target ``cpu``).
 
 Depthwise convolution runs through the same grouped bit-serial kernel (one word per group:
 exact but not fast); a direct integer kernel is not provided.
