@@ -157,7 +157,9 @@ def main(argv=None):
     record({"kind": "fp32", "tag": "fp32", "accuracy": evaluate(folded, test_loader),
             "gbops": bops(folded, INPUT_SHAPE).total / 1e9, "wall_s": time.perf_counter() - t0})
 
-    calibration = list(itertools.islice(train_loader, 8))
+    # calibration batches from their own seeded shuffle, so PTQ/QAT clamps do not depend on
+    # whether the fp32 model was trained in this run or loaded from the cache
+    calibration = list(itertools.islice(data.make_loader(x_train, y_train, args.batch_size, shuffle=True, seed=1), 8))
     variants = VARIANTS
     if args.variants:
         wanted = args.variants.split(",")

@@ -75,7 +75,8 @@ def step_data(state, options):
     qat_limit = 1024 if options.fast else options.qat_train_limit
     state["qat_loader"] = data.make_loader(x_train[:qat_limit], y_train[:qat_limit], 128, shuffle=True)
     state["test_loader"] = data.make_loader(x_test, y_test, 500)
-    state["calibration"] = list(itertools.islice(state["train_loader"], 8))
+    # own seeded shuffle: the clamps do not depend on whether training ran before
+    state["calibration"] = list(itertools.islice(data.make_loader(x_train, y_train, 128, shuffle=True, seed=1), 8))
     print(f"Fashion-MNIST: {len(y_train)} train / {len(y_test)} test images")
 
 
