@@ -3,16 +3,18 @@
 What the hardware does, term by term (``lanes = batch*block_in*block_out``, ``outputs =
 batch*block_out``, ``w = max_w_bits``, ``L = 2^w`` LUT levels):
 
-* bit-serial GEMM datapath: each lane ANDs one activation bit with the weight operand's bits
-  and feeds an adder tree: ``lut_per_lane_wbit * lanes * wb`` where ``wb`` is the width of the
-  operand the lane multiplies — ``w`` for one-hot level sums (the index bits are compared, not
-  multiplied) and 8 for per-lane decode (the decoded int8 level). Linear in lanes x bits: the
-  issue's synthesis probe (yosys, bit-serial PE, R^2 = 0.999).
-* LUT weights, ``lut_mode = "decode"``: every lane holds an L:1 multiplexer of int8 levels:
-  ``lut_per_lane_level_decode * lanes * L`` (the probe's lanes x 2^b_w growth).
-* LUT weights, ``lut_mode = "onehot"``: every lane compares its index with the L levels and
-  feeds one adder per level: ``lut_per_lane_level_onehot * lanes * L``, plus the level-sum
-  accumulators per output ``lut_per_output_level * outputs * L`` (and their registers).
+Each weight storage mode (``lut_mode``) has only the terms its hardware has (``LUT_MODE_TERMS``):
+
+* ``lut_mode = "decode"``: every lane holds an L:1 multiplexer of int8 levels,
+  ``lut_per_lane_level_decode * lanes * L`` (the probe's lanes x 2^b_w growth), and multiplies the
+  decoded int8 level bit-serially: AND with one activation bit + adder-tree share,
+  ``lut_per_lane_wbit * lanes * 8`` (linear in lanes x operand bits: the issue's synthesis probe,
+  R^2 = 0.999).
+* ``lut_mode = "onehot"``: every lane compares its index with the L levels and feeds one popcount
+  per level, ``lut_per_lane_level_onehot * lanes * L``, plus the level-sum accumulators per output
+  ``lut_per_output_level * outputs * L`` (and their registers). There is no per-lane multiply, so
+  no lanes x b_w term: the RTL fit with it mis-predicted a held-out 32x16 b_w=3 core by 14%,
+  without it every held-out one-hot core is within 5% (``vta_ext/rtl/calibration.py``).
 * ALU (requant multiply, rounding shift, clamp, LUT apply multiplier) per output lane:
   ``lut_per_alu_lane * outputs`` LUTs, ``dsp_per_alu_lane * outputs`` DSPs (32x32 on 18x25).
 * control, fetch, DMA, queues: ``lut_base`` / ``ff_base``.
@@ -62,6 +64,35 @@ class ResourceEstimate:
                 "power_w": round(self.power_w, 3), "breakdown": {k: round(v) for k, v in self.breakdown.items()}}
 
 
+DECODED_LEVEL_BITS = 8  # decode mode multiplies the int8 level the lane's multiplexer selects
+
+
+def _decode_terms(c, lanes, outputs, levels):
+    luts = {"bit-serial datapath": c.lut_per_lane_wbit * lanes * DECODED_LEVEL_BITS,
+            "per-lane LUT decode": c.lut_per_lane_level_decode * lanes * levels}
+    ffs = c.ff_per_lane_wbit * lanes * DECODED_LEVEL_BITS + c.ff_per_lane_level * lanes * levels
+    return luts, ffs
+
+
+def _onehot_terms(c, lanes, outputs, levels):
+    luts = {"one-hot level adders": c.lut_per_lane_level_onehot * lanes * levels,
+            "level-sum accumulators": c.lut_per_output_level * outputs * levels}
+    ffs = c.ff_per_lane_level * lanes * levels + c.ff_per_output_level * outputs * levels
+    return luts, ffs
+
+
+# weight storage mode -> the GEMM unit's LUT terms and FFs (what that mode's RTL instantiates)
+LUT_MODE_TERMS = {"decode": _decode_terms, "onehot": _onehot_terms}
+
+
+def gemm_terms(coefficients, lut_mode, lanes, outputs, w_bits):
+    """``({term: LUTs}, FFs)`` of a GEMM unit of ``lanes`` lanes and ``outputs`` outputs storing
+    ``w_bits``-bit LUT weights in ``lut_mode`` (module doc); unknown mode -> ``HwConfigError``."""
+    if lut_mode not in LUT_MODE_TERMS:
+        raise HwConfigError(f"lut_mode={lut_mode!r}; expected one of {sorted(LUT_MODE_TERMS)}")
+    return LUT_MODE_TERMS[lut_mode](coefficients, lanes, outputs, 1 << w_bits)
+
+
 def load_fit(path=FIT_PATH):
     """Fitted coefficients (dict) from the calibration JSON, or None when it does not exist."""
     path = Path(path)
@@ -93,22 +124,10 @@ def estimate(config, a_bits=None, w_bits=None, coefficients=None, lut_mode=None)
     c = coefficients or coefficients_for(config)[0]
     w = w_bits or config.max_w_bits
     mode = lut_mode or config.lut_mode
-    levels = 1 << w
     lanes, outputs = config.lanes, config.batch * config.block_out
-    operand_bits = w if mode == "onehot" else 8
-    terms = {
-        "control": c.lut_base,
-        "bit-serial datapath": c.lut_per_lane_wbit * lanes * operand_bits,
-        "alu": c.lut_per_alu_lane * outputs,
-    }
-    ffs = c.ff_base + c.ff_per_lane_wbit * lanes * operand_bits + c.ff_per_alu_lane * outputs
-    if mode == "decode":
-        terms["per-lane LUT decode"] = c.lut_per_lane_level_decode * lanes * levels
-    else:
-        terms["one-hot level adders"] = c.lut_per_lane_level_onehot * lanes * levels
-        terms["level-sum accumulators"] = c.lut_per_output_level * outputs * levels
-        ffs += c.ff_per_output_level * outputs * levels
-    ffs += c.ff_per_lane_level * lanes * levels
+    gemm_luts, gemm_ffs = gemm_terms(c, mode, lanes, outputs, w)
+    terms = {"control": c.lut_base, **gemm_luts, "alu": c.lut_per_alu_lane * outputs}
+    ffs = c.ff_base + gemm_ffs + c.ff_per_alu_lane * outputs
     luts = sum(terms.values())
     buffer_bytes = (config.inp_buff_bytes, config.wgt_buff_bytes, config.acc_buff_bytes, config.uop_buff_bytes,
                     config.prm_buff_bytes)
@@ -138,8 +157,9 @@ def streaming_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fa
 
     A conv2d/dense block is ``pe x simd x mmv`` bit-serial lanes (``vta_ext.stream_cost`` doc):
     datapath ``lut_per_lane_wbit * lanes * b_w``, LUT-weight decode ``lut_per_lane_level_* *
-    lanes * 2^b_w``, requant ALU per output, ``lut_per_block`` of control; weights and line buffer
-    mapped to BRAM by ``stream_cost.memory_bram36``. Pool/add blocks have no MAC lanes and use the
+    lanes * 2^b_w``, requant ALU per output, ``lut_per_block`` of control (a FINN-style lane
+    multiplies a b_w-bit operand, not the core's decoded int8 level, so this is not
+    ``gemm_terms``); weights and line buffer mapped to BRAM by ``stream_cost.memory_bram36``. Pool/add blocks have no MAC lanes and use the
     planner's own model. Coefficients: the fitted ones when present (``coefficients_for``).
     """
     from .config import HwConfig

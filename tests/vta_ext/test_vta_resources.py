@@ -15,15 +15,29 @@ def test_terms_follow_lanes_and_bits():
     base = estimate(cfg, w_bits=2, coefficients=c)  # explicit coefficients: independent of any fit file
     # per-lane decode: lanes x 2^b_w; going from 2 to 4 weight bits adds exactly 12 levels per lane
     assert estimate(cfg, w_bits=4, coefficients=c).luts - base.luts == pytest.approx(c.lut_per_lane_level_decode * cfg.lanes * 12)
+    # decode multiplies the decoded int8 level: its datapath is lanes x 8, whatever b_w
+    assert base.breakdown["bit-serial datapath"] == c.lut_per_lane_wbit * cfg.lanes * 8
     onehot = cfg.replace(lut_mode="onehot")
-    datapath = [estimate(onehot, w_bits=b, coefficients=c).breakdown["bit-serial datapath"] for b in (1, 2, 4)]
-    assert datapath == [c.lut_per_lane_wbit * cfg.lanes * b for b in (1, 2, 4)]  # lanes x b_w
+    onehot_terms = [estimate(onehot, w_bits=b, coefficients=c).breakdown for b in (1, 2, 4)]
+    assert all("bit-serial datapath" not in t and "per-lane LUT decode" not in t for t in onehot_terms)  # no multiply
+    outputs = cfg.batch * cfg.block_out
+    assert [t["one-hot level adders"] for t in onehot_terms] == [c.lut_per_lane_level_onehot * cfg.lanes * (1 << b)
+                                                                 for b in (1, 2, 4)]  # lanes x 2^b_w
+    assert [t["level-sum accumulators"] for t in onehot_terms] == [c.lut_per_output_level * outputs * (1 << b)
+                                                                   for b in (1, 2, 4)]  # outputs x 2^b_w
     wide = cfg.replace(block_in=32, block_out=32, inp_buff_bytes=4 * cfg.inp_buff_bytes)
     assert estimate(wide, w_bits=2, coefficients=c).breakdown["per-lane LUT decode"] == pytest.approx(
         4 * base.breakdown["per-lane LUT decode"])
     assert estimate(cfg, a_bits=1, coefficients=c).luts == estimate(cfg, a_bits=8, coefficients=c).luts  # b_a costs cycles, not area
     assert base.bram36 >= (cfg.wgt_buff_bytes * 8) // (36 * 1024)
     assert base.power_w > c.static_power_w
+
+
+def test_unknown_weight_mode_names_the_known_ones():
+    from vta_ext.resources import gemm_terms
+
+    with pytest.raises(HwConfigError, match="lut_mode='bitplanes'.*decode.*onehot"):
+        gemm_terms(HwConfig().resources, "bitplanes", 64, 8, 2)
 
 
 def test_fitted_coefficients_override_defaults(tmp_path):

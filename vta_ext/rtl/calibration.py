@@ -3,14 +3,18 @@
 The model is ``vta_ext/resources.py``'s (FPGA-CORE's), term by term, with ``lanes =
 batch*block_in*block_out``, ``outputs = batch*block_out``, ``L = 2^w_bits``:
 
-* GEMM unit LUTs (yosys ``synth_xilinx -flatten -noiopad -nodsp``):
-  ``lut_per_lane_wbit * lanes * ob + lut_per_lane_level_{decode|onehot} * lanes * L
-  + lut_per_output_level * outputs * L [onehot] + per_output * outputs + intercept``
-  with ``ob = w_bits`` (onehot) or 8 (decode: the decoded int8 weight);
+* GEMM unit LUTs and FFs (yosys ``synth_xilinx -flatten -noiopad -nodsp``): the columns are
+  ``vta_ext.resources.gemm_terms`` evaluated with one coefficient at 1 (``_unit_feature``), so
+  each weight mode is fitted with exactly the terms the model charges it — decode:
+  ``lut_per_lane_wbit * lanes * 8 + lut_per_lane_level_decode * lanes * L``; onehot:
+  ``lut_per_lane_level_onehot * lanes * L + lut_per_output_level * outputs * L`` (no lanes x
+  b_w term: the one-hot lanes compare indices, they multiply nothing) — plus ``per_output *
+  outputs + intercept`` shared by both;
 * ALU lanes (``synth_xilinx -flatten -noiopad``, DSPs allowed): LUTs, FFs and DSPs per output;
   ``lut_per_alu_lane`` = ALU + LUT-apply LUTs per output + the GEMM's per-output term
   (accumulator adders), which the resource model has no separate term for;
-* FFs likewise (the GEMM's running sums are per output, per output x level for onehot).
+* FFs likewise (the GEMM's running sums are per output, per output x level for onehot);
+  ``ff_per_lane_level`` is one field shared by both modes.
 
 The fit is non-negative least squares (``scipy.optimize.nnls``) of relative residuals on the configurations marked
 ``fit``; the ``heldout`` ones are predicted with ``vta_ext.resources.estimate`` itself (control
@@ -34,17 +38,33 @@ FIT_PATH = Path(__file__).resolve().parents[1] / "calibration" / "resources_fit.
 FORMAT = "tvm-qnn-resources-fit/1"
 
 
+GEMM_COEFFICIENTS = {  # measured key -> the ResourceCoefficients fields of resources.gemm_terms
+    "luts": ("lut_per_lane_wbit", "lut_per_lane_level_decode", "lut_per_lane_level_onehot", "lut_per_output_level"),
+    "ffs": ("ff_per_lane_wbit", "ff_per_lane_level", "ff_per_output_level"),
+}
+
+
+def _unit_feature(name, key, mode, lanes, outputs, w_bits):
+    """What ``resources.gemm_terms`` charges for coefficient ``name`` = 1 (all others 0): the model's
+    own column, so the fit has exactly the terms each weight mode's hardware has, no more."""
+    from vta_ext.config import ResourceCoefficients
+    from vta_ext.resources import gemm_terms
+
+    unit = ResourceCoefficients(**{f: 0.0 for f in ResourceCoefficients.__dataclass_fields__} | {name: 1.0})
+    luts, ffs = gemm_terms(unit, mode, lanes, outputs, w_bits)
+    return sum(luts.values()) if key == "luts" else ffs
+
+
 def _gemm_features(rows, key):
     """Design matrix of GEMM-unit rows (onehot/decode) and the measured ``key`` (luts or ffs)."""
-    names = ["lane_wbit", "lane_level_decode", "lane_level_onehot", "output_level", "output", "intercept"]
+    names = list(GEMM_COEFFICIENTS[key]) + ["output", "intercept"]
     x, y = [], []
     for r in rows:
         p = r["params"]
-        lanes, outputs, levels = p["BATCH"] * p["BLOCK_IN"] * p["BLOCK_OUT"], p["BATCH"] * p["BLOCK_OUT"], 1 << p["W_BITS"]
-        onehot = p["WEIGHT_MODE"] == 1
-        ob = p["W_BITS"] if onehot else 8
-        x.append([lanes * ob, 0 if onehot else lanes * levels, lanes * levels if onehot else 0,
-                  outputs * levels if onehot else 0, outputs, 1.0])
+        lanes, outputs = p["BATCH"] * p["BLOCK_IN"] * p["BLOCK_OUT"], p["BATCH"] * p["BLOCK_OUT"]
+        mode = "onehot" if p["WEIGHT_MODE"] == 1 else "decode"
+        x.append([_unit_feature(n, key, mode, lanes, outputs, p["W_BITS"]) for n in GEMM_COEFFICIENTS[key]]
+                 + [outputs, 1.0])
         y.append(r[key])
     return names, np.asarray(x, float), np.asarray(y, float)
 
@@ -97,18 +117,11 @@ def fit_coefficients(results):
     details["onehot_without_lane_wbit"] = _onehot_alternative(results)
     lut, ff = coef["luts"], coef["ffs"]
     alu_luts = per_output["alu_lanes"]["luts"] + per_output["lut_apply"]["luts"]
-    coefficients = {
-        "lut_per_lane_wbit": lut["lane_wbit"],
-        "lut_per_lane_level_decode": lut["lane_level_decode"],
-        "lut_per_lane_level_onehot": lut["lane_level_onehot"],
-        "lut_per_output_level": lut["output_level"],
-        "lut_per_alu_lane": alu_luts + lut["output"],
-        "ff_per_lane_wbit": ff["lane_wbit"],
-        "ff_per_lane_level": ff["lane_level_decode"] + ff["lane_level_onehot"],
-        "ff_per_output_level": ff["output_level"],
-        "ff_per_alu_lane": per_output["alu_lanes"]["ffs"] + per_output["lut_apply"]["ffs"] + ff["output"],
-        "dsp_per_alu_lane": per_output["alu_lanes"]["dsp"] + per_output["lut_apply"]["dsp"],
-    }
+    coefficients = {name: lut[name] for name in GEMM_COEFFICIENTS["luts"]}
+    coefficients.update({name: ff[name] for name in GEMM_COEFFICIENTS["ffs"]})
+    coefficients["lut_per_alu_lane"] = alu_luts + lut["output"]
+    coefficients["ff_per_alu_lane"] = per_output["alu_lanes"]["ffs"] + per_output["lut_apply"]["ffs"] + ff["output"]
+    coefficients["dsp_per_alu_lane"] = per_output["alu_lanes"]["dsp"] + per_output["lut_apply"]["dsp"]
     coefficients = {k: round(float(v), 4) for k, v in coefficients.items()}
     details["datapath_intercept"] = {"luts": round(float(lut["intercept"]), 2), "ffs": round(float(ff["intercept"]), 2)}
     return coefficients, details
@@ -117,7 +130,8 @@ def fit_coefficients(results):
 def _onehot_alternative(results):
     """One-hot GEMM LUTs as ``a * lanes * L + b * outputs * L`` alone (no lanes x w_bits term):
     what the RTL does (one popcount per lane and level, one accumulator per output and level).
-    Fitted on the ``fit`` rows, evaluated on the ``heldout`` rows; a proposal for resources.py."""
+    Fitted on the ``fit`` rows, evaluated on the ``heldout`` rows: the check that the full fit's
+    onehot terms (which are exactly these, plus a shared per-output term and intercept) agree."""
     def rows(role):
         return [r for r in results if r["top"] == "gemm_unit" and r["flow"] == "xilinx-nodsp"
                 and r["params"]["WEIGHT_MODE"] == 1 and r.get("role") == role and r.get("luts") is not None]
