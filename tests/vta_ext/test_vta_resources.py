@@ -59,3 +59,42 @@ def test_comparison_table_lists_published_figures():
     rows.append(("ours", estimate(HwConfig.preset("ultrascale_plus"), w_bits=4).as_dict()))
     text = comparison_table(rows)
     assert "596,081" in text and "1,175,373" in text and "343,295" in text and "16.10" in text
+
+
+def test_ice40_preset_clock_is_the_measured_fmax():
+    """The small preset's clock is nextpnr's Fmax from the committed fit (rounded down), and its
+    buffers fit an iCE40 HX8K's 32 BRAM4K blocks."""
+    import math
+
+    from vta_ext.rtl import calibration
+
+    fmax = json.loads(calibration.FIT_PATH.read_text())["fmax"]
+    cfg = HwConfig.preset("ice40_hx8k")
+    assert fmax["device"] == "hx8k" and cfg.lanes == 64
+    assert cfg.clock_mhz == math.floor(fmax["fmax_mhz"])
+    assert (cfg.batch, cfg.block_in, cfg.block_out) == (fmax["config"]["BATCH"], fmax["config"]["BLOCK_IN"],
+                                                        fmax["config"]["BLOCK_OUT"])
+    buffers = (cfg.inp_buff_bytes, cfg.wgt_buff_bytes, cfg.acc_buff_bytes, cfg.uop_buff_bytes, cfg.prm_buff_bytes)
+    assert sum(math.ceil(b * 8 / 4096) for b in buffers) <= 32
+    assert HwConfig.preset("pynq_z1").clock_mhz == 100.0  # VTA's Xilinx default stays
+
+
+def test_ice40_preset_runs_a_layer_bit_exact():
+    import numpy as np
+
+    from tvm_qnn import reference
+    from tvm_qnn.layer import QnnLayer
+    from vta_ext.compiler import compile_layer
+    from vta_ext.sim.functional import run_program
+
+    cfg = HwConfig.preset("ice40_hx8k")
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 4, (24, 20, 3, 3)).astype(np.uint8)  # 3 output and input blocks: tiled
+    lut = rng.normal(size=(24, 4)).astype(np.float32)
+    layer = QnnLayer("L", "conv2d", idx, lut, rng.normal(size=24).astype(np.float32), 2, "kquantile", 4, 1.5,
+                     (1, 20, 10, 10), out_min=0.0, stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1))
+    codes = rng.integers(0, 16, layer.input_shape).astype(np.uint8)
+    program = compile_layer(layer, cfg)
+    p = program.params
+    want = reference.qconv2d_int_acc(codes, idx, p["lut_int"], p["bias_int"], (1, 1), (1, 1, 1, 1), 1, (1, 1))
+    np.testing.assert_array_equal(run_program(program, codes), want)
