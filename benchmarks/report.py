@@ -460,6 +460,10 @@ SECTIONS = [
 ]
 
 
+# renderers whose script can write extra named runs (``<stem>_<name>.json``), minus files that are not runs
+VARIANT_RUNS = {render_kernels: {"kernels_asm.json"}, render_models: set()}
+
+
 def _load(path: Path):
     try:
         return json.loads(path.read_text())
@@ -484,6 +488,14 @@ def render(results: Path, fit_path: Path) -> str:
             extra["asm"] = _load(results / "kernels_asm.json")
         body, plots = fn(data, path, **extra)
         parts += [provenance(data, path, plots), "", body]
+        if fn in VARIANT_RUNS:  # e.g. kernels.py --name kernels_tuned_1shape, models.py --name models_uniform
+            for variant in sorted(results.glob(f"{path.stem}_*.json")):
+                if variant.name in VARIANT_RUNS[fn]:
+                    continue
+                data = _load(variant)
+                body, _ = fn(data, variant)
+                scheme = f" (weights: {data['scheme']})" if isinstance(data, dict) and data.get("scheme") else ""
+                parts += ["", f"#### Other run: `{variant.name}`{scheme}", "", provenance(data, variant), "", body]
     parts += ["", "### RTL resources vs bits and lanes (yosys)", ""]
     sweep_path = results / "rtl_sweep.json"
     fit_path = Path(fit_path)

@@ -122,6 +122,17 @@ def test_rtl_fit_json_gives_r2_fmax_and_heldout_error(report, tmp_path):
     assert "[kernels_speedup.png](results/kernels_speedup.png)" in block and "make bench" in block
 
 
+def test_named_runs_get_their_own_table(report, tmp_path):
+    results = _all_results(tmp_path)
+    kernels = _kernels()
+    kernels["summary"]["w1a1"]["vs_torch"] = 14.27
+    _write(results, "kernels_tuned_1shape.json", kernels)
+    _write(results, "kernels_asm.json", {"w1a1": {"uops_per_bitmac": 0.00702}})
+    block = report.render(results, tmp_path / "no_fit.json")
+    assert "#### Other run: `kernels_tuned_1shape.json`" in block and "14.27× (≥ 24×: missed)" in block
+    assert "Other run: `kernels_asm.json`" not in block and "w1a1 7.02 instructions per 1000 bit-MACs" in block
+
+
 def test_missing_files_say_which_script_to_run(report, tmp_path):
     empty = tmp_path / "results"
     empty.mkdir()
