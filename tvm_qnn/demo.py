@@ -1,4 +1,4 @@
-"""``python -m tvm_qnn.demo``: Fashion-MNIST, fp32 -> UNIQ w2a2 QAT -> recipe, accuracy and BOPs.
+"""``python -m tvm_qnn.demo``: Fashion-MNIST, fp32 -> UNIQ w2a2 QAT -> recipe -> cpu/fpga -> RPC.
 
 The demo is a list of named steps (``STEPS``) that share one ``state`` dict; later issues append
 steps (compile, run on TVM, FPGA simulation, RPC) with :func:`add_step` or by extending the list.
@@ -33,6 +33,7 @@ import torch
 
 from . import data, models
 from .bops import bops
+from .demo_deploy import STEPS as DEPLOY_STEPS
 from .errors import QnnError
 from .recipe import save as save_recipe
 
@@ -164,7 +165,7 @@ def step_plot(state, options):
 
 
 STEPS = [("data", step_data), ("fp32", step_fp32), ("qat", step_qat), ("accuracy", step_accuracy),
-         ("bops", step_bops), ("plot", step_plot)]
+         ("bops", step_bops), ("plot", step_plot)] + DEPLOY_STEPS  # import, compile cpu/fpga, export, rpc, summary
 
 
 def add_step(name, function, after=None, steps=STEPS):
