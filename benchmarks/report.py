@@ -169,7 +169,7 @@ def render_kernels(data, path, asm=None):
     rows = data.get("rows", [])
     configs = [c for c in ("w1a1", "w2a2", "w3a3", "w4a4", "w2a2-lut", "w3a3-lut") if c in summary]
     shapes = len({json.dumps(r.get("shape"), sort_keys=True) for r in rows})
-    out = [f"Geometric means over {shapes} ResNet-18 3×3 conv shapes at batch 1, thread CPU time at 1 thread "
+    out = [f"Geometric means over {shapes} ResNet-18 3×3 conv shape{'s' if shapes != 1 else ''} at batch 1, thread CPU time at 1 thread "
            "(robust to the shared machine's load), activation quantization and packing included; "
            "ratio = baseline time / our time.\n"]
     body = []
@@ -201,6 +201,9 @@ def render_kernels(data, path, asm=None):
     upstream = [r["upstream"].get("exact") for r in rows if "upstream" in r]
     if upstream:
         notes.append(f"TVM upstream bitserial output exact in {sum(bool(e) for e in upstream)}/{len(upstream)} rows")
+    tune_errors = [r["tuned_error"] for r in rows if r.get("tuned_error")]
+    if tune_errors:
+        notes.append(f"tuning failed in {len(tune_errors)}/{len(rows)} rows (first: `{tune_errors[0][-80:]}`)")
     if any("tvm_fp32_error" in r.get("baselines", {}) for r in rows):
         notes.append("TVM fp32 baseline failed on some shapes (see kernels.json)")
     if asm:

@@ -126,10 +126,12 @@ def test_named_runs_get_their_own_table(report, tmp_path):
     results = _all_results(tmp_path)
     kernels = _kernels()
     kernels["summary"]["w1a1"]["vs_torch"] = 14.27
+    kernels["rows"][0]["tuned_error"] = "TuningError: workload conv: MetaSchedule tuning failed: Unknown CostModel"
     _write(results, "kernels_tuned_1shape.json", kernels)
     _write(results, "kernels_asm.json", {"w1a1": {"uops_per_bitmac": 0.00702}})
     block = report.render(results, tmp_path / "no_fit.json")
     assert "#### Other run: `kernels_tuned_1shape.json`" in block and "14.27× (≥ 24×: missed)" in block
+    assert "tuning failed in 1/1 rows" in block and "Unknown CostModel`" in block
     assert "Other run: `kernels_asm.json`" not in block and "w1a1 7.02 instructions per 1000 bit-MACs" in block
 
 
