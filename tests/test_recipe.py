@@ -99,3 +99,13 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert target.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
     assert json.loads(before)["format"] == rec.FORMAT
+
+
+def test_public_functions_survive_submodule_imports():
+    import importlib
+
+    import tvm_qnn
+
+    for name in ("quantize", "calibrate", "bops"):
+        importlib.import_module(f"tvm_qnn.{name}")  # binds the package attribute to the module in plain Python
+        assert callable(getattr(tvm_qnn, name)) and getattr(tvm_qnn, name).__name__ == name

@@ -6,6 +6,8 @@ never imports TVM or torch until a function that needs them is used.
 """
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -27,6 +29,21 @@ _API = {
 }
 
 
+class _Package(types.ModuleType):
+    """The package's module type: a public function keeps its name when its submodule is imported.
+
+    ``import tvm_qnn.quantize`` makes Python bind the package attribute ``quantize`` to the
+    *module* ``tvm_qnn/quantize.py``, which would shadow the API *function* ``tvm_qnn.quantize``
+    (likewise ``calibrate`` and ``bops``). Submodules stay reachable through ``sys.modules`` and
+    ``from tvm_qnn.quantize import ...``; the attribute always means the public function.
+    """
+
+    def __setattr__(self, name, value):
+        if name in _API and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
 def __getattr__(name):
     if name in _API:
         module, attribute = _API[name]
@@ -41,3 +58,5 @@ def __dir__():
 
 
 __all__ = list(_API) + ["__version__"]
+
+sys.modules[__name__].__class__ = _Package

@@ -22,8 +22,6 @@ FINN-style figures are lower by ``MACs * (b_a + b_w + log2(n k^2))``.
 
 from __future__ import annotations
 
-import sys
-import types
 
 from dataclasses import asdict, dataclass
 
@@ -222,18 +220,3 @@ def bops(obj, input_shape=None, recipe=None):
     if kind not in _HANDLERS:
         raise UnsupportedOpError(f"bops() cannot count {kind}; it accepts {sorted(_HANDLERS)}")
     return _HANDLERS[kind](obj, input_shape, recipe)
-
-
-class _CallableModule(types.ModuleType):
-    """``tvm_qnn.bops`` is both this module and the public function (DESIGN's ``tvm_qnn.bops(...)``).
-
-    Importing the submodule rebinds the package attribute ``tvm_qnn.bops`` to the module, which
-    would shadow the lazily exported function; making the module callable keeps both spellings
-    (``tvm_qnn.bops(model, ...)`` and ``from tvm_qnn.bops import bops``) working.
-    """
-
-    def __call__(self, obj, input_shape=None, recipe=None):
-        return bops(obj, input_shape, recipe)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 
@@ -126,15 +124,3 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
             clamp = float(max(flat.max(), 1.0))
         layers[name] = LayerQuant.from_weight(name, weights[name], w_bits, a_bits, clamp, w_scheme, per_channel)
     return Recipe(layers, tuple(fp32), model_name)
-
-
-class _CallableModule(types.ModuleType):
-    """Importing the submodule ``tvm_qnn.calibrate`` makes Python set the package attribute
-    ``tvm_qnn.calibrate`` to this *module*, shadowing the lazily exported *function* of the same
-    name. Making the module callable keeps ``tvm_qnn.calibrate(...)`` working whatever was imported first."""
-
-    def __call__(self, *args, **kwargs):
-        return calibrate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

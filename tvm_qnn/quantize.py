@@ -7,8 +7,6 @@ The result runs on stock TVM (target ``cpu-reference``) and holds one ``qnn.conv
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 
@@ -85,15 +83,3 @@ def quantize(mod, params, recipe):
         raise
     except Exception as err:  # a TVM error inside a pass: name the step
         raise QnnError(f"quantize: a Relax pass failed: {err}") from err
-
-
-class _CallableModule(types.ModuleType):
-    """Importing the submodule ``tvm_qnn.quantize`` makes Python set the package attribute
-    ``tvm_qnn.quantize`` to this *module*, shadowing the lazily exported *function* of the same
-    name. Making the module callable keeps ``tvm_qnn.quantize(...)`` working whatever was imported first."""
-
-    def __call__(self, *args, **kwargs):
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
