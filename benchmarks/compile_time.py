@@ -13,6 +13,7 @@ import json
 import os
 import time
 import warnings
+from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
 
 def timed(label, fn, timings):
@@ -62,7 +63,7 @@ def main():
     result = {"model": "resnet18", "input": [1, 3, 224, 224], "target": args.target, "w_bits": args.w_bits,
               "a_bits": args.a_bits, "seconds": timings, "total_s": total, "quantized_over_float_compile": ratio,
               "cores": len(os.sched_getaffinity(0)), "output_finite": bool(np.isfinite(out).all()),
-              "target_met": total < 60}
+              "target_met": total < 60, "machine": machine_info()}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=1)

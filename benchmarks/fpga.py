@@ -31,6 +31,7 @@ from vta_ext.compiler import compile_layer  # noqa: E402
 from vta_ext.config import HwConfig  # noqa: E402
 from vta_ext.report import ModelReport  # noqa: E402
 from vta_ext.resources import PUBLISHED, comparison_table, estimate  # noqa: E402
+from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
 RESULTS = REPO / "results"
 
@@ -177,6 +178,7 @@ def main(argv=None):
           "      array reused by all layers, so its area is far smaller and its latency set by the array size.")
 
     RESULTS.mkdir(exist_ok=True)
+    results["machine"] = machine_info()
     (RESULTS / "fpga.json").write_text(json.dumps(results, indent=1, default=float))
     if not args.no_plots:
         plot(results, points, args, nets)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from vta_ext import streaming
 from vta_ext.stream_sim import simulate
+from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
 PAPER = {  # Baskin et al., streaming QNN architecture across FPGAs (the third seed paper)
     "resnet18": {"lut": 596_081, "ff": 1_175_373, "time_ms": 16.1},
@@ -170,7 +171,7 @@ def main(argv=None):
         print(f"- depth {r['depth']}: {state}")
 
     results = {"max_throughput": rows, "skip_overhead": overhead, "paper": PAPER, "at_paper_fps": paper_rows,
-               "bits": bits_rows, "skip_depth_sweep": sweep}
+               "bits": bits_rows, "skip_depth_sweep": sweep, "machine": machine_info()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fpga_streaming.json").write_text(json.dumps(results, indent=1))
     plot(results, RESULTS / "fpga_streaming.png")

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from roofline import RESULTS, measure, set_tvm_threads  # noqa: E402
+from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
 THREADS = 2
 BITS = (1, 2, 3)
@@ -194,7 +195,8 @@ def main():
     print(f"load average {os.getloadavg()}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"results": results, "scheme": args.scheme,
-                                                           "load_average": os.getloadavg()}, indent=2))
+                                                           "load_average": os.getloadavg(),
+                                                           "machine": machine_info()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 ACCUMULATORS = 16
@@ -137,6 +138,7 @@ def main():
     peaks["target"] = str(target)
     peaks["load_average"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
+    peaks["machine"] = machine_info()
     (RESULTS / "roofline.json").write_text(json.dumps(peaks, indent=2))
     pc, fp = peaks["popcount_bitmacs_per_s"], peaks["fp32_flops_per_s"]
     print(f"popcount peak: {pc['per_core'] / 1e9:.0f} Gbit-MAC/s per core, {pc['2_threads'] / 1e9:.0f} at 2 threads (wall)")
