@@ -85,31 +85,44 @@ def column_vector(width):
     return width if width <= 16 else max(_divisors(width, 8))
 
 
-def _schedule_packing(sch, codes_name, pack_name):
-    """Pack rows in parallel; inside a row, 64 channel lanes x (columns as vector lanes).
+def byte_vector(width):
+    """Columns per vector while building bytes: the whole row up to 64 (uint8 lanes), else a divisor."""
+    return width if width <= 64 else max(_divisors(width, 64))
 
-    The codes are computed on the fly; for each channel lane the codes of ``column_vector``
-    adjacent pixels (contiguous in NCHW) are loaded, quantized and OR-ed (summed) into the
-    ``bits`` word-vectors kept in registers. The zero border is a separate cheap copy.
+
+def _schedule_packing(sch, codes_name, pack_name):
+    """Pack rows in parallel: bytes of 8 channel lanes x (columns as vector lanes), then words.
+
+    For each channel the codes of ``byte_vector`` adjacent pixels (contiguous in NCHW) are loaded,
+    quantized and OR-ed into ``bits`` uint8 vectors kept in registers; the row's bytes are then
+    joined into words (a second row-parallel pass over a buffer 1/8 the size of the codes). The zero border is
+    a separate cheap copy.
     """
     if not _has_block(sch, pack_name):
         return
-    pack = sch.get_sblock(pack_name)
-    b, y, g, k, p, x, lane = sch.get_loops(pack)
+    pack_bytes = sch.get_sblock(pack_name + "_bytes")
+    b, y, g, k, p, j, x, bit = sch.get_loops(pack_bytes)
     width = int(sch.get(x).extent)
-    xo, xi = sch.split(x, [None, column_vector(width)])
-    sch.reorder(b, y, g, k, xo, lane, p, xi)
-    sch.parallel(sch.fuse(b, y))
+    xo, xi = sch.split(x, [None, byte_vector(width)])
+    sch.reorder(b, y, g, k, j, xo, bit, p, xi)
+    row = sch.fuse(b, y)
+    sch.parallel(row)
+    words = sch.get_sblock(pack_name)
+    wb, wy, *_, wx = sch.get_loops(words)
+    sch.parallel(sch.fuse(wb, wy))
+    if width > 1:
+        sch.vectorize(sch.split(wx, [None, column_vector(width)])[1])
+    sch.unroll(bit)
     sch.unroll(p)
     if width > 1:
         sch.vectorize(xi)
-    if codes_name and _has_block(sch, codes_name):  # one code vector per channel lane, shared by all planes
+    if codes_name and _has_block(sch, codes_name):  # one code vector per channel, shared by all planes
         codes = sch.get_sblock(codes_name)
-        sch.compute_at(codes, lane)
+        sch.compute_at(codes, bit)
         sch.set_scope(codes, 0, "local")
         if width > 1:
             sch.vectorize(sch.get_loops(codes)[-1])
-    init = sch.decompose_reduction(pack, lane)
+    init = sch.decompose_reduction(pack_bytes, bit)
     init_p, init_x = sch.get_loops(init)[-2:]
     sch.unroll(init_p)
     if width > 1:
