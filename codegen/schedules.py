@@ -145,9 +145,15 @@ def _schedule_float_output(sch, wl, tile):
     n, o, y, x = sch.get_loops(epilogue)
     xo, xi = sch.split(x, [None, tile.x_tile])
     oo, oi = sch.split(o, [None, tile.o_tile])
-    sch.reorder(n, y, xo, oo, xi, oi)
+    # power-of-two pixel tiles: vectors along the pixels give contiguous NCHW stores (measured ~5% on
+    # 64-128 channel layers); other tiles keep channel vectors and strided stores (7-wide vectors were slower)
+    pixel_vectors = tile.x_tile > 1 and tile.x_tile & (tile.x_tile - 1) == 0
+    sch.reorder(n, y, xo, oo, *((oi, xi) if pixel_vectors else (xi, oi)))
     sch.parallel(sch.fuse(n, y))
-    if tile.o_tile > 1:
+    if pixel_vectors:
+        sch.unroll(oi)
+        sch.vectorize(xi)
+    elif tile.o_tile > 1:
         sch.vectorize(oi)  # float64 -> float32, bias, clip on vectors; the NCHW stores are strided
     return xo, oo
 
