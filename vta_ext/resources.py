@@ -159,8 +159,9 @@ def streaming_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fa
     datapath ``lut_per_lane_wbit * lanes * b_w``, LUT-weight decode ``lut_per_lane_level_* *
     lanes * 2^b_w``, requant ALU per output, ``lut_per_block`` of control (a FINN-style lane
     multiplies a b_w-bit operand, not the core's decoded int8 level, so this is not
-    ``gemm_terms``); weights and line buffer mapped to BRAM by ``stream_cost.memory_bram36``. Pool/add blocks have no MAC lanes and use the
-    planner's own model. Coefficients: the fitted ones when present (``coefficients_for``).
+    ``gemm_terms``); weights and line buffer mapped to BRAM by ``stream_cost.memory_bram36``.
+    Pool/add blocks have no MAC lanes and use the planner's own model. Coefficients: the fitted
+    ones when present (``coefficients_for``).
     """
     from .config import HwConfig
     from .stream_cost import fallback_block_resources, memory_bram36

@@ -65,7 +65,8 @@ def test_trained_fmnist_top1_fpga_vs_cpu_on_the_test_set():
     result = fpga_demo(qmod, np.asarray(test_x, np.float32), np.asarray(test_y), cpu_target="cpu")
     print({k: result[k] for k in ("cpu_top1", "fpga_top1", "agreement")}, f"float model top-1 {float_top1:.4f}")
     assert result["images"] == 10000
-    # measured 2026-11-26 twice, same numbers (loaded 2-core machine, 4.6-6.7 min in all): float 0.8181, cpu 0.7843, fpga 0.7826,
+    # measured 2026-11-26 twice, same numbers (loaded 2-core machine, 4.6-6.7 min in all):
+    # float 0.8181, cpu 0.7843, fpga 0.7826,
     # agreement 0.9725 -- the integer-only path (int8 LUT, fixed-point requant between accelerator layers)
     # moves a code across a boundary on some images and flips ~3% of the top-1 decisions of this w4a4 net
     # (in both directions: the accuracies differ by 0.2 points); the bounds keep a margin over that.
