@@ -93,15 +93,22 @@ def gemm_terms(coefficients, lut_mode, lanes, outputs, w_bits):
     return LUT_MODE_TERMS[lut_mode](coefficients, lanes, outputs, 1 << w_bits)
 
 
-def load_fit(path=FIT_PATH):
-    """Fitted coefficients (dict) from the calibration JSON, or None when it does not exist."""
+def read_fit_file(path=FIT_PATH):
+    """The calibration JSON (written by ``vta_ext.rtl.calibration``) as a dict, or None when absent."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise HwConfigError(f"{path}: resource fit is not valid JSON: {err}") from None
+
+
+def load_fit(path=FIT_PATH):
+    """Fitted coefficients (dict) from the calibration JSON, or None when it does not exist."""
+    data = read_fit_file(path)
+    if data is None:
+        return None
     coefficients = data.get("coefficients") if isinstance(data, dict) else None
     if not isinstance(coefficients, dict):
         raise HwConfigError(f"{path}: expected an object with a 'coefficients' mapping")

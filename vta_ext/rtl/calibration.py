@@ -215,13 +215,11 @@ def write_fit(coefficients, details, heldout, tool_versions, path=FIT_PATH, extr
 
 def load_coefficients(path=FIT_PATH):
     """The fitted ``ResourceCoefficients`` fields (a dict), or None when no fit has been written."""
-    path = Path(path)
-    if not path.is_file():
+    from vta_ext.resources import read_fit_file  # the one reader of the fit file
+
+    data = read_fit_file(path)
+    if data is None:
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise HwConfigError(f"{path}: resource fit is not valid JSON: {err}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("coefficients"), dict):
         raise HwConfigError(f"{path}: expected format {FORMAT!r} with a 'coefficients' mapping")
     return dict(data["coefficients"])
