@@ -60,4 +60,5 @@ def chain_module(layers, tail_add=True):
         bb.emit_func_output(out)
     mod = bb.get()
     by_name = {layer.name: layer for layer in layers}
+    assert len(by_name) == len(layers), "layer names must be unique: the lowering looks layers up by name"
     return mod, lambda func: by_name[str(func.attrs["qnn.layer"])]

@@ -14,6 +14,7 @@ TARGETS = {"native": cpu_target, "generic": generic_x86_target}
 
 @functools.lru_cache(maxsize=None)
 def hand_kernel(wl, target_name="native"):
+    assert target_name in TARGETS, f"unknown test target {target_name!r}; known: {sorted(TARGETS)}"
     return build_kernel(wl, TARGETS[target_name]())
 
 

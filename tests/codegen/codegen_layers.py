@@ -23,6 +23,8 @@ def random_layer(rng, *, kind="conv2d", batch=1, channels=8, out_channels=8, siz
     idx, lut = make_lut(weight, w_bits, per_channel=per_channel)
     lo, hi = EPILOGUES[epilogue]
     extra = dict(stride=(stride, stride), padding=reference.padding4(padding), groups=groups) if kind == "conv2d" else {}
+    # uniform layers must take the bit-plane path and k-quantile ones the one-hot path
+    assert reference.lut_is_affine(lut) == (scheme == "uniform" or w_bits == 1), f"{scheme} LUT at w{w_bits}"
     return QnnLayer(name="test.layer", kind=kind, weight_idx=idx.astype(np.uint8), lut=lut,
                     bias=rng.normal(size=out_channels).astype(np.float32) if bias else None,
                     w_bits=w_bits, w_scheme=scheme, a_bits=a_bits, a_clamp=a_clamp,

@@ -66,4 +66,6 @@ def build_and_run(mod, *inputs):
     executable = tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target))
     vm = relax.VirtualMachine(executable, tvm.cpu())
     result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
-    return result.numpy() if hasattr(result, "numpy") else [r.numpy() for r in result]
+    outputs = result.numpy() if hasattr(result, "numpy") else [r.numpy() for r in result]
+    assert all(np.all(np.isfinite(o)) for o in (outputs if isinstance(outputs, list) else [outputs])), "non-finite output"
+    return outputs

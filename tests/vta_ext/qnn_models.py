@@ -22,6 +22,7 @@ def layer_inputs(model, x):
         model(torch.from_numpy(x))
     for h in hooks:
         h.remove()
+    assert len(seen) == len(hooks), "a conv/linear layer was not reached by the forward pass"
     return seen
 
 

@@ -11,6 +11,8 @@ import numpy as np
 from tvm import relax
 from tvm.script import relax as R  # noqa: F401  (keeps TVMScript registered for printing)
 
+from relay_passes.composite import is_qnn_composite
+
 
 def _const(value, dtype):
     return relax.const(np.asarray(value, dtype=dtype), dtype)
@@ -50,6 +52,8 @@ def composite_function(layer):
             out = bb.emit_output(y)
         bb.emit_func_output(out)
     func = bb.get()["composite"]
-    return func.with_attrs({"Composite": f"qnn.{layer.kind}", "Primitive": 1, "qnn.layer": layer.name,
+    func = func.with_attrs({"Composite": f"qnn.{layer.kind}", "Primitive": 1, "qnn.layer": layer.name,
                             "qnn.w_bits": layer.w_bits, "qnn.a_bits": layer.a_bits,
                             "qnn.a_clamp": float(layer.a_clamp), "qnn.w_scheme": layer.w_scheme})
+    assert is_qnn_composite(func), "the hand-built composite must satisfy the qnn composite contract"
+    return func
