@@ -48,8 +48,8 @@ class DemoOptions:
     fast: bool = False  # a few hundred images: a smoke test of the steps
     # sized for `make demo` in about 10 minutes on 2 cores from a fresh clone (fp32 training
     # included); benchmarks/accuracy.py trains longer for the figures in the README
-    fp32_epochs: int = 1
-    qat_train_limit: int | None = 12000
+    fp32_epochs: int = 2
+    qat_train_limit: int | None = 24000
     w_bits: int = 2
     a_bits: int = 2
     w_scheme: str = "kquantile"
