@@ -50,7 +50,7 @@ def _without_tensor_intrinsics():
         yield
     finally:
         if sys.modules.get(_TENSOR_INTRIN) is placeholder:
-            del sys.modules[_TENSOR_INTRIN]  # winners re-checked in order until one agrees with the hand schedule
+            del sys.modules[_TENSOR_INTRIN]
 
 
 @dataclass(frozen=True)
