@@ -38,6 +38,12 @@ def _is_pow2(value):
     return isinstance(value, int) and not isinstance(value, bool) and value > 0 and value & (value - 1) == 0
 
 
+
+def _field_names(cls, data):
+    """``(sorted field names of cls, sorted keys of data that are not fields)``."""
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    return known, sorted(set(data) - set(known))
+
 @dataclass(frozen=True)
 class ResourceCoefficients:
     """Coefficients of the resource/power model (``vta_ext/resources.py`` documents each).
@@ -79,10 +85,9 @@ class ResourceCoefficients:
     def from_dict(cls, data):
         if not isinstance(data, dict):
             raise HwConfigError(f"resources={data!r}; expected an object of coefficients")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        known, unknown = _field_names(cls, data)
         if unknown:
-            raise HwConfigError(f"resources has unknown field(s) {unknown}; known: {sorted(known)}")
+            raise HwConfigError(f"resources has unknown field(s) {unknown}; known: {known}")
         return cls(**data)
 
 
@@ -178,10 +183,9 @@ class HwConfig:
     def from_dict(cls, data):
         if not isinstance(data, dict):
             raise HwConfigError(f"hardware config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        known, unknown = _field_names(cls, data)
         if unknown:
-            raise HwConfigError(f"unknown field(s) {unknown}; known fields: {sorted(known)}")
+            raise HwConfigError(f"unknown field(s) {unknown}; known fields: {known}")
         data = dict(data)
         if "resources" in data:
             data["resources"] = ResourceCoefficients.from_dict(data["resources"])
