@@ -38,7 +38,6 @@ def _is_pow2(value):
     return isinstance(value, int) and not isinstance(value, bool) and value > 0 and value & (value - 1) == 0
 
 
-
 def _field_names(cls, data):
     """``(sorted field names of cls, sorted keys of data that are not fields)``."""
     known = sorted(f.name for f in dataclasses.fields(cls))
