@@ -7,7 +7,8 @@ planes ``W_j`` (:mod:`codegen.bitpack`), the kernel accumulates the integers
     T      = sum_p 2^p sum_{kh,kw,words} popcount(A_p)             (block "window_total")
 
 and the layer's float output ``s_a * sum_q lut[o,q] S[o,q] + bias[o]`` is the affine form
-``alpha[o] * T + sum_j coef[o,j] * acc[j] + bias[o]`` (block "combine", float64) with
+``float32(alpha[o] * T + sum_j coef[o,j] * acc[j]) + bias[o]`` (block "combine" in float64,
+rounded once to float32, then the float32 bias: the order of ``cpu-reference``) with
 
 * uniform LUT ``lut[q] = a + d q`` (scheme "bitplane", ``W_j`` = bit j of the index):
   ``sum_q lut[q] S[q] = a T + d sum_j 2^j acc[j]``  ->  ``alpha = s_a a``, ``coef_j = s_a d 2^j``;
@@ -110,8 +111,10 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
     )
 
     def value(n, y, xx, o):
-        full = combine[n, y, xx, o] + alpha[o] * total[n, y, xx, o // og].astype("float64") + bias[o]
-        return tirx.min(tirx.max(full.astype("float32"), clip_bounds[0]), clip_bounds[1])
+        # the sum rounds to float32 before the bias is added in float32, as cpu-reference does
+        acc = (combine[n, y, xx, o] + alpha[o] * total[n, y, xx, o // og].astype("float64")).astype("float32")
+        full = acc + bias[o].astype("float32")
+        return tirx.min(tirx.max(full, clip_bounds[0]), clip_bounds[1])
 
     args = [x, act_scale, weight_planes, coef, alpha, bias, clip_bounds]
     if wl.output == "packed":

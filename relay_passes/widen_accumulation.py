@@ -4,13 +4,24 @@ Why: the stock lowering sums ``codes * s_a * lut`` products in float32 in one se
 with fan-ins in the thousands (ResNet-18: 256 x 3 x 3 = 2304) the rounding error of that sum
 reaches ~2e-5 of the output range, above the 1e-5 the numeric contract allows against the exact
 integer-sum reference. Accumulating in float64 and rounding once to float32 keeps the
-``cpu-reference`` target within the contract. Only the *lowering* of ``cpu-reference`` applies
+``cpu-reference`` target within the contract.
+
+The operands are widened too: ``xq = codes * s_a`` is recomputed as ``float64(codes) *
+float64(s_a)`` (exact: 8 x 24 bits) and the weight as ``float64(w)``, so the float64 sum is the
+contract's ``s_a * sum_q lut[o, q] * S[o, q]`` to ~1e-16 and rounds to the same float32 as the
+bit-serial kernels (which combine the exact integer sums in float64 and add the bias in float32
+after the same rounding). With a float32 ``xq`` each product carries a 6e-8 rounding of its own,
+the float32 results differ in the last bit now and then, and an activation sitting on a rounding
+boundary of the next layer gets a different code (measured: 1 of 10,000 Fashion-MNIST test images
+changed its top-1 between ``cpu`` and ``cpu-reference``). Only the *lowering* of ``cpu-reference`` applies
 this pass; the quantized module itself stays float32 as COMPOSITE.md states (other backends
 compute the exact integer sums instead).
 
 Matches: ``relax.nn.conv2d`` / ``relax.matmul`` calls in functions with a ``qnn.*`` Composite
 attribute (or the ``qnn.layer`` attribute once the Composite mark is stripped).
-Emits: the same call with ``out_dtype="float64"`` followed by ``astype(., "float32")``.
+Emits: the same call on float64 operands (``xq`` rebuilt from the uint8 codes when its binding is
+``multiply(astype(codes, "float32"), s_a)``, otherwise ``astype(xq, "float64")``) with
+``out_dtype="float64"``, followed by ``astype(., "float32")``; the bias add stays float32.
 Idempotent: calls that already produce float64 are left alone.
 """
 
@@ -26,21 +37,45 @@ def _is_layer_function(func):
     return func.attrs is not None and ("qnn.layer" in func.attrs or str(func.attrs.get("Composite", "")).startswith("qnn."))
 
 
+def _call_of(expr, op_name):
+    return isinstance(expr, relax.Call) and getattr(expr.op, "name", None) == op_name
+
+
 @relax.expr_functor.mutator
 class _Widen(relax.PyExprMutator):
+    def _bound(self, expr):
+        if isinstance(expr, relax.Var):
+            value = self.lookup_binding(expr)
+            if value is not None:
+                return value
+        return expr
+
+    def _wide_activation(self, xq):
+        """float64 ``codes * s_a`` from the uint8 codes when ``xq`` is the composite's dequantize."""
+        value = self._bound(xq)
+        if _call_of(value, "relax.multiply"):
+            codes_f32, scale = (self._bound(arg) for arg in value.args)
+            if _call_of(codes_f32, "relax.astype") and isinstance(scale, tvm.ir.expr.Constant):
+                codes = codes_f32.args[0]
+                if str(codes.ty.dtype) == "uint8":
+                    return relax.op.multiply(relax.op.astype(codes, "float64"), relax.op.astype(scale, "float64"))
+        return relax.op.astype(xq, "float64")
+
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
         name = getattr(call.op, "name", None)
         if name not in _WIDENED or str(call.ty.dtype) != "float32":
             return call
+        data = self.builder_.normalize(self._wide_activation(call.args[0]))
+        weight = self.builder_.normalize(relax.op.astype(call.args[1], "float64"))
         if name == "relax.nn.conv2d":
             attrs = call.attrs
-            wide = relax.op.nn.conv2d(call.args[0], call.args[1], strides=attrs["strides"], padding=attrs["padding"],
+            wide = relax.op.nn.conv2d(data, weight, strides=attrs["strides"], padding=attrs["padding"],
                                       dilation=attrs["dilation"], groups=attrs["groups"],
                                       data_layout=attrs["data_layout"], kernel_layout=attrs["kernel_layout"],
                                       out_layout=attrs["out_layout"], out_dtype="float64")
         else:
-            wide = relax.op.matmul(call.args[0], call.args[1], out_dtype="float64")
+            wide = relax.op.matmul(data, weight, out_dtype="float64")
         return relax.op.astype(self.builder_.normalize(wide), "float32")
 
 
