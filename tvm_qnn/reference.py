@@ -145,7 +145,8 @@ def nice_clip(w):
 
 
 def uniform_params(w, bits, clip=None, per_channel=False):
-    """Symmetric uniform levels ``lut[q] = -clip + q * 2 clip / (2^b - 1)`` and midpoint edges.
+    """Symmetric uniform levels ``lut[q] = -clip + q * 2 clip / (2^b - 1)`` and midpoint edges
+    (the step rounded to 16 significant bits so that the float32 LUT is exactly affine).
 
     ``clip`` defaults to NICE's ``|mu + sign(mu) 3.45 sigma|`` (per row). With b = 1 the levels
     are ``+-clip`` (binary weights). Returns ``(lut float32 (rows, 2^b), thresholds float64)``.
@@ -160,7 +161,12 @@ def uniform_params(w, bits, clip=None, per_channel=False):
         if not np.all(np.isfinite(clips)) or np.any(clips <= 0):
             raise QuantizationError(f"uniform clip={clip!r} must be finite and > 0")
     clips = np.where(clips > 0, clips, np.finfo(np.float32).tiny)
-    levels = -clips + np.arange(n)[None, :] * (2.0 * clips / (n - 1))
+    # The half step keeps 16 significant bits, so every level (2q - (2^b - 1)) * half_step (an odd
+    # integer below 2^8 times 16 bits) is exact in float32: the LUT is exactly affine and bit-plane
+    # kernels reproduce sum_q lut[q] S[q] to float64 rounding (the clip moves by < 2^-16).
+    mantissa, exponent = np.frexp(clips / (n - 1))
+    half_step = np.ldexp(np.round(np.ldexp(mantissa, 16)), exponent - 16)
+    levels = (2.0 * np.arange(n)[None, :] - (n - 1)) * half_step
     lut = levels.astype(np.float32)
     lut64 = lut.astype(np.float64)
     return lut, (lut64[:, 1:] + lut64[:, :-1]) / 2.0
