@@ -86,7 +86,8 @@ def resolve_target(target):
     return get_target(target)  # raises, listing the known targets
 
 
-def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=None):  # noqa: A001 - public API name
+def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=None,  # noqa: A001 - public API name
+            integer_only=False):
     """Build a quantized (or float) Relax module for ``target`` -> :class:`CompiledModel`.
 
     * a module from ``tvm_qnn.quantize`` compiles as is;
@@ -94,8 +95,15 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
     * a float module with ``params=`` and no recipe compiles in float (the baseline).
     ``target``: a registered name (``cpu``, ``cpu-reference``, ``fpga``...), an LLVM target dict, or a
     ``vta_ext.HwConfig``. ``tuning``: a tuning database path/object handed to the lowering.
+    ``integer_only=True`` (target ``cpu`` only): DESIGN's integer-only mode on the CPU, outputs
+    bit-identical to target ``fpga`` (``tvm_qnn.lower_cpu_int``); passed as ``BuildOptions.extra``.
     """
     lowering, target_dict, extra = resolve_target(target)
+    if integer_only:
+        from .lower_cpu_int import integer_only_lowering
+
+        lowering = integer_only_lowering(lowering)  # UnsupportedOpError for any target but cpu
+        extra = dict(extra, integer_only=True)
     mod = qmod_or_float_mod
     recipe_obj = None
     if recipe is not None:

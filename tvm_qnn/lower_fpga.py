@@ -4,9 +4,10 @@
 ``MergeCompositeFunctions`` -> compile each merged function with ``vta_ext`` into a
 ``Segment``), registers one global packed function per segment (the runtime: it runs the
 functional simulator on the call's tensors, destination-passing style) and builds what is left
-(fp32 first/last layers, pooling, residual adds, grouped convs) with the stock Relax pipeline
-for the host CPU. ``runtime_files`` carry every segment (streams, DRAM images, config) so that
-``export`` -> ``load`` in a fresh process re-registers the same functions (``prepare_runtime``).
+(fp32 first/last layers, pooling, residual adds, grouped convs) with the ``cpu`` target's host
+pipeline (``build_host_part``, shared with ``cpu`` in integer-only mode). ``runtime_files``
+carry every segment (streams, DRAM images, config) so that ``export`` -> ``load`` in a fresh
+process re-registers the same functions (``prepare_runtime``).
 
 The target is ``"fpga"`` (the ``pynq_z1`` preset) or any ``HwConfig`` / config dict / preset
 name passed as ``BuildOptions.extra["hw_config"]`` (``hw_config_from`` accepts all of them).
@@ -76,6 +77,26 @@ def segments_of(artifact):
             for symbol, files in groups.items()}
 
 
+def build_host_part(partitioned, target_dict, where):
+    """Build a partitioned module (accelerator calls + CPU ops) for the host CPU.
+
+    Shared by ``fpga`` and ``cpu`` with ``integer_only=True`` so that both run the CPU side of
+    a model with the same compiled float code (bit-identical outputs need identical host ops).
+    The pipeline is the ``cpu`` target's (Relax's default plus a parallel, vectorized schedule
+    of the float ops; the bare default pipeline leaves them single-threaded scalar loops).
+    """
+    import tvm
+
+    from .lower_cpu import cpu_pipeline
+
+    target = tvm.target.Target(target_dict)
+    module = inline_qnn_composites(partitioned)  # CPU-side composites (grouped convs) as plain ops
+    try:
+        return tvm.compile(module, target=target, relax_pipeline=cpu_pipeline(target))
+    except Exception as err:
+        raise CompileError(f"{where}: building the host part for {target_dict} failed: {err}") from err
+
+
 class FpgaLowering(Lowering):
     """Lowering of the ``fpga`` target (see the module docstring)."""
 
@@ -83,9 +104,6 @@ class FpgaLowering(Lowering):
     kind = "cpu"  # the VM runs on the host CPU; accelerator layers call the simulator
 
     def build(self, qmod, options):
-        import tvm
-        from tvm import relax
-
         from relay_passes.partition_fpga import partition_for_vta
 
         config = hw_config_from((options.extra or {}).get("hw_config"))
@@ -95,12 +113,7 @@ class FpgaLowering(Lowering):
         for symbol, segment in segments.items():
             register_segment(symbol, segment)
         target_dict = options.target or host_target()
-        target = tvm.target.Target(target_dict)
-        module = inline_qnn_composites(partitioned)  # CPU-side composites (grouped convs) as plain ops
-        try:
-            executable = tvm.compile(module, target=target, relax_pipeline=relax.get_default_pipeline(target))
-        except Exception as err:
-            raise CompileError(f"fpga: building the host part for {target_dict} failed: {err}") from err
+        executable = build_host_part(partitioned, target_dict, "fpga")
         files = {f"{RUNTIME_PREFIX}{symbol}/{name}": data
                  for symbol, segment in segments.items() for name, data in segment.to_files().items()}
         info = {"hw_config": config.to_dict(), "segments": {s: seg.layer_cycles() for s, seg in segments.items()}}
