@@ -57,7 +57,8 @@ def test_fmnist_net_other_bits(bits, scheme):
 
 
 @pytest.mark.slow
-def test_fmnist_net_full_test_set():
-    worst, top1 = _agreement(2, 2, "kquantile", limit=10000)
+@pytest.mark.parametrize("bits,scheme", [((2, 2), "kquantile"), ((3, 3), "uniform")])
+def test_fmnist_net_full_test_set(bits, scheme):
+    worst, top1 = _agreement(*bits, scheme, limit=10000)
     assert top1 == 1.0
     assert worst <= 1e-4
