@@ -18,7 +18,8 @@ agree by construction; only the arithmetic is re-implemented (exact integers, th
 product for dequantization). ``layers`` supplies each node's weight indices (by layer name).
 
 Pre: ``partition_for_vta`` ran; ``segments`` maps every symbol it produced to its Segment.
-Post: no ``call_dps_packed`` to a known segment remains; one PrimFunc per distinct kernel.
+Post: no ``call_dps_packed`` to a known segment remains; one PrimFunc per distinct kernel,
+named ``qnn_bitserial_int_<kind>`` with attribute ``"qnn.kernel"`` = ``IntegerKernel.key()``.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ class _SegmentCallToKernels(relax.PyExprMutator):
                 raise
             except Exception as err:  # noqa: BLE001 - TVM errors become CompileError naming the layer
                 raise CompileError(f"layer {layer_name!r}: building its integer kernel failed: {err}") from err
-            self.kernels[key] = self.builder_.add_func(func.without_attr("global_symbol"),
-                                                       "qnn_bitserial_int_" + kernel.wl.kind)
+            func = func.without_attr("global_symbol").with_attr("qnn.kernel", key)
+            self.kernels[key] = self.builder_.add_func(func, "qnn_bitserial_int_" + kernel.wl.kind)
         return self.kernels[key]
 
 

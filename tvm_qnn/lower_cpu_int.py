@@ -84,8 +84,8 @@ class CpuIntegerLowering(Lowering):
             raise
         except Exception as err:  # noqa: BLE001 - TVM errors stop here, named
             raise CompileError(f"cpu (integer_only): lowering the accelerator segments failed: {err}") from err
-        kernels = sorted(gv.name_hint for gv, f in lowered.functions.items()
-                         if isinstance(f, tvm.tirx.PrimFunc) and gv.name_hint.startswith("qnn_bitserial_int"))
+        kernels = sorted(str(f.attrs["qnn.kernel"]) for f in lowered.functions.values()
+                         if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and "qnn.kernel" in f.attrs)
         executable = build_host_part(lowered, target_dict, "cpu (integer_only)")
         integer_layers = [node.program.name for segment in segments.values() for node in segment.nodes]
         info = {"integer_only": True, "integer_kernels": kernels, "integer_layers": integer_layers,

@@ -1,0 +1,150 @@
+"""Target ``cpu`` with ``integer_only=True``: bit-identical to the fpga target (the functional simulator)."""
+
+import numpy as np
+import pytest
+import torch
+from tvm import relax
+
+import tvm_qnn
+from relax_builders import composite_function
+from relay_passes.composite import read_qnn_layers
+from tvm_qnn.errors import QuantizationError, UnsupportedOpError
+from tvm_qnn.layer import QnnLayer
+from tvm_qnn.lower_fpga import segments_of
+from tvm_qnn.models import alexnet_like, dw_separable_net, fmnist_resnet
+from tvm_qnn.targets import BuildOptions, get_target
+from vta_ext.config import HwConfig
+
+BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def fmnist_images():
+    from tvm_qnn.data import load_fashion_mnist
+
+    images, _ = load_fashion_mnist(split="test", limit=3 * BATCH)
+    return np.asarray(images, np.float32)
+
+
+@pytest.fixture(scope="module")
+def fmnist_w2a2(fmnist_images):
+    """The FMNIST net at w2a2 k-quantile and its integer-only cpu build."""
+    qmod = _quantized(fmnist_resnet, fmnist_images, 2, 2, "kquantile")
+    return qmod, tvm_qnn.compile(qmod, target="cpu", integer_only=True)
+
+
+def _quantized(model_fn, images, w_bits, a_bits, w_scheme, fp32=("conv1.weight", "fc.weight"), batch=BATCH):
+    from qnn_models import quantized
+
+    torch.manual_seed(0)
+    qmod, _ = quantized(model_fn(), images[:batch], w_bits=w_bits, a_bits=a_bits, w_scheme=w_scheme, fp32=fp32)
+    return qmod
+
+
+def _assert_identical_runs(left, right, images):
+    batch = left.inputs[0]["shape"][0]
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
+        np.testing.assert_array_equal(left.run(chunk), right.run(chunk))
+
+
+@pytest.mark.parametrize("w_bits, a_bits, w_scheme, fpga_target, n_images", [
+    (2, 2, "kquantile", "fpga", 3 * BATCH),  # the default preset (pynq_z1, per-lane LUT decode)
+    (1, 1, "uniform", HwConfig.preset("ultrascale_plus"), BATCH),  # 1-bit weights: bit-plane kernels
+    (3, 3, "uniform", HwConfig.preset("ultrascale_plus"), BATCH),  # one-hot level sums on the core
+])
+def test_fmnist_net_is_bit_identical_to_fpga(request, fmnist_images, w_bits, a_bits, w_scheme, fpga_target, n_images):
+    if (w_bits, a_bits, w_scheme) == (2, 2, "kquantile"):
+        qmod, cpu_int = request.getfixturevalue("fmnist_w2a2")
+    else:
+        qmod = _quantized(fmnist_resnet, fmnist_images, w_bits, a_bits, w_scheme)
+        cpu_int = tvm_qnn.compile(qmod, target="cpu", integer_only=True)
+    fpga = tvm_qnn.compile(qmod, target=fpga_target)
+    _assert_identical_runs(cpu_int, fpga, fmnist_images[:n_images])
+    info = cpu_int.artifact.info
+    assert info["integer_only"] and set(info["integer_layers"]) == set(read_qnn_layers(qmod))
+    keys = info["integer_kernels"]
+    # chained layers keep codes: some kernels read codes, some write them, the rest dequantize
+    assert any(k.endswith("_codes_to_float") for k in keys) and any(k.endswith("_float_to_codes") for k in keys)
+    if w_bits == 1:
+        assert all("_w1b_" in k for k in keys), keys  # bit-plane weights where lut_int is affine
+
+
+def test_dense_chains_and_grouped_convs(fmnist_images):
+    """Dense -> dense chains pass codes (alexnet_like); grouped convs stay float ops on the host."""
+    images = fmnist_images[:16]
+    qmod = _quantized(alexnet_like, images, 2, 2, "kquantile", fp32=("features.0.weight", "classifier.5.weight"),
+                      batch=16)
+    cpu_int = tvm_qnn.compile(qmod, target="cpu", integer_only=True)
+    assert any(k.startswith("int_dense") and k.endswith("_codes_to_float") for k in cpu_int.artifact.info[
+        "integer_kernels"])
+    _assert_identical_runs(cpu_int, tvm_qnn.compile(qmod, target="fpga"), images)
+    qmod = _quantized(dw_separable_net, images, 2, 2, "kquantile", batch=16)
+    cpu_int = tvm_qnn.compile(qmod, target="cpu", integer_only=True)
+    grouped = {name for name, layer in read_qnn_layers(qmod).items() if layer.groups > 1}
+    assert grouped and not grouped & set(cpu_int.artifact.info["integer_layers"])
+    _assert_identical_runs(cpu_int, tvm_qnn.compile(qmod, target="fpga"), images)
+
+
+def _conv(rng, name, a_bits=2, clamp=2.0, bias_scale=1.0):
+    return QnnLayer(name, "conv2d", rng.integers(0, 4, (8, 8, 3, 3)).astype(np.uint8),
+                    (0.3 * rng.normal(size=(8, 4))).astype(np.float32),
+                    (bias_scale * rng.normal(size=8)).astype(np.float32), 2, "kquantile", a_bits, clamp,
+                    (1, 8, 6, 6), padding=1, out_min=0.0)
+
+
+def _hand_built(layers):
+    """x -> relu -> a -> b; out = a + b (a feeds a CPU op too: the segment returns a tuple, a stays float)."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 8, 6, 6), "float32"))
+    fn = {n: bb.add_func(composite_function(layer), f"f{n}") for n, layer in layers.items()}
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            r = bb.emit(relax.op.nn.relu(x))
+            a = bb.emit(relax.Call(fn["a"], [r]))
+            b = bb.emit(relax.Call(fn["b"], [a]))
+            out = bb.emit_output(relax.op.add(a, b))
+        bb.emit_func_output(out)
+    options = BuildOptions(extra={"read_layer": lambda f: layers[str(f.attrs["qnn.layer"])]})
+    return bb.get(), options
+
+
+@pytest.mark.parametrize("preset", ["pynq_z1", "ice40_hx8k", "ultrascale_plus"])
+def test_segment_with_two_outputs_matches_fpga(preset):
+    import tvm
+
+    rng = np.random.default_rng(0)
+    layers = {"a": _conv(rng, "a"), "b": _conv(rng, "b", 3, 1.5)}
+    mod, options = _hand_built(layers)
+    from tvm_qnn.lower_cpu_int import CpuIntegerLowering
+
+    fpga_options = BuildOptions(extra=dict(options.extra, hw_config=preset))
+    artifacts = [CpuIntegerLowering().build(mod, options), get_target("fpga").build(mod, fpga_options)]
+    get_target("fpga").prepare_runtime(artifacts[1])
+    (segment,) = segments_of(artifacts[1]).values()
+    assert segment.outputs == [0, 1] and not segment.nodes[0].program.outputs_codes
+    x = tvm.runtime.tensor(rng.uniform(-1, 3, (1, 8, 6, 6)).astype(np.float32))
+    cpu_out, fpga_out = (relax.VirtualMachine(a.executable, tvm.cpu())["main"](x).numpy() for a in artifacts)
+    np.testing.assert_array_equal(cpu_out, fpga_out)
+
+
+def test_export_load_keeps_the_integer_only_model(fmnist_images, fmnist_w2a2, tmp_path):
+    _, cm = fmnist_w2a2
+    expected = cm.run(fmnist_images[:BATCH])
+    loaded = tvm_qnn.load(cm.export(tmp_path / "model"))
+    assert loaded.target == "cpu" and loaded.artifact.info["integer_only"]
+    np.testing.assert_array_equal(loaded.run(fmnist_images[:BATCH]), expected)
+
+
+def test_bad_requests_name_the_fault(fmnist_w2a2):
+    qmod, _ = fmnist_w2a2
+    for target in ("fpga", "cpu-reference", HwConfig.preset("pynq_z1")):
+        with pytest.raises(UnsupportedOpError, match="integer_only=True: target '(fpga|cpu-reference)'"):
+            tvm_qnn.compile(qmod, target=target, integer_only=True)
+    rng = np.random.default_rng(0)
+    layers = {"a": _conv(rng, "a"), "b": _conv(rng, "b", 3, 1.5, bias_scale=1e12)}  # bias_int beyond int32
+    mod, options = _hand_built(layers)
+    from tvm_qnn.lower_cpu_int import CpuIntegerLowering
+
+    with pytest.raises(QuantizationError, match="layer 'b': field 'bias'"):
+        CpuIntegerLowering().build(mod, options)
