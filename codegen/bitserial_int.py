@@ -48,8 +48,9 @@ class IntegerKernel:
 
     def __post_init__(self):
         for field_name in ("input", "output"):
-            if getattr(self, field_name) not in ENDS:
-                raise ShapeError(f"integer kernel {field_name}={getattr(self, field_name)!r}; expected one of {list(ENDS)}")
+            value = getattr(self, field_name)
+            if value not in ENDS:
+                raise ShapeError(f"integer kernel {field_name}={value!r}; expected one of {list(ENDS)}")
         if self.wl.output != "float":
             raise ShapeError(f"integer kernel: workload output={self.wl.output!r}; expected 'float' (the NCHW layout)")
 
