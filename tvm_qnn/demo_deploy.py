@@ -8,7 +8,8 @@ step           does, and adds to ``state``
 import         ``from_torch`` + ``quantize`` with the QAT recipe -> ``qmod``, ``test_images/labels``
 compile_cpu    compiled (bit-serial ``cpu``) vs torch fake-quant on the test set -> ``cpu_eval``
 speed          batch-1 latency of the ``cpu`` build vs PyTorch fp32 -> ``speed``
-fpga           ``fpga`` target in the simulator: accuracy vs ``cpu``, cycles, fps, resources -> ``fpga``
+fpga           ``fpga`` in the simulator vs ``cpu`` integer-only (identical) and float ``cpu``: accuracy,
+               cycles, fps, resources -> ``fpga``
 export         ``cpu`` and ``fpga`` exports under ``<out>/export-*`` -> ``export_dirs``
 rpc            tracker + cpu board + fpga board on 127.0.0.1, remote runs compared bit for bit -> ``rpc``
 summary        every figure of the story in one table (and ``<out>/summary.json``)
@@ -108,8 +109,11 @@ def step_summary(state, options):
     if "fpga" in state:
         fp = state["fpga"]
         res = fp["resources"]
-        rows.append(("fpga accuracy (simulated, integer-only)", f"{100 * fp['fpga_top1']:.2f}% vs cpu "
-                     f"{100 * fp['cpu_top1']:.2f}% on {fp['images']} images (agreement {100 * fp['agreement']:.2f}%)"))
+        rows.append(("fpga accuracy (simulated, integer-only)", f"{100 * fp['fpga_top1']:.2f}% on {fp['images']} "
+                     f"images; cpu integer-only {100 * fp['cpu_integer_top1']:.2f}% (top-1 agreement "
+                     f"{100 * fp['agreement']:.2f}%, outputs bit-identical: {fp['outputs_identical']})"))
+        rows.append(("fpga vs cpu float contract", f"cpu {100 * fp['cpu_top1']:.2f}%; top-1 agreement with fpga "
+                     f"{100 * fp['float_agreement']:.2f}% (int8 LUT + fixed-point requant move some codes)"))
         rows.append((f"fpga {fp['config']}", f"{fp['latency_ms']:.3f} ms per batch of {fp['batch']}, "
                      f"{fp['fps']:.0f} fps (accelerator layers)"))
         rows.append(("fpga resources (estimate)", f"{res['luts']:,} LUT, {res['ffs']:,} FF, {res['bram36']} BRAM36, "

@@ -139,23 +139,29 @@ def model_report(artifact):
 register_target("fpga", FpgaLowering)
 
 
-def _predict(compiled, images):
-    """Top-1 classes of ``images`` run in chunks of the module's static batch (last chunk zero-padded)."""
+def _outputs(compiled, images):
+    """Outputs of ``images`` run in chunks of the module's static batch (last chunk zero-padded, then cut)."""
     batch = int(compiled.inputs[0]["shape"][0])
-    classes = []
+    outputs = []
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         padded = np.zeros((batch,) + chunk.shape[1:], np.float32)
         padded[: len(chunk)] = chunk
-        classes.append(np.asarray(compiled.run(padded)).argmax(1)[: len(chunk)])
-    return np.concatenate(classes)
+        outputs.append(np.asarray(compiled.run(padded))[: len(chunk)])
+    return np.concatenate(outputs)
 
 
 def fpga_demo(qmod, images, labels, hw_config=DEFAULT_PRESET, cpu_target="cpu", progress=True):
-    """The demo step: compile ``qmod`` for the accelerator, run it in the simulator and print accuracy
-    (next to the CPU path's), simulated cycles, latency/fps at the core's clock and the resource estimate.
+    """The demo step: compile ``qmod`` for the accelerator, run it in the simulator, check it against
+    the CPU's integer-only build (``compile(..., integer_only=True)``: outputs must be identical) and
+    print accuracy next to the float ``cpu`` path's, simulated cycles, latency/fps at the core's
+    clock and the resource estimate.
 
-    Returns a dict with ``fpga_top1, cpu_top1, agreement, cycles, latency_ms, fps, gops, resources``.
+    Returns a dict with ``fpga_top1``, ``cpu_integer_top1``, ``agreement`` (top-1 agreement of fpga
+    and cpu integer-only: 1.0 unless something is broken), ``outputs_identical``, ``cpu_top1`` and
+    ``float_agreement`` (the float-contract ``cpu`` path and its top-1 agreement with fpga: int8
+    LUT rounding and fixed-point requant move some codes), ``cycles_per_batch, latency_ms, fps,
+    gops, resources``.
     """
     from vta_ext.resources import estimate
 
@@ -165,21 +171,29 @@ def fpga_demo(qmod, images, labels, hw_config=DEFAULT_PRESET, cpu_target="cpu", 
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels)
     fpga = compile_model(qmod, target=config)
+    cpu_integer = compile_model(qmod, target=cpu_target, integer_only=True)
     cpu = compile_model(qmod, target=cpu_target)
-    fpga_classes, cpu_classes = _predict(fpga, images), _predict(cpu, images)
+    fpga_out, integer_out, float_out = (_outputs(model, images) for model in (fpga, cpu_integer, cpu))
+    fpga_classes, integer_classes, cpu_classes = (out.argmax(1) for out in (fpga_out, integer_out, float_out))
     report = model_report(fpga)
     bits = max((row.w_bits for row in report.layers), default=config.max_w_bits)
     resources = estimate(config, w_bits=bits)
     result = {
-        "fpga_top1": float((fpga_classes == labels).mean()), "cpu_top1": float((cpu_classes == labels).mean()),
-        "agreement": float((fpga_classes == cpu_classes).mean()), "images": int(len(labels)),
+        "fpga_top1": float((fpga_classes == labels).mean()),
+        "cpu_integer_top1": float((integer_classes == labels).mean()),
+        "agreement": float((fpga_classes == integer_classes).mean()),
+        "outputs_identical": bool(np.array_equal(fpga_out, integer_out)),
+        "cpu_top1": float((cpu_classes == labels).mean()),
+        "float_agreement": float((fpga_classes == cpu_classes).mean()), "images": int(len(labels)),
         "cycles_per_batch": report.cycles, "batch": report.batch, "latency_ms": report.latency_ms,
         "fps": report.fps, "gops": report.gops, "resources": resources.as_dict(), "config": config.name,
     }
     if progress:
         print(report.table())
-        print(f"accuracy on {len(labels)} images: fpga (integer-only, simulated) {result['fpga_top1']:.4f}, "
-              f"{cpu_target} {result['cpu_top1']:.4f}; top-1 agreement {result['agreement']:.4f}")
+        print(f"accuracy on {len(labels)} images: fpga (integer-only, simulated) {result['fpga_top1']:.4f}; "
+              f"cpu integer-only {result['cpu_integer_top1']:.4f} (top-1 agreement {result['agreement']:.4f}, "
+              f"outputs bit-identical: {result['outputs_identical']}); cpu float contract {result['cpu_top1']:.4f} "
+              f"(top-1 agreement with fpga {result['float_agreement']:.4f})")
         r = result["resources"]
         print(f"core {config.name}: {report.cycles} cycles per batch of {report.batch} -> {report.latency_ms:.3f} ms, "
               f"{report.fps:.0f} fps at {config.clock_mhz:g} MHz (accelerator layers); estimate {r['luts']:,} LUT, "

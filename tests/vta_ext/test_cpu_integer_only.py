@@ -148,3 +148,36 @@ def test_bad_requests_name_the_fault(fmnist_w2a2):
 
     with pytest.raises(QuantizationError, match="layer 'b': field 'bias'"):
         CpuIntegerLowering().build(mod, options)
+
+
+# --------------------------------------------------------------------------- slow: the whole test set
+@pytest.fixture(scope="module")
+def trained_fmnist():
+    """A short-trained float net (the fpga slow test's recipe: one-cycle Adam, 2 x 10k images) and the test set."""
+    from test_vta_fpga_slow import short_trained_fmnist_resnet
+    from tvm_qnn.data import load_fashion_mnist
+
+    train_x, train_y = load_fashion_mnist(split="train", limit=10000)
+    model = short_trained_fmnist_resnet(train_x, train_y)
+    test_x, test_y = load_fashion_mnist(split="test")
+    return model, train_x, np.asarray(test_x, np.float32), np.asarray(test_y)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # training ~3 min, then 10k images through the functional simulator ~5 min per recipe
+@pytest.mark.parametrize("bits", [4, 2])
+def test_fmnist_test_set_fpga_equals_cpu_integer_only(trained_fmnist, bits):
+    """All 10,000 test images (static batch 96: the last batch of 16 is zero-padded, not dropped): the
+    fpga target and cpu integer-only give the same outputs, hence the same top-1, for every image."""
+    from tvm_qnn.lower_fpga import fpga_demo
+
+    model, train_x, test_x, test_y = trained_fmnist
+    mod, params = tvm_qnn.from_torch(model, torch.from_numpy(test_x[:96]))
+    recipe = tvm_qnn.calibrate(mod, params, train_x[:500], w_bits=bits, a_bits=bits, progress=False)
+    result = fpga_demo(tvm_qnn.quantize(mod, params, recipe), test_x, test_y, progress=False)
+    print(f"w{bits}a{bits}:", {k: result[k] for k in ("fpga_top1", "cpu_integer_top1", "agreement",
+                                                    "outputs_identical", "cpu_top1", "float_agreement")})
+    assert result["images"] == 10000
+    assert result["outputs_identical"] and result["agreement"] == 1.0
+    assert result["fpga_top1"] == result["cpu_integer_top1"]
+    assert result["cpu_top1"] > (0.7 if bits == 4 else 0.3), "the PTQ net is poor: the comparison says little"
