@@ -13,6 +13,8 @@ layer outputs stay codes, the same float32 host code runs around them. Steps of 
 3. ``lower_fpga.build_host_part`` -- the fpga target's host build of everything else.
 
 The result is a plain CPU library (no runtime files): ``export``/``load`` work as for ``cpu``.
+The integer kernels use the float kernels' hand schedule; tuning records (``tuning=``) are for
+the float kernels and are not consulted here.
 The accelerator config only matters for what it rejects (bits above its maximum, tiles that
 fit no buffer); by default the largest preset is used, ``BuildOptions.extra["hw_config"]``
 overrides it.
