@@ -191,6 +191,18 @@ def test_manifest_from_another_version_is_rejected(exported):
         tvm_qnn.load(exported)
 
 
+def test_loaded_model_exports_again(exported, tmp_path):
+    loaded = tvm_qnn.load(exported)
+    again = loaded.export(tmp_path / "again")
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in exported.iterdir())
+    x = np.random.default_rng(3).random(tuple(loaded.inputs[0]["shape"])).astype(np.float32)
+    np.testing.assert_array_equal(tvm_qnn.load(again).run(x), loaded.run(x))
+    (exported / "recipe.json").write_text("{}")  # the source changed after it was loaded
+    with pytest.raises(ExportError, match="recipe.json does not match its SHA-256"):
+        loaded.export(tmp_path / "third")
+    assert not (tmp_path / "third").exists()
+
+
 def test_export_refuses_a_non_empty_directory(tiny, tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "other.txt").write_text("x")

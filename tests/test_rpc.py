@@ -107,6 +107,15 @@ def test_compiled_model_remote_fpga_equals_local_bit_for_bit(cluster, exports):
     assert result.board == cluster.boards_for("fpga")[0].address
 
 
+def test_loaded_model_runs_remotely(cluster, exports):
+    import tvm_qnn
+
+    x = exports["x"]
+    loaded = tvm_qnn.load(exports["dirs"]["cpu"])  # uploads the directory it was loaded from
+    result = loaded.remote(cluster.tracker_address, "cpu", inputs=x, timeout_s=180)
+    assert np.array_equal(result.output, loaded.run(x))
+
+
 def test_demo_remote_run_on_running_boards(cluster, exports):
     summaries = rpc.demo_remote_run([exports["dirs"]["cpu"], exports["dirs"]["fpga"]],
                                     inputs=exports["x"], tracker=cluster.tracker_address,

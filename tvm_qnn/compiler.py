@@ -137,6 +137,7 @@ class CompiledModel:
         self.outputs = outputs
         self.output_is_tuple = output_is_tuple
         self.recipe = recipe
+        self.export_dir = None  # set by load(): TVM cannot re-serialise a library loaded from disk
         self._vm = None
 
     @property
@@ -241,6 +242,9 @@ class CompiledModel:
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
         try:
+            if self.export_dir is not None:  # a loaded model: copy the checked files it came from
+                _copy_export(Path(self.export_dir), staging)
+                return _publish(staging, directory)
             self.artifact.executable.export_library(str(staging / LIBRARY))
             if self.recipe is not None:
                 save_recipe(self.recipe, staging / RECIPE)
@@ -251,17 +255,10 @@ class CompiledModel:
             files = {str(path.relative_to(staging)): _sha256(path)
                      for path in sorted(staging.rglob("*")) if path.is_file()}
             (staging / MANIFEST).write_text(json.dumps(self.manifest(files), indent=1))
-            if directory.exists():
-                retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}-old-", dir=directory.parent))
-                os.rename(directory, retired / "old")
-                os.rename(staging, directory)
-                shutil.rmtree(retired, ignore_errors=True)
-            else:
-                os.rename(staging, directory)
+            return _publish(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return directory
 
     def remote(self, session_or_tracker, key=None, **kwargs):
         """Run on an RPC board (delegates to ``tvm_qnn.rpc.remote``, or ``tvm_qnn.rpc_remote.remote``)."""
@@ -274,6 +271,28 @@ class CompiledModel:
     def __repr__(self):
         shapes = ", ".join(f"{s['name']}{tuple(s['shape'])}" for s in self.inputs)
         return f"CompiledModel(target={self.target!r}, inputs=[{shapes}])"
+
+
+def _publish(staging, directory):
+    """Move a complete ``staging`` directory to ``directory`` (replacing an old export atomically)."""
+    if directory.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}-old-", dir=directory.parent))
+        os.rename(directory, retired / "old")
+        os.rename(staging, directory)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.rename(staging, directory)
+    return directory
+
+
+def _copy_export(source, staging):
+    """Copy the export ``source`` into ``staging`` (read_manifest checks every file's digest first)."""
+    manifest = read_manifest(source)
+    for name in sorted(manifest["files"]):
+        path, target = source / name, staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    shutil.copyfile(source / MANIFEST, staging / MANIFEST)
 
 
 def _sha256(path):
@@ -337,5 +356,7 @@ def load(directory):
         recipe = load_recipe(directory / manifest["recipe"])
     if recipe is not None and not isinstance(recipe, Recipe):
         raise ExportError(f"load: {directory / RECIPE} is not a recipe")
-    return CompiledModel(artifact, lowering, manifest["inputs"], manifest["outputs"],
-                         bool(manifest.get("output_is_tuple")), recipe)
+    model = CompiledModel(artifact, lowering, manifest["inputs"], manifest["outputs"],
+                          bool(manifest.get("output_is_tuple")), recipe)
+    model.export_dir = directory
+    return model
