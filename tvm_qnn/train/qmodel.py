@@ -3,8 +3,9 @@
 QAT starts from a *trained fp32 model with BatchNorm folded* (``fold_batchnorm``): the QAT model
 then trains exactly the weights the TVM frontend later sees (it folds with the same function),
 so the exported recipe's LUTs, bin edges and clamps apply to those weights unchanged. Training
-without BN is stable here because it is a fine-tuning from a converged fp32 model at a small
-learning rate.
+without BN is a fine-tuning from a converged fp32 model at a small learning rate, but at 2 bits
+it starts far from a minimum: it is stable only with the Trainer's gradient-norm bound
+(``trainer.QAT_MAX_GRAD_NORM``; without it the digits w2a2 run collapsed to chance).
 
 ``QConv2d`` / ``QLinear`` keep the module paths and the ``weight`` / ``bias`` parameter names of
 the folded model (``layer1.0.conv1.weight``), and add ``weight_quant`` and ``act_quant``
