@@ -1,21 +1,27 @@
 """Cost-model benchmark: does ``bops-xgb`` rank unseen layers / bit widths and find good schedules sooner?
 
 Pools: for every workload, distinct random schedules of the bit-serial search space
-(``codegen.tuning.space``, MetaSchedule postprocs applied) are built and timed in this run.
-Training workloads: two layers at w1a1 and w2a2. Held out: a third layer (stride 2, other
-channel counts) at w2a2, and the first layer at w3a3 (a bit width never seen in training).
+(``codegen.tuning.space``, MetaSchedule postprocs applied), built and timed on one thread, each
+paired with the workload's hand schedule (``cost_model_pools``: the protocol, and why). Pools are
+cached in ``results/cost_model_pools/`` (traces as JSON + measured ratios + load stamps) and
+reused by later runs; ``--remeasure`` times them again. Training workloads: two layers at w1a1
+and w2a2. Held out: a third layer (stride 2, other channel counts) at w2a2, and the first layer
+at w3a3 (a bit width never seen in training).
 
 For each cost model (``bops-xgb``, MetaSchedule's ``xgb``, ``random``), trained on the
 training pools only:
 * **rank correlation**: Spearman of predicted score vs measured throughput (1 / latency) over
-  the held-out pool (>= 200 schedules);
-* **trials to 95%**: a greedy search over the held-out pool, 8 candidates per round: the model
-  picks the 8 best-predicted unmeasured schedules, they are "measured" (their pool latency is
-  revealed) and fed back with ``update``; the count of measured schedules until one reaches 95%
-  of the pool's best throughput (the best of the long random search). Several seeds.
+  the held-out pool (>= 200 schedules), next to the pool's **noise ceiling**: the Spearman
+  between two timing passes of the same schedules, and the ceiling it implies for the median of
+  the passes that the models are scored against;
+* **trials to 95% / 99%**: a greedy search over the held-out pool, 8 candidates per round: the
+  model picks the 8 best-predicted unmeasured schedules, they are "measured" (their pool latency
+  is revealed) and fed back with ``update``; the count of measured schedules until one reaches
+  95% (99%) of the pool's best throughput (the best of the long random search). Several seeds.
 
-Writes ``results/cost_model.json`` and ``results/cost_model.png``. Usage:
-``python benchmarks/cost_model.py [--pool 200] [--train-pool 60] [--seeds 3]``.
+Writes ``results/cost_model.json`` (with ``machine``: CPU, the date and the highest load average
+seen while the pools were timed) and ``results/cost_model.png``. Usage:
+``python benchmarks/cost_model.py [--pool 300] [--train-pool 100] [--seeds 3] [--remeasure] [--measure-only]``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # report.machine_info, cost_model_pools
 
 BATCH = 8  # candidates per simulated search round (MetaSchedule's trials per iteration)
 
@@ -45,55 +52,6 @@ def workloads():
     held_out = {"held-out layer (L3 stride 2, w2a2)": conv(64, 128, 28, 2, 2, 2),
                 "held-out bit width (L1 w3a3)": conv(64, 64, 14, 1, 3, 3)}
     return train, held_out
-
-
-def _context(mod, wl, space, target):
-    from tvm.s_tir import meta_schedule as ms
-
-    from codegen.tuning.space import design_space
-    from codegen.tuning.tuner import _without_tensor_intrinsics
-
-    with _without_tensor_intrinsics():
-        return ms.TuneContext(mod, target=target, space_generator=design_space(wl, space),
-                              search_strategy="replay-trace", task_name=wl.key(), rand_state=1, num_threads=1)
-
-
-def measure_pool(name, wl, space, target, size, seed, bar):
-    """``size`` distinct random schedules of ``wl``: MeasureCandidates + measured seconds."""
-    import tvm
-    from tvm.s_tir.meta_schedule import MeasureCandidate
-    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
-
-    from codegen.build import workload_module
-    from codegen.tuning.space import sample_schedule
-    from codegen.tuning.tuner import verification_args
-
-    mod = workload_module(wl)
-    context = _context(mod, wl, space, target)
-    postprocs = context.space_generator.postprocs
-    structures = space.structures(wl)
-    args_info = ArgInfo.from_prim_func(mod["main"])
-    dev = tvm.cpu()
-    args = [tvm.runtime.tensor(a, dev) for a in verification_args(args_info, seed)]
-    rng = np.random.default_rng(seed)
-    seen, candidates, seconds = set(), [], []
-    attempts = 0
-    while len(candidates) < size and attempts < 20 * size:
-        attempts += 1
-        structure = structures[int(rng.integers(len(structures)))]
-        sch = sample_schedule(mod, wl, space, structure, int(rng.integers(1, 2**31 - 2)))
-        key = (structure, tuple(str(sch.trace.decisions[inst]) for inst in sch.trace.insts if inst in sch.trace.decisions))
-        if key in seen:
-            continue
-        seen.add(key)
-        if not all(p.apply(sch) for p in postprocs):
-            continue
-        lib = tvm.compile(sch.mod, target=target)
-        timer = lib.mod.time_evaluator("main", dev, number=3, repeat=5, min_repeat_ms=5)
-        seconds.append(float(np.min(timer(*args).results)))  # min: robust to the shared machine's load
-        candidates.append(MeasureCandidate(sch, args_info))
-        bar.update(1)
-    return {"name": name, "wl": wl, "context": context, "candidates": candidates, "seconds": np.array(seconds)}
 
 
 def _results(seconds):
@@ -134,22 +92,51 @@ def predict(model, pool, indices):
     from codegen.tuning.cost_model import BopsXGBModel
     from tvm.s_tir.meta_schedule.cost_model import XGBModel
 
-    per_store = pool_features(pool)
     if isinstance(model, BopsXGBModel) and model.booster is not None:
-        workload = model.workload_vector(pool["context"].mod).vector()
-        rows = np.stack([np.concatenate([per_store[i].sum(axis=0), per_store[i].max(axis=0), workload]) for i in indices])
-        return model.predict_rows(rows)
+        key = ("bops_rows", model.per_store)
+        if key not in pool:
+            pool[key] = model.features(pool["context"], pool["candidates"])
+        return model.predict_rows(pool[key][indices])
+    per_store = pool_features(pool)
     if isinstance(model, XGBModel) and model.booster is not None and model.data_size >= model.num_warmup_samples:
         return model._predict(xs=[per_store[i] for i in indices])  # what XGBModel.predict computes
     return np.asarray(model.predict(pool["context"], [pool["candidates"][i] for i in indices]), dtype="float64")
 
 
-def greedy_search(model, pool, rng):
-    """Measured-count at which best-so-far reaches 95% of the pool's best; best-so-far curve."""
+def pool_summary(pool):
+    """Size, best/median latency, the load while it was timed and its noise ceiling."""
+    passes = pool["passes"]
+    pairs = [(i, j) for i in range(passes.shape[1]) for j in range(i + 1, passes.shape[1])]
+    pairwise = float(np.mean([spearman(1.0 / passes[:, i], passes[:, j]) for i, j in pairs])) if pairs else None
+    # the pool's score is the median of k passes: Spearman-Brown gives its reliability from the
+    # single-pass agreement, and no predictor can correlate with it better than sqrt(reliability)
+    k = passes.shape[1]
+    ceiling = float(np.sqrt(k * pairwise / (1 + (k - 1) * pairwise))) if pairs and pairwise > 0 else None
+    return {"workload": pool["wl"].key(), "schedules": len(pool["seconds"]),
+            "best_ms": 1e3 * float(pool["seconds"].min()), "median_ms": 1e3 * float(np.median(pool["seconds"])),
+            "measured_at": pool["stamps"][0]["before"]["date"],
+            "load_average_during": [p["before"]["loadavg"] for p in pool["stamps"]] + [pool["stamps"][-1]["after_loadavg"]],
+            # Spearman between two timing passes of the same schedules (mean over pass pairs)
+            "noise_pass_to_pass_spearman": pairwise,
+            "noise_ceiling_spearman": ceiling}
+
+
+def measurement_machine(pools):
+    """``machine_info`` of the pool measurement; ``load_average`` = the highest 1/5/15-min load seen while timing."""
+    stamps = [p["stamps"] for p in pools]
+    first = stamps[0][0]["before"]
+    loads = [s["before"]["loadavg"] for st in stamps for s in st] + [st[-1]["after_loadavg"] for st in stamps]
+    return {"date": first["date"], "cpu_model": first["cpu_model"], "cores": first["cores"],
+            "load_average": [max(load[i] for load in loads) for i in range(3)],
+            "load_average_min": [min(load[i] for load in loads) for i in range(3)]}
+
+
+def greedy_search(model, pool, rng, fractions=(0.95, 0.99)):
+    """Measured-count at which best-so-far first reaches each fraction of the pool's best; best-so-far curve."""
     seconds = pool["seconds"]
-    target_s = seconds.min() / 0.95
+    targets_s = [seconds.min() / f for f in fractions]
     unmeasured = list(range(len(seconds)))
-    best_curve, first_hit = [], None
+    best_curve, hits = [], [None] * len(fractions)
     while unmeasured:
         scores = np.asarray(predict(model, pool, unmeasured), dtype="float64")
         order = np.lexsort((rng.random(len(scores)), -scores))  # ties broken at random
@@ -158,58 +145,67 @@ def greedy_search(model, pool, rng):
         for i in picked:
             best = min(best_curve[-1] if best_curve else np.inf, seconds[i])
             best_curve.append(best)
-            if first_hit is None and best <= target_s:
-                first_hit = len(best_curve)
+            hits = [len(best_curve) if h is None and best <= t else h for h, t in zip(hits, targets_s)]
         unmeasured = [i for i in unmeasured if i not in set(picked)]
-        if first_hit is not None and len(best_curve) >= 64:
+        if all(h is not None for h in hits) and len(best_curve) >= 64:
             break
-    return first_hit, [float(seconds.min() / b) for b in best_curve]
+    return hits, [float(seconds.min() / b) for b in best_curve]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=int, default=200, help="schedules per held-out workload")
-    parser.add_argument("--train-pool", type=int, default=60, help="schedules per training workload")
+    parser.add_argument("--pool", type=int, default=300, help="schedules per held-out workload")
+    parser.add_argument("--train-pool", type=int, default=100, help="schedules per training workload")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="results")
+    parser.add_argument("--remeasure", action="store_true", help="measure the pools again instead of reading the cache")
+    parser.add_argument("--measure-only", action="store_true", help="measure/cache the pools and stop")
     opts = parser.parse_args()
 
     from tqdm import tqdm
+
+    from cost_model_pools import TIMING, get_pools, set_single_thread
 
     from codegen.build import cpu_target
     from codegen.tuning.features import measure_peaks
     from codegen.tuning.space import BitserialSpace
 
     start = time.time()
-    target = cpu_target()
+    set_single_thread()
+    target = cpu_target(1)
     peaks = measure_peaks(target)
     space = BitserialSpace(max_vectors=8)
     train_wls, held_wls = workloads()
-    total = opts.train_pool * len(train_wls) + opts.pool * len(held_wls)
-    with tqdm(total=total, desc="measuring schedule pools") as bar:
-        train_pools = [measure_pool(n, wl, space, target, opts.train_pool, 1 + i, bar) for i, (n, wl) in enumerate(train_wls.items())]
-        held_pools = [measure_pool(n, wl, space, target, opts.pool, 100 + i, bar) for i, (n, wl) in enumerate(held_wls.items())]
+    total = (1 + TIMING["passes"]) * (opts.train_pool * len(train_wls) + opts.pool * len(held_wls))
+    with tqdm(total=total, desc="schedule pools (build + timing passes)") as bar:
+        train_pools = get_pools(train_wls, space, target, opts.train_pool, 1, opts.out, opts.remeasure, bar)
+        held_pools = get_pools(held_wls, space, target, opts.pool, 100, opts.out, opts.remeasure, bar)
     measured_s = time.time() - start
+    if opts.measure_only:
+        return
 
-    report = {"peaks": {"popcounts_per_s": peaks.popcounts_per_s, "bytes_per_s": peaks.bytes_per_s},
+    report = {"machine": measurement_machine(train_pools + held_pools),
+              "peaks": {"popcounts_per_s": peaks.popcounts_per_s, "bytes_per_s": peaks.bytes_per_s},
+              "timing": TIMING, "seeds": list(range(opts.seeds)),
+              "pools": {p["name"]: pool_summary(p) for p in train_pools + held_pools},
               "train": {p["name"]: {"workload": p["wl"].key(), "schedules": len(p["seconds"])} for p in train_pools},
-              "held_out": {}, "measure_wall_s": measured_s}
+              "held_out": {}, "pools_wall_s": measured_s}
     curves = {}
     for pool in held_pools:
-        entry = {"workload": pool["wl"].key(), "schedules": len(pool["seconds"]),
-                 "best_ms": 1e3 * float(pool["seconds"].min()), "median_ms": 1e3 * float(np.median(pool["seconds"])),
-                 "models": {}}
+        entry = {**pool_summary(pool), "models": {}}
         for kind in ("bops-xgb", "xgb", "random"):
-            rhos, hits = [], []
+            rhos, hits, hits_99 = [], [], []
             for seed in range(opts.seeds):
                 model = make_model(kind, peaks, seed)
                 train(model, train_pools)
                 rhos.append(spearman(predict(model, pool, list(range(len(pool["seconds"])))), pool["seconds"]))
-                hit, curve = greedy_search(model, pool, np.random.default_rng(seed))
-                hits.append(hit if hit is not None else len(pool["seconds"]))
+                (hit, hit_99), curve = greedy_search(model, pool, np.random.default_rng(seed))
+                hits.append(hit)
+                hits_99.append(hit_99)
                 curves.setdefault(pool["name"], {}).setdefault(kind, []).append(curve)
             entry["models"][kind] = {"spearman": rhos, "spearman_mean": float(np.mean(rhos)),
-                                     "trials_to_95": hits, "trials_to_95_mean": float(np.mean(hits))}
+                                     "trials_to_95": hits, "trials_to_95_mean": float(np.mean(hits)),
+                                     "trials_to_99": hits_99, "trials_to_99_mean": float(np.mean(hits_99))}
         report["held_out"][pool["name"]] = entry
         report["total_wall_s"] = time.time() - start
         os.makedirs(opts.out, exist_ok=True)
@@ -220,13 +216,18 @@ def main():
 
 
 def _print(report):
+    machine = report["machine"]
     print(f"\npeaks: {report['peaks']['popcounts_per_s'] / 1e9:.2f} G popcounts/s, "
-          f"{report['peaks']['bytes_per_s'] / 1e9:.1f} GB/s; pools measured in {report['measure_wall_s']:.0f} s")
+          f"{report['peaks']['bytes_per_s'] / 1e9:.1f} GB/s; pools ready in {report['pools_wall_s']:.0f} s; "
+          f"load average while timing {machine['load_average_min']} .. {machine['load_average']}")
     for name, entry in report["held_out"].items():
-        print(f"\n{name}: {entry['schedules']} schedules, best {entry['best_ms']:.4f} ms, median {entry['median_ms']:.4f} ms")
-        print(f"{'model':>10} {'spearman':>9} {'trials to 95%':>14}  (per seed)")
+        print(f"\n{name}: {entry['schedules']} schedules, best {entry['best_ms']:.4f} ms, median {entry['median_ms']:.4f} ms, "
+              f"Spearman between timing passes {entry['noise_pass_to_pass_spearman']:.3f} -> ceiling for the "
+              f"median of passes {entry['noise_ceiling_spearman']:.3f}")
+        print(f"{'model':>10} {'spearman':>9} {'trials to 95%':>14} {'trials to 99%':>14}  (per seed: 95%, 99%)")
         for kind, m in entry["models"].items():
-            print(f"{kind:>10} {m['spearman_mean']:9.3f} {m['trials_to_95_mean']:14.1f}  {m['trials_to_95']}")
+            print(f"{kind:>10} {m['spearman_mean']:9.3f} {m['trials_to_95_mean']:14.1f} {m['trials_to_99_mean']:14.1f}"
+                  f"  {m['trials_to_95']} {m['trials_to_99']}")
         xgb, bops = entry["models"]["xgb"]["trials_to_95_mean"], entry["models"]["bops-xgb"]["trials_to_95_mean"]
         print(f"trials ratio bops-xgb / xgb = {bops / xgb:.2f} (target <= 0.5)")
 

@@ -1,8 +1,9 @@
 """Workload features of a bit-serial kernel, and this CPU's measured peaks.
 
-The BOPs-aware cost model appends these to MetaSchedule's per-store features so that records
-of one layer / bit width inform another: two kernels with the same loop structure but different
-channel counts or bit widths differ exactly in these numbers.
+The BOPs-aware cost model joins these to the schedule features (``schedule_features``) so that
+records of one layer / bit width inform another: two kernels with the same loop structure but
+different channel counts or bit widths differ exactly in these numbers, and the roofline time is
+the prior its target is normalised by.
 
 Everything is read from the PrimFunc itself (the tuning context only carries the IRModule):
 the popcount blocks' iteration counts, the hot block's bit-plane extents and word width, and

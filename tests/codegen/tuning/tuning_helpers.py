@@ -27,8 +27,12 @@ def tune_context(wl, target, space=None):
                               search_strategy="replay-trace", task_name=wl.key(), rand_state=1, num_threads=1)
 
 
-def candidates(wl, context, count, space=None):
-    """``count`` random schedules (postprocs applied) as MetaSchedule MeasureCandidates."""
+def candidates(wl, context, count, space=None, seed_stride=1):
+    """``count`` random schedules (postprocs applied) as MetaSchedule MeasureCandidates.
+
+    Schedule ``i`` is sampled with seed ``i * seed_stride``; a large stride spreads the decisions
+    (the sampler's first draws for small consecutive seeds are alike).
+    """
     from tvm.s_tir.meta_schedule import MeasureCandidate
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
@@ -37,7 +41,7 @@ def candidates(wl, context, count, space=None):
     structures = space.structures(wl)
     out = []
     for i in range(count):
-        sch = sample_schedule(mod, wl, space, structures[i % len(structures)], seed=i)
+        sch = sample_schedule(mod, wl, space, structures[i % len(structures)], seed=i * seed_stride)
         assert all(p.apply(sch) for p in context.space_generator.postprocs)
         out.append(MeasureCandidate(sch, ArgInfo.from_prim_func(mod["main"])))
     return out
