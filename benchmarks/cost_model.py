@@ -114,7 +114,7 @@ def pool_summary(pool):
     ceiling = float(np.sqrt(k * pairwise / (1 + (k - 1) * pairwise))) if pairs and pairwise > 0 else None
     return {"workload": pool["wl"].key(), "schedules": len(pool["seconds"]),
             "best_ms": 1e3 * float(pool["seconds"].min()), "median_ms": 1e3 * float(np.median(pool["seconds"])),
-            "measured_at": pool["stamps"][0]["before"]["date"],
+            "measured_at": pool["stamps"][0]["before"]["date"], "timing": pool["timing"],
             "load_average_during": [p["before"]["loadavg"] for p in pool["stamps"]] + [pool["stamps"][-1]["after_loadavg"]],
             # Spearman between two timing passes of the same schedules (mean over pass pairs)
             "noise_pass_to_pass_spearman": pairwise,
@@ -186,7 +186,7 @@ def main():
 
     report = {"machine": measurement_machine(train_pools + held_pools),
               "peaks": {"popcounts_per_s": peaks.popcounts_per_s, "bytes_per_s": peaks.bytes_per_s},
-              "timing": TIMING, "seeds": list(range(opts.seeds)),
+              "seeds": list(range(opts.seeds)),
               "pools": {p["name"]: pool_summary(p) for p in train_pools + held_pools},
               "train": {p["name"]: {"workload": p["wl"].key(), "schedules": len(p["seconds"])} for p in train_pools},
               "held_out": {}, "pools_wall_s": measured_s}

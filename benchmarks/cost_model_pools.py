@@ -28,7 +28,7 @@ import numpy as np
 
 POOL_FORMAT = "tvm-qnn-cost-model-pool/2"
 # rounds: candidate/reference call pairs per schedule and pass; call_ms: length of one timed call
-TIMING = {"threads": 1, "protocol": "paired-with-hand-schedule", "rounds": 5, "call_ms": 1.0, "passes": 3}
+TIMING = {"threads": 1, "protocol": "paired-with-hand-schedule", "rounds": 9, "call_ms": 1.0, "passes": 5}
 
 
 def set_single_thread():
@@ -192,7 +192,7 @@ def load_pool(record, wl, space, target):
     passes = ratios * record["hand_schedule_s"]
     return {"name": record["name"], "wl": wl, "context": tune_context(mod, wl, space, target), "candidates": candidates,
             "passes": passes, "seconds": np.median(passes, axis=1), "stamps": record["passes"],
-            "hand_schedule_s": record["hand_schedule_s"],
+            "hand_schedule_s": record["hand_schedule_s"], "timing": record["timing"],
             "structures": [tuple(entry["structure"]) for entry in record["schedules"]]}
 
 
