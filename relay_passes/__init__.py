@@ -38,6 +38,7 @@ _PASSES = {
     "read_qnn_layers": "relay_passes.composite",
     "is_qnn_composite": "relay_passes.composite",
     "LowerQnnToBitserial": "relay_passes.lower_bitserial",
+    "LowerSegmentsToIntegerKernels": "relay_passes.lower_segments_int",
 }
 
 
