@@ -97,6 +97,8 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
     ``vta_ext.HwConfig``. ``tuning``: a tuning database path/object handed to the lowering.
     ``integer_only=True`` (target ``cpu`` only): DESIGN's integer-only mode on the CPU, outputs
     bit-identical to target ``fpga`` (``tvm_qnn.lower_cpu_int``); passed as ``BuildOptions.extra``.
+    ``integer_only=<preset name | HwConfig>`` also partitions as that core does (which layers it
+    accepts); ``True`` uses the largest preset.
     """
     lowering, target_dict, extra = resolve_target(target)
     if integer_only:
@@ -104,6 +106,8 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
 
         lowering = integer_only_lowering(lowering)  # UnsupportedOpError for any target but cpu
         extra = dict(extra, integer_only=True)
+        if integer_only is not True:  # a preset name / HwConfig / JSON path: partition as that core does
+            extra["hw_config"] = integer_only
     mod = qmod_or_float_mod
     recipe_obj = None
     if recipe is not None:

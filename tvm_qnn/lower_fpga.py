@@ -171,7 +171,7 @@ def fpga_demo(qmod, images, labels, hw_config=DEFAULT_PRESET, cpu_target="cpu", 
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels)
     fpga = compile_model(qmod, target=config)
-    cpu_integer = compile_model(qmod, target=cpu_target, integer_only=True)
+    cpu_integer = compile_model(qmod, target=cpu_target, integer_only=config)
     cpu = compile_model(qmod, target=cpu_target)
     fpga_out, integer_out, float_out = (_outputs(model, images) for model in (fpga, cpu_integer, cpu))
     fpga_classes, integer_classes, cpu_classes = (out.argmax(1) for out in (fpga_out, integer_out, float_out))

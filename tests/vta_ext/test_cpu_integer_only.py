@@ -70,6 +70,15 @@ def test_fmnist_net_is_bit_identical_to_fpga(request, fmnist_images, w_bits, a_b
         assert all("_w1b_" in k for k in keys), keys  # bit-plane weights where lut_int is affine
 
 
+def test_integer_only_takes_the_core_to_partition_for(fmnist_images, fmnist_w2a2):
+    qmod, _ = fmnist_w2a2
+    cpu_int = tvm_qnn.compile(qmod, target="cpu", integer_only="pynq_z1")
+    assert cpu_int.artifact.info["partition_config"] == "pynq_z1"
+    from tvm_qnn.lower_fpga import hw_config_from
+
+    _assert_identical_runs(cpu_int, tvm_qnn.compile(qmod, target=hw_config_from("pynq_z1")), fmnist_images[:64])
+
+
 def test_dense_chains_and_grouped_convs(fmnist_images):
     """Dense -> dense chains pass codes (alexnet_like); grouped convs stay float ops on the host."""
     images = fmnist_images[:16]
