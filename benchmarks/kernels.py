@@ -262,18 +262,29 @@ def bench_tvm_fp32(c, o, size, stride, target, trials, workdir):
     return measure(_tvm_call(executable, args), set_tvm_threads, THREADS)
 
 
+_COST_MODEL = {}
+
+
+def shared_cost_model(target):
+    """One ``bops-xgb`` model for the whole run, as ``tvm_qnn.tune`` keeps one per work dir: records
+    of one layer / bit width inform the next tune (that is what the BOPs-aware features are for)."""
+    if "bops-xgb" not in _COST_MODEL:
+        from codegen.tuning.cost_model import make_cost_model
+        from codegen.tuning.features import measure_peaks
+
+        _COST_MODEL["bops-xgb"] = make_cost_model("bops-xgb", measure_peaks(target))
+    return _COST_MODEL["bops-xgb"]
+
+
 def tuned_database(layer, target, trials, workdir):
-    """Tune our kernel with codegen.tuning (if present); returns a database or None."""
-    try:
-        from codegen.tuning.database import open_database
-        from codegen.tuning.tuner import tune_workload
-    except ImportError:
-        return None
+    """Tune our kernel with codegen.tuning; returns the database of verified records."""
     from codegen.plan import layer_workload
+    from codegen.tuning.database import open_database
+    from codegen.tuning.tuner import tune_workload
 
     wl = layer_workload(layer)
     work_dir = os.path.join(workdir, "tune_" + wl.key())
-    tune_workload(wl, target, trials, "bops-xgb", work_dir)
+    tune_workload(wl, target, trials, shared_cost_model(target), work_dir)
     return open_database(work_dir)
 
 

@@ -153,13 +153,22 @@ def verify_and_commit(wl, mod, target, trials_db, verified_db, seed=0):
 
 def tune_workload(wl, target, trials, cost_model, work_dir, builder=None, runner=None, seed=0, space=None, bar=None,
                   trials_per_iter=16) -> TuneResult:
-    """Tune ``codegen.make_primfunc(wl)`` for ``target``; records go to ``work_dir`` (see ``database``)."""
+    """Tune ``codegen.make_primfunc(wl)`` for ``target``; records go to ``work_dir`` (see ``database``).
+
+    ``cost_model``: a MetaSchedule cost model object or a name of ``cost_model.COST_MODELS``.
+    """
     from tvm.s_tir import meta_schedule as ms  # noqa: PLC0415
     from tvm.s_tir.meta_schedule.measure_callback import AddToDatabase, UpdateCostModel  # noqa: PLC0415
 
     from codegen.build import workload_module  # noqa: PLC0415
 
     space = space or BitserialSpace()
+    if isinstance(cost_model, str):  # a name: build it here (MetaSchedule would only know "xgb"/"random")
+        from .cost_model import make_cost_model  # noqa: PLC0415
+        from .features import measure_peaks  # noqa: PLC0415
+
+        peaks = measure_peaks(target) if cost_model == "bops-xgb" else None
+        cost_model = make_cost_model(cost_model, peaks, seed=seed)
     mod = workload_module(wl)
     generator = design_space(wl, space)  # raises TuningError naming wl when the space is empty
     num_cores = int(target.attrs.get("num-cores", 1))

@@ -35,6 +35,14 @@ def _run_layer(kernel, layer, wl, x):
     return out.numpy()
 
 
+def test_cost_model_by_name(tmp_path):
+    wl, target = layer_workload(_layer()), cpu_target(1)
+    result = tuner.tune_workload(wl, target, 2, "bops-xgb", str(tmp_path / "a"), trials_per_iter=2)
+    assert result.verified and result.best_ms > 0
+    with pytest.raises(TuningError, match="unknown cost model 'xgboost'"):
+        tuner.tune_workload(wl, target, 2, "xgboost", str(tmp_path / "b"), trials_per_iter=2)
+
+
 def test_short_tune_records_a_verified_schedule_that_matches_the_reference(tmp_path):
     layer = _layer()
     wl, target = layer_workload(layer), cpu_target(2)
