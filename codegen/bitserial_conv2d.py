@@ -39,39 +39,19 @@ def conv2d_tensors(wl: ConvWorkload, packed_input=False):
     return stages["args"], stages["out"]
 
 
-def conv2d_stages(wl: ConvWorkload, packed_input=False):
-    """All TE tensors of one workload: ``{"args": [...], "out", "popcount_acc", "window_total"}``.
+def popcount_stages(wl: ConvWorkload, packed, weight_planes):
+    """The exact integer core shared by the float and the integer-only kernels.
 
-    Arguments, in PrimFunc order:
-    ``x`` (float32 ``wl.input_shape``; or the packed codes ``wl.packed_input_shape`` when
-    ``packed_input``), ``act_scale`` (1,) float32 (unused when packed), ``weight_planes``
-    ``wl.weight_planes_shape`` of ``wl.word``, ``coef`` (O, w_planes) float64, ``alpha`` (O,)
-    float64, ``bias`` (O,) float64, ``clip_bounds`` (2,) float32 (lo, hi; +-inf when absent),
-    ``next_act_scale`` (1,) float32 (only for ``wl.output == "packed"``).
+    ``packed``: the packed activation planes (N, H+pad, W+pad, G, b_a, words); ``weight_planes``:
+    ``wl.weight_planes_shape``. Returns ``(acc, total, plane_sum)``: blocks "popcount_acc" (N, Ho,
+    Wo, w_planes, b_a, O) and "window_total" (N, Ho, Wo, G), and ``plane_sum(n, y, x, j, o)`` =
+    ``sum_p 2^p acc[.., j, p, o]`` in int64. The hand schedule and the tuning space find the
+    blocks by these names.
     """
-    word, acc_dtype = wl.word, _acc_dtype(wl)
+    acc_dtype = _acc_dtype(wl)
     n_out, o_out, kh, kw = wl.batch, wl.out_channels, wl.kernel[0], wl.kernel[1]
     (sh, sw), (dh, dw) = wl.stride, wl.dilation
     ho, wo, og = wl.out_height, wl.out_width, wl.out_per_group
-
-    act_scale = te.placeholder((1,), "float32", name="act_scale")
-    if packed_input:
-        x = te.placeholder(wl.packed_input_shape, word, name="x_packed")
-        packed = x
-    else:
-        x = te.placeholder(wl.input_shape, "float32", name="x")
-        if wl.kind == "dense":
-            codes = act_codes_compute(lambda n, h, w, c: x[n, c], (wl.batch, 1, 1, wl.in_channels), act_scale, wl.a_bits)
-        else:
-            codes = act_codes_compute(lambda n, h, w, c: x[n, c, h, w],
-                                      (wl.batch, wl.height, wl.width, wl.in_channels), act_scale, wl.a_bits)
-        packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word)
-    weight_planes = te.placeholder(wl.weight_planes_shape, word, name="weight_planes")
-    coef = te.placeholder((o_out, wl.w_planes), "float64", name="coef")
-    alpha = te.placeholder((o_out,), "float64", name="alpha")
-    bias = te.placeholder((o_out,), "float64", name="bias")
-    clip_bounds = te.placeholder((2,), "float32", name="clip_bounds")
-
     rh = te.reduce_axis((0, kh), name="rh")
     rw = te.reduce_axis((0, kw), name="rw")
     rc = te.reduce_axis((0, wl.words_per_group), name="rc")
@@ -95,7 +75,6 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
             axis=[th, tw, tc, tp]),
         name="window_total",
     )
-    rj = te.reduce_axis((0, wl.w_planes), name="rj")
 
     def plane_sum(n, y, xx, j, o):  # sum_p 2^p acc[j, p]: b_a <= 8 terms, unrolled here
         terms = [acc[n, y, xx, j, p, o].astype("int64") << p for p in range(wl.a_bits)]
@@ -103,6 +82,44 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
         for term in terms[1:]:
             out = out + term
         return out
+
+    return acc, total, plane_sum
+
+
+def conv2d_stages(wl: ConvWorkload, packed_input=False):
+    """All TE tensors of one workload: ``{"args": [...], "out", "popcount_acc", "window_total"}``.
+
+    Arguments, in PrimFunc order:
+    ``x`` (float32 ``wl.input_shape``; or the packed codes ``wl.packed_input_shape`` when
+    ``packed_input``), ``act_scale`` (1,) float32 (unused when packed), ``weight_planes``
+    ``wl.weight_planes_shape`` of ``wl.word``, ``coef`` (O, w_planes) float64, ``alpha`` (O,)
+    float64, ``bias`` (O,) float64, ``clip_bounds`` (2,) float32 (lo, hi; +-inf when absent),
+    ``next_act_scale`` (1,) float32 (only for ``wl.output == "packed"``).
+    """
+    word = wl.word
+    n_out, o_out = wl.batch, wl.out_channels
+    ho, wo, og = wl.out_height, wl.out_width, wl.out_per_group
+
+    act_scale = te.placeholder((1,), "float32", name="act_scale")
+    if packed_input:
+        x = te.placeholder(wl.packed_input_shape, word, name="x_packed")
+        packed = x
+    else:
+        x = te.placeholder(wl.input_shape, "float32", name="x")
+        if wl.kind == "dense":
+            codes = act_codes_compute(lambda n, h, w, c: x[n, c], (wl.batch, 1, 1, wl.in_channels), act_scale, wl.a_bits)
+        else:
+            codes = act_codes_compute(lambda n, h, w, c: x[n, c, h, w],
+                                      (wl.batch, wl.height, wl.width, wl.in_channels), act_scale, wl.a_bits)
+        packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word)
+    weight_planes = te.placeholder(wl.weight_planes_shape, word, name="weight_planes")
+    coef = te.placeholder((o_out, wl.w_planes), "float64", name="coef")
+    alpha = te.placeholder((o_out,), "float64", name="alpha")
+    bias = te.placeholder((o_out,), "float64", name="bias")
+    clip_bounds = te.placeholder((2,), "float32", name="clip_bounds")
+
+    acc, total, plane_sum = popcount_stages(wl, packed, weight_planes)
+    rj = te.reduce_axis((0, wl.w_planes), name="rj")
 
     combine = te.compute(
         (n_out, ho, wo, o_out),

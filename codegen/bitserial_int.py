@@ -32,6 +32,7 @@ from tvm import te, tirx
 from tvm_qnn.errors import QuantizationError, ShapeError
 
 from .bitpack import act_codes_compute, pack_compute, pack_weight_planes
+from .bitserial_conv2d import popcount_stages
 from .workload import ConvWorkload, choose_scheme
 
 ENDS = ("float", "codes")  # what an integer kernel reads / writes
@@ -81,9 +82,7 @@ def integer_stages(kernel: IntegerKernel):
     """
     wl = kernel.wl
     word = wl.word
-    acc_dtype = "uint64" if word == "uint64" else "uint32"
-    n_out, o_out, kh, kw = wl.batch, wl.out_channels, wl.kernel[0], wl.kernel[1]
-    (sh, sw), (dh, dw) = wl.stride, wl.dilation
+    n_out, o_out = wl.batch, wl.out_channels
     ho, wo, og = wl.out_height, wl.out_width, wl.out_per_group
     codes_shape = (wl.batch, 1, 1, wl.in_channels) if wl.kind == "dense" else (wl.batch, wl.height, wl.width,
                                                                                  wl.in_channels)
@@ -105,33 +104,8 @@ def integer_stages(kernel: IntegerKernel):
     alpha = te.placeholder((o_out,), "int64", name="alpha")
     bias = te.placeholder((o_out,), "int64", name="bias")
 
-    rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
-    rc = te.reduce_axis((0, wl.words_per_group), name="rc")
-    acc = te.compute(
-        (n_out, ho, wo, wl.w_planes, wl.a_bits, o_out),
-        lambda n, y, xx, j, p, o: te.sum(
-            tirx.popcount(packed[n, y * sh + rh * dh, xx * sw + rw * dw, o // og, p, rc]
-                          & weight_planes[rh, rw, j, rc, o]).astype(acc_dtype),
-            axis=[rh, rw, rc]),
-        name="popcount_acc",
-    )
-    th, tw = te.reduce_axis((0, kh), name="th"), te.reduce_axis((0, kw), name="tw")
-    tc, tp = te.reduce_axis((0, wl.words_per_group), name="tc"), te.reduce_axis((0, wl.a_bits), name="tp")
-    total = te.compute(
-        (n_out, ho, wo, wl.groups),
-        lambda n, y, xx, g: te.sum(
-            tirx.popcount(packed[n, y * sh + th * dh, xx * sw + tw * dw, g, tp, tc]).astype("int64")
-            << tp.astype("int64"),
-            axis=[th, tw, tc, tp]),
-        name="window_total",
-    )
+    acc, total, plane_sum = popcount_stages(wl, packed, weight_planes)  # the float kernel's integer core
     rj = te.reduce_axis((0, wl.w_planes), name="rj")
-
-    def plane_sum(n, y, xx, j, o):  # sum_p 2^p acc[j, p]: b_a <= 8 terms, unrolled here
-        out = acc[n, y, xx, j, 0, o].astype("int64")
-        for p in range(1, wl.a_bits):
-            out = out + (acc[n, y, xx, j, p, o].astype("int64") << p)
-        return out
 
     combine = te.compute((n_out, ho, wo, o_out),
                          lambda n, y, xx, o: te.sum(coef[o, rj] * plane_sum(n, y, xx, rj, o), axis=rj),
