@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from tvm_qnn import cli
 
@@ -129,6 +130,25 @@ def test_compile_and_run_json_equal_the_api(capsys, tmp_path, recipe_file):
     expected = tvm_qnn.load(export).run(x)
     assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
     assert summary["top1"] == [int(expected.argmax())] and summary["mean_ms"] > 0
+
+
+def test_compile_integer_only_equals_the_fpga_export(capsys, tmp_path, recipe_file):
+    import tvm_qnn
+    from tvm_qnn import models
+
+    for name, extra in (("int", ["--target", "cpu", "--integer-only", "--hw-config", "pynq_z1"]),
+                        ("fpga", ["--target", "fpga", "--hw-config", "pynq_z1"])):
+        torch.manual_seed(0)  # a zoo name builds freshly initialised weights: the same ones for both
+        code, _, _ = run_cli(capsys, "compile", "tiny_cnn", "--recipe", str(recipe_file), *extra,
+                             "--out", str(tmp_path / name), "--json")
+        assert code == 0
+    x = models.example_input("tiny_cnn", seed=4).numpy()
+    integer = tvm_qnn.load(tmp_path / "int")
+    assert integer.artifact.info["integer_only"] and integer.artifact.info["partition_config"] == "pynq_z1"
+    assert np.array_equal(integer.run(x), tvm_qnn.load(tmp_path / "fpga").run(x))
+    code, _, err = run_cli(capsys, "compile", "tiny_cnn", "--recipe", str(recipe_file), "--target", "fpga",
+                           "--integer-only", "--out", str(tmp_path / "bad"))
+    assert code != 0 and "--integer-only needs --target cpu" in err
 
 
 def test_plan_json_is_an_object(capsys):

@@ -165,6 +165,9 @@ def _compile_arguments(parser):
     parser.add_argument("--hw-config", default=None,
                         help="fpga: preset name (pynq_z1, ultrascale_plus) or JSON path")
     parser.add_argument("--tuning", default=None, help="tuning work dir from `tvm-qnn tune`")
+    parser.add_argument("--integer-only", action="store_true",
+                        help="cpu: the accelerator's integer-only arithmetic (outputs identical to --target fpga; "
+                             "--hw-config then names the core to partition for)")
     parser.add_argument("--out", required=True, help="export directory to write")
 
 
@@ -173,16 +176,20 @@ def _compile(args):
 
     target = check_target(args.target)
     recipe = load_recipe_file(args.recipe) if args.recipe else None
+    integer_only = bool(args.integer_only)
+    if args.integer_only and target != "cpu":
+        raise QnnError(f"--integer-only needs --target cpu (got {target!r}; fpga is always integer-only)")
     if args.hw_config is not None:
         from tvm_qnn.rpc_board import load_hw_config
 
-        if target != "fpga":
-            raise QnnError(f"--hw-config needs --target fpga (got {target!r})")
-        target = load_hw_config(args.hw_config)
+        if target != "fpga" and not args.integer_only:
+            raise QnnError(f"--hw-config needs --target fpga or --integer-only (got {target!r})")
+        config = load_hw_config(args.hw_config)
+        target, integer_only = (target, config) if args.integer_only else (config, False)
     mod, params, example, _ = import_model(args.model)
     start = time.perf_counter()
     model = tvm_qnn.compile(mod, target=target, recipe=recipe, params=params,
-                            tuning=args.tuning)
+                            tuning=args.tuning, integer_only=integer_only)
     compile_s = time.perf_counter() - start
     out = model.export(args.out, overwrite=True)
     return {"export": str(out), "target": model.target, "compile_s": compile_s,
