@@ -25,11 +25,12 @@ class TuneReport:
     results: tuple
 
     def table(self) -> str:
-        lines = [f"{'workload':<70} {'hand ms':>9} {'tuned ms':>9} {'speedup':>8}"]
+        lines = [f"{'workload':<70} {'hand ms':>9} {'tuned ms':>9} {'speedup':>8}  recorded"]
         for r in self.results:
             tuned = f"{r.best_ms:9.4f}" if r.best_ms is not None else f"{'-':>9}"
             speedup = f"{r.hand_ms / r.best_ms:7.2f}x" if r.best_ms else f"{'-':>8}"
-            lines.append(f"{r.workload:<70} {r.hand_ms:9.4f} {tuned} {speedup}")
+            recorded = "yes" if r.recorded else "no (hand schedule kept)"
+            lines.append(f"{r.workload:<70} {r.hand_ms:9.4f} {tuned} {speedup}  {recorded}")
         return "\n".join(lines)
 
 

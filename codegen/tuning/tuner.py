@@ -62,6 +62,7 @@ class TuneResult:
     best_ms: float | None  # the verified record's measured latency, None when none verified
     hand_ms: float
     verified: bool
+    recorded: bool = False  # committed to the database (verified and no slower than the hand schedule)
 
 
 @derived_object
@@ -121,8 +122,12 @@ def _apply_record(record, mod):
     return sch
 
 
-def verify_and_commit(wl, mod, target, trials_db, verified_db, seed=0):
-    """Commit the best trial of ``mod`` that matches the hand schedule; return (best_ms, hand_ms)."""
+def verify_and_commit(wl, mod, target, trials_db, verified_db, seed=0, require_faster=True):
+    """Commit the best trial of ``mod`` that matches the hand schedule; return (best_ms, hand_ms, recorded).
+
+    With ``require_faster`` a verified winner that measures slower than the hand schedule (both timed
+    here, back to back) is not committed: ``compile(..., tuning=)`` then keeps the hand schedule.
+    """
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo  # noqa: PLC0415
     from tvm.s_tir.meta_schedule.database import TuningRecord  # noqa: PLC0415
 
@@ -140,22 +145,25 @@ def verify_and_commit(wl, mod, target, trials_db, verified_db, seed=0):
             warnings.warn(f"workload {wl.key()}: tuned schedule #{rank + 1} failed to rebuild ({err}); dropped", stacklevel=2)
             continue
         if got.shape == expected.shape and np.array_equal(got, expected, equal_nan=True):
+            if require_faster and best_ms > hand_ms:
+                return best_ms, hand_ms, False
             workload = verified_db.commit_workload(mod)
             verified_db.commit_tuning_record(
                 TuningRecord(record.trace, workload, record.run_secs, target, ArgInfo.from_prim_func(mod["main"]))
             )
-            return best_ms, hand_ms
+            return best_ms, hand_ms, True
         mismatch = int(np.sum(got != expected))
         warnings.warn(f"workload {wl.key()}: tuned schedule #{rank + 1} differs from the hand schedule in "
                       f"{mismatch} outputs; dropped", stacklevel=2)
-    return None, hand_ms
+    return None, hand_ms, False
 
 
 def tune_workload(wl, target, trials, cost_model, work_dir, builder=None, runner=None, seed=0, space=None, bar=None,
-                  trials_per_iter=16) -> TuneResult:
+                  trials_per_iter=16, require_faster=True) -> TuneResult:
     """Tune ``codegen.make_primfunc(wl)`` for ``target``; records go to ``work_dir`` (see ``database``).
 
     ``cost_model``: a MetaSchedule cost model object or a name of ``cost_model.COST_MODELS``.
+    ``require_faster``: record the verified winner only when it is no slower than the hand schedule.
     """
     from tvm.s_tir import meta_schedule as ms  # noqa: PLC0415
     from tvm.s_tir.meta_schedule.measure_callback import AddToDatabase, UpdateCostModel  # noqa: PLC0415
@@ -202,5 +210,5 @@ def tune_workload(wl, target, trials, cost_model, work_dir, builder=None, runner
         raise
     except Exception as err:  # noqa: BLE001 - MetaSchedule errors become a TuningError naming the workload
         raise TuningError(f"workload {wl.key()}: MetaSchedule tuning failed: {err}") from err
-    best_ms, hand_ms = verify_and_commit(wl, mod, target, trials_db, verified_db, seed)
-    return TuneResult(wl.key(), trials, best_ms, hand_ms, best_ms is not None)
+    best_ms, hand_ms, recorded = verify_and_commit(wl, mod, target, trials_db, verified_db, seed, require_faster)
+    return TuneResult(wl.key(), trials, best_ms, hand_ms, best_ms is not None, recorded)

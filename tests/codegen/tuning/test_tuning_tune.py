@@ -46,8 +46,10 @@ def test_cost_model_by_name(tmp_path):
 def test_short_tune_records_a_verified_schedule_that_matches_the_reference(tmp_path):
     layer = _layer()
     wl, target = layer_workload(layer), cpu_target(2)
-    result = tuner.tune_workload(wl, target, 3, make_cost_model("random", seed=0), str(tmp_path), trials_per_iter=3)
-    assert result.verified and result.best_ms > 0 and result.hand_ms > 0
+    # require_faster=False: commit the verified winner even if 3 random trials did not beat the hand schedule
+    result = tuner.tune_workload(wl, target, 3, make_cost_model("random", seed=0), str(tmp_path), trials_per_iter=3,
+                                 require_faster=False)
+    assert result.verified and result.recorded and result.best_ms > 0 and result.hand_ms > 0
     database = open_database(tmp_path)
     assert database.query_schedule(workload_module(wl), target=target, workload_name="main") is not None
     # the lowering's hook picks the record up; the tuned kernel computes the layer (reference oracle)
@@ -57,6 +59,28 @@ def test_short_tune_records_a_verified_schedule_that_matches_the_reference(tmp_p
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()))
     # and agrees bit for bit with the hand-scheduled kernel
     np.testing.assert_array_equal(got, _run_layer(build_kernel(wl, target, None), layer, wl, x))
+
+
+def test_a_verified_winner_slower_than_the_hand_schedule_is_not_recorded(tmp_path, monkeypatch):
+    layer = _layer(seed=4)
+    wl, target = layer_workload(layer), cpu_target(2)
+    real_run = tuner.run_kernel
+    calls = []
+
+    def slow_winner_run(mod, target, args_np):  # the first call is the hand schedule; later ones are winners
+        out, ms = real_run(mod, target, args_np)
+        calls.append(1)
+        return out, (ms if len(calls) == 1 else 1000.0 * ms)
+
+    monkeypatch.setattr(tuner, "run_kernel", slow_winner_run)
+    result = tuner.tune_workload(wl, target, 2, make_cost_model("random"), str(tmp_path), trials_per_iter=2)
+    assert result.verified and not result.recorded and result.best_ms > result.hand_ms
+    assert open_database(tmp_path).get_all_tuning_records() == []  # compile(..., tuning=) keeps the hand schedule
+    monkeypatch.setattr(tuner, "run_kernel", real_run)
+    calls.clear()
+    faster = tuner.tune_workload(wl, target, 2, make_cost_model("random"), str(tmp_path / "again"), trials_per_iter=2,
+                                 require_faster=False)
+    assert faster.recorded and len(open_database(tmp_path / "again").get_all_tuning_records()) == 1
 
 
 def test_a_winner_that_computes_a_wrong_answer_is_dropped(tmp_path, monkeypatch):
