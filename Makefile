@@ -33,6 +33,7 @@ bench: setup
 	$(PY) benchmarks/compile_time.py
 	$(PY) benchmarks/fpga.py
 	$(PY) benchmarks/fpga_streaming.py
+	$(PY) benchmarks/cpu_integer_only.py
 	$(PY) benchmarks/rtl.py
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/report.py
@@ -42,6 +43,7 @@ bench-quick: setup
 	$(PY) benchmarks/kernels.py --quick --skip-tuned --skip-tvm-fp32
 	$(PY) benchmarks/fpga.py --quick
 	$(PY) benchmarks/fpga_streaming.py --quick
+	$(PY) benchmarks/cpu_integer_only.py --quick
 	$(PY) benchmarks/accuracy.py --fast
 
 clean:
