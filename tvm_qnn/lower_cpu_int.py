@@ -22,7 +22,7 @@ overrides it.
 
 from __future__ import annotations
 
-from .errors import QnnError, QuantizationError, UnsupportedOpError
+from .errors import QnnError, UnsupportedOpError
 from .targets import Artifact, Lowering, host_target
 
 DEFAULT_PRESET = "ultrascale_plus"  # max bits 8 (the contract's limit) and the largest buffers
@@ -39,19 +39,12 @@ def integer_only_lowering(lowering):
 
 
 def _recording_reader(read_layer, layers):
-    """``read_layer`` that also records each layer by name and checks its integer parameters."""
-    from tvm_qnn import reference
-
+    """``read_layer`` that also records each layer by name (the integer kernels need its weights)."""
     if read_layer is None:
         from relay_passes.composite import read_qnn_layer as read_layer
 
     def read(func):
         layer = read_layer(func)
-        if layer.name not in layers and layer.groups == 1:
-            try:  # bias_int must fit int32: the reference raises without naming the layer
-                reference.integer_requant_params(layer.lut, layer.s_a, layer.bias, None, layer.out_channels)
-            except QuantizationError as err:
-                raise QuantizationError(f"layer {layer.name!r}: field 'bias': {err}") from None
         layers[layer.name] = layer
         return layer
 

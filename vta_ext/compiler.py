@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tvm_qnn import reference
-from tvm_qnn.errors import UnsupportedOpError
+from tvm_qnn.errors import QuantizationError, UnsupportedOpError
 
 from . import layout
 from .isa import AluInsn, AluOp, FinishInsn, GemmInsn, MemInsn, MemScope, Opcode, Uop, encode_uops
@@ -75,7 +75,6 @@ class LayerProgram:
             from tvm_qnn.errors import ShapeError
             raise ShapeError(f"layer {self.name!r}: input codes have shape {codes.shape}; expected {self.input_shape}")
         if int(codes.max(initial=0)) >= 1 << self.geometry.a_bits:
-            from tvm_qnn.errors import QuantizationError
             raise QuantizationError(f"layer {self.name!r}: input code {int(codes.max())} does not fit "
                                     f"a_bits={self.geometry.a_bits}")
         cfg, g = self.config, self.geometry
@@ -121,7 +120,10 @@ def layer_geometry(layer, out_bits):
 def integer_params(layer, out_act=None):
     """Integer-only parameters of a layer (and the next layer's codes if ``out_act = (bits, clamp)``)."""
     s_next = None if out_act is None else reference.act_scale(out_act[1], out_act[0])
-    params = reference.integer_requant_params(layer.lut, layer.s_a, layer.bias, s_next, layer.out_channels)
+    try:
+        params = reference.integer_requant_params(layer.lut, layer.s_a, layer.bias, s_next, layer.out_channels)
+    except QuantizationError as err:  # the reference's only refusal: bias_int beyond int32
+        raise QuantizationError(f"layer {layer.name!r}: field 'bias': {err}") from None
     params = dict(params, s_a=float(layer.s_a), out_min=layer.out_min, out_max=layer.out_max)
     if out_act is not None:
         bits, clamp = out_act

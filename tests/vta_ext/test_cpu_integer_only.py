@@ -155,8 +155,11 @@ def test_bad_requests_name_the_fault(fmnist_w2a2):
     mod, options = _hand_built(layers)
     from tvm_qnn.lower_cpu_int import CpuIntegerLowering
 
-    with pytest.raises(QuantizationError, match="layer 'b': field 'bias'"):
-        CpuIntegerLowering().build(mod, options)
+    from tvm_qnn.lower_fpga import FpgaLowering
+
+    for lowering in (CpuIntegerLowering(), FpgaLowering()):  # one check, in the segment compiler both share
+        with pytest.raises(QuantizationError, match="layer 'b': field 'bias'"):
+            lowering.build(mod, options)
 
 
 # --------------------------------------------------------------------------- slow: the whole test set
