@@ -61,23 +61,28 @@ def test_short_tune_records_a_verified_schedule_that_matches_the_reference(tmp_p
     np.testing.assert_array_equal(got, _run_layer(build_kernel(wl, target, None), layer, wl, x))
 
 
-def test_a_verified_winner_slower_than_the_hand_schedule_is_not_recorded(tmp_path, monkeypatch):
-    layer = _layer(seed=4)
-    wl, target = layer_workload(layer), cpu_target(2)
+def _patch_winner_runs(monkeypatch, change):
+    """``tuner.run_kernel`` with every call after the first (the hand schedule; later ones are the
+    winners being verified) passed through ``change(out, ms) -> (out, ms)``."""
     real_run = tuner.run_kernel
     calls = []
 
-    def slow_winner_run(mod, target, args_np):  # the first call is the hand schedule; later ones are winners
+    def run(mod, target, args_np):
         out, ms = real_run(mod, target, args_np)
         calls.append(1)
-        return out, (ms if len(calls) == 1 else 1000.0 * ms)
+        return (out, ms) if len(calls) == 1 else change(out, ms)
 
-    monkeypatch.setattr(tuner, "run_kernel", slow_winner_run)
+    monkeypatch.setattr(tuner, "run_kernel", run)
+
+
+def test_a_verified_winner_slower_than_the_hand_schedule_is_not_recorded(tmp_path, monkeypatch):
+    layer = _layer(seed=4)
+    wl, target = layer_workload(layer), cpu_target(2)
+    _patch_winner_runs(monkeypatch, lambda out, ms: (out, 1000.0 * ms))
     result = tuner.tune_workload(wl, target, 2, make_cost_model("random"), str(tmp_path), trials_per_iter=2)
     assert result.verified and not result.recorded and result.best_ms > result.hand_ms
     assert open_database(tmp_path).get_all_tuning_records() == []  # compile(..., tuning=) keeps the hand schedule
-    monkeypatch.setattr(tuner, "run_kernel", real_run)
-    calls.clear()
+    monkeypatch.undo()
     faster = tuner.tune_workload(wl, target, 2, make_cost_model("random"), str(tmp_path / "again"), trials_per_iter=2,
                                  require_faster=False)
     assert faster.recorded and len(open_database(tmp_path / "again").get_all_tuning_records()) == 1
@@ -86,15 +91,7 @@ def test_a_verified_winner_slower_than_the_hand_schedule_is_not_recorded(tmp_pat
 def test_a_winner_that_computes_a_wrong_answer_is_dropped(tmp_path, monkeypatch):
     layer = _layer(seed=3)
     wl, target = layer_workload(layer), cpu_target(2)
-    real_run = tuner.run_kernel
-    calls = []
-
-    def corrupting_run(mod, target, args_np):  # the first call is the hand schedule; later ones are winners
-        out, ms = real_run(mod, target, args_np)
-        calls.append(1)
-        return (out if len(calls) == 1 else out + 1.0), ms
-
-    monkeypatch.setattr(tuner, "run_kernel", corrupting_run)
+    _patch_winner_runs(monkeypatch, lambda out, ms: (out + 1.0, ms))
     with pytest.warns(UserWarning, match="differs from the hand schedule"):
         result = tuner.tune_workload(wl, target, 2, make_cost_model("random"), str(tmp_path), trials_per_iter=2)
     assert not result.verified and result.best_ms is None
