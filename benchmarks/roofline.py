@@ -5,7 +5,7 @@
   our bit-serial inner loop is made of -- in bit-MACs per second;
 * fp32 peak: the same shape with ``acc[j] += a * w[j]`` (FMA), in FLOP/s (2 per FMA).
 
-Timing on a shared machine: ``measure`` reports (a) the thread CPU time of one call at one
+Timing on a shared machine: ``measure`` (``tvm_qnn.speed.measure``) reports (a) the thread CPU time of one call at one
 thread (robust to other processes: time spent descheduled is not counted) and (b) the wall-clock
 minimum at ``threads`` threads. Every library runs in the calling thread at one thread (TVM
 thread pool of 1, ``torch.set_num_threads(1)``, onnxruntime ``intra_op_num_threads=1``).
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
+
+from tvm_qnn.speed import measure  # noqa: E402 - one timer for the demo and every benchmark
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 ACCUMULATORS = 16
@@ -33,36 +34,6 @@ def set_tvm_threads(threads):
     import tvm
 
     tvm.get_global_func("runtime.config_threadpool")(1, int(threads))
-
-
-def measure(fn, threads_fn=None, threads=2, repeat=7, number=None, min_seconds=0.02):
-    """``{"cpu_1t_s", "wall_s"}``: per-call thread CPU time at 1 thread and wall time at ``threads``.
-
-    ``threads_fn(n)`` switches the library under test to ``n`` threads.
-    """
-    if threads_fn:
-        threads_fn(1)
-    fn()
-    if number is None:
-        start = time.perf_counter()
-        fn()
-        number = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-7)))
-    cpu = []
-    for _ in range(repeat):
-        start = time.thread_time()
-        for _ in range(number):
-            fn()
-        cpu.append((time.thread_time() - start) / number)
-    wall = []
-    if threads_fn:
-        threads_fn(threads)
-        fn()
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        wall.append((time.perf_counter() - start) / number)
-    return {"cpu_1t_s": min(cpu), "wall_s": min(wall), "number": number}
 
 
 def _peak_kernel(kind, lanes, dtype, threads):

@@ -13,22 +13,41 @@ import time
 import numpy as np
 
 
-def _best_times(call, set_threads, threads, repeat):
-    set_threads(1)
-    call()
+def measure(fn, threads_fn=None, threads=2, repeat=7, number=None, min_seconds=0.02):
+    """``{"cpu_1t_s", "wall_s", "number"}``: per-call thread CPU time at 1 thread and wall time at
+    ``threads``, the best of ``repeat`` rounds of ``number`` calls (``None``: enough calls for
+    ``min_seconds``). ``threads_fn(n)`` switches the library under test to ``n`` threads.
+    (The benchmarks time with this too.)
+    """
+    if threads_fn:
+        threads_fn(1)
+    fn()
+    if number is None:
+        start = time.perf_counter()
+        fn()
+        number = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-7)))
     cpu = []
     for _ in range(repeat):
         start = time.thread_time()
-        call()
-        cpu.append(time.thread_time() - start)
-    set_threads(threads)
-    call()
+        for _ in range(number):
+            fn()
+        cpu.append((time.thread_time() - start) / number)
     wall = []
+    if threads_fn:
+        threads_fn(threads)
+        fn()
     for _ in range(repeat):
         start = time.perf_counter()
-        call()
-        wall.append(time.perf_counter() - start)
-    return min(cpu) * 1e3, min(wall) * 1e3
+        for _ in range(number):
+            fn()
+        wall.append((time.perf_counter() - start) / number)
+    return {"cpu_1t_s": min(cpu), "wall_s": min(wall), "number": number}
+
+
+def _best_times(call, set_threads, threads, repeat):
+    """(best 1-thread CPU ms, best wall ms at ``threads``) of single calls."""
+    best = measure(call, set_threads, threads, repeat=repeat, number=1)
+    return best["cpu_1t_s"] * 1e3, best["wall_s"] * 1e3
 
 
 def latency_vs_torch(model, example_input, recipe, target="cpu", threads=2, repeat=20, tuning=None):
