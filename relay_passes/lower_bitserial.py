@@ -45,9 +45,10 @@ def qnn_composites(mod):
             if isinstance(func, relax.Function) and _composite_name(func) in QNN_COMPOSITES}
 
 
-def _const(array):
+def tensor_const(array):
+    """A Relax constant of ``array`` with its own dtype (``relax.const`` would narrow float64 to float32)."""
     array = np.ascontiguousarray(array)
-    return relax.const(array, str(array.dtype))  # relax.const would narrow float64 to float32
+    return relax.const(array, str(array.dtype))
 
 
 @relax.expr_functor.visitor
@@ -142,12 +143,12 @@ class _CompositeToKernel(relax.PyExprMutator):
             consumer = self.read_layer(self.composites[self.consumers[chain].op])
             output = dict(output="packed", next_a_bits=consumer.a_bits, next_padding=consumer.padding,
                           next_groups=consumer.groups)
-            extra_args = [_const(np.array([consumer.s_a], dtype=np.float32))]
+            extra_args = [tensor_const(np.array([consumer.s_a], dtype=np.float32))]
         wl = layer_workload(layer, self.word, **output)
         args = kernel_args(layer, wl)
         out_type = relax.TensorType(wl.output_shape, wl.word if chain is not None else "float32")
         kernel = self._kernel(wl, layer.name, packed_input)
-        return relax.call_tir(kernel, [data] + [_const(a) for a in args.as_list()] + extra_args, out_type)
+        return relax.call_tir(kernel, [data] + [tensor_const(a) for a in args.as_list()] + extra_args, out_type)
 
 
 def _default_reader():

@@ -33,12 +33,9 @@ from codegen.plan import layer_workload
 from tvm_qnn import reference
 from tvm_qnn.errors import CompileError, QnnError, ShapeError
 
+from .lower_bitserial import tensor_const
+
 _CALL_DPS_PACKED = tvm.ir.Op.get("relax.call_dps_packed")
-
-
-def _const(array):
-    array = np.ascontiguousarray(array)
-    return relax.const(array, str(array.dtype))
 
 
 def _shape_of(expr):
@@ -97,8 +94,8 @@ class _SegmentCallToKernels(relax.PyExprMutator):
                                "codes" if program.outputs_codes else "float")
         args = [data]
         if kernel.input == "float":
-            args.append(_const(np.array([reference.act_scale(node.a_clamp, node.a_bits)], np.float32)))
-        args += [_const(a) for a in integer_kernel_args(layer.name, kernel, layer.weight_idx, params)]
+            args.append(tensor_const(np.array([reference.act_scale(node.a_clamp, node.a_bits)], np.float32)))
+        args += [tensor_const(a) for a in integer_kernel_args(layer.name, kernel, layer.weight_idx, params)]
         out_type = relax.TensorType(program.output_shape, kernel.output_dtype)
         return self.builder_.emit(relax.call_tir(self._kernel(kernel, layer.name), args, out_type))
 
