@@ -11,7 +11,7 @@ from its BN-folded weights and are cached too, so a re-run only computes what is
 Variants (per-channel LUTs: with BN folded into the convs, output channels differ in scale):
 NICE w3a3 uniform, UNIQ w2a2 / w4a4 / w1a2 k-quantile; each as PTQ (calibrated clamps, no
 training) and QAT (gradual schedule: noise stage(s), then an all-quantized STE phase).
-Targets (issue 3): w3a3 >= fp32 - 0.5 pt, w2a2 >= fp32 - 1.5 pt, QAT >= PTQ + 5 pt at w2a2.
+Targets: w3a3 >= fp32 - 0.5 pt, w2a2 >= fp32 - 1.5 pt, QAT >= PTQ + 5 pt at w2a2.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Streaming multi-FPGA planner tables: ResNet-18 and AlexNet on 1-4 devices, skip-connection cost.
 
 For each device preset and device count the planner maximises throughput; every plan is replayed
-by the row-level discrete-event simulation (``vta_ext.stream_sim``) and the simulated period is
+by the row-level discrete-event simulation (``vta_ext.streaming.sim``) and the simulated period is
 printed next to the predicted one. Then:
 
 * ResNet-18 vs AlexNet time per image on the same devices (the seed paper reports ResNet-18
@@ -27,12 +27,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vta_ext import streaming
-from vta_ext.stream_sim import simulate
+from vta_ext.resources import PUBLISHED  # noqa: E402
+from vta_ext.streaming.sim import simulate
 from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
 PAPER = {  # Baskin et al., streaming QNN architecture across FPGAs (the third seed paper)
-    "resnet18": {"lut": 596_081, "ff": 1_175_373, "time_ms": 16.1},
-    "alexnet": {"lut": 343_295, "time_ms": 13.7},
+    model: {"lut": PUBLISHED[key]["luts"], "ff": PUBLISHED[key]["ffs"], "time_ms": PUBLISHED[key]["latency_ms"]}
+    for model, key in (("resnet18", "streaming ResNet-18"), ("alexnet", "streaming AlexNet"))
 }
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 

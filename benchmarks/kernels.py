@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from roofline import RESULTS, measure, measure_peaks, set_tvm_threads  # noqa: E402
+from stats import geomean  # noqa: E402
 
 # (in_channels, out_channels, input size, stride): the distinct 3x3 convs of ResNet-18 at 224
 RESNET18_3X3 = [(64, 64, 56, 1), (64, 128, 56, 2), (128, 128, 28, 1), (128, 256, 28, 2),
@@ -45,11 +46,6 @@ RESNET18_3X3 = [(64, 64, 56, 1), (64, 128, 56, 2), (128, 128, 28, 1), (128, 256,
 CONFIGS = {"w1a1": (1, 1, "uniform"), "w2a2": (2, 2, "uniform"), "w3a3": (3, 3, "uniform"),
            "w4a4": (4, 4, "uniform"), "w2a2-lut": (2, 2, "kquantile"), "w3a3-lut": (3, 3, "kquantile")}
 THREADS = 2
-
-
-def geomean(values):
-    values = [v for v in values if v is not None and v > 0]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
 def _layer(c, o, size, stride, w_bits, a_bits, scheme, seed=0):

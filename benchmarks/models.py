@@ -128,7 +128,6 @@ def bench_model(name, bits_list, workdir, bar, scheme="kquantile"):
     import torch
 
     import tvm_qnn
-    import tvm_qnn.lower_cpu  # noqa: F401 - registers target "cpu"
     from tvm_qnn import models
 
     torch.manual_seed(0)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import sys
@@ -27,9 +26,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-PLOT_NOTE = ("Plots live in `results/`, which is git-ignored: run `make bench` (or the script named in each "
-             "section) to produce them.")
-# issue 5 targets: geometric mean over the ResNet-18 3x3 layers vs the baseline (minimum speedup)
+
+PLOT_NOTE = ("The JSON files behind these tables are committed in `results/`; the plots are not (run `make bench`, "
+             "or the script named in each section, to draw them).")
+# kernel speed targets: geometric mean over the ResNet-18 3x3 layers vs the baseline (minimum speedup)
 KERNEL_TARGETS = {"vs_torch": {"w1a1": 24, "w2a2": 6, "w3a3": 2.7},
                   "vs_ort_int8": {"w1a1": 5, "w2a2": 1.3},
                   "vs_upstream": {"w1a1": 1.7, "w2a2": 1.7, "w3a3": 1.7, "w4a4": 1.7}}
@@ -73,20 +73,6 @@ def against(value, bound, spec=".2f", unit="×"):
     if bound is None:
         return text
     return f"{text} (≥ {bound:g}{unit}: {'**met**' if value >= bound else 'missed'})"
-
-
-def geomean(values):
-    values = [v for v in values if v is not None and v > 0]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
-
-
-def r2_linear(x, y):
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((a - mx) ** 2 for a in x)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    syy = sum((b - my) ** 2 for b in y)
-    return None if sxx == 0 or syy == 0 else sxy * sxy / (sxx * syy)
 
 
 def _find(data, *keys):
@@ -160,7 +146,7 @@ def render_accuracy(data, path):
                      num(qat and 100 * qat["accuracy"]) + (" (skipped: budget)" if skipped else ""),
                      num(qat and fp32 and 100 * (qat["accuracy"] - fp32_acc), "+.2f"), "; ".join(checks)])
     out.append(table(["variant", "bits", "GBOPs/image", "fp32 %", "PTQ %", "QAT %", "QAT − fp32 (pt)",
-                      "target (issue 3)"], body))
+                      "target"], body))
     return "\n".join(out), ["accuracy_vs_bops.png"]
 
 
@@ -242,7 +228,7 @@ def render_models(data, path):
                          "" if share is None else f"{100 * share / t['cpu_1t_s']:.0f}%", target])
     return ("Batch 1, first conv and last dense fp32; ms of thread CPU time at 1 thread (primary) and wall time at "
             "2 threads.\n\n" + table(["model", "variant", "CPU ms (1 thread)", "wall ms (2 threads)", "× PyTorch fp32",
-                                      "× onnxruntime int8", "bit-serial kernels' share", "target (issue 5)"], body)), []
+                                      "× onnxruntime int8", "bit-serial kernels' share", "target"], body)), []
 
 
 def render_cost_model(data, path):
@@ -266,7 +252,7 @@ def render_cost_model(data, path):
     return ("Spearman ρ of predicted vs measured throughput over the held-out pool and measured schedules until one "
             "reaches 95% of the pool's best (mean over seeds).\n\n"
             + table(["held-out workload", "schedules", "cost model", "Spearman ρ", "trials to 95%",
-                     "target (issue 5)"], body)), ["cost_model.png"]
+                     "target"], body)), ["cost_model.png"]
 
 
 def render_compile_time(data, path):
@@ -370,11 +356,6 @@ def render_streaming(data, path):
 MODE_NAMES = {0: "bit-plane", 1: "one-hot level sums", 2: "per-lane decode"}
 
 
-def _rtl_bops(p):
-    lanes = p.get("BATCH", 1) * p["BLOCK_IN"] * p["BLOCK_OUT"]
-    return lanes * (p["A_BITS"] * p["W_BITS"] + p["A_BITS"] + p["W_BITS"] + math.log2(p["BLOCK_IN"]))
-
-
 def render_rtl(sweep, fit, sweep_path):
     out = []
     if sweep is not None:
@@ -409,20 +390,7 @@ def render_rtl(sweep, fit, sweep_path):
             f"{MODE_NAMES.get({'bitplane': 0, 'onehot': 1, 'decode': 2}.get(k), k)}: R² LUTs vs BOPs "
             f"{v['r2_luts_vs_bops']:.3f}, LUT×cycles vs BOPs {v['r2_lut_cycles_vs_bops']:.3f} (n={v['n']})"
             for k, v in r2.items()) + ".")
-    elif sweep is not None:
-        parts = []
-        for mode, name in MODE_NAMES.items():
-            sel = [r for r in sweep if r["top"] == "gemm_unit" and r["flow"] == "xilinx-nodsp"
-                   and r.get("luts") is not None and r["params"]["WEIGHT_MODE"] == mode]
-            if len(sel) >= 3:
-                x = [_rtl_bops(r["params"]) for r in sel]
-                a = r2_linear(x, [r["luts"] for r in sel])
-                b = r2_linear(x, [r["luts"] * r["params"]["A_BITS"] for r in sel])
-                parts.append(f"{name}: R² LUTs vs BOPs {num(a, '.3f')}, LUT×cycles vs BOPs {num(b, '.3f')} "
-                             f"(n={len(sel)})")
-        if parts:
-            out.append("\nBOPs relation (computed by report.py from the sweep rows; no fit JSON yet): "
-                       + "; ".join(parts) + ".")
+
     if fit:
         fmax = fit.get("fmax")
         out.append("")
@@ -446,7 +414,7 @@ def render_rtl(sweep, fit, sweep_path):
             out.append("- Tools: " + "; ".join(f"{v}" for v in fit["tools"].values()) + ".")
     else:
         out.append("\nFmax and held-out model error: not measured yet: run `python benchmarks/rtl.py` "
-                   "(writes `vta_ext/calibration/resources_fit.json`).")
+                   "(writes `vta_ext/rtl_fit/resources_fit.json`).")
     return "\n".join(out), ["rtl_luts_vs_bops.png", "rtl_lut_cycles_vs_bops.png"]
 
 
@@ -531,7 +499,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(REPO / "results"), help="directory of the benchmark JSONs")
     parser.add_argument("--readme", default=str(REPO / "README.md"))
-    parser.add_argument("--rtl-fit", default=str(REPO / "vta_ext" / "calibration" / "resources_fit.json"),
+    parser.add_argument("--rtl-fit", default=str(REPO / "vta_ext" / "rtl_fit" / "resources_fit.json"),
                         help="calibration JSON written by benchmarks/rtl.py")
     parser.add_argument("--check", action="store_true", help="exit 1 if the README block differs from the JSONs")
     parser.add_argument("--stdout", action="store_true", help="print the block instead of writing the README")

@@ -5,7 +5,7 @@
   our bit-serial inner loop is made of -- in bit-MACs per second;
 * fp32 peak: the same shape with ``acc[j] += a * w[j]`` (FMA), in FLOP/s (2 per FMA).
 
-Timing on a shared machine: ``measure`` (``tvm_qnn.speed.measure``) reports (a) the thread CPU time of one call at one
+Timing on a shared machine: ``measure`` (``tvm_qnn.demo.speed.measure``) reports (a) the thread CPU time of one call at one
 thread (robust to other processes: time spent descheduled is not counted) and (b) the wall-clock
 minimum at ``threads`` threads. Every library runs in the calling thread at one thread (TVM
 thread pool of 1, ``torch.set_num_threads(1)``, onnxruntime ``intra_op_num_threads=1``).
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
-from tvm_qnn.speed import measure  # noqa: E402 - one timer for the demo and every benchmark
+from tvm_qnn.demo.speed import measure  # noqa: E402 - one timer for the demo and every benchmark
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 ACCUMULATORS = 16

@@ -7,7 +7,7 @@
 Sweeps the GEMM unit (bit-plane / one-hot level sums / per-lane decode) through
 ``synth_xilinx -flatten -noiopad -nodsp`` (LUT-only counts) and a subset through ``synth_ice40``,
 the ALU and LUT-apply lanes through ``synth_xilinx`` (DSPs allowed), fits the resource model
-(``vta_ext/rtl/calibration.py``), writes ``vta_ext/calibration/resources_fit.json`` (what
+(``vta_ext/rtl/resource_fit.py``), writes ``vta_ext/rtl_fit/resources_fit.json`` (what
 ``vta_ext/resources.py`` loads), places and routes one small iCE40 configuration with nextpnr
 for Fmax, and plots LUTs vs BOPs and LUT x cycles vs BOPs with R^2 (``results/rtl_*.png``).
 
@@ -31,7 +31,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vta_ext.rtl import calibration  # noqa: E402
+from stats import r2_linear  # noqa: E402
+from tvm_qnn import reference  # noqa: E402
+from vta_ext.rtl import resource_fit as calibration  # noqa: E402
 from vta_ext.rtl.synth import SynthesisError, SynthesisLimitError, ice40_fmax, synthesize  # noqa: E402
 from vta_ext.rtl.tools import tool_version  # noqa: E402
 
@@ -110,17 +112,8 @@ def run_sweep(points, workers, timeout_s, mem_mb, out_path):
 
 
 def tile_bops(p):
-    """UNIQ BOPs of one GEMM tile (lanes MACs at b_a x b_w, reduction over block_in)."""
-    lanes = p["BATCH"] * p["BLOCK_IN"] * p["BLOCK_OUT"]
-    a, w = p["A_BITS"], p["W_BITS"]
-    return lanes * (a * w + a + w + math.log2(p["BLOCK_IN"]))
-
-
-def r2_linear(x, y):
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    slope, intercept = np.polyfit(x, y, 1)
-    pred = slope * x + intercept
-    return 1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum(), slope, intercept
+    """BOPs of one GEMM tile: ``BATCH`` positions of a 1x1 layer with ``BLOCK_IN`` inputs, ``BLOCK_OUT`` outputs."""
+    return reference.layer_bops(p["BLOCK_IN"], p["BLOCK_OUT"], 1, p.get("BATCH", 1), p["A_BITS"], p["W_BITS"])
 
 
 def bops_analysis(rows):

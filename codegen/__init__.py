@@ -1,6 +1,6 @@
 """Bit-serial CPU kernels (TE/TIR) for quantized conv2d/dense layers.
 
-Entry points (stable; TUNING and the lowering build on them)
+Entry points (stable; ``codegen.tuning`` and the ``cpu`` lowering build on them)
 -----------------------------------------------------------
 * ``ConvWorkload`` (``codegen.workload``): frozen dataclass of everything that shapes the code:
   ``kind`` ("conv2d"/"dense"), batch, channels, H, W, kernel, stride, padding (t, l, b, r),

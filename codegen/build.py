@@ -2,7 +2,7 @@
 
 The tuning hook (shared with ``codegen.tuning``): a MetaSchedule ``Database`` is queried with
 ``tvm.IRModule({"main": make_primfunc(wl, packed_input)})`` and the kernel target; a record
-found there replaces the hand schedule. TUNING tunes exactly that module, so the structural
+found there replaces the hand schedule. ``codegen.tuning`` tunes exactly that module, so the structural
 hash matches. Kernels carry ``op_pattern = kOpaque`` so Relax's ``FuseOps`` leaves them alone.
 """
 

@@ -63,7 +63,7 @@ def hand_schedule(wl: ConvWorkload, func, tile: TileConfig | None = None) -> tvm
     """Schedule ``make_primfunc(wl)`` (float output or packed output)."""
     tile = tile or default_tile(wl)
     sch = tvm.s_tir.Schedule(func)
-    _schedule_packing(sch, "act_codes", "pack")
+    schedule_packing(sch, "act_codes", "pack")
     if wl.output == "packed":
         anchors = _schedule_packed_output(sch, wl, tile)
     else:
@@ -90,7 +90,7 @@ def byte_vector(width):
     return width if width <= 64 else max(_divisors(width, 64))
 
 
-def _schedule_packing(sch, codes_name, pack_name):
+def schedule_packing(sch, codes_name, pack_name):
     """Pack rows in parallel: bytes of 8 channel lanes x (columns as vector lanes), then words.
 
     For each channel the codes of ``byte_vector`` adjacent pixels (contiguous in NCHW) are loaded,
@@ -168,7 +168,7 @@ def _schedule_packed_output(sch, wl, tile):
     sch.parallel(sch.fuse(n, y))
     if tile.o_tile > 1:
         sch.vectorize(oi)
-    _schedule_packing(sch, None, "pack_next")
+    schedule_packing(sch, None, "pack_next")
     return xo, oo
 
 

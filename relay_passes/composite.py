@@ -1,6 +1,6 @@
 """Read a ``qnn.conv2d`` / ``qnn.dense`` composite function into a ``tvm_qnn.layer.QnnLayer``.
 
-The composite (made by GroupQnnLayers, format in COMPOSITE.md) has one parameter, the float
+The composite (made by ``relay_passes.group_qnn_layers.GroupQnnLayers``, whose docstring gives its form) has one parameter, the float
 activation input, and constants for the weight indices, the LUT and the bias; its attributes
 carry the recipe key, bits, clamp and scheme. Backends call ``read_qnn_layer`` and never look at
 the IR themselves, so the composite's exact op sequence can evolve in one place.

@@ -5,7 +5,7 @@ have rewritten them. Inlines the constant arguments of the call site (the bias) 
 function, so the composite is self-contained with the activation input as its only parameter,
 and sets ``"Composite": "qnn.<kind>"`` and ``"Primitive": True`` (the form ``FuseOpsByPattern``
 produces, so ``MergeCompositeFunctions`` and the backends' partitioning accept it). The
-``qnn.*`` attributes stay. This is the unit the CPU and FPGA lowerings replace (COMPOSITE.md);
+``qnn.*`` attributes stay. This is the unit the CPU and FPGA lowerings replace;
 ``relay_passes.composite.read_qnn_layer`` reads it.
 
 Preconditions (QnnError naming the layer): the weight is rebuilt from a LUT, the input goes

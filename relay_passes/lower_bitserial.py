@@ -1,7 +1,7 @@
 """``LowerQnnToBitserial``: replace ``qnn.conv2d`` / ``qnn.dense`` composites by bit-serial kernels.
 
 Matches: a call to a module-level Relax function whose ``"Composite"`` attribute is
-``"qnn.conv2d"`` or ``"qnn.dense"`` (COMPOSITE.md), with the layer's float input as its first
+``"qnn.conv2d"`` or ``"qnn.dense"`` (``relay_passes.group_qnn_layers``), with the layer's float input as its first
 argument. Emits: ``R.call_tir(kernel, [x, act_scale, weight_planes, coef, alpha, bias,
 clip_bounds], out_ty=float32 NCHW / (N, O))`` where ``kernel`` is the scheduled PrimFunc of
 ``codegen`` for the layer's workload (one PrimFunc per distinct workload) and the other
@@ -12,7 +12,7 @@ of another quantized conv (no op in between), the first kernel emits the next la
 second reads them (``packed_input``): consecutive quantized layers pass packed words, not
 floats (``pass_packed=False`` turns this off). Only conv2d -> conv2d chains are fused this way.
 
-Pre: composites follow COMPOSITE.md (``relay_passes.composite.read_qnn_layer`` reads them);
+Pre: composites as ``GroupQnnLayers`` makes them (``relay_passes.composite.read_qnn_layer`` reads them);
 static shapes. Post: no call to a qnn composite remains; the composite functions are removed;
 everything else is untouched (the default Relax pipeline lowers it). Kernels are marked
 ``op_pattern = kOpaque`` so ``FuseOps`` keeps them whole. Optional ``database``: a MetaSchedule
@@ -152,7 +152,7 @@ class _CompositeToKernel(relax.PyExprMutator):
 
 
 def _default_reader():
-    from relay_passes.composite import read_qnn_layer  # IMPORT's reader of the composite contract
+    from relay_passes.composite import read_qnn_layer
 
     return read_qnn_layer
 

@@ -21,7 +21,7 @@ external codegen must return ``runtime.Module`` objects that the build links and
 Python only C-source or DSO modules can be made (``tvm_ffi.Module`` has no Python-defined
 subclass), so a simulator written in Python cannot be returned as one. Step 3 produces what
 ``RunCodegen`` would (an ``ExternFunc`` call per partitioned function) but resolves the symbol
-to a global packed function registered by ``tvm_qnn.lower_fpga`` at compile/load time.
+to a global packed function registered by ``tvm_qnn.targets.fpga`` at compile/load time.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ QNN_COMPOSITES = ("qnn.conv2d", "qnn.dense")
 
 
 def _default_reader(func):
-    from relay_passes.composite import read_qnn_layer  # the importer's reader (COMPOSITE.md)
+    from relay_passes.composite import read_qnn_layer
 
     return read_qnn_layer(func)
 

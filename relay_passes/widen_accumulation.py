@@ -14,7 +14,7 @@ after the same rounding). With a float32 ``xq`` each product carries a 6e-8 roun
 the float32 results differ in the last bit now and then, and an activation sitting on a rounding
 boundary of the next layer gets a different code (measured: 1 of 10,000 Fashion-MNIST test images
 changed its top-1 between ``cpu`` and ``cpu-reference``). Only the *lowering* of ``cpu-reference`` applies
-this pass; the quantized module itself stays float32 as COMPOSITE.md states (other backends
+this pass; the quantized module itself stays float32 as the composite contract states (other backends
 compute the exact integer sums instead).
 
 Matches: ``relax.nn.conv2d`` / ``relax.matmul`` calls in functions with a ``qnn.*`` Composite

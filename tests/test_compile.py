@@ -10,6 +10,7 @@ import torch
 
 import tvm_qnn
 from tvm_qnn import targets
+from tvm_qnn.targets.cpu_reference import CpuReferenceLowering
 from tvm_qnn.errors import ExportError, RecipeError, ShapeError, UnsupportedOpError
 from tvm_qnn.models import default_fp32_layers, dw_separable_net, fmnist_resnet, tiny_cnn
 from tvm_qnn.train.fakequant import apply_recipe
@@ -216,17 +217,29 @@ class _DummyLowering(targets.Lowering):
     kind = "cpu"
 
     def build(self, qmod, options):
-        return targets.CpuReferenceLowering().build(qmod, options)
+        return CpuReferenceLowering().build(qmod, options)
 
 
-def test_registering_an_aliased_name_replaces_the_alias(monkeypatch):
-    monkeypatch.setattr(targets, "_REGISTRY", dict(targets._REGISTRY))
-    monkeypatch.setattr(targets, "_ALIASES", {"cpu-test": "cpu-reference"})
-    assert isinstance(targets.get_target("cpu-test"), targets.CpuReferenceLowering)
+def test_register_target_adds_a_name_and_guards_taken_ones(monkeypatch):
+    monkeypatch.setattr(targets, "_USER_TARGETS", {})
+    with pytest.raises(UnsupportedOpError, match="unknown target 'cpu-test'"):
+        targets.get_target("cpu-test")
     targets.register_target("cpu-test", _DummyLowering)
     assert isinstance(targets.get_target("cpu-test"), _DummyLowering)
+    assert "cpu-test" in targets.known_targets()
     with pytest.raises(UnsupportedOpError, match="already registered"):
-        targets.register_target("cpu-test", targets.CpuReferenceLowering)
+        targets.register_target("cpu-test", CpuReferenceLowering)
+    with pytest.raises(UnsupportedOpError, match="already registered"):  # a built-in name too
+        targets.register_target("cpu", _DummyLowering)
+
+
+def test_builtin_targets_come_from_the_table_not_from_imports():
+    import sys
+
+    for name, where in targets.BUILTIN_TARGETS.items():
+        module, cls = where.split(":")
+        lowering = targets.get_target(name)
+        assert type(lowering).__name__ == cls and module in sys.modules and lowering.name == name
 
 
 def test_host_target_has_num_cores():

@@ -17,10 +17,10 @@ import torch
 
 import tvm_qnn
 from tvm_qnn import data, models
-from tvm_qnn.lower_fpga import fpga_demo
+from tvm_qnn.targets.fpga import fpga_demo
 from vta_ext import HwConfig
 from vta_ext.resources import estimate
-from vta_ext.stream_sim import simulate
+from vta_ext.streaming.sim import simulate
 from vta_ext.streaming import plan
 
 

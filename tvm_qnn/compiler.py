@@ -96,13 +96,13 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
     ``target``: a registered name (``cpu``, ``cpu-reference``, ``fpga``...), an LLVM target dict, or a
     ``vta_ext.HwConfig``. ``tuning``: a tuning database path/object handed to the lowering.
     ``integer_only=True`` (target ``cpu`` only): DESIGN's integer-only mode on the CPU, outputs
-    bit-identical to target ``fpga`` (``tvm_qnn.lower_cpu_int``); passed as ``BuildOptions.extra``.
+    bit-identical to target ``fpga`` (``tvm_qnn.targets.cpu_int``); passed as ``BuildOptions.extra``.
     ``integer_only=<preset name | HwConfig>`` also partitions as that core does (which layers it
     accepts); ``True`` uses the largest preset.
     """
     lowering, target_dict, extra = resolve_target(target)
     if integer_only:
-        from .lower_cpu_int import integer_only_lowering
+        from .targets.cpu_int import integer_only_lowering
 
         lowering = integer_only_lowering(lowering)  # UnsupportedOpError for any target but cpu
         extra = dict(extra, integer_only=True)
@@ -256,7 +256,7 @@ class CompiledModel:
                 path = staging / RUNTIME_DIR / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data if isinstance(data, bytes) else str(data).encode())
-            files = {str(path.relative_to(staging)): _sha256(path)
+            files = {str(path.relative_to(staging)): sha256_file(path)
                      for path in sorted(staging.rglob("*")) if path.is_file()}
             (staging / MANIFEST).write_text(json.dumps(self.manifest(files), indent=1))
             return _publish(staging, directory)
@@ -265,11 +265,9 @@ class CompiledModel:
             raise
 
     def remote(self, session_or_tracker, key=None, **kwargs):
-        """Run on an RPC board (delegates to ``tvm_qnn.rpc.remote``, or ``tvm_qnn.rpc_remote.remote``)."""
-        import importlib
+        """Run on an RPC board (delegates to ``tvm_qnn.rpc.client.remote``)."""
+        from tvm_qnn.rpc.client import remote
 
-        rpc = importlib.import_module("tvm_qnn.rpc")
-        remote = getattr(rpc, "remote", None) or importlib.import_module("tvm_qnn.rpc_remote").remote
         return remote(self, session_or_tracker, key=key, **kwargs)
 
     def __repr__(self):
@@ -299,7 +297,8 @@ def _copy_export(source, staging):
     shutil.copyfile(source / MANIFEST, staging / MANIFEST)
 
 
-def _sha256(path):
+def sha256_file(path):
+    """Hex SHA-256 of a file's bytes (the export manifest's digests)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -333,7 +332,7 @@ def read_manifest(directory):
         file_path = directory / name
         if not file_path.is_file():
             raise ExportError(f"load: {file_path} is listed in the manifest but missing (partial export)")
-        if _sha256(file_path) != digest:
+        if sha256_file(file_path) != digest:
             raise ExportError(f"load: {file_path} does not match its SHA-256 in the manifest (corrupt or modified)")
     if manifest["library"] not in manifest["files"]:
         raise ExportError(f"load: {path}: the library {manifest['library']!r} has no checksum entry")

@@ -1,7 +1,7 @@
 """``tvm_qnn.quantize(mod, params, recipe)``: float Relax module -> quantized Relax module.
 
 The result runs on stock TVM (target ``cpu-reference``) and holds one ``qnn.conv2d`` /
-``qnn.dense`` composite per quantized layer (COMPOSITE.md) for the backends to replace.
+``qnn.dense`` composite per quantized layer for the backends to replace.
 """
 
 from __future__ import annotations

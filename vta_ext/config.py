@@ -48,8 +48,8 @@ class ResourceCoefficients:
     """Coefficients of the resource/power model (``vta_ext/resources.py`` documents each).
 
     Defaults are the synthesis probe of the issue (yosys ``synth_xilinx``, a bit-serial PE:
-    LUTs linear in lanes x b_w) and VTA's published Pynq utilisation; the RTL engineer's fit
-    (``vta_ext/calibration/resources_fit.json``) overrides them when present.
+    LUTs linear in lanes x b_w) and VTA's published Pynq utilisation; the yosys fit of ``vta_ext.rtl.resource_fit``
+    (``vta_ext/rtl_fit/resources_fit.json``) overrides them when present.
     """
 
     lut_base: float = 9000.0  # fetch/decode, DMA, queues, ALU control (VTA Pynq ~ 9-10k LUT outside GEMM)

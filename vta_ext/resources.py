@@ -14,7 +14,7 @@ Each weight storage mode (``lut_mode``) has only the terms its hardware has (``L
   per level, ``lut_per_lane_level_onehot * lanes * L``, plus the level-sum accumulators per output
   ``lut_per_output_level * outputs * L`` (and their registers). There is no per-lane multiply, so
   no lanes x b_w term: the RTL fit with it mis-predicted a held-out 32x16 b_w=3 core by 14%,
-  without it every held-out one-hot core is within 5% (``vta_ext/rtl/calibration.py``).
+  without it every held-out one-hot core is within 5% (``vta_ext/rtl/resource_fit.py``).
 * ALU (requant multiply, rounding shift, clamp, LUT apply multiplier) per output lane:
   ``lut_per_alu_lane * outputs`` LUTs, ``dsp_per_alu_lane * outputs`` DSPs (32x32 on 18x25).
 * control, fetch, DMA, queues: ``lut_base`` / ``ff_base``.
@@ -22,7 +22,7 @@ Each weight storage mode (``lut_mode``) has only the terms its hardware has (``L
 * power: ``static_power_w`` + clock x (per-kLUT, per-kFF, per-BRAM, per-DSP dynamic mW/MHz).
 
 Coefficients: ``HwConfig.resources`` (defaults in ``vta_ext/config.py``), replaced by the fit the
-RTL engineer writes from yosys (``vta_ext/calibration/resources_fit.json``, key
+``vta_ext.rtl.resource_fit`` writes from yosys (``vta_ext/rtl_fit/resources_fit.json``, key
 ``"coefficients"``: any subset of ``ResourceCoefficients`` fields) when that file exists.
 """
 
@@ -37,11 +37,11 @@ from tvm_qnn.errors import HwConfigError
 
 from .config import ResourceCoefficients
 
-FIT_PATH = Path(__file__).resolve().parent / "calibration" / "resources_fit.json"
+FIT_PATH = Path(__file__).resolve().parent / "rtl_fit" / "resources_fit.json"
 
 # Published reference points the report prints next to our estimates.
 PUBLISHED = {
-    # The streaming multi-FPGA paper (issue 6): whole-network resources and latency.
+    # The streaming multi-FPGA paper: whole-network resources and latency.
     "streaming ResNet-18": {"luts": 596_081, "ffs": 1_175_373, "latency_ms": 16.1},
     "streaming AlexNet": {"luts": 343_295, "ffs": None, "latency_ms": 13.7},
     # Pynq-Z1's Zynq-7020 device capacity (Xilinx DS190), the budget VTA's default core fits in;
@@ -94,7 +94,7 @@ def gemm_terms(coefficients, lut_mode, lanes, outputs, w_bits):
 
 
 def read_fit_file(path=FIT_PATH):
-    """The calibration JSON (written by ``vta_ext.rtl.calibration``) as a dict, or None when absent."""
+    """The calibration JSON (written by ``vta_ext.rtl.resource_fit``) as a dict, or None when absent."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -156,34 +156,3 @@ def comparison_table(rows):
         lines.append(f"{label[:44]:<44} {fmt('luts', 10)} {fmt('ffs', 10)} {fmt('bram36', 7)} {fmt('dsps', 6)} "
                      f"{fmt('power_w', 6, 2)} {fmt('latency_ms', 8, 2)}")
     return "\n".join(lines)
-
-
-def streaming_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weight_count,
-                              linebuf_bits, coefficients=None, lut_mode="decode"):
-    """LUT/FF/BRAM36/DSP of one dedicated block of the streaming planner, from the same terms.
-
-    A conv2d/dense block is ``pe x simd x mmv`` bit-serial lanes (``vta_ext.stream_cost`` doc):
-    datapath ``lut_per_lane_wbit * lanes * b_w``, LUT-weight decode ``lut_per_lane_level_* *
-    lanes * 2^b_w``, requant ALU per output, ``lut_per_block`` of control (a FINN-style lane
-    multiplies a b_w-bit operand, not the core's decoded int8 level, so this is not
-    ``gemm_terms``); weights and line buffer mapped to BRAM by ``stream_cost.memory_bram36``.
-    Pool/add blocks have no MAC lanes and use the planner's own model. Coefficients: the fitted
-    ones when present (``coefficients_for``).
-    """
-    from .config import HwConfig
-    from .stream_cost import fallback_block_resources, memory_bram36
-
-    if kind not in ("conv2d", "dense"):
-        return fallback_block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weight_count,
-                                        linebuf_bits)
-    c = coefficients or coefficients_for(HwConfig())[0]
-    lanes, outputs, levels = pe * simd * mmv, pe * mmv, 1 << w_bits
-    per_level = c.lut_per_lane_level_decode if lut_mode == "decode" else c.lut_per_lane_level_onehot
-    lut = c.lut_per_block + c.lut_per_lane_wbit * lanes * w_bits + per_level * lanes * levels
-    lut += c.lut_per_alu_lane * outputs
-    ff = c.ff_per_block + c.ff_per_lane_wbit * lanes * w_bits + c.ff_per_lane_level * lanes * levels
-    ff += c.ff_per_alu_lane * outputs
-    weight_bram, weight_lutram = memory_bram36(pe * simd * w_bits, weight_count * w_bits)
-    line_bram, line_lutram = memory_bram36(simd * mmv * in_bits, linebuf_bits)
-    return {"lut": int(math.ceil(lut + weight_lutram + line_lutram)), "ff": int(math.ceil(ff)),
-            "bram": int(weight_bram + line_bram), "dsp": int(math.ceil(c.dsp_per_alu_lane * outputs))}

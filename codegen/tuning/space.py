@@ -134,9 +134,9 @@ def _register_tile(sch, block, anchor, spatial_names, reduction_names, order, la
 
 def schedule_structure(sch, wl, space, lanes, order, parallel):
     """Apply one structure of the space to ``sch`` (a schedule of ``make_primfunc(wl)``)."""
-    from codegen.schedules import _schedule_packing  # noqa: PLC0415 - packing is not tuned; reuse the hand schedule's
+    from codegen.schedules import schedule_packing  # noqa: PLC0415 - packing is not tuned; reuse the hand schedule's
 
-    _schedule_packing(sch, "act_codes", "pack")
+    schedule_packing(sch, "act_codes", "pack")
     row_anchor, anchor = _output_tiles(sch, wl, space, lanes, parallel)
     combine = sch.get_sblock("combine")
     acc = sch.get_sblock("popcount_acc")

@@ -1,4 +1,4 @@
-"""Small Relax modules with qnn composites built by hand per COMPOSITE.md (tests of the lowering).
+"""Small Relax modules with qnn composites built by hand in the form ``relay_passes.group_qnn_layers`` makes (tests of the lowering).
 
 The composite bodies follow the contract (codes, dequantized codes, LUT weight, conv/matmul, bias,
 epilogue); the layer data comes from ``QnnLayer`` objects, and ``read_layer`` maps a composite back

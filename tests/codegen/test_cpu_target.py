@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tvm_qnn
-import tvm_qnn.lower_cpu  # noqa: F401 - registers target "cpu" (until targets._PROVIDERS points here)
+
 from tvm_qnn import data, models
 
 BATCH = 64

@@ -5,7 +5,7 @@ import tvm
 from tvm import relax
 
 from codegen.build import cpu_target
-from tvm_qnn.lower_cpu import cpu_pipeline
+from tvm_qnn.targets.cpu import cpu_pipeline
 
 
 def _float_module():

@@ -1,4 +1,4 @@
-"""Hand-built Relax modules following the composite contract (notes: COMPOSITE.md), for tests.
+"""Hand-built Relax modules following the composite contract (``relay_passes.group_qnn_layers``), for tests.
 
 ``composite_function(layer)`` writes one ``qnn.conv2d``/``qnn.dense`` composite exactly as the
 contract states (codes, dequant, LUT ``take``, conv/matmul, bias, epilogue), so the FPGA

@@ -10,7 +10,7 @@ from relax_builders import composite_function
 from relay_passes.composite import read_qnn_layers
 from tvm_qnn.errors import QuantizationError, UnsupportedOpError
 from tvm_qnn.layer import QnnLayer
-from tvm_qnn.lower_fpga import segments_of
+from tvm_qnn.targets.fpga import segments_of
 from tvm_qnn.models import alexnet_like, dw_separable_net, fmnist_resnet
 from tvm_qnn.targets import BuildOptions, get_target
 from vta_ext.config import HwConfig
@@ -74,7 +74,7 @@ def test_integer_only_takes_the_core_to_partition_for(fmnist_images, fmnist_w2a2
     qmod, _ = fmnist_w2a2
     cpu_int = tvm_qnn.compile(qmod, target="cpu", integer_only="pynq_z1")
     assert cpu_int.artifact.info["partition_config"] == "pynq_z1"
-    from tvm_qnn.lower_fpga import hw_config_from
+    from tvm_qnn.targets.fpga import hw_config_from
 
     _assert_identical_runs(cpu_int, tvm_qnn.compile(qmod, target=hw_config_from("pynq_z1")), fmnist_images[:64])
 
@@ -125,7 +125,7 @@ def test_segment_with_two_outputs_matches_fpga(preset):
     rng = np.random.default_rng(0)
     layers = {"a": _conv(rng, "a"), "b": _conv(rng, "b", 3, 1.5)}
     mod, options = _hand_built(layers)
-    from tvm_qnn.lower_cpu_int import CpuIntegerLowering
+    from tvm_qnn.targets.cpu_int import CpuIntegerLowering
 
     fpga_options = BuildOptions(extra=dict(options.extra, hw_config=preset))
     artifacts = [CpuIntegerLowering().build(mod, options), get_target("fpga").build(mod, fpga_options)]
@@ -153,9 +153,9 @@ def test_bad_requests_name_the_fault(fmnist_w2a2):
     rng = np.random.default_rng(0)
     layers = {"a": _conv(rng, "a"), "b": _conv(rng, "b", 3, 1.5, bias_scale=1e12)}  # bias_int beyond int32
     mod, options = _hand_built(layers)
-    from tvm_qnn.lower_cpu_int import CpuIntegerLowering
+    from tvm_qnn.targets.cpu_int import CpuIntegerLowering
 
-    from tvm_qnn.lower_fpga import FpgaLowering
+    from tvm_qnn.targets.fpga import FpgaLowering
 
     for lowering in (CpuIntegerLowering(), FpgaLowering()):  # one check, in the segment compiler both share
         with pytest.raises(QuantizationError, match="layer 'b': field 'bias'"):
@@ -181,7 +181,7 @@ def test_fmnist_test_set_fpga_equals_cpu_integer_only(trained_fmnist):
     """All 10,000 test images (static batch 96: the last batch of 16 is zero-padded, not dropped): the
     fpga target and cpu integer-only give the same outputs, hence the same top-1, for every image.
     w4a4 post-training recipe (at w2a2 this short-trained net needs QAT; PTQ gave 15% top-1)."""
-    from tvm_qnn.lower_fpga import fpga_demo
+    from tvm_qnn.targets.fpga import fpga_demo
 
     model, train_x, test_x, test_y = trained_fmnist
     mod, params = tvm_qnn.from_torch(model, torch.from_numpy(test_x[:96]))

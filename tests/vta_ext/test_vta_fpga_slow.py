@@ -52,7 +52,7 @@ def test_trained_fmnist_top1_fpga_vs_cpu_on_the_test_set():
     """Short-trained float net + graph-level PTQ recipe (w4a4, ``tvm_qnn.calibrate``; first conv and
     last dense fp32): the integer-only fpga path against the cpu path on the 10k test images."""
     from tvm_qnn.data import load_fashion_mnist
-    from tvm_qnn.lower_fpga import fpga_demo
+    from tvm_qnn.targets.fpga import fpga_demo
 
     train_x, train_y = load_fashion_mnist(split="train", limit=10000)
     model = short_trained_fmnist_resnet(train_x, train_y)

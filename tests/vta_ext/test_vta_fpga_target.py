@@ -17,7 +17,7 @@ from relay_passes.composite import read_qnn_layers
 from tvm_qnn import reference
 from tvm_qnn.errors import HwConfigError
 from tvm_qnn.layer import QnnLayer
-from tvm_qnn.lower_fpga import model_report, segments_of
+from tvm_qnn.targets.fpga import model_report, segments_of
 from tvm_qnn.models import dw_separable_net, fmnist_resnet
 from tvm_qnn.targets import BuildOptions, get_target
 from vta_ext.config import HwConfig

@@ -1,11 +1,11 @@
-"""tvm_qnn.lower_fpga helpers: config resolution, runtime files round trip, errors."""
+"""tvm_qnn.targets.fpga helpers: config resolution, runtime files round trip, errors."""
 
 import numpy as np
 import pytest
 
 from tvm_qnn.errors import ExportError, HwConfigError, QnnError
 from tvm_qnn.layer import QnnLayer
-from tvm_qnn.lower_fpga import hw_config_from, model_report, segments_of
+from tvm_qnn.targets.fpga import hw_config_from, model_report, segments_of
 from tvm_qnn.targets import Artifact, get_target
 from vta_ext.config import HwConfig
 from vta_ext.segment import Segment

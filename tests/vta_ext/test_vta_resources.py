@@ -66,7 +66,7 @@ def test_ice40_preset_clock_is_the_measured_fmax():
     buffers fit an iCE40 HX8K's 32 BRAM4K blocks."""
     import math
 
-    from vta_ext.rtl import calibration
+    from vta_ext.rtl import resource_fit as calibration
 
     fmax = json.loads(calibration.FIT_PATH.read_text())["fmax"]
     cfg = HwConfig.preset("ice40_hx8k")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from vta_ext.config import ResourceCoefficients
-from vta_ext.rtl import calibration
+from vta_ext.rtl import resource_fit as calibration
 from vta_ext.rtl.synth import SynthesisError, SynthesisLimitError, synthesize, yosys_script
 
 pytestmark = pytest.mark.rtl
@@ -41,7 +41,7 @@ def test_unknown_top_and_flow():
 
 def test_committed_fit_is_what_the_resource_model_reads():
     coefficients = calibration.load_coefficients()
-    assert coefficients, "vta_ext/calibration/resources_fit.json is missing: run benchmarks/rtl.py"
+    assert coefficients, "vta_ext/rtl_fit/resources_fit.json is missing: run benchmarks/rtl.py"
     known = set(ResourceCoefficients.__dataclass_fields__)
     assert set(coefficients) <= known
     ResourceCoefficients(**coefficients)  # valid values

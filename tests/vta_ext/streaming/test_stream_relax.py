@@ -1,11 +1,11 @@
-"""A streaming layer graph read from a Relax module with qnn composites (COMPOSITE.md)."""
+"""A streaming layer graph read from a Relax module with qnn composites."""
 
 import numpy as np
 import pytest
 
 from tvm_qnn.errors import UnsupportedOpError
 from vta_ext import streaming
-from vta_ext.stream_sim import simulate
+from vta_ext.streaming.sim import simulate
 
 relax = pytest.importorskip("tvm.relax")
 
@@ -55,7 +55,7 @@ def residual_module():
 
 
 def test_graph_from_relax_finds_layers_skip_and_bits():
-    from vta_ext.stream_relax import graph_from_relax
+    from vta_ext.streaming.from_relax import graph_from_relax
 
     graph = graph_from_relax(residual_module(), "hand")
     by_name = {layer.name: layer for layer in graph.layers}
@@ -71,7 +71,7 @@ def test_graph_from_relax_finds_layers_skip_and_bits():
 
 
 def test_unmodelled_op_is_named():
-    from vta_ext.stream_relax import graph_from_relax
+    from vta_ext.streaming.from_relax import graph_from_relax
 
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((1, 3, 8, 8), "float32"))

@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vta_ext import streaming
-from vta_ext.stream_graph import LayerGraph, StreamLayer
-from vta_ext.stream_sim import StreamDeadlockError, simulate
+from vta_ext.streaming.graph import LayerGraph, StreamLayer
+from vta_ext.streaming.sim import StreamDeadlockError, simulate
 
 
 @pytest.mark.parametrize("model, devices, device, fps", [

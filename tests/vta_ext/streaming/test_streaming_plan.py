@@ -8,11 +8,12 @@ import pytest
 
 from tvm_qnn.errors import HwConfigError, QnnError, QuantizationError, ShapeError
 from tvm_qnn.layer import QnnLayer
-from vta_ext import netdefs, streaming
-from vta_ext.stream_blocks import block_specs
-from vta_ext.stream_cost import RESOURCES, get_device, memory_bram36
-from vta_ext.stream_graph import from_qnn_layers
-from vta_ext.stream_plan import graph_to_dict
+from vta_ext import streaming
+from vta_ext.streaming import netdefs
+from vta_ext.streaming.blocks import block_specs
+from vta_ext.streaming.cost import RESOURCES, get_device, memory_bram36
+from vta_ext.streaming.graph import from_qnn_layers
+from vta_ext.streaming.plan import graph_to_dict
 
 
 @pytest.fixture(scope="module")
@@ -145,15 +146,22 @@ def test_unknown_network_lists_known():
         streaming.plan("vgg99")
 
 
-def test_fallback_block_cost_by_hand():
-    from vta_ext.stream_cost import fallback_block_resources
+def test_block_costs_by_hand():
+    from vta_ext.config import HwConfig
+    from vta_ext.resources import coefficients_for
+    from vta_ext.streaming.cost import block_resources
 
-    # conv block, pe=2, simd=4, w2 weights, 2-bit input, fan-in 36: acc = 2 + 2 + log2(36)->6 = 10 bits
-    cost = fallback_block_resources("conv2d", 2, 4, 1, 2, 2, 2, 36, 72, 0)
-    per_pe = 1.1 * (4 * 1 * 3 + 3 * (2 * 4 - 1) + 10) + 2 * 10   # FINN-R mult + adder tree + acc, A=1; shift+clamp
-    weight_lutram = 16  # 72 x 2 bits read 16 wide: 9 deep -> distributed RAM, one LUT per bit of width
-    assert cost == {"lut": math.ceil(300 + 2 * per_pe + weight_lutram), "ff": 200 + 8 * 3 + 2 * 2 * 10,
-                    "bram": 0, "dsp": 2}
+    # conv block, pe=2, simd=4 (8 lanes), w2 weights (4 levels), 2-bit input, 72 weights in 9 x 16-bit words
+    c = coefficients_for(HwConfig())[0]
+    cost = block_resources("conv2d", 2, 4, 1, 2, 2, 2, 36, 72, 0)
+    lut = c.lut_per_block + c.lut_per_lane_wbit * 8 * 2 + c.lut_per_lane_level_decode * 8 * 4 + c.lut_per_alu_lane * 2
+    ff = c.ff_per_block + c.ff_per_lane_wbit * 8 * 2 + c.ff_per_lane_level * 8 * 4 + c.ff_per_alu_lane * 2
+    weight_lutram = 16  # 9 deep -> distributed RAM, one LUT per bit of width
+    assert cost == {"lut": math.ceil(lut + weight_lutram), "ff": math.ceil(ff), "bram": 0,
+                    "dsp": math.ceil(c.dsp_per_alu_lane * 2)}
+    # max pool, 4 channel lanes of 2-bit codes over a 3x3 window: a comparator tree per lane
+    assert block_resources("maxpool", 4, 1, 1, 2, 0, 2, 9, 0, 0) == {
+        "lut": 4 * 2 * (2 + 4), "ff": 200 + 4 * 2 * 2, "bram": 0, "dsp": 0}
 
 
 def test_memory_mapping_by_geometry():
@@ -207,20 +215,14 @@ def test_graph_from_qnn_layers_matches_layer_shapes():
     assert plan.fifo("a", "c.join").depth_rows > 2
 
 
-def test_block_costs_come_from_the_resource_model_when_present(monkeypatch):
-    from vta_ext import stream_cost
+def test_planned_block_resources_are_the_block_model_at_the_chosen_folding():
+    from vta_ext.streaming import cost as stream_cost
 
-    calls = []
-
-    def fitted(**kwargs):
-        calls.append(kwargs)
-        return {"lut": 1000, "ff": 1000, "bram": 1, "dsp": 0}
-
-    monkeypatch.setattr(stream_cost, "_external_model", lambda: fitted)
     plan = streaming.plan("small_resnet", devices=1, device="vu9p", target_fps=1000.0)
-    assert "vta_ext.resources" in plan.cost_model
-    assert plan.block("layer1.0.conv1").resources == {"lut": 1000, "ff": 1000, "bram": 1, "dsp": 0}
-    assert {"kind", "pe", "simd", "mmv", "in_bits", "w_bits", "fan_in", "weight_count", "linebuf_bits"} <= set(calls[0])
+    assert plan.cost_model == stream_cost.COST_MODEL_NAME
+    block = plan.block("layer1.0.conv1")
+    spec = block_specs(plan.graph, 2, 2)["layer1.0.conv1"]
+    assert block.resources == spec.resources(block.pe, block.simd, block.mmv)
 
 
 def test_fps_target_uses_fewest_devices_and_maximum_uses_all():

@@ -1,0 +1,135 @@
+"""The demo's second half: the trained, quantized Fashion-MNIST net through TVM.
+
+Steps appended to ``tvm_qnn.demo.STEPS`` (each reads what the training steps left in ``state``):
+
+=============  ==========================================================================
+step           does, and adds to ``state``
+=============  ==========================================================================
+import         ``from_torch`` + ``quantize`` with the QAT recipe -> ``qmod``, ``test_images/labels``
+compile_cpu    compiled (bit-serial ``cpu``) vs torch fake-quant on the test set -> ``cpu_eval``
+speed          batch-1 latency of the ``cpu`` build vs PyTorch fp32 -> ``speed``
+fpga           ``fpga`` in the simulator vs ``cpu`` integer-only (identical) and float ``cpu``: accuracy,
+               cycles, fps, resources -> ``fpga``
+export         ``cpu`` and ``fpga`` exports under ``<out>/export-*`` -> ``export_dirs``
+rpc            tracker + cpu board + fpga board on 127.0.0.1, remote runs compared bit for bit -> ``rpc``
+summary        every figure of the story in one table (and ``<out>/summary.json``)
+=============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+BATCH = 100  # the compiled modules' static batch
+
+
+def _test_set(options):
+    from tvm_qnn import data
+
+    limit = 1000 if options.fast else None
+    images, labels = data.load_fashion_mnist(options.data_root, "test", limit)
+    return np.asarray(images, np.float32), np.asarray(labels)
+
+
+def step_import(state, options):
+    from tvm_qnn.frontend import from_torch
+    from tvm_qnn.quantize import quantize
+
+    state["test_images"], state["test_labels"] = _test_set(options)
+    mod, params = from_torch(state["float_model"], state["test_images"][:BATCH])
+    state["qmod"] = quantize(mod, params, state["recipe"])
+    print(f"imported and quantized with {len(state['recipe'].layers)} quantized layers "
+          f"(fp32: {', '.join(state['recipe'].fp32_layers)})")
+
+
+def step_compile_cpu(state, options):
+    from tvm_qnn.demo.evaluate import compare_compiled_to_torch, format_comparison
+
+    result = compare_compiled_to_torch(state["float_model"], state["recipe"], state["test_images"],
+                                       state["test_labels"], target="cpu", batch_size=BATCH,
+                                       progress=options.progress)
+    state["cpu_eval"] = result
+    print(format_comparison(result))
+
+
+def step_speed(state, options):
+    from tvm_qnn.demo.speed import format_latency, latency_vs_torch
+
+    result = latency_vs_torch(state["float_model"], state["test_images"][:1], state["recipe"], target="cpu",
+                              threads=options.threads or 2, repeat=5 if options.fast else 20)
+    state["speed"] = result
+    print(format_latency(result))
+
+
+def step_fpga(state, options):
+    from tvm_qnn.targets.fpga import fpga_demo
+
+    count = 200 if options.fast else 1000  # the simulator runs ~10 images/s on 2 cores
+    state["fpga"] = fpga_demo(state["qmod"], state["test_images"][:count], state["test_labels"][:count],
+                              hw_config="pynq_z1", cpu_target="cpu", progress=True)
+
+
+def step_export(state, options):
+    from tvm_qnn.compiler import compile as compile_model
+
+    dirs = {}
+    for target in ("cpu", "fpga"):
+        directory = os.path.join(options.out_dir, f"export-{target}")
+        compile_model(state["qmod"], target=target).export(directory)
+        dirs[target] = directory
+        print(f"{target} export written to {directory}")
+    state["export_dirs"] = dirs
+
+
+def step_rpc(state, options):
+    from tvm_qnn.rpc import demo_remote_run
+
+    x = state["test_images"][:BATCH]
+    results = demo_remote_run([state["export_dirs"]["cpu"], state["export_dirs"]["fpga"]], inputs=x,
+                              log_dir=os.path.join(options.out_dir, "rpc-logs"), progress=True)
+    state["rpc"] = results
+
+
+def step_summary(state, options):
+    rows = [("fp32 accuracy (torch)", f"{100 * state['fp32_acc']:.2f}%")]
+    rows.append((f"{options.tag} accuracy (torch fake-quant)", f"{100 * state['quant_acc']:.2f}%"))
+    rows.append(("BOPs per image", f"{state['bops_fp32'].total / 1e9:.3f} G fp32 -> "
+                 f"{state['bops_quant'].total / 1e9:.3f} G {options.tag}"))
+    if "cpu_eval" in state:
+        ev = state["cpu_eval"]
+        rows.append(("compiled cpu accuracy", f"{100 * ev['compiled_top1']:.2f}% ({ev['n']} images; top-1 agreement "
+                     f"with torch {100 * ev['agreement']:.2f}%)"))
+    if "speed" in state:
+        sp = state["speed"]
+        rows.append(("cpu latency, batch 1, 1 thread", f"{sp['ours_ms_1t']:.3f} ms vs PyTorch fp32 "
+                     f"{sp['torch_ms_1t']:.3f} ms ({sp['speedup_1t']:.2f}x)"))
+    if "fpga" in state:
+        fp = state["fpga"]
+        res = fp["resources"]
+        rows.append(("fpga accuracy (simulated, integer-only)", f"{100 * fp['fpga_top1']:.2f}% on {fp['images']} "
+                     f"images; cpu integer-only {100 * fp['cpu_integer_top1']:.2f}% (top-1 agreement "
+                     f"{100 * fp['agreement']:.2f}%, outputs bit-identical: {fp['outputs_identical']})"))
+        rows.append(("fpga vs cpu float contract", f"cpu {100 * fp['cpu_top1']:.2f}%; top-1 agreement with fpga "
+                     f"{100 * fp['float_agreement']:.2f}% (int8 LUT + fixed-point requant move some codes)"))
+        rows.append((f"fpga {fp['config']}", f"{fp['latency_ms']:.3f} ms per batch of {fp['batch']}, "
+                     f"{fp['fps']:.0f} fps (accelerator layers)"))
+        rows.append(("fpga resources (estimate)", f"{res['luts']:,} LUT, {res['ffs']:,} FF, {res['bram36']} BRAM36, "
+                     f"{res['dsps']} DSP, {res['power_w']:.2f} W"))
+    for item in state.get("rpc", []):
+        rows.append((f"rpc {item['key']} board", f"{item['mean_ms']:.3f} ms ± {item['std_ms']:.3f}; output "
+                     f"bit-identical to local: {item['identical']}"))
+    rows.append(("plot", state.get("plot_path", "-")))
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name.ljust(width)}  {value}" for name, value in rows))
+    summary = {name: value for name, value in rows}
+    path = os.path.join(options.out_dir, "summary.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=1)
+    print(f"summary written to {path}")
+
+
+STEPS = [("import", step_import), ("compile_cpu", step_compile_cpu), ("speed", step_speed), ("fpga", step_fpga),
+         ("export", step_export), ("rpc", step_rpc), ("summary", step_summary)]
