@@ -18,16 +18,22 @@ parameter names find its layers (``tvm_qnn.quantize`` binds them after matching)
   ``torch.onnx.export(fold_batchnorm(model), (x,), path, dynamo=False, input_names=["x"])``:
   the TorchScript exporter keeps parameter names as initializer names (fold BN in torch first,
   or the exporter's own conv-BN fusion renames the weights to ``onnx::Conv_NN``).
+  A quantized ONNX model is recognised and imported with its recipe: QDQ
+  (``tvm_qnn.frontend.qdq``) and QONNX (``tvm_qnn.frontend.qonnx``); ``from_float_onnx``
+  imports any model as float.
 * ``from_qonnx``: see ``tvm_qnn.frontend.qonnx``.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 
 from tvm_qnn.errors import QnnError, ShapeError, UnsupportedOpError
+
+_LOG = logging.getLogger("tvm_qnn.frontend")
 
 
 def _rename_params(mod, names, values):
@@ -158,8 +164,49 @@ def onnx_input_shapes(model, shape_dict=None):
     return shapes
 
 
+def onnx_format(path_or_model):
+    """``"qonnx"`` (Quant/BipolarQuant/Trunc nodes), ``"qdq"`` (QuantizeLinear/DequantizeLinear)
+    or ``"float"``: which importer ``from_onnx`` uses for the model."""
+    from tvm_qnn.frontend.qdq import is_qdq
+    from tvm_qnn.frontend.qonnx import is_qonnx
+
+    model = load_onnx_model(path_or_model)
+    return "qonnx" if is_qonnx(model) else "qdq" if is_qdq(model) else "float"
+
+
 def from_onnx(path_or_model, shape_dict=None):
-    """ONNX model (path or ModelProto) -> ``(mod, params)`` (see module doc).
+    """ONNX model (path or ModelProto) -> ``(mod, params)``, or ``(mod, params, recipe)`` for a
+    quantized model.
+
+    The format is recognised from the graph (:func:`onnx_format`) and logged on the
+    ``tvm_qnn.frontend`` logger: a float model goes through :func:`from_float_onnx`; a QDQ model
+    (onnxruntime ``quantize_static``, torch's exporter) through ``tvm_qnn.frontend.qdq.from_qdq``
+    and a QONNX model (Brevitas, FINN) through ``from_qonnx``, which return the recipe that
+    carries the model's own quantization as a third item. The module records the format in its
+    ``tvm_qnn.import_format`` attribute.
+    """
+    model = load_onnx_model(path_or_model)
+    kind = onnx_format(model)
+    if kind == "qonnx":
+        mod, params, recipe = from_qonnx(model, shape_dict)
+    elif kind == "qdq":
+        from tvm_qnn.frontend.qdq import from_qdq
+
+        mod, params, recipe = from_qdq(model, shape_dict)
+    else:
+        mod, params = from_float_onnx(model, shape_dict)
+        recipe = None
+    mod = mod.with_attr("tvm_qnn.import_format", kind)
+    if recipe is None:
+        _LOG.info("from_onnx: float ONNX model (%d weight parameters)", len(params))
+        return mod, params
+    _LOG.info("from_onnx: %s model -> recipe with %d quantized layer(s), %d fp32 layer(s)",
+              "QONNX" if kind == "qonnx" else "QDQ", len(recipe.layers), len(recipe.fp32_layers))
+    return mod, params, recipe
+
+
+def from_float_onnx(path_or_model, shape_dict=None):
+    """A float ONNX model -> ``(mod, params)`` (see module doc), no format detection.
 
     Inputs with dynamic dimensions need a static shape in ``shape_dict`` (ShapeError otherwise);
     an op the Relax ONNX importer does not support raises UnsupportedOpError naming it.
