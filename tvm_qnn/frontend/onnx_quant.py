@@ -80,6 +80,7 @@ def normalize(model, keep_ops=()):
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
+    _restore_folded_names(graph)
     opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [17])
     values = initializers(graph)
     kept, rename = [], {}
@@ -120,6 +121,36 @@ def normalize(model, keep_ops=()):
     del graph.input[:]
     graph.input.extend(inputs)
     return model
+
+
+def _restore_folded_names(graph):
+    """Give back a source name to an initializer torch's dynamo exporter folded (its optimizer
+    records ``pkg.onnxscript.optimizer.folded_from``: ``slice_1`` <- ``['conv1.weight', 'val_0', ...]``)."""
+    import ast
+
+    taken = {i.name for i in graph.initializer} | {i.name for i in graph.input} | {o.name for o in graph.output}
+    taken |= {out for node in graph.node for out in node.output}
+    rename = {}
+    for value in list(graph.value_info) + list(graph.input):
+        for prop in value.metadata_props:
+            if prop.key != "pkg.onnxscript.optimizer.folded_from":
+                continue
+            try:
+                sources = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                continue
+            named = [n for n in sources if isinstance(n, str) and not n.startswith("val_") and n not in taken]
+            if len(named) == 1 and named[0] not in rename.values():
+                rename[value.name] = named[0]
+    if not rename:
+        return
+    for init in graph.initializer:
+        init.name = rename.get(init.name, init.name)
+    for value in list(graph.input) + list(graph.value_info):
+        value.name = rename.get(value.name, value.name)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
 
 
 def exact_clamp(scale, bits):
