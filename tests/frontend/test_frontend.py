@@ -182,10 +182,14 @@ def test_from_qonnx_builds_recipe_and_matches_qonnx_execution():
     np.testing.assert_allclose(compiled.run(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-def test_qonnx_signed_activation_into_a_quantized_layer_is_rejected():
+def test_qonnx_signed_activation_into_a_quantized_layer_gets_a_zero_point():
     model = qonnx_model(np.random.default_rng(0))
     for node in model.graph.node:
         if node.output[0] == "x_q":
             node.attribute[[a.name for a in node.attribute].index("signed")].i = 1
-    with pytest.raises(UnsupportedOpError, match="Quant node 'x_q'.*unsigned"):
-        tvm_qnn.from_qonnx(model)
+    _, _, recipe = tvm_qnn.from_qonnx(model)
+    conv = recipe["conv.weight"]  # signed 2-bit: integers -2..1, our codes 0..3 with zero point 2
+    assert (conv.a_bits, conv.a_zero_point) == (2, 2)
+    from tvm_qnn import reference
+
+    assert reference.act_scale(conv.a_clamp, 2) == np.float32(0.4)

@@ -122,7 +122,8 @@ def analyze(model):
     producer = {out: node for node in graph.node for out in node.output}
     consumers = oq.consumers_of(graph)
     used_names = set(inits) | {o for node in graph.node for o in node.output} | {i.name for i in graph.input}
-    opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [17])
+    # onnx.reference implements QuantizeLinear/DequantizeLinear from opset 19 (same int8/uint8 semantics)
+    opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] + [19])
 
     removed = set()  # ids of Q/DQ nodes the importer consumed
     new_inits = {}  # name -> float32 array
@@ -146,10 +147,10 @@ def analyze(model):
             low, bits = _INT_RANGE[str(q.dtype)]
         value = np.asarray(oq._fold_node(node, {**inits, source: q}, opset)[0], dtype=np.float32)
         base = source[: -len("_quantized")] if source.endswith("_quantized") else None
-        if q_node is not None and source not in inits:
-            base = q_node.input[0]  # torch's fake-quant on a float initializer: keep its name
-        name = base if base and (base not in used_names or base == node.output[0]
-                                 or (q_node is not None and base == q_node.input[0])) else node.output[0]
+        if q_node is not None and source not in inits and len(consumers.get(q_node.input[0], [])) == 1:
+            base = q_node.input[0]  # torch's fake-quant on a float initializer read only by it: keep its name
+            used_names.discard(base)
+        name = base if base and base not in used_names else node.output[0]
         new_inits[name] = value
         spec = None
         if low is not None and q.ndim >= 2:  # a weight (16-bit ones are refused when a layer uses them)
@@ -249,6 +250,9 @@ def analyze(model):
             out_nodes.append(helper.make_node("Identity", [rename[output.name]], [output.name]))
     del graph.node[:]
     graph.node.extend(out_nodes)
+    kept = [init for init in graph.initializer if init.name not in new_inits]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in new_inits.items())
     graph.initializer.extend(extra_inits)
     oq.drop_unused_initializers(graph)
