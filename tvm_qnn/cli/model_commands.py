@@ -56,12 +56,21 @@ def import_model(spec: str, batch: int = 1):
         import numpy as np
 
         path = existing_file(spec, "model")
-        mod, params = tvm_qnn.from_onnx(str(path))
+        imported = tvm_qnn.from_onnx(str(path))
+        if len(imported) == 3:  # a QDQ/QONNX model carries its own recipe; the CLI takes float models
+            raise QnnError(f"model {spec!r} is a quantized ONNX model ({mod_format(imported[0])}); compile it with "
+                           "the Python API: mod, params, recipe = tvm_qnn.from_onnx(path)")
+        mod, params = imported
         shape = [int(d) for d in mod["main"].params[0].ty.shape]
         return mod, params, np.random.default_rng(0).random(shape).astype("float32"), path.stem
     module, example, name = load_torch_model(spec, batch)
     mod, params = tvm_qnn.from_torch(module, example)
     return mod, params, example.numpy(), name
+
+
+def mod_format(mod):
+    return str(mod.attrs["tvm_qnn.import_format"]) if mod.attrs is not None and "tvm_qnn.import_format" in mod.attrs \
+        else "float"
 
 
 def load_data(name: str, split: str, limit: int | None, batch_size: int = 128):
