@@ -42,7 +42,7 @@ import logging
 
 import numpy as np
 
-from tvm_qnn.errors import RecipeError, UnsupportedOpError
+from tvm_qnn.errors import UnsupportedOpError
 from tvm_qnn.frontend import onnx_quant as oq
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -109,7 +109,6 @@ def analyze(model):
     a_clamp, a_zero_point`` plus ``indices`` (the stored weight integers shifted to 0..2^b-1) and
     ``scale``/``zero_point`` (the ONNX activation parameters it came from).
     """
-    import onnx
     from onnx import helper, numpy_helper
 
     model = oq.normalize(model, keep_ops=QDQ_OPS)
@@ -237,8 +236,9 @@ def analyze(model):
             readers = [c for c in consumers.get(node.output[0], [])
                        if not (direct_input.get(id(c)) and c.input[0] == node.output[0])]
             if readers or node.output[0] in graph_outputs:
-                out_nodes.extend(_pair_expansion(q_node, node, inits))
-                extra_inits.extend(_pair_constants(q_node, node, inits))
+                nodes, consts = _pair_expansion(q_node, node, inits)
+                out_nodes.extend(nodes)
+                extra_inits.extend(consts)
             continue
         if id(node) in direct_input:
             node.input[0] = direct_input[id(node)]
@@ -260,15 +260,8 @@ def analyze(model):
     return model, layers, fp32
 
 
-def _pair_constants(q_node, dq_node, inits):
-    return _pair_parts(q_node, dq_node, inits)[1]
-
-
 def _pair_expansion(q_node, dq_node, inits):
-    return _pair_parts(q_node, dq_node, inits)[0]
-
-
-def _pair_parts(q_node, dq_node, inits):
+    """Float nodes (and constants) computing a QuantizeLinear -> DequantizeLinear pair's output."""
     scale, zero, low, bits, axis = _qparams(q_node, inits)
     d_scale, d_zero, _, _, _ = _qparams(dq_node, inits)
     if not (np.array_equal(scale, d_scale) and np.array_equal(zero, d_zero)):
@@ -313,8 +306,6 @@ def from_qdq(path_or_model, shape_dict=None):
 
     source = load_onnx_model(path_or_model)
     float_model, layers, fp32 = analyze(source)
-    if not layers and not fp32:
-        raise RecipeError("from_onnx (QDQ): the model has QuantizeLinear/DequantizeLinear nodes but no Conv/Gemm layer")
     recipe = build_recipe(layers, fp32, source.graph.name or "qdq")
     mod, params = from_float_onnx(float_model, shape_dict)
     return mod, params, recipe
