@@ -271,7 +271,7 @@ def brevitas_export(model, path, dynamo):
     return onnx.load(str(path))
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("dynamo", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["torchscript", "dynamo"])
 @pytest.mark.parametrize("target", ["cpu-reference", "cpu"])
 def test_brevitas_qonnx_signed_input_residual_matches_brevitas(tmp_path, dynamo, target):
     model, data = brevitas_model(signed=True)
@@ -318,3 +318,55 @@ def test_qonnx_bipolar_activation_into_a_layer_is_refused():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, 1)])
     with pytest.raises(UnsupportedOpError, match="BipolarQuant node 'act_bipolar'.*bipolar"):
         tvm_qnn.from_onnx(model)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_brevitas_int32_bias_and_linear_without_bias(tmp_path, dynamo):
+    """Int32Bias exports a Quant on the bias (folded with QONNX's int_quant); a QuantLinear
+    without bias exports MatMul(x, Transpose(Quant(w))), which is a dense layer."""
+    _brevitas()
+    import brevitas.nn as qnn
+    from brevitas.graph.calibrate import calibration_mode
+    from brevitas.quant import Int8ActPerTensorFloat, Int32Bias
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, return_quant_tensor=True)
+            self.conv = qnn.QuantConv2d(3, 8, 3, padding=1, weight_bit_width=4, bias=True, bias_quant=Int32Bias)
+            self.relu = qnn.QuantReLU(bit_width=3)
+            self.fc = qnn.QuantLinear(8 * 8 * 8, 4, weight_bit_width=2, bias=False)
+
+        def forward(self, x):
+            return self.fc(self.relu(self.conv(self.inp(x))).flatten(1))
+
+    torch.manual_seed(0)
+    model = Net()
+    data = np.random.default_rng(0).standard_normal((20, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad(), calibration_mode(model):
+        model(torch.from_numpy(data[:16]))
+    model.eval()
+    mod, params, recipe = tvm_qnn.from_onnx(brevitas_export(model, tmp_path / "bias.onnx", dynamo))
+    assert {name: (q.w_bits, q.a_bits, q.a_zero_point) for name, q in recipe.layers.items()} == {
+        "conv.weight": (4, 8, 128), "fc.weight": (2, 3, 0)}
+    with torch.no_grad():
+        expected = model(torch.from_numpy(data[16:])).numpy()
+    compiled = tvm_qnn.compile(mod, target="cpu-reference", recipe=recipe, params=params)
+    out = np.concatenate([compiled.run(image[None]) for image in data[16:]])
+    assert np.abs(out - expected).max() <= 1e-3 * float(np.ptp(expected))
+
+
+def test_intquant_is_read_like_quant():
+    from test_frontend import qonnx_model
+
+    model = qonnx_model(np.random.default_rng(0))
+    _, reference_layers, _ = qonnx.analyze(model)
+    for node in model.graph.node:
+        if node.op_type == "Quant":
+            node.op_type = "IntQuant"
+    _, layers, _ = qonnx.analyze(model)
+    assert sorted(layers) == sorted(reference_layers)
+    for name, spec in layers.items():
+        np.testing.assert_array_equal(spec["lut"], reference_layers[name]["lut"])
+        assert (spec["a_bits"], spec["a_clamp"], spec["a_zero_point"]) == (
+            reference_layers[name]["a_bits"], reference_layers[name]["a_clamp"], reference_layers[name]["a_zero_point"])

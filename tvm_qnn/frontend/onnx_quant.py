@@ -58,6 +58,24 @@ def consumers_of(graph):
     return found
 
 
+def layer_weight(node, producer):
+    """``(weight tensor, is_layer)`` of a Conv/Gemm/MatMul node: Conv and Gemm(transB=1) are
+    layers; so is ``MatMul(x, Transpose(w))`` (a linear layer without bias as Brevitas exports
+    it), whose weight is ``w`` (out, in) -- the Relax importer makes it ``matmul(x,
+    permute_dims(w))``, the dense pattern. Other MatMuls and Gemm(transB=0) are not layers here."""
+    weight = node.input[1] if len(node.input) > 1 else ""
+    if node.op_type == "Conv":
+        return weight, True
+    if node.op_type == "Gemm":
+        return weight, bool(int(attr(node, "transB", 0))) and not int(attr(node, "transA", 0))
+    if node.op_type == "MatMul":
+        transpose = producer.get(weight)
+        if transpose is not None and transpose.op_type == "Transpose" and list(attr(transpose, "perm", [1, 0])) == [1, 0]:
+            return transpose.input[0], True
+        return weight, False
+    return weight, False
+
+
 def _fold_node(node, values, opset=17):
     """Outputs of a standard-domain ``node`` whose inputs are all in ``values`` (onnx.reference)."""
     from onnx import helper

@@ -23,8 +23,9 @@ it into the recipe that reproduces the user's quantization and a float graph for
 * biases (int32 DequantizeLinear) and every other constant DequantizeLinear are folded to float.
 * Conv/Gemm layers whose weight is float are ``fp32_layers``; a layer with a quantized weight but
   an unquantized input is computed in float with its dequantized weight (a warning says so);
-  ``Gemm(transB=0)`` is rewritten to ``transB=1`` with the weight transposed; a MatMul with a
-  quantized weight is computed in float (warning).
+  ``Gemm(transB=0)`` is rewritten to ``transB=1`` with the weight transposed;
+  ``MatMul(x, Transpose(w))`` is a layer with weight ``w``; any other MatMul with a quantized
+  weight is computed in float (warning).
 
 Rounding: ONNX QuantizeLinear rounds half to even; the contract's codes are
 ``floor(x / s + 0.5)`` (half up). A value exactly halfway between two levels may therefore get the
@@ -163,18 +164,20 @@ def analyze(model):
     for node in graph.node:
         if node.op_type not in LAYER_OPS + ("MatMul",) or len(node.input) < 2:
             continue
-        weight_in = node.input[1]
+        weight_in, is_layer = oq.layer_weight(node, producer)
+        if node.op_type == "Gemm" and not int(oq.attr(node, "transA", 0)):
+            is_layer = True  # transB=0 is rewritten below
         if weight_in in weight_of:
             name, spec = weight_of[weight_in]
         elif weight_in in inits and np.issubdtype(np.asarray(inits[weight_in]).dtype, np.floating):
             name, spec = weight_in, None
         else:
             continue
-        if node.op_type == "MatMul" or (node.op_type == "Gemm" and int(oq.attr(node, "transA", 0))):
+        if not is_layer:
             if spec is not None:
                 _LOG.warning("from_onnx (QDQ): %s has a quantized weight %r but is computed in float with the "
-                             "dequantized weight (only Conv and Gemm layers map to quantized kernels)",
-                             oq.where(node), name)
+                             "dequantized weight (Conv, Gemm and MatMul(x, Transpose(w)) layers map to quantized "
+                             "kernels)", oq.where(node), name)
             continue
         if node.op_type == "Gemm" and not int(oq.attr(node, "transB", 0)):
             # (in, out) weight: transpose it so the layer is matmul(x, permute_dims(w)) as from torch

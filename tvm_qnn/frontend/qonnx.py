@@ -31,9 +31,12 @@ The nodes become a recipe plus a float graph:
 Rounding: QONNX's ``ROUND`` is half to even (numpy/torch ``round``); the contract's codes are
 ``floor(x / s + 0.5)``: a value exactly halfway between two levels may get the next code up.
 
+``MatMul(x, Transpose(Quant(w)))`` (a Brevitas linear layer without bias) is a layer with weight ``w``.
+
 UnsupportedOpError names the node for what cannot be expressed: a per-channel, non-integer-zero-
 point, wider-than-8-bit or bipolar activation quantizer in front of a quantized layer, a Quant on
-the weight of an op we cannot quantize (MatMul, ConvTranspose, Gemm with transB=0), a
+the weight of an op we cannot quantize (a MatMul with an (in, out) weight, ConvTranspose, Gemm
+with transB=0), a
 non-constant quantizer parameter, ``FloatQuant`` and an unknown rounding mode.
 """
 
@@ -248,14 +251,15 @@ def analyze(model):
     for node in graph.node:
         if node.op_type not in LAYER_OPS + ("MatMul", "ConvTranspose") or len(node.input) < 2:
             continue
-        weight = rename.get(node.input[1], node.input[1])
+        weight, is_layer = oq.layer_weight(node, producer)
+        weight = rename.get(weight, weight)
         if weight not in inits and weight not in new_inits:
             continue
         if weight not in weight_quant:
-            if node.op_type in LAYER_OPS:
+            if is_layer:
                 fp32.append(weight)
             continue
-        if node.op_type not in LAYER_OPS or (node.op_type == "Gemm" and not int(oq.attr(node, "transB", 0))):
+        if not is_layer:
             raise UnsupportedOpError(f"{_where(weight_quant[weight])} quantizes the weight of {_where(node)}, "
                                      "which cannot be quantized (Conv and Gemm with transB=1 can)")
         found = _input_quantizer(node.input[0], producer)
