@@ -10,8 +10,12 @@ them (block ``combine`` plus ``epilogue``, all in int64, exact):
 * bit planes, only when every row of ``lut_int`` is exactly ``a + d q`` in integers (int8 rounding
   usually breaks that even for a uniform float LUT): ``acc = a T + sum_j d 2^j acc[j]``;
 
-then ``+ bias_int``. The epilogue is either the fixed-point requant to the next layer's codes,
-``clip((acc * M + 2^(sh-1)) >> sh, lo, hi)`` as uint8 NCHW (``output="codes"``), or the host's
+then ``+ bias_int``. An input zero point ``z`` (``wl.a_zero_point``) changes only the packing
+(codes ``+ z``, spatial padding of code ``z``) and the bias: the host passes ``bias_acc = bias_int
+- z sum lut_int[o, idx]`` (``vta_ext.compiler.integer_params``), so the accumulator is the
+contract's ``sum lut_int (q - z) + bias_int`` exactly. The epilogue is either the fixed-point
+requant to the next layer's codes, ``clip(((acc * M + 2^(sh-1)) >> sh) + z_next, lo, hi)`` as
+uint8 NCHW (``output="codes"``), or the host's
 dequantization of a raw accumulator, ``float32(clip(float64(acc) * (s_a * s_w[o]), out_min,
 out_max))`` (``output="float"``) -- the accelerator's two store paths
 (``vta_ext.compiler.LayerProgram``). Inputs are float32 (quantized in the kernel with
@@ -91,13 +95,14 @@ def integer_stages(kernel: IntegerKernel):
         x = te.placeholder(wl.input_shape, "float32", name="x")
         act_scale = te.placeholder((1,), "float32", name="act_scale")
         x_at = (lambda n, h, w, c: x[n, c]) if wl.kind == "dense" else (lambda n, h, w, c: x[n, c, h, w])
-        codes = act_codes_compute(x_at, codes_shape, act_scale, wl.a_bits)
-        packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word)
+        codes = act_codes_compute(x_at, codes_shape, act_scale, wl.a_bits, zero_point=wl.a_zero_point)
+        packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word, pad_code=wl.a_zero_point)
         args = [x, act_scale]
     else:
         x = te.placeholder(wl.input_shape, "uint8", name="act_codes_in")
         x_at = (lambda n, h, w, c: x[n, c]) if wl.kind == "dense" else (lambda n, h, w, c: x[n, c, h, w])
-        packed = pack_compute(x_at, wl.a_bits, wl.groups, wl.padding, word, codes_shape=codes_shape)
+        packed = pack_compute(x_at, wl.a_bits, wl.groups, wl.padding, word, codes_shape=codes_shape,
+                              pad_code=wl.a_zero_point)
         args = [x]
     weight_planes = te.placeholder(wl.weight_planes_shape, word, name="weight_planes")
     coef = te.placeholder((o_out, wl.w_planes), "int64", name="coef")
@@ -118,10 +123,10 @@ def integer_stages(kernel: IntegerKernel):
         multiplier = te.placeholder((o_out,), "int64", name="multiplier")
         rounding = te.placeholder((o_out,), "int64", name="rounding")
         shift = te.placeholder((o_out,), "int64", name="shift")
-        code_bounds = te.placeholder((2,), "int64", name="code_bounds")
+        code_bounds = te.placeholder((3,), "int64", name="code_bounds")
 
         def value(n, y, xx, o):
-            requant = (accumulator(n, y, xx, o) * multiplier[o] + rounding[o]) >> shift[o]
+            requant = ((accumulator(n, y, xx, o) * multiplier[o] + rounding[o]) >> shift[o]) + code_bounds[2]
             return tirx.min(tirx.max(requant, code_bounds[0]), code_bounds[1]).astype("uint8")
 
         args = args + [weight_planes, coef, alpha, bias, multiplier, rounding, shift, code_bounds]
@@ -172,7 +177,8 @@ def integer_kernel_args(name, kernel: IntegerKernel, weight_idx, params):
     wl = kernel.wl
     lut_int = np.atleast_2d(np.asarray(params["lut_int"], dtype=np.int64))
     lut_int = np.broadcast_to(lut_int, (wl.out_channels, lut_int.shape[1]))
-    bias = np.asarray(params["bias_int"], dtype=np.int64).reshape(-1)
+    # the bias over the unsigned codes (bias_int - z sum lut_int when the input has a zero point)
+    bias = np.asarray(params.get("bias_acc", params["bias_int"]), dtype=np.int64).reshape(-1)
     fan_in = wl.channels_per_group * wl.kernel[0] * wl.kernel[1]
     worst = fan_in * ((1 << wl.a_bits) - 1) * np.abs(lut_int).max(axis=1) + np.abs(bias)
     if worst.max() >= INT32_LIMIT:
@@ -193,7 +199,7 @@ def integer_kernel_args(name, kernel: IntegerKernel, weight_idx, params):
         shift = np.asarray(params["shift"], dtype=np.int64).reshape(-1)
         rounding = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0).astype(np.int64)
         out += [np.asarray(params["multiplier"], dtype=np.int64).reshape(-1), rounding, shift,
-                np.array([params["lo"], params["hi"]], dtype=np.int64)]
+                np.array([params["lo"], params["hi"], params.get("out_zero_point", 0)], dtype=np.int64)]
     else:
         # the same float64 product as LayerProgram.dequantize: acc * (float(s_a) * s_w[o])
         scale = float(params["s_a"]) * np.asarray(params["s_w"], dtype=np.float64).reshape(-1)

@@ -6,7 +6,9 @@ Matches: ``R.call_dps_packed("<symbol>", (inputs...), out_ty)`` calls whose symb
 per segment node to a ``codegen.bitserial_int`` kernel, wired as the segment wires its nodes:
 
 * a node reading a segment input quantizes it in the kernel (``act_codes`` with the node's
-  ``a_clamp``/``a_bits``, as ``Segment.run`` does on the host);
+  ``a_clamp``/``a_bits``/``a_zero_point``, as ``Segment.run`` does on the host); with a zero point
+  the kernel pads with code ``z`` itself, where the accelerator's host pads its input
+  (``LayerProgram.host_padding``): the same codes, so the same integers;
 * a node whose program emits codes (``LayerProgram.outputs_codes``: every consumer is another
   node with the same activation quantizer) writes uint8 codes with the program's requant
   parameters; a node with ``input_is_codes`` reads them;

@@ -4,9 +4,17 @@ A program is the instruction stream, the DRAM image (packed weights, parameter r
 micro-ops; input and output regions) and the integer parameters of DESIGN's integer-only mode:
 
 * ``lut_int, bias_int, s_w`` from ``reference.integer_requant_params``;
-* when the layer feeds another accelerator layer directly (``out_act=(b_next, c_next)``) the
-  core requantizes to the next layer's codes (ALU ``REQUANT`` then clamp to ``[lo, hi]`` codes,
-  ``hi`` lowered by a ReLU6/clip epilogue), so activations stay codes between layers;
+* an input zero point ``z`` (``layer.a_zero_point``): the core multiplies the unsigned codes as
+  before and ``sum lut_int (q - z) = sum lut_int q - z sum lut_int`` goes into the bias it adds,
+  ``bias_acc[o] = bias_int[o] - z sum_{c,kh,kw} lut_int[o, idx]`` (the parameter rows hold
+  ``bias_acc``; the ALU, the simulator and the RTL are unchanged). A padded position must hold
+  code ``z`` (``x_hat = 0``) where the core's LOAD pads with 0, so a layer with ``z != 0`` and
+  padding gets its input padded with code ``z`` on the host (``LayerProgram.host_padding``; the
+  core runs it unpadded);
+* when the layer feeds another accelerator layer directly (``out_act=(b_next, c_next[, z_next])``)
+  the core requantizes to the next layer's codes (ALU ``REQUANT``, ``ADD z_next`` when the next
+  zero point is not 0, then clamp to ``[lo, hi]`` codes, ``lo``/``hi`` moved by a ReLU/ReLU6/clip
+  epilogue), so activations stay codes between layers;
   otherwise it stores the raw int32 accumulator and the host computes
   ``y = acc * s_a * s_w[o]`` and the epilogue (``LayerProgram.dequantize``).
 
@@ -45,6 +53,8 @@ class LayerProgram:
     regions: dict  # name -> (byte_offset, n_bytes, elem_bytes)
     kind: str  # "conv2d" | "dense"
     params: dict = field(default_factory=dict)  # integer-only parameters (numpy arrays)
+    host_padding: tuple = (0, 0, 0, 0)  # (t, l, b, r) padded with code ``pad_code`` by load_input
+    pad_code: int = 0
 
     @property
     def out_bits(self):
@@ -56,8 +66,10 @@ class LayerProgram:
 
     @property
     def input_shape(self):
+        """The layer's input (before any host padding): NCHW or (N, C)."""
         g = self.geometry
-        return (g.n, g.c, g.h, g.w) if self.kind == "conv2d" else (g.n, g.c)
+        t, l, b, r = self.host_padding
+        return (g.n, g.c, g.h - t - b, g.w - l - r) if self.kind == "conv2d" else (g.n, g.c)
 
     @property
     def output_shape(self):
@@ -78,6 +90,9 @@ class LayerProgram:
             raise QuantizationError(f"layer {self.name!r}: input code {int(codes.max())} does not fit "
                                     f"a_bits={self.geometry.a_bits}")
         cfg, g = self.config, self.geometry
+        t, l, b, r = self.host_padding
+        if any(self.host_padding):  # the padding holds code z (x_hat = 0); the core pads with 0
+            codes = np.pad(codes, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=self.pad_code)
         packed = layout.pack_activations(codes.reshape(g.n, g.c, g.h, g.w), cfg.batch, cfg.block_in, g.a_bits)
         dram = self.dram.copy()
         offset, n_bytes, _ = self.regions["inp"]
@@ -102,8 +117,16 @@ class LayerProgram:
         return y.astype(np.float32)
 
 
+def host_padding(layer):
+    """Padding the host applies (with code ``z``) instead of the core: a conv with a zero point."""
+    if layer.kind == "conv2d" and layer.a_zero_point and any(layer.padding):
+        return tuple(layer.padding)
+    return (0, 0, 0, 0)
+
+
 def layer_geometry(layer, out_bits):
-    """:class:`ConvGeometry` of a QnnLayer (dense layers become 1x1 convs on a 1x1 image)."""
+    """:class:`ConvGeometry` of a QnnLayer (dense layers become 1x1 convs on a 1x1 image); a conv
+    whose padding the host applies (:func:`host_padding`) runs unpadded on the padded input."""
     if layer.groups != 1:
         raise UnsupportedOpError(f"layer {layer.name!r}: grouped conv (groups={layer.groups}) is not supported "
                                  f"by the accelerator; it runs on the CPU")
@@ -113,26 +136,41 @@ def layer_geometry(layer, out_bits):
                             layer.a_bits, layer.w_bits, out_bits)
     n, c, h, w = layer.input_shape
     kh, kw = layer.kernel
-    return ConvGeometry(layer.name, n, c, h, w, layer.out_channels, kh, kw, layer.stride, layer.dilation,
-                        layer.padding, layer.a_bits, layer.w_bits, out_bits)
+    t, l, b, r = host_padding(layer)
+    padding = (0, 0, 0, 0) if t or l or b or r else layer.padding
+    return ConvGeometry(layer.name, n, c, h + t + b, w + l + r, layer.out_channels, kh, kw, layer.stride,
+                        layer.dilation, padding, layer.a_bits, layer.w_bits, out_bits)
 
 
 def integer_params(layer, out_act=None):
-    """Integer-only parameters of a layer (and the next layer's codes if ``out_act = (bits, clamp)``)."""
+    """Integer-only parameters of a layer (and the next layer's codes if ``out_act = (bits, clamp[, z])``).
+
+    Besides the reference's ``lut_int, s_w, bias_int`` (and ``multiplier, shift``): ``bias_acc``,
+    the bias the core adds to its sums over the unsigned codes (module doc), ``zero_point`` (the
+    input's) and, with ``out_act``, ``out_zero_point`` and the code bounds ``lo``/``hi``.
+    """
     s_next = None if out_act is None else reference.act_scale(out_act[1], out_act[0])
     try:
         params = reference.integer_requant_params(layer.lut, layer.s_a, layer.bias, s_next, layer.out_channels)
     except QuantizationError as err:  # the reference's only refusal: bias_int beyond int32
         raise QuantizationError(f"layer {layer.name!r}: field 'bias': {err}") from None
-    params = dict(params, s_a=float(layer.s_a), out_min=layer.out_min, out_max=layer.out_max)
+    z = int(layer.a_zero_point)
+    bias_acc = params["bias_int"].astype(np.int64)
+    if z:
+        bias_acc = bias_acc - z * reference.zero_point_weight_sums(layer.weight_idx, params["lut_int"].astype(np.int64))
+        if np.any(np.abs(bias_acc) >= 2**31):
+            raise QuantizationError(f"layer {layer.name!r}: field 'a_zero_point': bias_int - z * sum(lut_int) "
+                                    f"(z={z}) does not fit int32")
+    params = dict(params, s_a=float(layer.s_a), out_min=layer.out_min, out_max=layer.out_max,
+                  bias_acc=bias_acc.astype(np.int32), zero_point=z)
     if out_act is not None:
-        bits, clamp = out_act
+        bits, clamp = out_act[0], out_act[1]
+        z_next = int(out_act[2]) if len(out_act) > 2 else 0
         hi = (1 << bits) - 1
         if layer.out_max is not None:
-            hi = min(hi, int(reference.act_codes(np.float32(layer.out_max), clamp, bits)))
-        lo = 0 if layer.out_min is None or layer.out_min <= 0 else int(reference.act_codes(np.float32(layer.out_min),
-                                                                                             clamp, bits))
-        params.update(lo=lo, hi=hi, out_bits=bits)
+            hi = min(hi, int(reference.act_codes(np.float32(layer.out_max), clamp, bits, z_next)))
+        lo = 0 if layer.out_min is None else int(reference.act_codes(np.float32(layer.out_min), clamp, bits, z_next))
+        params.update(lo=lo, hi=hi, out_bits=bits, out_zero_point=z_next)
     else:
         params.update(multiplier=np.zeros(layer.out_channels, np.int32), shift=np.zeros(layer.out_channels, np.int32))
     return params
@@ -160,7 +198,7 @@ class _Dram:
 
 
 def compile_layer(layer, config, out_act=None) -> LayerProgram:
-    """Compile ``layer`` for ``config``; ``out_act=(b_next, c_next)`` makes it emit the next layer's codes."""
+    """Compile ``layer`` for ``config``; ``out_act=(b_next, c_next[, z_next])`` makes it emit the next layer's codes."""
     out_bits = RAW_ACC_BITS if out_act is None else int(out_act[0])
     geom = layer_geometry(layer, out_bits)
     tiling = choose_tiling(geom, config)
@@ -174,7 +212,7 @@ def compile_layer(layer, config, out_act=None) -> LayerProgram:
                         cfg.inp_vector_bytes(geom.a_bits)),
         "wgt": dram.add("wgt", layout.pack_weights(idx, cfg.block_out, cfg.block_in, geom.w_bits),
                         cfg.wgt_block_bytes(geom.w_bits)),
-        "prm": dram.add("prm", layout.pack_params(params["lut_int"], params["bias_int"], params["multiplier"],
+        "prm": dram.add("prm", layout.pack_params(params["lut_int"], params["bias_acc"], params["multiplier"],
                                                   params["shift"], cfg.block_out, cfg.lut_entries),
                         cfg.prm_entry_bytes),
     }
@@ -185,7 +223,8 @@ def compile_layer(layer, config, out_act=None) -> LayerProgram:
     dram.add("out", nb * ob * geom.ho * geom.wo * cfg.out_vector_bytes(out_bits), cfg.out_vector_bytes(out_bits))
     out_base = dram.regions["out"][0] // cfg.out_vector_bytes(out_bits)
     insns = [_rebase_store(i, out_base) for i in insns]
-    return LayerProgram(layer.name, cfg, geom, tiling, insns, dram.image(), dram.regions, layer.kind, params)
+    return LayerProgram(layer.name, cfg, geom, tiling, insns, dram.image(), dram.regions, layer.kind, params,
+                        host_padding(layer), int(layer.a_zero_point))
 
 
 def _rebase_uop_load(insn, uop_base):
@@ -311,8 +350,11 @@ class _StreamEmitter:
             return
         ops = ([(AluOp.LUT_APPLY, 0)] if self.onehot else []) + [(AluOp.BIAS, 0)]
         if self.g.out_bits != 32:
-            ops += [(AluOp.REQUANT, 0), (AluOp.MAX, self.params["lo"]), (AluOp.MIN, self.params["hi"])]
-        alus = [AluInsn(alu_op=op, use_imm=op in (AluOp.MAX, AluOp.MIN), imm=imm, w_bits=g.w_bits,
+            ops += [(AluOp.REQUANT, 0)]
+            if self.params.get("out_zero_point"):  # the next layer's codes + z_next
+                ops += [(AluOp.ADD, int(self.params["out_zero_point"]))]
+            ops += [(AluOp.MAX, self.params["lo"]), (AluOp.MIN, self.params["hi"])]
+        alus = [AluInsn(alu_op=op, use_imm=op in (AluOp.MAX, AluOp.MIN, AluOp.ADD), imm=imm, w_bits=g.w_bits,
                         uop_bgn=alu0 + o, uop_end=alu0 + o + 1, src_factor_out=g.wo, src_factor_in=1, **loop)
                 for o in range(to_eff) for op, imm in ops]
         alus[-1] = _replace(alus[-1], push_next=True)

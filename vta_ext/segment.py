@@ -2,9 +2,9 @@
 
 A segment is what one partitioned (``Codegen = "vta_qnn"``) Relax function becomes. Its nodes
 are layers in topological order; node inputs are segment inputs (float tensors from the CPU,
-quantized to codes on the host with ``reference.act_codes``) or other nodes. A node whose every
-consumer is another node with the same ``(a_bits, a_clamp)`` requantizes on the core to those
-codes (integer-only mode: activations stay codes); other nodes store int32 accumulators that the
+quantized to codes on the host with ``reference.act_codes``, zero point included) or other nodes.
+A node whose every consumer is another node with the same ``(a_bits, a_clamp, a_zero_point)``
+requantizes on the core to those codes (integer-only mode: activations stay codes); other nodes store int32 accumulators that the
 host turns into float (``acc * s_a * s_w`` + epilogue). Segment outputs are float32.
 
 ``save(dir)`` / ``load(dir)`` write the instruction streams (encoded, ``isa.encode_stream``),
@@ -43,6 +43,7 @@ class SegmentNode:
     input_is_codes: bool  # the source node already emits this layer's codes
     cycles: int = 0
     timing: object = None
+    a_zero_point: int = 0
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Segment:
         nodes = []
         for i, layer in enumerate(layers):
             users = consumers[i]
-            keys = {(layers[j].a_bits, float(layers[j].a_clamp)) for j in users}
+            keys = {(layers[j].a_bits, float(layers[j].a_clamp), int(layers[j].a_zero_point)) for j in users}
             chain = bool(users) and i not in outputs and len(keys) == 1
             out_act = next(iter(keys)) if chain else None
             program = compile_layer(layer, config, out_act=out_act)
@@ -72,7 +73,7 @@ class Segment:
             feeds_codes = source[0] == "node" and nodes[source[1]].program.outputs_codes
             timing = simulate_program(program)
             nodes.append(SegmentNode(program, source, layer.a_bits, float(layer.a_clamp), feeds_codes,
-                                     timing.cycles, timing))
+                                     timing.cycles, timing, int(layer.a_zero_point)))
         return cls(name, config, nodes, list(outputs), [tuple(s) for s in input_shapes])
 
     # ------------------------------------------------------------------ running
@@ -84,7 +85,7 @@ class Segment:
         for node in self.nodes:
             kind, k = node.source
             x = inputs[k] if kind == "input" else values[k]
-            codes = x if node.input_is_codes else reference.act_codes(x, node.a_clamp, node.a_bits)
+            codes = x if node.input_is_codes else reference.act_codes(x, node.a_clamp, node.a_bits, node.a_zero_point)
             codes = np.asarray(codes).reshape(node.program.input_shape)
             out = run_program(node.program, codes)
             values.append(out if node.program.outputs_codes else node.program.dequantize(out))
@@ -112,7 +113,8 @@ class Segment:
                 "name": p.name, "kind": p.kind, "geometry": dataclasses.asdict(p.geometry),
                 "tiling": dataclasses.asdict(p.tiling), "regions": {k: list(v) for k, v in p.regions.items()},
                 "scalars": scalars, "source": list(node.source), "a_bits": node.a_bits, "a_clamp": node.a_clamp,
-                "input_is_codes": node.input_is_codes, "cycles": node.cycles})
+                "input_is_codes": node.input_is_codes, "cycles": node.cycles, "a_zero_point": node.a_zero_point,
+                "host_padding": list(p.host_padding), "pad_code": p.pad_code})
         files["segment.json"] = json.dumps(manifest, indent=1).encode()
         return files
 
@@ -141,9 +143,11 @@ class Segment:
             geom = entry["geometry"]
             geometry = ConvGeometry(**{k: tuple(v) if isinstance(v, list) else v for k, v in geom.items()})
             program = LayerProgram(entry["name"], config, geometry, Tiling(**entry["tiling"]), insns, dram,
-                                   {k: tuple(v) for k, v in entry["regions"].items()}, entry["kind"], params)
+                                   {k: tuple(v) for k, v in entry["regions"].items()}, entry["kind"], params,
+                                   tuple(entry.get("host_padding", (0, 0, 0, 0))), int(entry.get("pad_code", 0)))
             nodes.append(SegmentNode(program, tuple(entry["source"]), entry["a_bits"], entry["a_clamp"],
-                                     entry["input_is_codes"], entry["cycles"]))
+                                     entry["input_is_codes"], entry["cycles"],
+                                     a_zero_point=int(entry.get("a_zero_point", 0))))
         return cls(manifest["name"], config, nodes, manifest["outputs"],
                    [tuple(s) for s in manifest["input_shapes"]])
 

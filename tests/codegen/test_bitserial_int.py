@@ -18,13 +18,17 @@ TARGET = cpu_target()
 
 
 def _params(layer, next_act=None, out_min=None):
-    """What the accelerator compiler hands the kernel (vta_ext.compiler.integer_params), from the reference."""
+    """What the accelerator compiler hands the kernel (vta_ext.compiler.integer_params), from the reference:
+    ``bias_acc`` is the bias over the unsigned codes, ``bias_int - z sum lut_int[o, idx]``."""
     s_next = None if next_act is None else reference.act_scale(next_act[1], next_act[0])
     p = dict(reference.integer_requant_params(layer.lut, layer.s_a, layer.bias, s_next, layer.out_channels),
              s_a=float(layer.s_a), out_min=layer.out_min, out_max=layer.out_max)
+    p["bias_acc"] = p["bias_int"] - layer.a_zero_point * reference.zero_point_weight_sums(
+        layer.weight_idx, p["lut_int"].astype(np.int64))
     if next_act is not None:
-        lo = 0 if out_min is None else int(reference.act_codes(np.float32(out_min), next_act[1], next_act[0]))
-        p.update(lo=lo, hi=(1 << next_act[0]) - 1)
+        z_next = next_act[2] if len(next_act) > 2 else 0
+        lo = 0 if out_min is None else int(reference.act_codes(np.float32(out_min), next_act[1], next_act[0], z_next))
+        p.update(lo=lo, hi=(1 << next_act[0]) - 1, out_zero_point=z_next)
     return p
 
 
@@ -53,27 +57,29 @@ def integer_layers(draw):
         lut = (np.arange(levels) * (254 // max(levels - 1, 1)) - 127)[None, :] * 0.01
     bias = rng.normal(size=o) if draw(st.booleans()) else None
     clamp = float(rng.uniform(0.5, 3.0))
+    z = int(rng.integers(0, 1 << a_bits)) if draw(st.booleans()) else 0
     if kind == "conv2d":
         k = draw(st.integers(1, 3))
         h, w = draw(st.integers(k, 7)), draw(st.integers(k, 7))
         stride, pad = draw(st.integers(1, 2)), draw(st.integers(0, 1))
         idx = rng.integers(0, levels, (o, c, k, k)).astype(np.uint8)
         layer = QnnLayer("drawn", "conv2d", idx, lut.astype(np.float32), bias, w_bits, "kquantile", a_bits, clamp,
-                         (n, c, h, w), stride=(stride, stride), padding=pad, out_min=0.0)
+                         (n, c, h, w), stride=(stride, stride), padding=pad, out_min=0.0, a_zero_point=z)
     else:
         idx = rng.integers(0, levels, (o, c)).astype(np.uint8)
         layer = QnnLayer("drawn", "dense", idx, lut.astype(np.float32), bias, w_bits, "kquantile", a_bits, clamp,
-                         (n, c), out_min=draw(st.sampled_from([None, 0.0])))
-    x = rng.uniform(-0.5, clamp * 1.2, layer.input_shape).astype(np.float32)
-    next_act = (draw(st.integers(1, 4)), float(rng.uniform(0.5, 3.0)))
+                         (n, c), out_min=draw(st.sampled_from([None, 0.0])), a_zero_point=z)
+    x = rng.uniform(-0.5 - z * float(layer.s_a), clamp * 1.2, layer.input_shape).astype(np.float32)
+    next_bits = draw(st.integers(1, 4))
+    next_act = (next_bits, float(rng.uniform(0.5, 3.0)), int(rng.integers(0, 1 << next_bits)) if z else 0)
     return layer, x, next_act, draw(st.sampled_from(["float", "codes"])), draw(st.sampled_from(["float", "codes"]))
 
 
 def _accumulator(layer, codes, p):
     if layer.kind == "conv2d":
         return reference.qconv2d_int_acc(codes, layer.weight_idx, p["lut_int"], p["bias_int"], layer.stride,
-                                         layer.padding, layer.groups, layer.dilation)
-    return reference.qdense_int_acc(codes, layer.weight_idx, p["lut_int"], p["bias_int"])
+                                         layer.padding, layer.groups, layer.dilation, layer.a_zero_point)
+    return reference.qdense_int_acc(codes, layer.weight_idx, p["lut_int"], p["bias_int"], layer.a_zero_point)
 
 
 @settings(max_examples=14)
@@ -83,16 +89,18 @@ def test_integer_kernel_matches_the_integer_only_reference(case):
     p = _params(layer, next_act if output_kind == "codes" else None)
     scheme = integer_scheme(p["lut_int"], layer.w_bits)
     kernel = IntegerKernel(layer_workload(layer, scheme=scheme), input_kind, output_kind)
-    codes = reference.act_codes(x, layer.a_clamp, layer.a_bits)
+    codes = layer.act_codes(x)
     inputs = [x, np.array([layer.s_a], np.float32)] if input_kind == "float" else [codes]
     got = _run(kernel, True, inputs, integer_kernel_args(layer.name, kernel, layer.weight_idx, p), layer.output_shape)
+    z, z_next = layer.a_zero_point, next_act[2]
     if output_kind == "codes":
         if layer.kind == "conv2d":
             want = reference.qconv2d_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"],
-                                         p["shift"], next_act[0], layer.stride, layer.padding)
+                                         p["shift"], next_act[0], layer.stride, layer.padding, zero_point=z,
+                                         out_zero_point=z_next)
         else:
             want = reference.qdense_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"],
-                                        p["shift"], next_act[0])
+                                        p["shift"], next_act[0], zero_point=z, out_zero_point=z_next)
     else:
         acc = _accumulator(layer, codes, p)
         shape = (1, -1) + (1,) * (acc.ndim - 2)
@@ -135,3 +143,22 @@ def test_layers_the_integer_mode_cannot_express_are_named():
     kernel = IntegerKernel(layer_workload(small, scheme="bitplane"))
     with pytest.raises(QuantizationError, match="layer 'l'.*integer-affine"):
         integer_kernel_args(small.name, kernel, small.weight_idx, _params(small))
+
+
+@pytest.mark.parametrize("input_kind", ["float", "codes"])
+def test_zero_point_with_padding_matches_the_reference(input_kind):
+    """z != 0 with padding > 0: the kernel pads with code z (x_hat = 0) and its bias carries -z sum lut_int."""
+    rng = np.random.default_rng(8)
+    lut = np.sort(rng.normal(size=(8, 8)), axis=1).astype(np.float32)
+    layer = QnnLayer("zp", "conv2d", rng.integers(0, 8, (8, 20, 3, 3)).astype(np.uint8), lut,
+                     rng.normal(size=8).astype(np.float32), 3, "kquantile", 4, 2.0, (1, 20, 5, 6),
+                     padding=(2, 1, 1, 2), stride=(2, 1), a_zero_point=6)
+    p = _params(layer, (4, 1.5, 3))
+    kernel = IntegerKernel(layer_workload(layer, scheme=integer_scheme(p["lut_int"], 3)), input_kind, "codes")
+    x = rng.uniform(-1.5, 1.5, layer.input_shape).astype(np.float32)
+    codes = layer.act_codes(x)
+    inputs = [x, np.array([layer.s_a], np.float32)] if input_kind == "float" else [codes]
+    got = _run(kernel, True, inputs, integer_kernel_args(layer.name, kernel, layer.weight_idx, p), layer.output_shape)
+    want = reference.qconv2d_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"], p["shift"], 4,
+                                 layer.stride, layer.padding, zero_point=6, out_zero_point=3)
+    np.testing.assert_array_equal(got, want)

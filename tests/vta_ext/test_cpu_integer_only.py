@@ -195,3 +195,51 @@ def test_fmnist_test_set_fpga_equals_cpu_integer_only(trained_fmnist):
     assert result["outputs_identical"] and result["agreement"] == 1.0
     assert result["fpga_top1"] == result["cpu_integer_top1"]
     assert result["cpu_top1"] > 0.7, "the w4a4 PTQ net is poor: the comparison says little"
+
+
+class SignedChainNet(torch.nn.Module):
+    """Signed layer inputs on the core: a linear 1x1 conv chained into a padded 3x3 conv (codes with
+    z_next cross the chain), a linear conv into a residual add, a padded stride-2 conv on the signed sum."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(8, 8, 3, padding=1)
+        self.e = nn.Conv2d(8, 16, 3, padding=1, stride=2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        s = torch.relu(self.stem(x))
+        y = self.c(torch.relu(self.b(self.a(s)))) + s
+        return self.fc(torch.relu(self.e(y)).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("preset", ["pynq_z1", "ultrascale_plus"])
+def test_signed_activations_bit_identical_to_fpga(preset):
+    torch.manual_seed(0)
+    model = SignedChainNet().eval()
+    x = torch.randn(16, 1, 12, 12)
+    mod, params = tvm_qnn.from_torch(model, x)
+    recipe = tvm_qnn.calibrate(mod, params, torch.randn(32, 1, 12, 12).numpy(), w_bits=4, a_bits=4,
+                               w_scheme="uniform", per_channel=True, progress=False)
+    signed = {name for name, layer in recipe.layers.items() if layer.a_zero_point}
+    assert {"b.weight", "e.weight"} <= signed, recipe.layers  # after the linear conv / the residual add
+    qmod = tvm_qnn.quantize(mod, params, recipe)
+    cpu_int = tvm_qnn.compile(qmod, target="cpu", integer_only=preset)
+    fpga = tvm_qnn.compile(qmod, target=HwConfig.preset(preset))
+    assert set(cpu_int.artifact.info["integer_layers"]) == set(recipe.layers)
+    # b reads the codes a emits (z_next = b's zero point), padded with code z in the kernel
+    z_b = recipe["b.weight"].a_zero_point
+    assert any(f"_z{z_b}_codes_to_" in k for k in cpu_int.artifact.info["integer_kernels"])
+    images = torch.randn(32, 1, 12, 12).numpy()
+    _assert_identical_runs(cpu_int, fpga, images)
+    # and both stay close to the float contract (cpu-reference) and to fp32 torch
+    reference_out = tvm_qnn.compile(qmod, target="cpu-reference").run(images[:16])
+    integer_out = cpu_int.run(images[:16])
+    assert np.abs(integer_out - reference_out).max() <= 0.1 * np.abs(reference_out).max()
+    with torch.no_grad():
+        fp32 = model(torch.from_numpy(images[:16])).numpy()
+    assert np.mean(integer_out.argmax(1) == fp32.argmax(1)) >= 0.75

@@ -18,7 +18,7 @@ SMALL = dict(batch=1, block_in=8, block_out=8, lut_entries=256, inp_buff_bytes=1
 
 
 def make_layer(rng, kind, n, c, o, hw, k, stride, pad, a_bits, w_bits, bias=True, out_max=None, per_row=True,
-               dilation=1):
+               dilation=1, zero_point=False):
     if kind == "conv2d":
         idx = rng.integers(0, 1 << w_bits, (o, c, k, k)).astype(np.uint8)
         shape = (n, c, hw, hw)
@@ -28,15 +28,18 @@ def make_layer(rng, kind, n, c, o, hw, k, stride, pad, a_bits, w_bits, bias=True
         shape, extra = (n, c), {}
     lut = rng.normal(size=(o if per_row else 1, 1 << w_bits)).astype(np.float32)
     b = rng.normal(size=o).astype(np.float32) if bias else None
+    z = int(rng.integers(1, 1 << a_bits)) if zero_point and a_bits > 1 else int(zero_point)
     return QnnLayer("L", kind, idx, lut, b, w_bits, "kquantile", a_bits, 1.5, shape, out_min=0.0, out_max=out_max,
-                    **extra)
+                    a_zero_point=z, **extra)
 
 
 def reference_acc(layer, codes, params):
+    """The contract's accumulator over q - z (padding adds 0), from the reference's bias_int."""
     if layer.kind == "conv2d":
         return reference.qconv2d_int_acc(codes, layer.weight_idx, params["lut_int"], params["bias_int"],
-                                         layer.stride, layer.padding, 1, layer.dilation)
-    return reference.qdense_int_acc(codes, layer.weight_idx, params["lut_int"], params["bias_int"])
+                                         layer.stride, layer.padding, 1, layer.dilation, layer.a_zero_point)
+    return reference.qdense_int_acc(codes, layer.weight_idx, params["lut_int"], params["bias_int"],
+                                    layer.a_zero_point)
 
 
 layer_shapes = st.fixed_dictionaries({
@@ -45,7 +48,7 @@ layer_shapes = st.fixed_dictionaries({
     "k": st.sampled_from([1, 3]), "stride": st.integers(1, 2),
     "pad": st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
     "a_bits": st.integers(1, 8), "w_bits": st.integers(1, 4), "bias": st.booleans(),
-    "per_row": st.booleans(), "dilation": st.integers(1, 2),
+    "per_row": st.booleans(), "dilation": st.integers(1, 2), "zero_point": st.booleans(),
 })
 
 
@@ -79,19 +82,40 @@ def test_requantized_codes_equal_reference(shape, lut_mode, out_bits, seed):
     layer = make_layer(rng, **dict(shape, out_max=rng.choice([None, 1.0])))
     cfg = HwConfig(lut_mode=lut_mode, **SMALL)
     codes = rng.integers(0, 1 << layer.a_bits, layer.input_shape).astype(np.uint8)
-    program = compile_layer(layer, cfg, out_act=(out_bits, 2.0))
+    z_next = int(rng.integers(0, 1 << out_bits)) if shape["zero_point"] else 0
+    program = compile_layer(layer, cfg, out_act=(out_bits, 2.0, z_next))
     p = program.params
     upper = None
     if layer.out_max is not None:
-        upper = int(reference.act_codes(np.float32(layer.out_max), 2.0, out_bits))
+        upper = int(reference.act_codes(np.float32(layer.out_max), 2.0, out_bits, z_next))
+    lower = int(reference.act_codes(np.float32(0.0), 2.0, out_bits, z_next))  # the ReLU: code of x_hat = 0
+    z = layer.a_zero_point
     if layer.kind == "conv2d":
         expected = reference.qconv2d_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"],
                                          p["shift"], out_bits, layer.stride, layer.padding, 1, layer.dilation,
-                                         upper=upper)
+                                         upper=upper, zero_point=z, out_zero_point=z_next, lower=lower)
     else:
         expected = reference.qdense_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"],
-                                        p["shift"], out_bits, upper=upper)
+                                        p["shift"], out_bits, upper=upper, zero_point=z, out_zero_point=z_next,
+                                        lower=lower)
     np.testing.assert_array_equal(run_program(program, codes), expected)
+
+
+@pytest.mark.parametrize("lut_mode", ["onehot", "decode"])
+def test_zero_point_with_padding_is_padded_with_code_z(lut_mode):
+    """z != 0 and padding > 0: the host pads with code z (x_hat = 0), the core's bias carries -z sum lut_int."""
+    rng = np.random.default_rng(5)
+    layer = make_layer(rng, "conv2d", 1, 12, 10, 7, 3, 2, (2, 1, 1, 2), 4, 2)
+    layer = QnnLayer(**{**{f: getattr(layer, f) for f in QnnLayer.__dataclass_fields__}, "a_zero_point": 11})
+    program = compile_layer(layer, HwConfig(lut_mode=lut_mode, **SMALL))
+    assert program.host_padding == (2, 1, 1, 2) and program.geometry.padding == (0, 0, 0, 0)
+    codes = rng.integers(0, 16, layer.input_shape).astype(np.uint8)
+    out = run_program(program, codes)
+    np.testing.assert_array_equal(out, reference_acc(layer, codes, program.params))
+    # code 0 at the border (the core's own padding) would have been wrong there
+    zero_padded = reference.qconv2d_int_acc(np.pad(codes, ((0, 0), (0, 0), (2, 1), (1, 2))), layer.weight_idx,
+                                            program.params["lut_int"], program.params["bias_acc"], layer.stride)
+    assert not np.array_equal(zero_padded, out)
 
 
 @pytest.mark.parametrize("lut_mode", ["onehot", "decode"])

@@ -149,6 +149,10 @@ def _calibrate_arguments(parser):
     parser.add_argument("--batches", type=int, default=4, help="calibration batches")
     _bits_args(parser)
     parser.add_argument("--per-channel", action="store_true", help="one LUT per output channel")
+    parser.add_argument("--zero-point", default="asymmetric", choices=("asymmetric", "symmetric"),
+                        help="zero point of a layer input with negative values")
+    parser.add_argument("--unsigned", action="store_true",
+                        help="clip negative layer inputs to 0 (no zero points) instead")
     parser.add_argument("--out", required=True, help="recipe JSON to write")
 
 
@@ -160,10 +164,12 @@ def _calibrate(args):
     loader = load_data(args.data, "train", args.batches * 128, batch_size=128)
     recipe = tvm_qnn.calibrate(mod, params, loader, w_bits=args.w_bits, a_bits=args.a_bits,
                                w_scheme=args.scheme, per_channel=args.per_channel,
-                               max_batches=args.batches, model_name=name, progress=not args.quiet)
+                               max_batches=args.batches, model_name=name, progress=not args.quiet,
+                               signed=False if args.unsigned else None, zero_point=args.zero_point)
     recipe_module.save(recipe, args.out)
     return {"recipe": args.out, "quantized_layers": len(recipe.layers),
-            "fp32_layers": list(recipe.fp32_layers)}
+            "fp32_layers": list(recipe.fp32_layers),
+            "zero_point_layers": sorted(n for n, layer in recipe.layers.items() if layer.a_zero_point)}
 
 
 # --------------------------------------------------------------------------- compile

@@ -62,6 +62,22 @@ def test_small_layer_requantized_to_next_codes():
     np.testing.assert_array_equal(rtl_out, expected)
 
 
+def test_zero_points_need_no_rtl_change():
+    """A padded conv with input zero point z and next-layer zero point z_next: host padding with code
+    z, the bias row carrying -z sum lut_int and the ADD immediate run on the unchanged RTL, bit-exact."""
+    layer, _ = _layer(w_bits=2, a_bits=3, seed=4)
+    layer = QnnLayer(**{**{f: getattr(layer, f) for f in QnnLayer.__dataclass_fields__}, "a_zero_point": 5})
+    codes = np.random.default_rng(4).integers(0, 8, layer.input_shape).astype(np.uint8)
+    program = compile_layer(layer, with_rtl_pipeline(_config("decode")), out_act=(4, 1.5, 9))
+    report, sim_out, rtl_out = cosim_program(program, codes)
+    report.check()
+    p = program.params
+    expected = reference.qconv2d_int(codes, layer.weight_idx, p["lut_int"], p["bias_int"], p["multiplier"], p["shift"],
+                                     4, padding=layer.padding, zero_point=5, out_zero_point=9, lower=p["lo"])
+    np.testing.assert_array_equal(rtl_out, expected)
+    assert p["lo"] == 9  # the ReLU bound is the code of 0
+
+
 def test_cycles_against_the_preset_overheads_within_ten_percent():
     """With the preset's 4-cycle pipeline overhead the model stays within 10% of the RTL on a layer."""
     layer, codes = _layer(w_bits=2, a_bits=4, seed=5)
