@@ -130,6 +130,34 @@ def test_onnxruntime_qdq_residual_cnn_with_signed_input_matches_onnxruntime(tmp_
     assert len(data) >= 64 and agreement >= 0.95
 
 
+def _without_output_quantizer(model):
+    """The QDQ model with its final QuantizeLinear/DequantizeLinear removed (float logits out)."""
+    graph = model.graph
+    out = graph.output[0].name
+    dq = next(n for n in graph.node if n.output[0] == out)
+    q = next(n for n in graph.node if n.output[0] == dq.input[0])
+    graph.node.remove(dq)
+    graph.node.remove(q)
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name == q.input[0]:
+                node.output[i] = out
+    return model
+
+
+def test_onnxruntime_qdq_logits_match_before_the_output_quantizer(tmp_path):
+    """Without the output quantizer hiding small differences, the logits still agree to float32
+    rounding: every quantizer of the model is reproduced (ties aside)."""
+    model, data = ort_qdq(tmp_path, signed=True)
+    model = _without_output_quantizer(model)
+    expected = _ort_run(model, data)
+    mod, params, recipe = tvm_qnn.from_onnx(model)
+    compiled = tvm_qnn.compile(mod, target="cpu-reference", recipe=recipe, params=params)
+    out = np.concatenate([compiled.run(image[None]) for image in data])
+    print(f"logits: max |diff| {np.abs(out - expected).max():.3g} of range {float(np.ptp(expected)):.3g}")
+    assert np.abs(out - expected).max() <= 1e-5 * float(np.ptp(expected))
+
+
 def test_onnxruntime_qdq_uint8_per_tensor_matches_onnxruntime(tmp_path):
     model, data = ort_qdq(tmp_path, signed=True, per_channel=False, activation_type="QUInt8", seed=1)
     mod, params, recipe = tvm_qnn.from_onnx(model)
