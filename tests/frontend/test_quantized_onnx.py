@@ -398,3 +398,32 @@ def test_intquant_is_read_like_quant():
         np.testing.assert_array_equal(spec["lut"], reference_layers[name]["lut"])
         assert (spec["a_bits"], spec["a_clamp"], spec["a_zero_point"]) == (
             reference_layers[name]["a_bits"], reference_layers[name]["a_clamp"], reference_layers[name]["a_zero_point"])
+
+
+def test_qdq_gemm_without_transposed_weight_is_rewritten_and_matches_onnxruntime():
+    """Gemm(transB=0) with an (in, out) int8 weight quantized per output column (axis 1)."""
+    rng = np.random.default_rng(0)
+    w_q = rng.integers(-128, 128, (12, 5)).astype(np.int8)
+    w_s = rng.uniform(0.01, 0.03, 5).astype(np.float32)
+    w_z = rng.integers(-3, 4, 5).astype(np.int8)
+    inits = [numpy_helper.from_array(w_q, "fc.weight_quantized"), numpy_helper.from_array(w_s, "fc.weight_scale"),
+             numpy_helper.from_array(w_z, "fc.weight_zero_point"), numpy_helper.from_array(np.float32(0.05), "x_s"),
+             numpy_helper.from_array(np.uint8(100), "x_z"),
+             numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "fc.bias")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_s", "x_z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["fc.weight_quantized", "fc.weight_scale", "fc.weight_zero_point"],
+                              ["wd"], axis=1),
+             helper.make_node("Gemm", ["xd", "wd", "fc.bias"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    mod, params, recipe = tvm_qnn.from_onnx(model)
+    fc = recipe["fc.weight"]
+    assert fc.lut.shape == (5, 256) and fc.a_zero_point == 100 and params["fc.weight"].shape == (5, 12)
+    np.testing.assert_array_equal(fc.lut[:, 0], (-128 - w_z.astype(np.int64)).astype(np.float32) * w_s)
+    data = rng.uniform(-5, 7, (16, 12)).astype(np.float32)
+    expected = _ort_run(model, data)
+    compiled = tvm_qnn.compile(mod, target="cpu-reference", recipe=recipe, params=params)
+    out = np.concatenate([compiled.run(row[None]) for row in data])
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
