@@ -427,3 +427,49 @@ def test_qdq_gemm_without_transposed_weight_is_rewritten_and_matches_onnxruntime
     compiled = tvm_qnn.compile(mod, target="cpu-reference", recipe=recipe, params=params)
     out = np.concatenate([compiled.run(row[None]) for row in data])
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("rounding", ["FLOOR", "CEIL", "UP", "DOWN", "HALF_UP", "HALF_DOWN"])
+def test_qonnx_quantizers_our_codes_cannot_reproduce_stay_as_float_arithmetic(rounding):
+    """A narrow signed activation Quant with another rounding mode in front of a conv: the conv
+    reads the float expansion (not the raw input), the recipe still gets the grid (zero point
+    2^(b-1)), and the float graph computes exactly what QONNX's own execution computes."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    import onnxruntime
+
+    domain = "qonnx.custom_op.general"
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.float32(0), "z"),
+             numpy_helper.from_array(np.float32(4), "b4"), numpy_helper.from_array(np.float32(0.05), "sw"),
+             numpy_helper.from_array(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "conv.weight")]
+    nodes = [helper.make_node("Quant", ["x", "s", "z", "b4"], ["xq"], domain=domain, signed=1, narrow=1,
+                              rounding_mode=rounding, name="act_q"),
+             helper.make_node("Quant", ["conv.weight", "sw", "z", "b4"], ["wq"], domain=domain, signed=1, narrow=0,
+                              rounding_mode="ROUND"),
+             helper.make_node("Conv", ["xq", "wq"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 5, 5])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, 1)])
+    float_model, layers, _ = qonnx.analyze(model)
+    conv = next(n for n in float_model.graph.node if n.op_type == "Conv")
+    assert conv.input[0] == "xq" and layers["conv.weight"]["a_zero_point"] == 8
+    x = (rng.standard_normal((2, 2, 5, 5)) * 0.5).astype(np.float32)
+    x.flat[:8] = np.float32([0.05, 0.15, -0.25, 0.35, -0.05, 1.0, -1.0, 0.45])  # ties and the clip
+    expected = execute_onnx(ModelWrapper(model).transform(InferShapes()), {"x": x})["y"]
+    session = onnxruntime.InferenceSession(float_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_qonnx_unknown_rounding_mode_is_refused_naming_the_node():
+    from test_frontend import qonnx_model
+
+    model = qonnx_model(np.random.default_rng(0))
+    for node in model.graph.node:
+        if node.output[0] == "h_q":
+            node.attribute[[a.name for a in node.attribute].index("rounding_mode")].s = b"STOCHASTIC"
+            node.name = "h_quant"
+    with pytest.raises(UnsupportedOpError, match="Quant node 'h_quant': rounding_mode 'STOCHASTIC'"):
+        tvm_qnn.from_onnx(model)

@@ -11,7 +11,7 @@
   tensor that is *not* the input of a quantized layer (a residual add, the output, a ReLU folded
   into a quantizer's clip), so the compiled graph computes what the framework computes.
   ``R`` is ONNX ``Round`` (half to even, as ONNX QuantizeLinear and QONNX's ``ROUND``) or
-  Floor / Ceil / round-toward-zero.
+  QONNX's other modes (FLOOR, CEIL, UP, DOWN, HALF_UP, HALF_DOWN).
 * :func:`exact_clamp`: the ``a_clamp`` whose float32 scale ``a_clamp / (2^b - 1)`` (the
   contract's ``s_a``, :func:`tvm_qnn.reference.act_scale`) equals the user's scale bit for bit.
 * :func:`activation_codes_spec`: ``(a_bits, a_clamp, a_zero_point)`` of a per-tensor quantizer.
@@ -204,7 +204,7 @@ def activation_codes_spec(scale, zero_point, bits, low, node):
     return bits, exact_clamp(scale[0], bits), int(zero_point[0]) - int(low)
 
 
-def fake_quant_nodes(x, out, scale, zero_point, low, high, rounding="ROUND", prefix=None):
+def fake_quant_nodes(x, out, scale, zero_point, low, high, rounding="ROUND", prefix=None, what=None):
     """``(nodes, initializers)`` computing ``out = (clip(R(x / scale + zero_point), low, high) - zero_point)
     * scale`` in float32 with standard ONNX ops (module doc). ``scale``/``zero_point`` are arrays
     already shaped for broadcasting against ``x``. The clip comes before the rounding, as in QONNX;
@@ -224,7 +224,7 @@ def fake_quant_nodes(x, out, scale, zero_point, low, high, rounding="ROUND", pre
         helper.make_node("Max", [n("shift"), n("lo")], [n("low")]),
         helper.make_node("Min", [n("low"), n("hi")], [n("clip")]),
     ]
-    nodes += rounding_nodes(n("clip"), n("int"), rounding, prefix, f"quantizer of tensor {x!r}")
+    nodes += rounding_nodes(n("clip"), n("int"), rounding, prefix, what or f"quantizer of tensor {x!r}")
     nodes += [helper.make_node("Sub", [n("int"), n("z")], [n("centred")]),
               helper.make_node("Mul", [n("centred"), n("s")], [out])]
     return nodes, []
@@ -237,7 +237,7 @@ def const_node(name, value):
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.float32), name))
 
 
-ROUNDING_MODES = ("ROUND", "HALF_EVEN", "FLOOR", "CEIL", "UP", "DOWN", "ROUND_TO_ZERO", "HALF_UP", "HALF_DOWN")
+ROUNDING_MODES = ("ROUND", "HALF_EVEN", "FLOOR", "CEIL", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
 
 def rounding_nodes(x, out, rounding, prefix, what):
@@ -249,8 +249,7 @@ def rounding_nodes(x, out, rounding, prefix, what):
     simple = {"ROUND": "Round", "HALF_EVEN": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}
     if mode in simple:
         return [helper.make_node(simple[mode], [x], [out])]
-    magnitude = {"UP": ("Ceil", None), "DOWN": ("Floor", None), "ROUND_TO_ZERO": ("Floor", None),
-                 "HALF_UP": ("Floor", 0.5), "HALF_DOWN": ("Ceil", -0.5)}
+    magnitude = {"UP": ("Ceil", None), "DOWN": ("Floor", None), "HALF_UP": ("Floor", 0.5), "HALF_DOWN": ("Ceil", -0.5)}
     if mode not in magnitude:
         raise UnsupportedOpError(f"{what}: rounding_mode {rounding!r} is not supported ({', '.join(ROUNDING_MODES)} are)")
     op, offset = magnitude[mode]

@@ -156,7 +156,7 @@ def _expansion(node, inits):
         else:
             low, high = _int_range(signed, narrow, bits)
             return oq.fake_quant_nodes(node.input[0], out, _const(node, 1, inits), _const(node, 2, inits), low, high,
-                                       oq.attr(node, "rounding_mode", "ROUND"), prefix)
+                                       oq.attr(node, "rounding_mode", "ROUND"), prefix, _where(node))
     if node.op_type == "BipolarQuant":  # where(x >= 0, 1, -1) * scale
         consts = {"s": _const(node, 1, inits), "zero": 0.0, "one": 1.0, "minus": -1.0}
         inits_out = []
