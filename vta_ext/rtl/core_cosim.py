@@ -12,6 +12,8 @@ iverilog is the default simulator; ``simulator="verilator"`` where speed matters
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,12 @@ import numpy as np
 from tvm_qnn.errors import QnnError
 from vta_ext import isa
 from vta_ext.rtl.cosim import COMPUTE_MODULES, LUT_MODE_PARAM, isa_header, stream_core_params
-from vta_ext.rtl.simulate import run_testbench
+from vta_ext.rtl.simulate import build_testbench, run_built
 from vta_ext.sim import functional, timing
 
 CORE_MODULES = ("qnn_core", "dma_read", "dma_write", "insn_queue", "dram_model", *COMPUTE_MODULES)
 INSN_ALIGN = 64  # the instruction stream starts at a multiple of this many bytes after the image
+_BUILDS = {}  # (simulator, parameters) -> (directory, run command): one build per layer shape per process
 
 
 class CoreCosimMismatch(QnnError, AssertionError):
@@ -83,13 +86,22 @@ def run_core(cfg, insns, dram, simulator="iverilog", workdir=None, timeout_s=600
     narrow = stream_core_params(cfg, insns[:n])  # the widest bits the stream uses: a smaller core simulates faster
     params = dict(core_parameters(cfg, a_bits=narrow.a_bits, w_bits=narrow.w_bits), LATENCY=cfg.dma_latency_cycles, DRAM_BYTES=image.size, INSN_BASE=base,
                   INSN_COUNT=n)
+    key = (simulator, tuple(sorted(params.items())))
+    if key not in _BUILDS or workdir is not None:  # a board runs the same layers again: build each once
+        if workdir is not None:
+            build = Path(workdir)
+        else:
+            build = Path(tempfile.mkdtemp(prefix="qnn_core_build_"))
+            atexit.register(shutil.rmtree, build, True)
+        (build / "isa_fields.vh").write_text(isa_header())
+        _BUILDS[key] = (build, build_testbench("tb_qnn_core", CORE_MODULES, params, simulator, build, timeout_s,
+                                               include_dirs=[build]))
+    build, run_cmd = _BUILDS[key]
     with tempfile.TemporaryDirectory(prefix="qnn_core_") as tmp:
         work = Path(workdir or tmp)
-        (work / "isa_fields.vh").write_text(isa_header())
         _write_bytes_hex(work / "dram.hex", image)
-        stdout = run_testbench("tb_qnn_core", CORE_MODULES, params,
-                               {"dram": work / "dram.hex", "dram_out": work / "dram_out.hex"},
-                               simulator=simulator, workdir=work, include_dirs=[work], timeout_s=timeout_s)
+        stdout = run_built(run_cmd, {"dram": work / "dram.hex", "dram_out": work / "dram_out.hex"}, build,
+                           timeout_s, f"{simulator} run of tb_qnn_core ({cfg.name})")
         lines = [line.split() for line in stdout.splitlines()]
         cycles = next((int(p[1]) for p in lines if len(p) == 2 and p[0] == "cycles"), None)
         if cycles is None:
