@@ -61,6 +61,7 @@ def test_model_on_the_rtl_core_equals_the_simulator(fpga_model):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # every layer of every run goes through iverilog on the board: ~15-30 min under load
 def test_remote_run_on_an_rtl_board_equals_the_simulator(fpga_model, tmp_path):
     from tvm_qnn import rpc
 
