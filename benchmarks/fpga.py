@@ -6,8 +6,10 @@ Prints and writes (``results/fpga.json``, ``results/fpga_*.png``):
 
 * per-layer cycles, utilisation and DRAM bytes, whole-network latency / fps / GOP/s per bits;
 * cycles vs UNIQ BOPs over all (layer, bits) points with the least-squares line's R^2;
-* the resource model's estimate of each configured core next to published figures (the
-  streaming multi-FPGA paper's ResNet-18 / AlexNet, the Pynq-Z1 device budget).
+* each preset's utilisation of the part it names (``vta_ext.fit.utilisation``: measured whole-core
+  synthesis where committed, else the resource model) next to published figures (the streaming
+  multi-FPGA paper's ResNet-18 / AlexNet). Bit widths above a preset's maxima are skipped.
+  No power column: the power coefficients are hand-set, with no vendor source.
 
 Weights are random indices (cycles do not depend on values). Usage:
 ``python benchmarks/fpga.py [--bits 1 2 4 8] [--presets pynq_z1 ultrascale_plus] [--quick]``.
@@ -30,7 +32,8 @@ from tvm_qnn.layer import QnnLayer  # noqa: E402
 from vta_ext.compiler import compile_layer  # noqa: E402
 from vta_ext.config import HwConfig  # noqa: E402
 from vta_ext.report import ModelReport  # noqa: E402
-from vta_ext.resources import PUBLISHED, comparison_table, estimate  # noqa: E402
+from vta_ext.fit import utilisation  # noqa: E402
+from vta_ext.resources import PUBLISHED  # noqa: E402
 from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
 RESULTS = REPO / "results"
@@ -122,34 +125,36 @@ def main(argv=None):
     nets = {"resnet18": layer_specs(resnet18(), (3, hw, hw)), "alexnet": layer_specs(torch_alexnet(), (3, 224, 224))}
     if args.quick:
         nets.pop("alexnet")
-    results = {"image_hw": hw, "presets": {}, "published": PUBLISHED}
+    results = {"image_hw": hw, "presets": {}, "published": PUBLISHED, "fit": {}}
     points = []  # (preset, net, bits, layer, bops, cycles)
-    jobs = [(p, n, b) for p in args.presets for n in nets for b in args.bits]
+    configs = {p: HwConfig.preset(p) for p in args.presets}
+    for preset, config in configs.items():
+        fit = utilisation(config)
+        results["fit"][preset] = dict(fit, array=f"{config.batch}x{config.block_in}x{config.block_out}",
+                                      bits=f"a{config.max_a_bits}/w{config.max_w_bits}", lut_mode=config.lut_mode)
+    jobs = [(p, n, b) for p in args.presets for n in nets for b in args.bits
+            if b <= min(configs[p].max_a_bits, configs[p].max_w_bits)]
     for preset, net, bits in tqdm(jobs, desc="compile + time layers"):
-        config = HwConfig.preset(preset)
+        config = configs[preset]
         layers = quantized_layers(nets[net], bits, bits)
         start = time.perf_counter()
         report = network_report(layers, config)
         entry = report.as_dict()
         entry["compile_s"] = time.perf_counter() - start
         entry["bops"] = [layer.bops() for layer in layers]
-        entry["resources"] = estimate(config, bits, bits).as_dict()
         results["presets"].setdefault(preset, {}).setdefault(net, {})[f"w{bits}a{bits}"] = entry
         points += [(preset, net, bits, row.name, bops, row.cycles) for row, bops in zip(report.layers, entry["bops"])]
 
     print(f"\nResNet-18 at {hw}x{hw}, accelerator layers only (conv1 and fc stay fp32 on the CPU)")
     print(f"{'preset':<16} {'bits':>5} {'cycles':>12} {'latency ms':>11} {'fps':>8} {'GOP/s':>8} {'util':>6} "
-          f"{'DRAM MB':>8} {'LUT':>10} {'FF':>10} {'W':>6}")
+          f"{'DRAM MB':>8}")
     for preset in args.presets:
-        for bits in args.bits:
-            e = results["presets"][preset]["resnet18"][f"w{bits}a{bits}"]
+        for bits, e in results["presets"][preset]["resnet18"].items():
             util = np.average([r["utilisation"] for r in e["layers"]], weights=[r["macs"] for r in e["layers"]])
-            res = e["resources"]
-            print(f"{preset:<16} w{bits}a{bits:<3} {e['cycles']:12d} {e['latency_ms']:11.3f} {e['fps']:8.1f} "
-                  f"{e['gops']:8.2f} {util:6.1%} {e['dram_bytes'] / 2**20:8.2f} {res['luts']:10,} {res['ffs']:10,} "
-                  f"{res['power_w']:6.2f}")
+            print(f"{preset:<16} {bits:<8} {e['cycles']:12d} {e['latency_ms']:11.3f} {e['fps']:8.1f} "
+                  f"{e['gops']:8.2f} {util:6.1%} {e['dram_bytes'] / 2**20:8.2f}")
 
-    mid = 2 if 2 in args.bits else args.bits[0]
+    mid = 2 if 2 in args.bits else min(args.bits)
     for preset in args.presets:
         print(f"\nper-layer cycles, ResNet-18 w{mid}a{mid} on {preset}")
         e = results["presets"][preset]["resnet18"][f"w{mid}a{mid}"]
@@ -165,17 +170,11 @@ def main(argv=None):
             results["bops_fit"][f"{preset}/{net}"] = {"r2": r2, "cycles_per_gbop": slope * 1e9, "intercept": intercept}
             print(f"  {preset:<16} {net:<9} R^2 = {r2:.4f}  ({slope * 1e9:,.0f} cycles per GBOP)")
 
-    rows = [(f"published: {k}", v) for k, v in PUBLISHED.items()]
-    for preset in args.presets:
-        for bits in sorted({min(args.bits), 4, max(args.bits)} & set(args.bits)):
-            for net in nets:
-                e = results["presets"][preset][net][f"w{bits}a{bits}"]
-                rows.append((f"ours: {preset} core, {net} w{bits}a{bits}",
-                             dict(e["resources"], latency_ms=e["latency_ms"])))
-    print("\nresource model (one time-multiplexed core) next to published designs")
-    print(comparison_table(rows))
-    print("note: the streaming paper dedicates logic to every layer across several FPGAs; our core is one\n"
-          "      array reused by all layers, so its area is far smaller and its latency set by the array size.")
+    print("\neach preset on its part (one time-multiplexed core)")
+    for preset, fit in results["fit"].items():
+        print(f"  {preset:<16} {fit['part']:<10} " + "  ".join(
+            f"{r.upper()} {fit[r]['need']:,}/{fit[r]['capacity']:,}" for r in ("lut", "ff", "bram", "dsp"))
+              + f"  [{fit['source']}]")
 
     RESULTS.mkdir(exist_ok=True)
     results["machine"] = machine_info()

@@ -267,37 +267,46 @@ def render_compile_time(data, path):
 
 def render_fpga(data, path):
     out = [f"Accelerator simulator (timing model), ResNet-18 at {data.get('image_hw', 224)}×{data.get('image_hw', 224)}, "
-           "batch 1, accelerator layers only (conv1 and fc stay fp32 on the CPU); resources from the model in "
-           "`vta_ext/resources.py`.\n"]
+           "batch 1, accelerator layers only (conv1 and fc stay fp32 on the CPU); bit widths up to each preset's "
+           "maxima.\n"]
     body = []
     for preset, nets in data.get("presets", {}).items():
         for bits, e in nets.get("resnet18", {}).items():
             layers = e.get("layers", [])
             macs = sum(r["macs"] for r in layers)
             util = sum(r["utilisation"] * r["macs"] for r in layers) / macs if macs else None
-            res = e.get("resources", {})
             body.append([preset, bits, f"{e['cycles']:,}", f"{e['latency_ms']:.2f}", f"{e['fps']:.1f}",
-                         f"{e['gops']:.1f}", num(util and 100 * util, ".0f", "%"), f"{e['dram_bytes'] / 2**20:.2f}",
-                         f"{res.get('luts', 0):,}", f"{res.get('ffs', 0):,}", res.get("bram36", "–"),
-                         res.get("dsps", "–"), num(res.get("power_w"), ".2f")])
-    out.append(table(["core", "bits", "cycles", "latency ms", "fps", "GOP/s", "MAC util", "DRAM MiB", "LUT", "FF",
-                      "BRAM36", "DSP", "W"], body))
+                         f"{e['gops']:.1f}", num(util and 100 * util, ".0f", "%"), f"{e['dram_bytes'] / 2**20:.2f}"])
+    out.append(table(["core", "bits", "cycles", "latency ms", "fps", "GOP/s", "MAC util", "DRAM MiB"], body))
     fits = data.get("bops_fit", {})
     if fits:
         out.append("\nCycles vs UNIQ BOPs, least squares over every layer and bit width: "
                    + "; ".join(f"{k} R² = {v['r2']:.3f}" for k, v in fits.items()) + ".")
+    fit_rows = []
+    for preset, fit in data.get("fit", {}).items():
+        cells = [f"{fit[r]['need']:,} / {fit[r]['capacity']:,} ({100 * fit[r]['need'] / fit[r]['capacity']:.0f}%)"
+                 if fit[r]["capacity"] else f"{fit[r]['need']:,} / 0" for r in ("lut", "ff", "bram", "dsp")]
+        fit_rows.append([preset, fit["part"], fit.get("array", "–"), fit.get("bits", "–"), fit.get("lut_mode", "–"),
+                         *cells, fit["source"]])
+    if fit_rows:
+        out.append("\nEach preset on the part it names (`vta_ext.fit.utilisation`; `HwConfig` refuses a core over "
+                   "capacity). Model figures: yosys-fitted GEMM/ALU terms plus a hand-set control term "
+                   "(`lut_base` 9,000 LUT, `ff_base` 12,000 FF, an estimate from VTA's Pynq design); no power "
+                   "column (its coefficients are hand-set, with no vendor source):\n")
+        out.append(table(["preset", "part", "array", "bits", "LUT mode", "LUT", "FF", "BRAM", "DSP", "source"],
+                         fit_rows))
     rows = [[f"published: {k}", f"{v.get('luts') or 0:,}" if v.get("luts") else "–",
              f"{v['ffs']:,}" if v.get("ffs") else "–", num(v.get("latency_ms"), ".1f")]
             for k, v in data.get("published", {}).items()]
     for preset, nets in data.get("presets", {}).items():
+        fit = data.get("fit", {}).get(preset)
         for net, by_bits in nets.items():
             e = by_bits.get("w2a2")
-            if e:
-                res = e["resources"]
-                rows.append([f"ours: {preset} core, {net} w2a2", f"{res['luts']:,}", f"{res['ffs']:,}",
+            if e and fit:
+                rows.append([f"ours: {preset} core, {net} w2a2", f"{fit['lut']['need']:,}", f"{fit['ff']['need']:,}",
                              f"{e['latency_ms']:.1f}"])
-    out.append("\nResource estimate next to published figures (the streaming paper dedicates logic to every layer "
-               "across FPGAs; our core is one array reused by all layers):\n")
+    out.append("\nNext to published figures (the streaming paper dedicates logic to every layer across FPGAs; our "
+               "core is one array reused by all layers):\n")
     out.append(table(["design", "LUT", "FF", "latency ms"], rows))
     return "\n".join(out), ["fpga_latency_vs_bits.png", "fpga_cycles_vs_bops.png", "fpga_resnet18_layers.png"]
 

@@ -19,7 +19,7 @@ EXPECTED = {
     "01_quantize_and_compile.py": ("recipe:", "BOPs:", "top-1 agreement", "latency:",
                                    "export -> load: identical output"),
     "02_train_uniq_nice.py": ("test accuracy vs BOPs", "UNIQ w2a2", "NICE w2a2", "plot:"),
-    "03_fpga_target.py": ("core pynq_z1", "top-1 agreement 1.0000", "LUT", "deadlock: False",
+    "03_fpga_target.py": ("core pynq_z1", "top-1 agreement 1.0000", "on xc7z020", "LUT", "deadlock: False",
                           "Streaming plan"),
     "04_tune_bitserial.py": ("before tuning", "after tuning", "identical outputs: True"),
     "05_rpc_deploy.py": ("bit-identical to the local run: True", "as expected:",

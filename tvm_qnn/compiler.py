@@ -80,7 +80,9 @@ def resolve_target(target):
     if isinstance(target, dict):
         if target.get("kind") == "llvm":
             return get_target("cpu"), dict(target), {}
-        return get_target("fpga"), {}, {"hw_config": target}
+        from vta_ext.config import HwConfig  # validated here: a core that does not fit its part is refused first
+
+        return get_target("fpga"), {}, {"hw_config": HwConfig.from_dict(target)}
     if type(target).__name__ == "HwConfig":
         return get_target("fpga"), {}, {"hw_config": target}
     return get_target(target)  # raises, listing the known targets

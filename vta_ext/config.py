@@ -15,7 +15,11 @@ The core (see ``vta_ext/isa.py`` for the instruction set):
 * SRAM buffers (``*_buff_bytes``) holding activations and weight indices packed at their bit
   width, int32 accumulators, 64-bit micro-ops and per-channel parameters (LUT row, bias,
   requant multiplier and shift);
-* a DMA engine moving ``dma_bytes_per_cycle`` after ``dma_latency_cycles`` of set-up.
+* a DMA engine moving ``dma_bytes_per_cycle`` after ``dma_latency_cycles`` of set-up;
+* the FPGA ``part`` it is built for (``vta_ext/parts.py``): a config naming a part is refused
+  (``HwConfigError`` naming the resource and both numbers) unless its core fits that part
+  (``vta_ext/fit.py``: measured whole-core synthesis where it exists, else the resource model).
+  ``part=None`` (the default of a bare ``HwConfig()``) is a core not tied to a device: no check.
 """
 
 from __future__ import annotations
@@ -133,6 +137,7 @@ class HwConfig:
     gemm_pipeline_cycles: int = 4
     alu_pipeline_cycles: int = 4
     clock_mhz: float = 100.0
+    part: str | None = None
     resources: ResourceCoefficients = field(default_factory=ResourceCoefficients)
 
     def __post_init__(self):
@@ -176,6 +181,12 @@ class HwConfig:
         ):
             if getattr(self, name) < need:
                 raise HwConfigError(f"{name}={getattr(self, name)} cannot hold one entry of {need} bytes")
+        if self.part is not None:
+            if not isinstance(self.part, str):
+                raise HwConfigError(f"part={self.part!r}; expected a part name (vta_ext/parts.py) or null")
+            from .fit import check_fit  # the fit check needs the resource model, which needs this module
+
+            check_fit(self)
 
     # ------------------------------------------------------------------ JSON
     @classmethod
@@ -216,14 +227,21 @@ class HwConfig:
 
     @classmethod
     def preset(cls, name):
-        """A shipped preset: ``"pynq_z1"`` or ``"ultrascale_plus"``."""
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+        """A shipped preset (``vta_ext/configs/<name>.json``), e.g. ``"pynq_z1"``."""
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.json") if p.stem != "devices")
         if name not in known:
             raise HwConfigError(f"unknown hardware preset {name!r}; known presets: {known}")
         return cls.from_json(CONFIG_DIR / f"{name}.json")
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+    @property
+    def capacity(self):
+        """``{"lut", "ff", "bram", "dsp": count}`` of the part (``None`` without a part)."""
+        from .parts import get_part
+
+        return None if self.part is None else get_part(self.part).capacity()
 
     # ------------------------------------------------------------------ derived sizes
     @property

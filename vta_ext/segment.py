@@ -27,7 +27,7 @@ from tvm_qnn.errors import ExportError, ShapeError
 from .compiler import LayerProgram, compile_layer
 from .config import HwConfig
 from .isa import decode_stream, encode_stream
-from .sim.functional import run_program
+from .backend import run_layer
 from .sim.timing import simulate_program
 from .tiling import ConvGeometry, Tiling
 
@@ -78,7 +78,8 @@ class Segment:
 
     # ------------------------------------------------------------------ running
     def run(self, inputs):
-        """Float32 outputs for float32 ``inputs`` (list of arrays), computed by the functional simulator."""
+        """Float32 outputs for float32 ``inputs`` (list of arrays), computed by the functional simulator
+        (or the RTL core, ``vta_ext.backend.set_backend("rtl")``)."""
         if len(inputs) != len(self.input_shapes):
             raise ShapeError(f"segment {self.name!r} takes {len(self.input_shapes)} inputs, got {len(inputs)}")
         values = []
@@ -87,7 +88,7 @@ class Segment:
             x = inputs[k] if kind == "input" else values[k]
             codes = x if node.input_is_codes else reference.act_codes(x, node.a_clamp, node.a_bits, node.a_zero_point)
             codes = np.asarray(codes).reshape(node.program.input_shape)
-            out = run_program(node.program, codes)
+            out = run_layer(node.program, codes)
             values.append(out if node.program.outputs_codes else node.program.dequantize(out))
         return [np.asarray(values[i], dtype=np.float32) for i in self.outputs]
 

@@ -118,7 +118,12 @@ def _hand_built(layers):
     return bb.get(), options
 
 
-@pytest.mark.parametrize("preset", ["pynq_z1", "ice40_hx8k", "ultrascale_plus"])
+SMALL_CORE = dict(name="small", block_in=8, block_out=8, max_a_bits=4, max_w_bits=2, lut_entries=4,
+                  lut_mode="decode", inp_buff_bytes=2048, wgt_buff_bytes=4096, acc_buff_bytes=4096,
+                  uop_buff_bytes=2048, prm_buff_bytes=1024, dma_bytes_per_cycle=4)  # no part: not fit-checked
+
+
+@pytest.mark.parametrize("preset", ["pynq_z1", SMALL_CORE, "ultrascale_plus"], ids=["pynq_z1", "small", "ultrascale_plus"])
 def test_segment_with_two_outputs_matches_fpga(preset):
     import tvm
 

@@ -17,15 +17,17 @@ def test_presets_load_and_round_trip(name, tmp_path):
     assert HwConfig.from_json(path) == cfg
 
 
-def test_pynq_preset_is_vta_default_sized():
+def test_pynq_preset_has_vta_default_lanes_and_fits_its_part():
+    """VTA's default core (1x16x16 int8) does not fit a Zynq-7020 with per-lane LUT decode at 8-bit
+    weights (~210k LUT by the model): the preset keeps its 256 lanes as 1x32x8 at w4."""
     cfg = HwConfig.preset("pynq_z1")
-    assert (cfg.batch, cfg.block_in, cfg.block_out, cfg.clock_mhz) == (1, 16, 16, 100.0)
-    assert cfg.lanes == 256
-    # packing: an 8-bit input vector is 16 bytes, a 1-bit one 2 bytes -> 8x the depth
-    assert cfg.inp_vector_bytes(8) == 16 and cfg.inp_depth(1) == 8 * cfg.inp_depth(8)
-    assert cfg.acc_depth == cfg.acc_buff_bytes // (16 * 4)
+    assert (cfg.batch, cfg.block_in, cfg.block_out, cfg.clock_mhz, cfg.part) == (1, 32, 8, 100.0, "xc7z020")
+    assert cfg.lanes == 256 and cfg.max_w_bits == 4
+    # packing: an 8-bit input vector is 32 bytes, a 1-bit one 4 bytes -> 8x the depth
+    assert cfg.inp_vector_bytes(8) == 32 and cfg.inp_depth(1) == 8 * cfg.inp_depth(8)
+    assert cfg.acc_depth == cfg.acc_buff_bytes // (8 * 4)
     assert cfg.peak_gops(8) == pytest.approx(2 * 256 * 100e6 / 8 / 1e9)
-    assert HwConfig.preset("ultrascale_plus").lanes > 8 * cfg.lanes
+    assert HwConfig.preset("ultrascale_plus").lanes >= 4 * cfg.lanes
 
 
 @pytest.mark.parametrize("field,value", [
@@ -69,3 +71,54 @@ def test_layer_bits_beyond_the_core():
         cfg.check_layer_bits("conv", 5, 2)
     with pytest.raises(QnnError, match="w_bits=3"):
         cfg.check_layer_bits("conv", 2, 3)
+
+
+@pytest.mark.parametrize("name", ["pynq_z1", "ultrascale_plus"])
+def test_every_preset_names_its_part_and_fits_it(name):
+    from vta_ext.fit import utilisation
+    from vta_ext.parts import PARTS
+
+    cfg = HwConfig.preset(name)
+    report = utilisation(cfg)
+    assert cfg.capacity == PARTS[cfg.part].capacity()
+    for resource in ("lut", "ff", "bram", "dsp"):
+        assert 0 < report[resource]["need"] <= report[resource]["capacity"], (name, resource, report)
+
+
+@pytest.mark.parametrize("changes,resource", [
+    ({"block_in": 16, "block_out": 16, "max_w_bits": 8, "lut_entries": 256}, "LUT"),  # VTA's default at w8: ~210k LUT
+    ({"wgt_buff_bytes": 1 << 23}, "block RAM"),  # 8 MiB of weights: 1,821 BRAM36 > 140
+])
+def test_a_core_that_does_not_fit_is_refused_naming_the_resource_and_both_numbers(changes, resource):
+    cfg = HwConfig.preset("pynq_z1")
+    need = _unchecked(cfg, changes)
+    capacity = {"LUT": "53,200", "block RAM": "140"}[resource]
+    key = {"LUT": "lut", "block RAM": "bram"}[resource]
+    with pytest.raises(HwConfigError, match=rf"part xc7z020: {resource} {need[key]:,} needed > {capacity} available"):
+        cfg.replace(**changes)
+    with pytest.raises(HwConfigError, match=resource):
+        HwConfig.from_dict({**cfg.to_dict(), **changes})
+
+
+def _unchecked(cfg, changes):
+    """The model's figures for ``cfg`` + ``changes`` without the check (built without a part first)."""
+    from vta_ext.fit import modelled
+
+    free = HwConfig(**{**cfg.to_dict(), **changes, "part": None})
+    object.__setattr__(free, "part", cfg.part)
+    return modelled(free)
+
+
+def test_unknown_part_lists_the_known_ones():
+    with pytest.raises(HwConfigError, match=r"part='xc7k70t' is unknown; known parts: \['ice40hx8k'"):
+        HwConfig(part="xc7k70t")
+    with pytest.raises(HwConfigError, match="part=7"):
+        HwConfig(part=7)
+
+
+def test_compile_refuses_an_oversized_core_before_building():
+    import tvm_qnn
+
+    big = {**HwConfig.preset("ultrascale_plus").to_dict(), "block_in": 64, "block_out": 64}
+    with pytest.raises(HwConfigError, match=r"does not fit its part xcvu9p: LUT [\d,]+ needed > 1,182,240"):
+        tvm_qnn.compile(None, target=big)  # refused while reading the target, before the module is touched

@@ -142,7 +142,7 @@ def test_presets_run_a_resnet_layer():
 
 def test_dram_bytes_shrink_with_bits():
     rng = np.random.default_rng(2)
-    cfg = HwConfig.preset("pynq_z1")
+    cfg = HwConfig.preset("pynq_z1").replace(part=None, max_w_bits=8, lut_entries=256)  # 8-bit weights: no part
     sizes = {bits: compile_layer(make_layer(rng, "conv2d", 1, 32, 32, 8, 3, 1, 1, bits, bits), cfg).regions
              for bits in (1, 2, 4, 8)}
     for key in ("inp", "wgt"):

@@ -10,7 +10,7 @@ from vta_ext.resources import PUBLISHED, coefficients_for, comparison_table, est
 
 
 def test_terms_follow_lanes_and_bits():
-    cfg = HwConfig.preset("pynq_z1")
+    cfg = HwConfig.preset("pynq_z1").replace(part=None)  # the model's terms, not the fit check
     c = cfg.resources
     base = estimate(cfg, w_bits=2, coefficients=c)  # explicit coefficients: independent of any fit file
     # per-lane decode: lanes x 2^b_w; going from 2 to 4 weight bits adds exactly 12 levels per lane
@@ -61,25 +61,19 @@ def test_comparison_table_lists_published_figures():
     assert "596,081" in text and "1,175,373" in text and "343,295" in text and "16.10" in text
 
 
-def test_ice40_preset_clock_is_the_measured_fmax():
-    """The small preset's clock is nextpnr's Fmax from the committed fit (rounded down), and its
-    buffers fit an iCE40 HX8K's 32 BRAM4K blocks."""
-    import math
-
-    from vta_ext.rtl import resource_fit as calibration
-
-    fmax = json.loads(calibration.FIT_PATH.read_text())["fmax"]
-    cfg = HwConfig.preset("ice40_hx8k")
-    assert fmax["device"] == "hx8k" and cfg.lanes == 64
-    assert cfg.clock_mhz == math.floor(fmax["fmax_mhz"])
-    assert (cfg.batch, cfg.block_in, cfg.block_out) == (fmax["config"]["BATCH"], fmax["config"]["BLOCK_IN"],
-                                                        fmax["config"]["BLOCK_OUT"])
-    buffers = (cfg.inp_buff_bytes, cfg.wgt_buff_bytes, cfg.acc_buff_bytes, cfg.uop_buff_bytes, cfg.prm_buff_bytes)
-    assert sum(math.ceil(b * 8 / 4096) for b in buffers) <= 32
-    assert HwConfig.preset("pynq_z1").clock_mhz == 100.0  # VTA's Xilinx default stays
+def test_no_ice40_preset_while_the_model_says_the_core_cannot_fit():
+    """The 1x8x8 a4/w2 core the former ice40_hx8k preset described needs 8 requant multipliers
+    (DSP on Xilinx; the HX8K has none) and more LUTs than its 7,680 logic cells: refused."""
+    small = dict(batch=1, block_in=8, block_out=8, max_a_bits=4, max_w_bits=2, lut_entries=4, lut_mode="decode",
+                 inp_buff_bytes=2048, wgt_buff_bytes=4096, acc_buff_bytes=4096, uop_buff_bytes=2048,
+                 prm_buff_bytes=1024, dma_bytes_per_cycle=4, clock_mhz=50.0)
+    with pytest.raises(HwConfigError, match=r"part ice40hx8k: LUT [\d,]+ needed > 7,680 available"):
+        HwConfig(name="ice40_hx8k", part="ice40hx8k", **small)
+    assert "ice40_hx8k" not in [p.stem for p in HwConfig.preset.__globals__["CONFIG_DIR"].glob("*.json")]
+    HwConfig(name="small", **small)  # the same core with no part is not checked
 
 
-def test_ice40_preset_runs_a_layer_bit_exact():
+def test_small_core_runs_a_layer_bit_exact():
     import numpy as np
 
     from tvm_qnn import reference
@@ -87,7 +81,9 @@ def test_ice40_preset_runs_a_layer_bit_exact():
     from vta_ext.compiler import compile_layer
     from vta_ext.sim.functional import run_program
 
-    cfg = HwConfig.preset("ice40_hx8k")
+    cfg = HwConfig(name="small", block_in=8, block_out=8, max_a_bits=4, max_w_bits=2, lut_entries=4,
+                   lut_mode="decode", inp_buff_bytes=2048, wgt_buff_bytes=4096, acc_buff_bytes=4096,
+                   uop_buff_bytes=2048, prm_buff_bytes=1024, dma_bytes_per_cycle=4)
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 4, (24, 20, 3, 3)).astype(np.uint8)  # 3 output and input blocks: tiled
     lut = rng.normal(size=(24, 4)).astype(np.float32)

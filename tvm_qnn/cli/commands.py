@@ -69,13 +69,16 @@ def _serve_arguments(parser):
     parser.add_argument("--fpga", default=None, metavar="CONFIG",
                         help="register the accelerator runtime for this hardware config "
                              "(preset name such as pynq_z1, or a JSON path)")
+    parser.add_argument("--rtl", action="store_true",
+                        help="with --fpga: run accelerator layers on the whole core's RTL (iverilog) "
+                             "instead of the functional simulator")
 
 
 def _serve(args):
     from tvm_qnn.rpc.board import serve
 
     serve(args.host, args.port, tracker=args.tracker, key=args.key, fpga_config=args.fpga,
-          port_end=args.port_end, silent=not args.debug)
+          port_end=args.port_end, silent=not args.debug, rtl=args.rtl)
     return None
 
 

@@ -8,8 +8,9 @@
   bytes that arrived are the bytes the manifest lists (a corrupt upload is detected);
 * ``tvm_qnn.board.prepare(manifest)`` -> lets the export's lowering register its runtime side
   from the uploaded ``runtime/`` files (the FPGA segments' packed functions), as ``load`` does;
-* with an FPGA config, the accelerator runtime is imported up front (the simulator today, a
-  board driver later behind the same packed functions), so ``fpga`` modules run remotely.
+* with an FPGA config, the accelerator runtime is imported up front (the functional simulator,
+  or with ``rtl`` the whole core's RTL via ``vta_ext.backend``, behind the same packed
+  functions), so ``fpga`` modules run remotely.
 
 Every session is a process forked from the server process, so it inherits these registrations.
 """
@@ -126,11 +127,12 @@ def _register_board_functions(fpga_config: str | None) -> None:
 
 
 def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | None = None,
-          port_end: int | None = None, silent: bool = True) -> None:
+          port_end: int | None = None, silent: bool = True, rtl: bool = False) -> None:
     """Run a board until terminated: TVM's RPC server, registered at ``tracker`` under ``key``.
 
     ``tracker`` is ``"HOST:PORT"``/``(host, port)`` or None (clients then connect directly).
-    With ``fpga_config`` (preset name or JSON path) the accelerator runtime is registered too.
+    With ``fpga_config`` (preset name or JSON path) the accelerator runtime is registered too;
+    ``rtl`` runs its layers on the whole core's RTL (``vta_ext.backend``) instead of the simulator.
     """
     from tvm.rpc.server import PopenRPCServerState
 
@@ -144,6 +146,12 @@ def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | 
         check_reachable(*tracker_addr, "tracker")
     if fpga_config is not None:
         board_info(fpga_config)  # fail here, in the foreground, on a bad config
+    if rtl:
+        if fpga_config is None:
+            raise RemoteError("serve --rtl runs the accelerator's RTL: it needs --fpga CONFIG")
+        from vta_ext.backend import set_backend
+
+        set_backend("rtl")
     _register_board_functions(fpga_config)
     try:
         # TVM's own server loop (what rpc.Server runs in a PopenWorker), run in this process so
@@ -159,7 +167,7 @@ def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | 
     # the stopper (tvm_qnn.rpc.stop_process_tree) ends by PID
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     registered = f", registered at {tracker_addr[0]}:{tracker_addr[1]}" if tracker_addr else ""
-    accelerator = f", accelerator {fpga_config}" if fpga_config is not None else ""
+    accelerator = f", accelerator {fpga_config}{' (RTL core)' if rtl else ''}" if fpga_config is not None else ""
     print(f"tvm-qnn board serving on {host}:{state.port} key {key!r}{registered}{accelerator}",
           file=sys.stderr, flush=True)
     state.thread.join()

@@ -40,10 +40,10 @@ class CosimMismatch(QnnError, AssertionError):
 
 
 def isa_header() -> str:
-    """``isa_fields.vh``: Verilog macros with the bit offset of every GEMM/ALU/micro-op field."""
+    """``isa_fields.vh``: Verilog macros with the bit offset of every GEMM/ALU/LOAD-STORE/micro-op field."""
     lines = ["// generated from vta_ext/isa.py by vta_ext/rtl/cosim.py: do not edit",
              f"`define INSN_BITS {isa.INSN_BITS}"]
-    for prefix, cls in (("GEMM", GemmInsn), ("ALU", AluInsn)):
+    for prefix, cls in (("GEMM", GemmInsn), ("ALU", AluInsn), ("MEM", MemInsn)):
         offset = isa.HEADER_BITS
         for name, bits, _ in cls.FIELDS:
             lines.append(f"`define {prefix}_{name.upper()}_LO {offset}")
@@ -126,7 +126,7 @@ class _Encoder:
                 | pack_words(state.prm_shift[e], 8) << (lut_w + bo * 64))
 
 
-def _core_params(cfg, insns):
+def stream_core_params(cfg, insns):
     """The smallest core that runs the stream: widest a_bits / w_bits it uses (simulation speed)."""
     insns = [i for i in insns if not isinstance(i, (GemmInsn, AluInsn)) or _steps(i) > 0]  # skip token waits
     a_bits = max([i.a_bits for i in insns if isinstance(i, GemmInsn)]
@@ -140,7 +140,7 @@ def cosim_stream(cfg, insns, dram, simulator="iverilog", dump_all=True, workdir=
     """Run ``insns`` on ``dram`` through both sides; returns ``(CosimReport, sim_dram, rtl_dram)``.
 
     ``workdir`` keeps the generated header, command file and simulator binary (debugging)."""
-    params = _core_params(cfg, insns)
+    params = stream_core_params(cfg, insns)
     enc = _Encoder(cfg, params)
     state = functional.CoreState(cfg)
     sim_dram, rtl_dram = dram.copy(), dram.copy()

@@ -69,33 +69,45 @@ def run_testbench(testbench: str, modules, params: dict, plusargs: dict | None =
     Returns the simulation's stdout; a compile or run failure raises SimulationError with the
     tool's last lines and the parameters.
     """
+    with tempfile.TemporaryDirectory(prefix="qnn_rtl_sim_") as tmp:
+        work = Path(workdir or tmp)
+        run_cmd = build_testbench(testbench, modules, params, simulator, work, timeout_s, include_dirs)
+        return run_built(run_cmd, plusargs, work, timeout_s, f"{simulator} run of {testbench} with {params}")
+
+
+def build_testbench(testbench: str, modules, params: dict, simulator: str, work: Path, timeout_s: float = 300.0,
+                    include_dirs=()) -> list:
+    """Compile ``testbench`` with ``modules`` in ``work``; returns the command that runs it (no plusargs)."""
     if simulator not in SIMULATORS:
         raise SimulationError(f"simulator={simulator!r}; known: {list(SIMULATORS)}")
     sources = verilog_sources(testbench, *modules)
+    if simulator == "iverilog":
+        binary = work / "sim.vvp"
+        compile_cmd = [find_tool("iverilog"), "-g2012", "-s", testbench, "-o", binary]
+        compile_cmd += [f"-I{d}" for d in include_dirs]
+        compile_cmd += [f"-P{testbench}.{k}={int(v)}" for k, v in params.items()]
+        run_cmd = [find_tool("vvp"), "-n", binary]
+    else:
+        obj = work / "obj_dir"
+        compile_cmd = [find_tool("verilator"), "--binary", "--timing", "-Wno-fatal", "-Wno-lint",
+                       "-Wno-style", "--top-module", testbench, "--Mdir", obj, "-o", "sim"]
+        compile_cmd += [f"-G{k}={int(v)}" for k, v in params.items()]
+        compile_cmd += [f"-I{d}" for d in include_dirs]
+        run_cmd = [obj / "sim"]
+    built = run_bounded([*compile_cmd, *sources], cwd=work, timeout_s=timeout_s, mem_mb=4096)
+    if built.returncode != 0:
+        raise SimulationError(f"{simulator} failed to build {testbench} with {params}:\n{built.tail()}")
+    return run_cmd
+
+
+def run_built(run_cmd, plusargs: dict | None, work: Path, timeout_s: float, where: str) -> str:
+    """Run a built test bench with ``+key=value`` plusargs; stdout, or SimulationError with its last lines."""
     plus = [f"+{k}={v}" for k, v in (plusargs or {}).items()]
-    with tempfile.TemporaryDirectory(prefix="qnn_rtl_sim_") as tmp:
-        work = Path(workdir or tmp)
-        if simulator == "iverilog":
-            binary = work / "sim.vvp"
-            compile_cmd = [find_tool("iverilog"), "-g2012", "-s", testbench, "-o", binary]
-            compile_cmd += [f"-I{d}" for d in include_dirs]
-            compile_cmd += [f"-P{testbench}.{k}={int(v)}" for k, v in params.items()]
-            run_cmd = [find_tool("vvp"), "-n", binary, *plus]
-        else:
-            obj = work / "obj_dir"
-            compile_cmd = [find_tool("verilator"), "--binary", "--timing", "-Wno-fatal", "-Wno-lint",
-                           "-Wno-style", "--top-module", testbench, "--Mdir", obj, "-o", "sim"]
-            compile_cmd += [f"-G{k}={int(v)}" for k, v in params.items()]
-            compile_cmd += [f"-I{d}" for d in include_dirs]
-            run_cmd = [obj / "sim", *plus]
-        built = run_bounded([*compile_cmd, *sources], cwd=work, timeout_s=timeout_s, mem_mb=4096)
-        if built.returncode != 0:
-            raise SimulationError(f"{simulator} failed to build {testbench} with {params}:\n{built.tail()}")
-        ran = run_bounded(run_cmd, cwd=work, timeout_s=timeout_s, mem_mb=4096)
-        if ran.returncode != 0 or ran.timed_out:
-            why = "timed out" if ran.timed_out else f"exit {ran.returncode}"
-            raise SimulationError(f"{simulator} run of {testbench} {why} with {params}:\n{ran.tail()}")
-        return ran.stdout
+    ran = run_bounded([*run_cmd, *plus], cwd=work, timeout_s=timeout_s, mem_mb=4096)
+    if ran.returncode != 0 or ran.timed_out:
+        why = "timed out" if ran.timed_out else f"exit {ran.returncode}"
+        raise SimulationError(f"{where} {why}:\n{ran.tail()}")
+    return ran.stdout
 
 
 def check_range(name: str, values, lo: int, hi: int) -> np.ndarray:

@@ -16,6 +16,9 @@
 //                                 host/DMA write of one whole buffer entry (scope = isa.MemScope);
 //                                 PRM data = {shift[BLOCK_OUT*8], mult[BLOCK_OUT*32],
 //                                 bias[BLOCK_OUT*32], lut[BLOCK_OUT*LUT_ENTRIES*8]} (lut at bit 0)
+//   ld_en, ld_scope [3], ld_addr [24], ld_data [WR_W]
+//                                 a second write port for INP/WGT entries (the load module's DMA,
+//                                 which runs while the compute module loads UOP/ACC/PRM on wr_*)
 //   rd_addr [24], rd_data [BATCH*BLOCK_OUT*32]   accumulator read port (the store path)
 // Timing: the accepting clock, then per micro-op step: GEMM a_bits clocks (one activation bit
 // plane per clock, most significant first), GEMM reset 1, ALU 1, LUT_APPLY 2^w_bits (one level per clock); an
@@ -49,6 +52,10 @@ module qnn_compute #(
     input  wire [2:0]                    wr_scope,
     input  wire [23:0]                   wr_addr,
     input  wire [WR_W-1:0]               wr_data,
+    input  wire                          ld_en,
+    input  wire [2:0]                    ld_scope,
+    input  wire [23:0]                   ld_addr,
+    input  wire [WR_W-1:0]               ld_data,
     input  wire [23:0]                   rd_addr,
     output wire [BATCH*BLOCK_OUT*32-1:0] rd_data
 );
@@ -171,6 +178,10 @@ module qnn_compute #(
                 SCOPE_ACC: acc_mem[wr_addr] <= wr_data[ACC_W-1:0];
                 default:   prm_mem[wr_addr] <= wr_data[PRM_W-1:0];
             endcase
+        end
+        if (ld_en) begin
+            if (ld_scope == SCOPE_WGT) wgt_mem[ld_addr] <= ld_data[WGT_W-1:0];
+            else inp_mem[ld_addr] <= ld_data[INP_W-1:0];
         end
         if (!running && insn_valid) begin
             opcode <= w[2:0];

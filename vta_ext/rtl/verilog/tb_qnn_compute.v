@@ -27,6 +27,7 @@ module tb_qnn_compute;
                   .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .WR_W(WR_W))
         dut (.clk(clk), .insn_valid(insn_valid), .insn(insn), .insn_ready(insn_ready), .done(done),
              .wr_en(wr_en), .wr_scope(wr_scope), .wr_addr(wr_addr), .wr_data(wr_data),
+             .ld_en(1'b0), .ld_scope(3'd0), .ld_addr(24'd0), .ld_data({WR_W{1'b0}}),
              .rd_addr(rd_addr), .rd_data(rd_data));
 
     always #5 clk = ~clk;

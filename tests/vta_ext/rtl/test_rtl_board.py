@@ -1,0 +1,81 @@
+"""The RTL as a board: accelerator segments executed by the whole core's RTL (vta_ext.backend "rtl"),
+locally and behind ``tvm-qnn serve --fpga CONFIG --rtl``, bit-identical to the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tvm_qnn.errors import HwConfigError, RemoteError
+
+pytestmark = pytest.mark.rtl
+
+
+@pytest.fixture(scope="module")
+def fpga_model():
+    """A PTQ w2a2 tiny CNN compiled for the default fpga preset, and one input."""
+    import torch
+
+    import tvm_qnn
+    from tvm_qnn import models
+    from tvm_qnn.train import ptq
+
+    torch.manual_seed(0)
+    model = models.tiny_cnn().eval()
+    x = models.example_input("tiny_cnn", batch=1)
+    batches = [(models.example_input("tiny_cnn", batch=8, seed=s), torch.zeros(8, dtype=torch.long)) for s in range(2)]
+    recipe = ptq(model, batches, w_bits=2, a_bits=2, batches=2, model_name="tiny_cnn")
+    mod, params = tvm_qnn.from_torch(model, x)
+    return tvm_qnn.compile(tvm_qnn.quantize(mod, params, recipe), target="fpga"), x.numpy()
+
+
+def test_backend_names_are_checked():
+    from vta_ext.backend import get_backend, set_backend
+
+    with pytest.raises(HwConfigError, match=r"backend 'fpga'.*\['sim', 'rtl'\]"):
+        set_backend("fpga")
+    with pytest.raises(HwConfigError, match="RTL simulator 'xsim'"):
+        set_backend("rtl", simulator="xsim")
+    assert get_backend() == "sim"
+
+
+def test_serve_rtl_needs_an_accelerator_config():
+    from tvm_qnn.rpc.board import serve
+
+    with pytest.raises(RemoteError, match="--rtl.*needs --fpga"):
+        serve("127.0.0.1", 1, rtl=True)
+
+
+@pytest.mark.slow
+def test_model_on_the_rtl_core_equals_the_simulator(fpga_model):
+    from vta_ext.backend import set_backend
+
+    cm, x = fpga_model
+    expected = cm.run(x)
+    set_backend("rtl")
+    try:
+        got = cm.run(x)
+    finally:
+        set_backend("sim")
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # every layer of every run goes through iverilog on the board: ~15-30 min under load
+def test_remote_run_on_an_rtl_board_equals_the_simulator(fpga_model, tmp_path):
+    from tvm_qnn import rpc
+
+    cm, x = fpga_model
+    export = cm.export(tmp_path / "fpga")
+    tracker = rpc.start_tracker(log_path=tmp_path / "tracker.log")
+    board = None
+    try:
+        board = rpc.start_board(tracker.address, "fpga-rtl", fpga_config="pynq_z1", rtl=True,
+                                log_path=tmp_path / "board.log")
+        result = rpc.remote(export, tracker.address, "fpga-rtl", inputs=x, timeout_s=1800, number=1, repeat=1)
+    finally:
+        if board is not None:
+            board.stop()
+        tracker.stop()
+    assert "(RTL core)" in (tmp_path / "board.log").read_text()
+    assert np.array_equal(result.output, cm.run(x))

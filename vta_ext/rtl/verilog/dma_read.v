@@ -1,0 +1,124 @@
+// dma_read -- the 2-D DMA of a LOAD (vta_ext/isa.py MemInsn): DRAM rows -> SRAM entries with zero padding.
+//
+// DRAM side: ROWS rows of ROW_ELEMS elements of ELEM_BYTES bytes, row r at byte BASE + r*STRIDE.
+// One read request per row on an AXI4-like read port (ar: address + length in bytes, accepted
+// when ar_ready; r: beats of up to BPC bytes, r_bytes valid, lowest address in the lowest byte,
+// in request order, back-pressured by r_ready). Requests are issued back to back, so DRAM
+// latency is paid once per instruction, not per row.
+// SRAM side: the padded block (Y_PAD0 + ROWS + Y_PAD1) x (X_PAD0 + ROW_ELEMS + X_PAD1) in
+// row-major order from SRAM_BASE, one entry per clock: a pad position writes zeros, a data
+// position the next ELEM_BYTES bytes of the stream (raw, lowest byte at bit 0). sw_en is
+// combinational; the entry is taken on a clock with sw_en && sw_ready.
+// Timing: start is a one-clock pulse; done pulses one clock after the last entry is taken.
+module dma_read #(
+    parameter MAXE = 64,   // widest element in bytes
+    parameter BPC = 8      // bytes per beat (dma_bytes_per_cycle)
+) (
+    input  wire                clk,
+    input  wire                start,
+    input  wire [31:0]         base,
+    input  wire [31:0]         stride,      // bytes between rows
+    input  wire [31:0]         rows,
+    input  wire [31:0]         row_elems,
+    input  wire [15:0]         elem_bytes,
+    input  wire [3:0]          y_pad0, y_pad1, x_pad0, x_pad1,
+    input  wire [23:0]         sram_base,
+    output reg                 done,
+    output wire                busy,
+    // read port
+    output wire                ar_valid,
+    output reg  [31:0]         ar_addr,
+    output wire [31:0]         ar_len,
+    input  wire                ar_ready,
+    input  wire                r_valid,
+    input  wire [BPC*8-1:0]    r_data,
+    input  wire [15:0]         r_bytes,
+    output wire                r_ready,
+    // SRAM write
+    output wire                sw_en,
+    output reg  [23:0]         sw_addr,
+    output reg  [MAXE*8-1:0]   sw_data,
+    input  wire                sw_ready
+);
+    localparam CAP = MAXE + BPC;  // reassembly buffer bytes
+
+    reg        active = 1'b0;
+    reg [31:0] req_left, width, height, r, c;
+    reg [15:0] e_bytes;
+    reg [31:0] step;  // the row stride, latched: the caller's inputs are only valid with start
+    reg [31:0] n_elems, y_lo, y_hi, x_lo, x_hi;
+    reg [CAP*8-1:0] buffer;
+    reg [15:0] count = 0;  // valid bytes in buffer
+    initial done = 1'b0;
+
+    assign busy = active;
+    assign ar_valid = active && req_left != 0;
+    assign ar_len = n_elems * e_bytes;
+    assign r_ready = active && (count + BPC <= CAP);
+
+    wire is_data = r >= y_lo && r < y_hi && c >= x_lo && c < x_hi;
+    wire have = count >= e_bytes;
+    assign sw_en = active && height != 0 && width != 0 && (!is_data || have);
+    wire take = sw_en && sw_ready;
+    wire pop = take && is_data;
+
+    integer b;
+    always @* begin
+        for (b = 0; b < MAXE; b = b + 1)
+            sw_data[b*8 +: 8] = (is_data && b < e_bytes) ? buffer[b*8 +: 8] : 8'd0;
+    end
+
+    // buffer update: drop the popped element, append the accepted beat after what remains
+    wire accept = r_valid && r_ready;
+    wire [15:0] remain = count - (pop ? e_bytes : 16'd0);
+    reg [CAP*8-1:0] next_buffer;
+    always @* begin
+        next_buffer = pop ? (buffer >> (e_bytes * 8)) : buffer;
+        if (accept)
+            for (b = 0; b < BPC; b = b + 1)
+                if (b < r_bytes && remain + b < CAP)
+                    next_buffer[(remain + b)*8 +: 8] = r_data[b*8 +: 8];
+    end
+
+    always @(posedge clk) begin
+        done <= 1'b0;
+        if (start) begin
+            active <= 1'b1;
+            req_left <= (row_elems == 0) ? 32'd0 : rows;
+            ar_addr <= base;
+            n_elems <= row_elems;
+            e_bytes <= elem_bytes;
+            step <= stride;
+            width <= x_pad0 + row_elems + x_pad1;
+            height <= y_pad0 + rows + y_pad1;
+            y_lo <= y_pad0; y_hi <= y_pad0 + rows;
+            x_lo <= x_pad0; x_hi <= x_pad0 + row_elems;
+            r <= 0; c <= 0;
+            sw_addr <= sram_base;
+            count <= 0;
+            buffer <= 0;
+        end else if (active) begin
+            if (ar_valid && ar_ready) begin
+                req_left <= req_left - 1'b1;
+                ar_addr <= ar_addr + step;
+            end
+            buffer <= next_buffer;
+            count <= remain + (accept ? r_bytes : 16'd0);
+            if (height == 0 || width == 0) begin
+                active <= 1'b0;
+                done <= 1'b1;
+            end else if (take) begin
+                sw_addr <= sw_addr + 1'b1;
+                if (c == width - 1) begin
+                    c <= 0;
+                    r <= r + 1'b1;
+                    if (r == height - 1) begin
+                        active <= 1'b0;
+                        done <= 1'b1;
+                    end
+                end else
+                    c <= c + 1'b1;
+            end
+        end
+    end
+endmodule

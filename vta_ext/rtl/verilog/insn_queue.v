@@ -1,0 +1,32 @@
+// insn_queue -- first-in first-out queue of WIDTH-bit words (instruction queues of the core).
+//
+// Ports: push/push_data (taken when !full), pop (taken when !empty), head (the oldest word,
+// combinational), empty, full. DEPTH entries (a power of two).
+// Timing: a pushed word is visible at head on the next clock; push and pop may share a clock.
+module insn_queue #(
+    parameter WIDTH = 192,
+    parameter DEPTH = 16
+) (
+    input  wire             clk,
+    input  wire             push,
+    input  wire [WIDTH-1:0] push_data,
+    input  wire             pop,
+    output wire [WIDTH-1:0] head,
+    output wire             empty,
+    output wire             full
+);
+    localparam AW = $clog2(DEPTH);
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+    reg [AW:0] wr_ptr = 0, rd_ptr = 0;
+    assign empty = wr_ptr == rd_ptr;
+    assign full = (wr_ptr - rd_ptr) == DEPTH;
+    assign head = mem[rd_ptr[AW-1:0]];
+    always @(posedge clk) begin
+        if (push && !full) begin
+            mem[wr_ptr[AW-1:0]] <= push_data;
+            wr_ptr <= wr_ptr + 1'b1;
+        end
+        if (pop && !empty)
+            rd_ptr <= rd_ptr + 1'b1;
+    end
+endmodule
