@@ -52,9 +52,11 @@ def _kernels():
 
 def _fpga():
     layer = {"name": "l1", "macs": 100, "utilisation": 0.5, "cycles": 10}
-    entry = {"cycles": 1234567, "latency_ms": 12.35, "fps": 81.0, "gops": 45.6, "dram_bytes": 2**20, "layers": [layer],
-             "resources": {"luts": 21301, "ffs": 2000, "bram36": 10, "dsps": 4, "power_w": 0.5}}
-    return {"image_hw": 224, "presets": {"pynq_z1": {"resnet18": {"w2a2": entry}}},
+    entry = {"cycles": 1234567, "latency_ms": 12.35, "fps": 81.0, "gops": 45.6, "dram_bytes": 2**20, "layers": [layer]}
+    fit = {"part": "xc7z020", "source": "model (vta_ext.resources.estimate)", "array": "1x32x8", "bits": "a8/w4",
+           "lut_mode": "decode", "lut": {"need": 41785, "capacity": 53200}, "ff": {"need": 2000, "capacity": 106400},
+           "bram": {"need": 106, "capacity": 140}, "dsp": {"need": 48, "capacity": 220}}
+    return {"image_hw": 224, "presets": {"pynq_z1": {"resnet18": {"w2a2": entry}}}, "fit": {"pynq_z1": fit},
             "published": {"streaming ResNet-18": {"luts": 596081, "ffs": 1175373, "latency_ms": 16.1}},
             "bops_fit": {"pynq_z1/resnet18": {"r2": 0.9751}}}
 
@@ -97,7 +99,9 @@ def test_tables_contain_the_numbers_and_targets(report, tmp_path):
     assert "PyTorch fp32 reaches 59% of the fp32 peak" in block
     # FPGA: cycles, fps, GOPS, resources next to the published figure, R^2
     assert "1,234,567" in block and "| 81.0 |" in block and "| 45.6 |" in block
-    assert "21,301" in block and "596,081" in block and "pynq_z1/resnet18 R² = 0.975" in block
+    assert "596,081" in block and "pynq_z1/resnet18 R² = 0.975" in block
+    assert "| pynq_z1 | xc7z020 | 1x32x8 | a8/w4 | decode | 41,785 / 53,200 (79%) |" in block  # the fit to its part
+    assert "ours: pynq_z1 core, resnet18 w2a2 | 41,785 |" in block
     # compile time target missed; RTL rows and the skipped config (R² comes from the fit JSON: next test)
     assert "**71.75** (< 60 s: missed)" in block
     assert "per-lane decode 1024 lanes b_w=3 (skipped)" in block
