@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 from roofline import RESULTS, measure, measure_peaks, set_tvm_threads  # noqa: E402
 from stats import geomean  # noqa: E402
 
@@ -370,7 +371,8 @@ def run(args):
                 rows.append(row)
                 bar.update(1)
     set_tvm_threads(THREADS)
-    return {"peaks": peaks, "rows": rows, "load_average": os.getloadavg(), "target": str(target),
+    return {"peaks": peaks, "rows": rows, "load_average": os.getloadavg(), "machine": machine_info(),
+            "target": str(target),
             "popcount_peak_per_core": popcount_peak, "fp32_peak_per_core": fp32_peak, "tvm": tvm.__version__}
 
 

@@ -90,9 +90,8 @@ def _find(data, *keys):
 def provenance(data, path: Path, plots=()):
     """One italic line: date, CPU model, load average, plot links."""
     date = _find(data, "date", "measured_at", "timestamp")
-    if date is None:
-        mtime = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
-        date = f"not recorded (file written {mtime:%Y-%m-%d %H:%M} UTC)"
+    if date is None:  # not the file's mtime: a fresh clone must render the same block (--check)
+        date = "not recorded"
     cpu = _find(data, "cpu_model", "cpu")
     if cpu is None:
         target = _find(data, "target")

@@ -122,7 +122,7 @@ def test_rtl_fit_json_gives_r2_fmax_and_heldout_error(report, tmp_path):
     assert "**50.8 MHz**" in rtl and "1×8×8 bit-plane, b_a=4, b_w=2" in rtl
     assert "worst LUT error 7.1% (≤ 10%: **met**)" in rtl
     # JSONs without provenance fields say so; plots are linked
-    assert "CPU: not recorded" in block and "not recorded (file written" in block
+    assert "CPU: not recorded" in block and "measured: not recorded ·" in block  # never the file time
     assert "[kernels_speedup.png](results/kernels_speedup.png)" in block and "make bench" in block
 
 
@@ -192,3 +192,8 @@ def test_machine_info_fields(report):
     info = report.machine_info()
     assert set(info) == {"date", "cpu_model", "load_average", "cores"}
     assert info["date"].endswith("+00:00") and len(info["load_average"]) == 3 and info["cores"] >= 1
+
+
+def test_readme_results_block_is_what_the_committed_jsons_render(report):
+    """A fresh clone holds results/*.json and the RTL fit; the README's block must be their rendering."""
+    assert report.main(["--check"]) == 0
