@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import QnnError, RecipeError, ShapeError
+from .errors import QnnError, QuantizationError, RecipeError, ShapeError
 from .recipe import LayerQuant, Recipe
 
 _SAMPLES_PER_BATCH = 200_000  # values kept per layer and batch for the percentile
@@ -72,8 +72,15 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     from .quantize import check_params
     from .targets import host_target
 
-    if not 0 < percentile <= 100:
+    from .checks import check_finite_input, check_module, positive_int
+
+    check_module(mod, "calibrate")
+    if data is None:
+        raise ShapeError("calibrate: data is None; pass an array (N, ...), a list of arrays or a loader of (x, y)")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
         raise RecipeError(f"calibrate: percentile={percentile!r}; expected a number in (0, 100]")
+    if max_batches is not None:
+        max_batches = positive_int(max_batches, "calibrate: max_batches")
     values = check_params(mod, dict(params or {}))
     kinds = patterns.quantizable_layers(mod["main"])
     if fp32_layers == "auto":
@@ -104,6 +111,8 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     for index, batch in enumerate(tqdm(batches, desc="calibrate", unit="batch", disable=not progress)):
         if max_batches is not None and index >= max_batches:
             break
+        check_finite_input(batch, f"calibrate: batch {index}",
+                           "calibration data must be finite: a clamp computed from it would be NaN/inf")
         for chunk in _chunks(batch, input_shape):
             outputs = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(chunk)))
             fields = [outputs[i].numpy() for i in range(1, 1 + 2 * len(quantized))]
@@ -120,6 +129,9 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     for name in quantized:
         flat = np.concatenate(samples[name])
         clamp = float(np.percentile(flat, percentile))
+        if not np.isfinite(clamp):  # finite inputs overflowed to inf inside the float model
+            raise QuantizationError(f"calibrate: layer {name!r}: its input holds non-finite values (the float "
+                                    f"model overflows on the calibration data); no finite clamp exists")
         if not clamp > 0:  # an input that is never positive: any clamp gives code 0
             clamp = float(max(flat.max(), 1.0))
         layers[name] = LayerQuant.from_weight(name, weights[name], w_bits, a_bits, clamp, w_scheme, per_channel)
