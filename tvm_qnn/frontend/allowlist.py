@@ -66,6 +66,7 @@ ONNX_OPS = {
     "Flatten": (GRAPH, "Flatten"),
     "Reshape": (GRAPH, "Reshape"),
     "Constant": (GRAPH, "Constant"),
+    "Identity": (GRAPH, "Identity (exports without constant folding)"),
 }
 
 
