@@ -9,6 +9,7 @@ checked bit-exactly against the hand-scheduled kernel, and recorded in ``work_di
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -118,7 +119,7 @@ def tune(qmod, target="cpu", trials=64, cost_model="bops-xgb", work_dir="tune_db
 
     if cost_model not in COST_MODELS:
         raise TuningError(f"tune: unknown cost model {cost_model!r}; known: {sorted(COST_MODELS)}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+    if isinstance(trials, bool) or not isinstance(trials, numbers.Integral) or trials < 1:
         raise TuningError(f"tune: trials={trials!r}; expected an integer >= 1")
     space = space or BitserialSpace()
     tvm_target = _target(target)
