@@ -43,6 +43,7 @@ class BopsRow:
     b_a: int
     macs: int
     bops: float
+    note: str = ""  # why a layer stays fp32 when tvm-qnn cannot quantize its op (Conv1d, ConvTranspose2d)
 
 
 class BopsTable:
@@ -79,7 +80,8 @@ class BopsTable:
                  "|---|---|---|---:|---:|---:|---:|---:|"]
         for row in self.rows:
             shape = "x".join(str(d) for d in row.shape)
-            lines.append(f"| {row.name} | {row.kind} | {shape} | {row.out_positions} | {row.b_w} | {row.b_a} | "
+            kind = f"{row.kind} ({row.note})" if row.note else row.kind
+            lines.append(f"| {row.name} | {kind} | {shape} | {row.out_positions} | {row.b_w} | {row.b_a} | "
                          f"{row.macs:,} | {row.bops / 1e9:.4f} |")
         lines.append(f"| **total** | | | | | | {self.total_macs:,} | {self.total / 1e9:.4f} |")
         return "\n".join(lines)
@@ -112,19 +114,29 @@ def table_from_shapes(layer_shapes, recipe=None):
             raise ShapeError(f"BOPs layer-shape entry {entry!r} lacks field {err}") from None
         if groups <= 0 or n_in % groups:
             raise ShapeError(f"layer {name!r}: in_channels={n_in} is not divisible by groups={groups}")
-        b_w, b_a = _bits(name, entry, recipe)
+        note = str(entry.get("note", ""))
+        b_w, b_a = (FP32_BITS, FP32_BITS) if note else _bits(name, entry, recipe)
         fan_in_channels = n_in // groups
         macs = positions * m * fan_in_channels * kernel[0] * kernel[1]
         value = reference.layer_bops(fan_in_channels, m, kernel, positions, b_a, b_w)
-        shape = (m, fan_in_channels) + (kernel if kind == "conv2d" else ())
-        rows.append(BopsRow(name, kind, shape, positions, b_w, b_a, macs, float(value)))
+        shape = (m, fan_in_channels) + (tuple(entry.get("weight_kernel", kernel)) if kind != "dense" else ())
+        rows.append(BopsRow(name, kind, shape, positions, b_w, b_a, macs, float(value), note))
     return BopsTable(rows)
 
 
+UNQUANTIZED_NOTE = "fp32: only conv2d and dense layers are quantized"
+
+
 def torch_layer_shapes(model, input_shape):
-    """Layer-shape dicts of every Conv2d / Linear of a torch model, from one forward pass."""
+    """Layer-shape dicts of every Conv2d / Linear of a torch model, from one forward pass.
+
+    Conv1d / ConvTranspose2d layers are listed too, marked fp32 with the reason (``note``): they
+    run in float because tvm-qnn quantizes only conv2d and dense layers.
+    """
     import torch
     from torch import nn
+
+    unquantized = (nn.Conv1d, nn.ConvTranspose2d)
 
     if input_shape is None:
         raise ShapeError("bops(torch model) needs input_shape, e.g. (1, 28, 28) or (1, 3, 224, 224)")
@@ -135,7 +147,16 @@ def torch_layer_shapes(model, input_shape):
 
     def record(name, module):
         def hook(_module, args, output):
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, unquantized):
+                kernel = tuple(module.kernel_size)
+                transposed = isinstance(module, nn.ConvTranspose2d)
+                # a transposed conv does its MACs per *input* position
+                positions = args[0].shape[2:].numel() if transposed else output.shape[2:].numel()
+                entries.append({"name": f"{name}.weight", "kind": type(module).__name__.lower(),
+                                "in_channels": module.in_channels, "out_channels": module.out_channels,
+                                "kernel": (kernel + (1,))[:2], "weight_kernel": kernel, "groups": module.groups,
+                                "out_positions": int(positions), "note": UNQUANTIZED_NOTE})
+            elif isinstance(module, nn.Conv2d):
                 entries.append({"name": f"{name}.weight", "kind": "conv2d", "in_channels": module.in_channels,
                                 "out_channels": module.out_channels, "kernel": tuple(module.kernel_size),
                                 "groups": module.groups, "out_positions": int(output.shape[-1] * output.shape[-2])})
@@ -147,7 +168,7 @@ def torch_layer_shapes(model, input_shape):
         return hook
 
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        if isinstance(module, (nn.Conv2d, nn.Linear) + unquantized):
             handles.append(module.register_forward_hook(record(name, module)))
     was_training = model.training
     try:
@@ -166,7 +187,7 @@ def torch_layer_shapes(model, input_shape):
 def _from_torch(model, input_shape, recipe):
     entries = torch_layer_shapes(model, input_shape)
     if recipe is not None:
-        recipe.check_covers([e["name"] for e in entries], where="torch model")
+        recipe.check_covers([e["name"] for e in entries if not e.get("note")], where="torch model")
     return table_from_shapes(entries, recipe)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import reference
-from .errors import QnnError, RecipeError, ShapeError
+from .errors import QnnError, QuantizationError, RecipeError, ShapeError
 from .recipe import LayerQuant, Recipe
 
 _SAMPLES_PER_BATCH = 200_000  # values kept per layer and batch for the percentile
@@ -41,9 +41,11 @@ def activation_range(values, a_bits, percentile=99.99, signed=None, zero_point="
     if zero_point not in ZERO_POINTS:
         raise RecipeError(f"calibrate: zero_point={zero_point!r}; expected one of {list(ZERO_POINTS)}")
     flat = np.asarray(values, dtype=np.float64).reshape(-1)
-    flat = flat[np.isfinite(flat)]
     if flat.size == 0:
-        raise ShapeError(f"calibrate: {where}no finite input values to calibrate the activation range")
+        raise ShapeError(f"calibrate: {where}no input values to calibrate the activation range")
+    if not np.isfinite(flat).all():  # finite inputs overflowed to inf/nan inside the float model
+        raise QuantizationError(f"calibrate: {where}its input holds {int((~np.isfinite(flat)).sum())} non-finite "
+                                "values (the float model overflows on the calibration data); no finite range exists")
     top = (1 << int(a_bits)) - 1
     hi = float(np.percentile(flat, percentile))
     has_negatives = bool(flat.min() < 0)
@@ -127,12 +129,19 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     from .quantize import check_params
     from .targets import host_target
 
-    if not 0 < percentile <= 100:
+    from .checks import check_finite_input, check_module, positive_int
+
+    check_module(mod, "calibrate")
+    if data is None:
+        raise ShapeError("calibrate: data is None; pass an array (N, ...), a list of arrays or a loader of (x, y)")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
         raise RecipeError(f"calibrate: percentile={percentile!r}; expected a number in (0, 100]")
     if zero_point not in ZERO_POINTS:
         raise RecipeError(f"calibrate: zero_point={zero_point!r}; expected one of {list(ZERO_POINTS)}")
     if signed not in (None, True, False):
         raise RecipeError(f"calibrate: signed={signed!r}; expected None (from the data), True or False")
+    if max_batches is not None:
+        max_batches = positive_int(max_batches, "calibrate: max_batches")
     values = check_params(mod, dict(params or {}))
     kinds = patterns.quantizable_layers(mod["main"])
     if fp32_layers == "auto":
@@ -163,6 +172,8 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     for index, batch in enumerate(tqdm(batches, desc="calibrate", unit="batch", disable=not progress)):
         if max_batches is not None and index >= max_batches:
             break
+        check_finite_input(batch, f"calibrate: batch {index}",
+                           "calibration data must be finite: a clamp computed from it would be NaN/inf")
         for chunk in _chunks(batch, input_shape):
             outputs = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(chunk)))
             fields = [outputs[i].numpy() for i in range(1, 1 + 2 * len(quantized))]

@@ -1,30 +1,32 @@
 """``tvm_qnn.compile`` -> ``CompiledModel`` (run / benchmark / export / remote) and ``tvm_qnn.load``.
 
-Export directory layout (written to a temporary sibling directory and renamed into place, so a
+Export directory layout (written to a staging sibling directory and renamed into place, so a
 directory either holds a complete export or nothing):
 
     model.so        the Relax VM executable (``export_library``)
     recipe.json     the recipe the model was quantized with (absent for a float model)
     runtime/...     extra files of the target's lowering (``Artifact.runtime_files``)
     manifest.json   format, tvm-qnn/TVM versions, target name + dict, input/output shapes and
-                    dtypes, the library name and the SHA-256 of every other file
+                    dtypes, the float parameter count, the library name, the SHA-256 of every
+                    other file and ``manifest_sha256`` (the digest of the manifest's own content)
 
-``load`` checks the format, the tvm-qnn version, that every listed file exists with its
-checksum, then asks the target's lowering to rebuild the artifact (ExportError names the bad file).
+Where an export may be written (never over a user's file or directory) is decided by
+``tvm_qnn.export_paths``. ``load`` checks the format, the tvm-qnn version, that every listed file
+exists with its checksum, that the manifest was not edited, that the library's ELF headers fit
+its size (a truncated library would kill the process with SIGBUS when mapped), then asks the
+target's lowering to rebuild the artifact (ExportError names the bad file).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, checks, export_paths
 from .errors import CompileError, ExportError, QnnError, ShapeError
 from .recipe import Recipe
 from .recipe import load as load_recipe
@@ -102,6 +104,10 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
     ``integer_only=<preset name | HwConfig>`` also partitions as that core does (which layers it
     accepts); ``True`` uses the largest preset.
     """
+    checks.check_module(qmod_or_float_mod, "compile")
+    if params is not None and not hasattr(params, "items"):
+        raise checks.ArgumentError(f"compile: params must be a dict of weight name -> array, "
+                                   f"got {type(params).__name__}")
     lowering, target_dict, extra = resolve_target(target)
     if integer_only:
         from .targets.cpu_int import integer_only_lowering
@@ -110,8 +116,13 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
         extra = dict(extra, integer_only=True)
         if integer_only is not True:  # a preset name / HwConfig / JSON path: partition as that core does
             extra["hw_config"] = integer_only
+    from .quantize import PARAM_COUNT_ATTR, parameter_count
+
     mod = qmod_or_float_mod
     recipe_obj = None
+    param_count = parameter_count(dict(params)) if params is not None else None
+    if param_count is None and mod.attrs is not None and PARAM_COUNT_ATTR in mod.attrs:
+        param_count = int(str(mod.attrs[PARAM_COUNT_ATTR]))
     if recipe is not None:
         from .quantize import quantize
 
@@ -130,7 +141,9 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
     except Exception as err:
         raise CompileError(f"target {lowering.name!r}: build failed: {err}") from err
     lowering.prepare_runtime(artifact)
-    return CompiledModel(artifact, lowering, inputs, outputs, is_tuple, recipe_obj)
+    model = CompiledModel(artifact, lowering, inputs, outputs, is_tuple, recipe_obj)
+    model.param_count = param_count
+    return model
 
 
 class CompiledModel:
@@ -144,6 +157,7 @@ class CompiledModel:
         self.output_is_tuple = output_is_tuple
         self.recipe = recipe
         self.export_dir = None  # set by load(): TVM cannot re-serialise a library loaded from disk
+        self.param_count = None  # float weight elements of the imported model, when known
         self._vm = None
 
     @property
@@ -164,7 +178,7 @@ class CompiledModel:
             self._vm = relax.VirtualMachine(self.artifact.executable, self._device())
         return self._vm
 
-    def _check_inputs(self, args):
+    def _check_inputs(self, args, check_finite=True):
         if len(args) != len(self.inputs):
             raise ShapeError(f"run: got {len(args)} input(s); the model takes {len(self.inputs)}: "
                              f"{[spec['name'] for spec in self.inputs]}")
@@ -178,6 +192,8 @@ class CompiledModel:
                 raise ShapeError(f"run: input {spec['name']!r} has shape {array.shape}; expected {expected_shape}")
             if str(array.dtype) != expected_dtype:
                 raise ShapeError(f"run: input {spec['name']!r} has dtype {array.dtype}; expected {expected_dtype}")
+            if check_finite:
+                checks.check_finite_input(array, f"run: input {spec['name']!r}")
             arrays.append(np.ascontiguousarray(array))
         return arrays
 
@@ -186,9 +202,14 @@ class CompiledModel:
 
         return [tvm.runtime.tensor(array, self._device()) for array in arrays]
 
-    def run(self, *args):
-        """Run on numpy arrays or torch tensors (shape and dtype checked) -> numpy (tuple if several)."""
-        arrays = self._check_inputs(args)
+    def run(self, *args, check_finite=True):
+        """Run on numpy arrays or torch tensors (shape and dtype checked) -> numpy (tuple if several).
+
+        Inputs holding NaN or +-inf are refused (QuantizationError naming the input and the count):
+        activation codes clip them to finite values, so the output would look normal but be
+        wrong. ``check_finite=False`` skips the check (the output is then whatever the kernels make).
+        """
+        arrays = self._check_inputs(args, check_finite)
         result = self.vm["main"](*self._tvm_inputs(arrays))
         if self.output_is_tuple:
             return tuple(field.numpy() for field in result)
@@ -201,6 +222,10 @@ class CompiledModel:
 
     def benchmark(self, repeat=10, number=None, inputs=None, min_repeat_ms=0):
         """Time ``main`` with TVM's ``time_evaluator``: ``{"mean_ms", "std_ms", "repeat", "number"}``."""
+        repeat = checks.positive_int(repeat, "benchmark: repeat")
+        if number is not None:
+            number = checks.positive_int(number, "benchmark: number")
+        min_repeat_ms = checks.non_negative_int(min_repeat_ms, "benchmark: min_repeat_ms")
         arrays = self._check_inputs(inputs if isinstance(inputs, (list, tuple)) else
                                     ([inputs] if inputs is not None else self.example_inputs()))
         tvm_inputs = self._tvm_inputs(arrays)
@@ -233,24 +258,26 @@ class CompiledModel:
             "inputs": self.inputs,
             "outputs": self.outputs,
             "output_is_tuple": self.output_is_tuple,
+            "param_count": self.param_count,
             "files": files,
             # read by the RPC side to pick a board with the right accelerator (None on CPU targets)
             "hw_config": (self.artifact.info or {}).get("hw_config"),
         }
 
     def export(self, directory, overwrite=False):
-        """Write library + recipe + runtime files + manifest to ``directory`` atomically."""
+        """Write library + recipe + runtime files + manifest to ``directory`` atomically.
+
+        ``directory`` must be new, an empty directory, or (with ``overwrite=True``) an earlier
+        export; a file or a directory holding anything else is refused (``tvm_qnn.export_paths``).
+        """
         from .recipe import save as save_recipe
 
-        directory = Path(directory)
-        if directory.exists() and not overwrite and any(directory.iterdir()):
-            raise ExportError(f"export: {directory} exists and is not empty (pass overwrite=True)")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        directory, _ = export_paths.prepare(directory, overwrite, MANIFEST, EXPORT_FORMAT)
+        staging = export_paths.make_staging(directory)
         try:
             if self.export_dir is not None:  # a loaded model: copy the checked files it came from
                 _copy_export(Path(self.export_dir), staging)
-                return _publish(staging, directory)
+                return export_paths.publish(staging, directory)
             self.artifact.executable.export_library(str(staging / LIBRARY))
             if self.recipe is not None:
                 save_recipe(self.recipe, staging / RECIPE)
@@ -260,8 +287,11 @@ class CompiledModel:
                 path.write_bytes(data if isinstance(data, bytes) else str(data).encode())
             files = {str(path.relative_to(staging)): sha256_file(path)
                      for path in sorted(staging.rglob("*")) if path.is_file()}
-            (staging / MANIFEST).write_text(json.dumps(self.manifest(files), indent=1))
-            return _publish(staging, directory)
+            (staging / MANIFEST).write_text(json.dumps(seal_manifest(self.manifest(files)), indent=1))
+            return export_paths.publish(staging, directory)
+        except OSError as err:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ExportError(f"export: writing {directory} failed: {err}") from err
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -275,18 +305,6 @@ class CompiledModel:
     def __repr__(self):
         shapes = ", ".join(f"{s['name']}{tuple(s['shape'])}" for s in self.inputs)
         return f"CompiledModel(target={self.target!r}, inputs=[{shapes}])"
-
-
-def _publish(staging, directory):
-    """Move a complete ``staging`` directory to ``directory`` (replacing an old export atomically)."""
-    if directory.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}-old-", dir=directory.parent))
-        os.rename(directory, retired / "old")
-        os.rename(staging, directory)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.rename(staging, directory)
-    return directory
 
 
 def _copy_export(source, staging):
@@ -309,6 +327,30 @@ def sha256_file(path):
 
 
 # --------------------------------------------------------------------------- load
+SEAL_FIELD = "manifest_sha256"
+
+
+def _manifest_digest(manifest):
+    body = {key: value for key, value in manifest.items() if key != SEAL_FIELD}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def seal_manifest(manifest):
+    """``manifest`` plus the SHA-256 of its own content, so an edited manifest is detected on load."""
+    return dict(manifest, **{SEAL_FIELD: _manifest_digest(manifest)})
+
+
+def _check_tensor_specs(specs, field, path):
+    if not isinstance(specs, list) or not specs:
+        raise ExportError(f"load: {path}: field {field!r} must be a non-empty list of tensor specs")
+    for index, spec in enumerate(specs):
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                  for d in shape) or not isinstance(spec.get("dtype"), str):
+            raise ExportError(f"load: {path}: {field}[{index}] = {spec!r}; expected "
+                              "{'name', 'shape': [positive ints], 'dtype'}")
+
+
 def read_manifest(directory):
     """The validated manifest of an export directory (ExportError names the bad file/field)."""
     directory = Path(directory)
@@ -338,7 +380,59 @@ def read_manifest(directory):
             raise ExportError(f"load: {file_path} does not match its SHA-256 in the manifest (corrupt or modified)")
     if manifest["library"] not in manifest["files"]:
         raise ExportError(f"load: {path}: the library {manifest['library']!r} has no checksum entry")
+    _check_tensor_specs(manifest["inputs"], "inputs", path)
+    _check_tensor_specs(manifest["outputs"], "outputs", path)
+    if SEAL_FIELD not in manifest:
+        raise ExportError(f"load: {path}: field {SEAL_FIELD!r} is missing (written by an older tvm-qnn, "
+                          "or edited by hand); export the model again")
+    if manifest[SEAL_FIELD] != _manifest_digest(manifest):
+        raise ExportError(f"load: {path} was modified after export (its content does not match "
+                          f"{SEAL_FIELD}); export the model again instead of editing it")
+    check_library_file(directory / manifest["library"])
     return manifest
+
+
+_ELF_MAGIC = b"\x7fELF"
+
+
+def check_library_file(path):
+    """Refuse a shared library whose ELF headers point past its end (a truncated file).
+
+    ``dlopen`` maps every ``PT_LOAD`` segment; a segment beyond the end of the file is a SIGBUS
+    that kills the process when its page is touched. Reading the headers first turns that into an
+    ExportError naming the file (the SHA-256 in the manifest does not help once it was updated).
+    """
+    import struct
+
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header = handle.read(64)
+        if len(header) < 52 or header[:4] != _ELF_MAGIC:
+            raise ExportError(f"load: {path} is not a shared library (no ELF header; {size} bytes)")
+        is64, endian = header[4] == 2, "<" if header[5] == 1 else ">"
+        if is64:
+            if len(header) < 64:
+                raise ExportError(f"load: {path} is truncated ({size} bytes: not even an ELF header)")
+            phoff, shoff = struct.unpack_from(endian + "QQ", header, 32)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from(endian + "HHHH", header, 54)
+            segment = endian + "IIQQQQQQ"
+        else:
+            phoff, shoff = struct.unpack_from(endian + "II", header, 28)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from(endian + "HHHH", header, 42)
+            segment = endian + "IIIIIIII"
+        if phoff + phnum * phentsize > size or (shnum and shoff + shnum * shentsize > size):
+            raise ExportError(f"load: {path} is truncated ({size} bytes; its ELF headers need more)")
+        for index in range(phnum):
+            handle.seek(phoff + index * phentsize)
+            fields = struct.unpack(segment, handle.read(struct.calcsize(segment)))
+            if is64:
+                kind, offset, filesz = fields[0], fields[2], fields[5]
+            else:
+                kind, offset, filesz = fields[0], fields[1], fields[4]
+            if kind == 1 and offset + filesz > size:  # PT_LOAD
+                raise ExportError(f"load: {path} is truncated: segment {index} ends at byte "
+                                  f"{offset + filesz}, the file has {size}")
 
 
 def load(directory):
@@ -364,4 +458,5 @@ def load(directory):
     model = CompiledModel(artifact, lowering, manifest["inputs"], manifest["outputs"],
                           bool(manifest.get("output_is_tuple")), recipe)
     model.export_dir = directory
+    model.param_count = manifest.get("param_count")
     return model

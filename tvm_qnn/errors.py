@@ -46,6 +46,10 @@ class ExportError(QnnError):
     """An export directory is missing, partial, corrupt or from an incompatible version."""
 
 
+class ArgumentError(QnnError, TypeError, ValueError):
+    """A public function got an argument of the wrong type or out of range; names it and what was expected."""
+
+
 class ToolNotFoundError(QnnError):
     """An external tool (yosys, iverilog, ...) is missing; names the Debian package to install."""
 
@@ -65,6 +69,7 @@ __all__ = [
     "RemoteError",
     "DatasetError",
     "ExportError",
+    "ArgumentError",
     "ToolNotFoundError",
     "CompileError",
 ]

@@ -14,6 +14,12 @@ from .errors import QnnError, RecipeError, ShapeError
 from .recipe import load as load_recipe
 
 RECIPE_ATTR = "tvm_qnn.recipe"  # IRModule attribute: the recipe (JSON text) a module was quantized with
+PARAM_COUNT_ATTR = "tvm_qnn.param_count"  # IRModule attribute: float weight elements of the imported model
+
+
+def parameter_count(values):
+    """Number of weight elements in ``params`` (what ``bench --baseline`` compares with torch)."""
+    return int(sum(int(np.size(value)) for value in values.values()))
 
 
 def quantization_pipeline(recipe, params):
@@ -62,6 +68,13 @@ def check_params(mod, params):
     return values
 
 
+def check_recipe_shapes(recipe, values):
+    """RecipeError at the first layer whose recorded weight shape differs from the model's."""
+    for name, layer in recipe.layers.items():
+        if name in values:
+            layer.check_weight_shape(np.shape(values[name]))
+
+
 def quantize(mod, params, recipe):
     """Quantize a float Relax module (``from_torch``/``from_onnx`` output) with ``recipe``.
 
@@ -72,13 +85,23 @@ def quantize(mod, params, recipe):
     """
     import tvm
 
+    from .checks import ArgumentError, check_module
+
+    check_module(mod, "quantize")
+    if recipe is None:
+        raise RecipeError("quantize: recipe is None; pass a Recipe, a recipe dict or a recipe JSON path "
+                          "(tvm_qnn.calibrate or `tvm-qnn train` makes one)")
     recipe = load_recipe(recipe)
+    if params is not None and not hasattr(params, "items"):
+        raise ArgumentError(f"quantize: params must be a dict of weight name -> array, got {type(params).__name__}")
     values = check_params(mod, dict(params or {}))
+    check_recipe_shapes(recipe, values)
     try:
         with tvm.transform.PassContext(opt_level=3):
             qmod = quantization_pipeline(recipe, values)(mod)
         # the recipe travels with the module so compile(qmod).export() can write recipe.json
-        return qmod.with_attr(RECIPE_ATTR, json.dumps(recipe.to_json()))
+        qmod = qmod.with_attr(RECIPE_ATTR, json.dumps(recipe.to_json()))
+        return qmod.with_attr(PARAM_COUNT_ATTR, str(parameter_count(values)))
     except QnnError:
         raise
     except Exception as err:  # a TVM error inside a pass: name the step

@@ -7,7 +7,8 @@
      "w_bits": 2, "w_scheme": "kquantile",
      "lut": [[-1.2, -0.4, 0.4, 1.2]],          # 1 row (shared) or one row per output channel
      "thresholds": [[-0.8, 0.0, 0.8]],          # optional bin edges; default: LUT midpoints
-     "a_bits": 2, "a_clamp": 3.1, "a_zero_point": 0}},
+     "a_bits": 2, "a_clamp": 3.1, "a_zero_point": 0,
+     "weight_shape": [16, 8, 3, 3]}},           # optional: the weight the recipe was made for
  "fp32_layers": ["conv1.weight", "fc.weight"]}
 ```
 
@@ -20,7 +21,9 @@ activation fields describe the layer's *input*: its codes are
 the width of the representable range); ``a_zero_point`` is an integer in ``0 .. 2^a_bits - 1``
 (0: unsigned, today's clamp; ``2^(a_bits-1)``: symmetric signed; other: asymmetric).
 ``tvm-qnn-recipe/1`` files (no zero point) are read with ``a_zero_point = 0``; ``to_json`` writes
-``/2``. Validation errors name the layer and field; ``save`` writes atomically.
+``/2``. ``weight_shape`` (optional, absent in older recipes) lets ``quantize`` refuse a recipe made
+for another model (RecipeError naming the first layer whose weight shape differs).
+Validation errors name the layer and field; ``save`` writes atomically.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class LayerQuant:
     a_clamp: float
     thresholds: np.ndarray = None  # float64 (rows, 2^w_bits - 1)
     a_zero_point: int = 0
+    weight_shape: tuple = None  # shape of the weight the recipe was made for (None: not recorded)
 
     def __post_init__(self):
         where = f"layer {self.name!r}"
@@ -80,6 +84,12 @@ class LayerQuant:
             )
         if levels > 2 and np.any(np.diff(thresholds, axis=1) < 0):
             raise RecipeError(f"{where}: thresholds must be increasing along each row")
+        if self.weight_shape is not None:
+            shape = self.weight_shape
+            if not isinstance(shape, (list, tuple)) or not shape or not all(
+                    isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
+                raise RecipeError(f"{where}: weight_shape={shape!r}; expected a list of positive integers")
+            object.__setattr__(self, "weight_shape", tuple(int(d) for d in shape))
         object.__setattr__(self, "lut", lut)
         object.__setattr__(self, "thresholds", thresholds)
         object.__setattr__(self, "w_bits", int(self.w_bits))
@@ -112,7 +122,7 @@ class LayerQuant:
         return reference.assign_indices(weight, self.thresholds)
 
     def to_json(self):
-        return {
+        data = {
             "w_bits": self.w_bits,
             "w_scheme": self.w_scheme,
             "lut": self.lut.astype(np.float64).tolist(),
@@ -121,6 +131,16 @@ class LayerQuant:
             "a_clamp": self.a_clamp,
             "a_zero_point": self.a_zero_point,
         }
+        if self.weight_shape is not None:
+            data["weight_shape"] = list(self.weight_shape)
+        return data
+
+    def check_weight_shape(self, shape):
+        """RecipeError if the recipe recorded a weight shape other than ``shape``."""
+        if self.weight_shape is not None and tuple(int(d) for d in shape) != self.weight_shape:
+            raise RecipeError(f"layer {self.name!r}: the recipe was made for a weight of shape "
+                              f"{list(self.weight_shape)}; this model's weight has shape "
+                              f"{[int(d) for d in shape]} (a recipe of another model?)")
 
     @classmethod
     def from_weight(cls, name, weight, w_bits, a_bits, a_clamp, w_scheme="kquantile", per_channel=False,
@@ -137,7 +157,8 @@ class LayerQuant:
             raise
         except QnnError as err:
             raise type(err)(f"layer {name!r}: {err}") from None
-        return cls(name, w_bits, w_scheme, lut, a_bits, a_clamp, thresholds, a_zero_point)
+        return cls(name, w_bits, w_scheme, lut, a_bits, a_clamp, thresholds, a_zero_point,
+                   weight_shape=tuple(np.shape(weight)))
 
 
 def _float_rows(value, where, field_name, dtype):
@@ -205,7 +226,7 @@ class Recipe:
             missing = [key for key in required if key not in entry]
             if missing:
                 raise RecipeError(f"layer {name!r}: missing field(s) {missing}")
-            optional = {"thresholds"} | ({"a_zero_point"} if version == FORMAT else set())
+            optional = {"thresholds", "weight_shape"} | ({"a_zero_point"} if version == FORMAT else set())
             extra = sorted(set(entry) - set(required) - optional)
             if extra:
                 raise RecipeError(f"layer {name!r}: unknown field(s) {extra}"
@@ -213,6 +234,7 @@ class Recipe:
             layers[name] = LayerQuant(
                 name, entry["w_bits"], entry["w_scheme"], entry["lut"], entry["a_bits"],
                 entry["a_clamp"], entry.get("thresholds"), entry.get("a_zero_point", 0),
+                weight_shape=entry.get("weight_shape"),
             )
         fp32 = data.get("fp32_layers", [])
         if not isinstance(fp32, list) or not all(isinstance(n, str) for n in fp32):
@@ -249,12 +271,17 @@ def load(path_or_dict):
         return path_or_dict
     if isinstance(path_or_dict, dict):
         return Recipe.from_json(copy.deepcopy(path_or_dict))
+    if not isinstance(path_or_dict, (str, bytes, os.PathLike)):
+        got = "None" if path_or_dict is None else type(path_or_dict).__name__
+        raise RecipeError(f"recipe: expected a Recipe, a dict or a JSON file path, got {got}")
     path = os.fspath(path_or_dict)
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError:
         raise RecipeError(f"recipe file {path!r} does not exist") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
+        raise RecipeError(f"recipe file {path!r} cannot be read: {err}") from None
     except json.JSONDecodeError as err:
         raise RecipeError(f"recipe file {path!r} is not valid JSON: {err}") from None
     return Recipe.from_json(data)

@@ -9,6 +9,7 @@ checked bit-exactly against the hand-scheduled kernel, and recorded in ``work_di
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -118,12 +119,20 @@ def tune(qmod, target="cpu", trials=64, cost_model="bops-xgb", work_dir="tune_db
 
     if cost_model not in COST_MODELS:
         raise TuningError(f"tune: unknown cost model {cost_model!r}; known: {sorted(COST_MODELS)}")
-    if int(trials) < 1:
-        raise TuningError(f"tune: trials={trials}; expected >= 1")
+    if isinstance(trials, bool) or not isinstance(trials, numbers.Integral) or trials < 1:
+        raise TuningError(f"tune: trials={trials!r}; expected an integer >= 1")
     space = space or BitserialSpace()
     tvm_target = _target(target)
+    from .checks import check_module
+
+    check_module(qmod, "tune")
     work_dir = os.fspath(work_dir)
-    os.makedirs(work_dir, exist_ok=True)
+    if os.path.exists(work_dir) and not os.path.isdir(work_dir):
+        raise TuningError(f"tune: work_dir {work_dir!r} is a file; name a directory for the tuning database")
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+    except OSError as err:
+        raise TuningError(f"tune: cannot create work_dir {work_dir!r}: {err.strerror or err}") from None
     workloads = kernel_workloads(qmod, word, read_layer)
     if not workloads:
         raise TuningError("tune: the module has no qnn.conv2d / qnn.dense composite to tune (was it quantized?)")

@@ -234,6 +234,9 @@ class HwConfig:
         return cls.from_json(CONFIG_DIR / f"{name}.json")
 
     def replace(self, **changes):
+        known, unknown = _field_names(type(self), changes)
+        if unknown:
+            raise HwConfigError(f"replace: unknown field(s) {unknown}; known fields: {known}")
         return dataclasses.replace(self, **changes)
 
     @property
@@ -303,3 +306,25 @@ class HwConfig:
                     f"layer {layer_name!r}: {field_name}={value} exceeds the core's "
                     f"max_{'w' if field_name == 'w_bits' else 'a'}_bits={limit} (config {self.name!r})"
                 )
+
+
+def _checked_init(cls):
+    """Wrap the dataclass ``__init__`` of ``cls``: an unknown keyword is a HwConfigError naming it."""
+    generated = cls.__init__
+    count = len(dataclasses.fields(cls))
+
+    def __init__(self, *args, **kwargs):
+        known, unknown = _field_names(cls, kwargs)
+        if unknown:
+            raise HwConfigError(f"{cls.__name__}: unknown field(s) {unknown}; known fields: {known}")
+        if len(args) > count:
+            raise HwConfigError(f"{cls.__name__}: {len(args)} positional values for {count} fields {known}")
+        generated(self, *args, **kwargs)
+
+    __init__.__doc__ = generated.__doc__
+    cls.__init__ = __init__
+    return cls
+
+
+_checked_init(HwConfig)
+_checked_init(ResourceCoefficients)

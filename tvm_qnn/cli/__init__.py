@@ -4,7 +4,8 @@ Each subcommand lives in ``tvm_qnn.cli.commands`` as a ``Command`` (its argument
 a function returning a JSON-able dict). This module only parses, dispatches, prints (human text
 or ``--json``) and turns errors into one line and an exit code:
 
-  0 ok · 1 QnnError (bad input: recipe, shape, export, config, data set) · 2 usage ·
+  0 ok · 1 QnnError (bad input: recipe, shape, export, config, data set, argument, NaN/inf input,
+  unsupported op) or an OS error on a user's path · 2 usage (unknown flag, a flag value out of range) ·
   3 RemoteError (tracker/board) · 4 TuningError · 5 CompileError · 6 ToolNotFoundError ·
   70 unexpected internal error · 130 interrupted.
 
@@ -30,7 +31,7 @@ EXIT_CODES = (
     (errors.CompileError, 5),
     (errors.ToolNotFoundError, 6),
     (errors.QnnError, 1),
-    (FileNotFoundError, 1),
+    (OSError, 1),  # a user's path: missing, not writable, a directory where a file is expected
 )
 
 ORDER = ("train", "calibrate", "compile", "tune", "bench", "plan", "serve", "run", "demo")
@@ -41,7 +42,7 @@ EPILOG = """examples:
   tvm-qnn serve --host 127.0.0.1 --port 9091 --tracker 127.0.0.1:9190 --key cpu
   tvm-qnn run --rpc 127.0.0.1:9190 --key cpu build/cpu input.npy --json
   tvm-qnn <command> --help     (each command lists its own examples)
-exit codes: 0 ok, 1 bad input, 2 usage, 3 remote (tracker/board), 4 tuning, 5 compile,
+exit codes: 0 ok, 1 bad input, 2 usage (incl. flag values out of range), 3 remote (tracker/board), 4 tuning, 5 compile,
             6 missing tool, 70 internal error, 130 interrupted"""
 
 

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from tvm_qnn.errors import QnnError, RemoteError, UnsupportedOpError
+from tvm_qnn.errors import QnnError, QuantizationError, RemoteError, UnsupportedOpError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,31 @@ def existing_file(path: str, what: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     return path
+
+
+def _number_type(convert, ok, expected):
+    """An argparse ``type=`` that refuses values outside a range (a usage error, exit 2)."""
+    import argparse
+    import math
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+        if isinstance(value, float) and not math.isfinite(value) or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range; expected {expected}")
+        return value
+
+    parse.__name__ = expected  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number_type(int, lambda v: v >= 1, "an integer >= 1")
+non_negative_int = _number_type(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number_type(float, lambda v: v > 0, "a finite number > 0")
+bits = _number_type(int, lambda v: 1 <= v <= 8, "an integer in 1..8")
+port_number = _number_type(int, lambda v: 0 < v < 65536, "a port in 1..65535")
 
 
 def load_array(path: str):
@@ -61,8 +86,8 @@ def check_target(name: str) -> str:
 # --------------------------------------------------------------------------- serve / run
 def _serve_arguments(parser):
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=9091, help="port to bind (default 9091)")
-    parser.add_argument("--port-end", type=int, default=None,
+    parser.add_argument("--port", type=port_number, default=9091, help="port to bind (default 9091)")
+    parser.add_argument("--port-end", type=port_number, default=None,
                         help="search ports in [port, port-end) (default: port only)")
     parser.add_argument("--tracker", default=None, help="tracker HOST:PORT to register at")
     parser.add_argument("--key", default="", help="device key at the tracker, e.g. cpu or fpga")
@@ -88,9 +113,12 @@ def _run_arguments(parser):
     parser.add_argument("--rpc", default=None, metavar="HOST:PORT",
                         help="run on a board: a tracker address (with --key) or a board address")
     parser.add_argument("--key", default=None, help="board key at the tracker")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
-    parser.add_argument("--repeat", type=int, default=3, help="timing repeats")
+    parser.add_argument("--timeout", type=positive_float, default=120.0, help="seconds before giving up")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="timing repeats")
     parser.add_argument("--output", default=None, help="save the output as .npy here")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="run inputs holding NaN/inf anyway (refused by default: quantized layers "
+                             "clip them and the output looks normal but is wrong)")
 
 
 def _run(args):
@@ -101,8 +129,11 @@ def _run(args):
     if args.rpc:
         from tvm_qnn.rpc import remote
 
-        result = remote(args.export_dir, args.rpc, args.key, inputs=x, timeout_s=args.timeout,
-                        repeat=args.repeat)
+        try:
+            result = remote(args.export_dir, args.rpc, args.key, inputs=x, timeout_s=args.timeout,
+                            repeat=args.repeat, check_finite=not args.allow_nonfinite)
+        except QuantizationError as err:
+            raise QuantizationError(str(err).replace("check_finite=False", "--allow-nonfinite")) from None
         output, summary = result.output, result.as_dict()
     else:
         if args.key:
@@ -110,7 +141,10 @@ def _run(args):
         import tvm_qnn
 
         model = tvm_qnn.load(args.export_dir)
-        output = np.asarray(model.run(x))
+        try:
+            output = np.asarray(model.run(x, check_finite=not args.allow_nonfinite))
+        except QuantizationError as err:  # name the flag, not the keyword argument
+            raise QuantizationError(str(err).replace("check_finite=False", "--allow-nonfinite")) from None
         timing = model.benchmark(repeat=args.repeat)
         summary = {"board": "local", **_timing_dict(timing)}
     if args.output:
@@ -150,5 +184,6 @@ register("run", Command(
 # the model-side commands (train, calibrate, compile, tune, bench, plan, demo)
 from tvm_qnn.cli import model_commands  # noqa: E402,F401  (registers its commands)
 
-__all__ = ["COMMANDS", "Command", "check_target", "existing_file", "load_array",
-           "load_recipe_file", "register"]
+__all__ = ["COMMANDS", "Command", "bits", "check_target", "existing_file", "load_array",
+           "load_recipe_file", "non_negative_int", "port_number", "positive_float", "positive_int",
+           "register"]

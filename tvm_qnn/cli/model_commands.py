@@ -11,8 +11,8 @@ import itertools
 import time
 from pathlib import Path
 
-from tvm_qnn.cli.commands import (Command, check_target, existing_file, load_recipe_file,
-                                  register)
+from tvm_qnn.cli.commands import (Command, bits, check_target, existing_file, load_recipe_file,
+                                  non_negative_int, positive_float, positive_int, register)
 from tvm_qnn.errors import QnnError
 
 MODEL_FORMAT = "tvm-qnn-model/1"
@@ -89,8 +89,8 @@ def _model_args(parser, help_text="zoo name, .pt from `tvm-qnn train`, or .onnx"
 
 
 def _bits_args(parser):
-    parser.add_argument("--w-bits", type=int, default=2, help="weight bits (1..8)")
-    parser.add_argument("--a-bits", type=int, default=2, help="activation bits (1..8)")
+    parser.add_argument("--w-bits", type=bits, default=2, help="weight bits (1..8)")
+    parser.add_argument("--a-bits", type=bits, default=2, help="activation bits (1..8)")
     parser.add_argument("--scheme", default="kquantile", choices=("kquantile", "uniform"),
                         help="weight levels: k-quantile (UNIQ) or uniform (NICE)")
 
@@ -99,12 +99,12 @@ def _bits_args(parser):
 def _train_arguments(parser):
     parser.add_argument("--model", default="tiny_cnn", help="zoo model name")
     parser.add_argument("--data", default="fashion-mnist", choices=DATASETS)
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
     _bits_args(parser)
-    parser.add_argument("--fp32-epochs", type=int, default=1, help="float pre-training epochs")
-    parser.add_argument("--epochs", type=int, default=1, help="quantization-aware epochs")
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--fp32-epochs", type=non_negative_int, default=1, help="float pre-training epochs")
+    parser.add_argument("--epochs", type=non_negative_int, default=1, help="quantization-aware epochs")
+    parser.add_argument("--lr", type=positive_float, default=0.05)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--out", required=True, help="directory for model.pt and recipe.json")
 
 
@@ -146,7 +146,7 @@ def _train(args):
 def _calibrate_arguments(parser):
     _model_args(parser)
     parser.add_argument("--data", default="fashion-mnist", choices=DATASETS)
-    parser.add_argument("--batches", type=int, default=4, help="calibration batches")
+    parser.add_argument("--batches", type=positive_int, default=4, help="calibration batches")
     _bits_args(parser)
     parser.add_argument("--per-channel", action="store_true", help="one LUT per output channel")
     parser.add_argument("--zero-point", default="asymmetric", choices=("asymmetric", "symmetric"),
@@ -183,13 +183,20 @@ def _compile_arguments(parser):
     parser.add_argument("--integer-only", action="store_true",
                         help="cpu: the accelerator's integer-only arithmetic (outputs identical to --target fpga; "
                              "--hw-config then names the core to partition for)")
-    parser.add_argument("--out", required=True, help="export directory to write")
+    parser.add_argument("--out", required=True,
+                        help="export directory to write: a new or empty directory, or an earlier export with --force "
+                             "(a directory holding anything else is refused)")
+    parser.add_argument("--force", action="store_true", help="replace an earlier export at --out")
 
 
 def _compile(args):
     import tvm_qnn
 
+    from tvm_qnn import export_paths
+    from tvm_qnn.compiler import EXPORT_FORMAT, MANIFEST
+
     target = check_target(args.target)
+    export_paths.prepare(args.out, args.force, MANIFEST, EXPORT_FORMAT)  # refuse before the slow build
     recipe = load_recipe_file(args.recipe) if args.recipe else None
     integer_only = bool(args.integer_only)
     if args.integer_only and target != "cpu":
@@ -206,7 +213,7 @@ def _compile(args):
     model = tvm_qnn.compile(mod, target=target, recipe=recipe, params=params,
                             tuning=args.tuning, integer_only=integer_only)
     compile_s = time.perf_counter() - start
-    out = model.export(args.out, overwrite=True)
+    out = model.export(args.out, overwrite=args.force)
     return {"export": str(out), "target": model.target, "compile_s": compile_s,
             "inputs": model.inputs, "outputs": model.outputs}
 
@@ -216,7 +223,7 @@ def _tune_arguments(parser):
     _model_args(parser)
     parser.add_argument("--recipe", required=True, help="recipe JSON")
     parser.add_argument("--target", default="cpu")
-    parser.add_argument("--trials", type=int, default=16, help="measured candidates in total")
+    parser.add_argument("--trials", type=positive_int, default=16, help="measured candidates in total")
     parser.add_argument("--cost-model", default="bops-xgb", choices=("bops-xgb", "xgb", "random"))
     parser.add_argument("--work-dir", required=True, help="tuning database directory")
     parser.add_argument("--rpc", default=None, metavar="HOST:PORT", help="tracker of the boards")
@@ -228,6 +235,10 @@ def _tune(args):
     from tvm_qnn.rpc import check_reachable, parse_address
 
     check_target(args.target)
+    if Path(args.work_dir).exists() and not Path(args.work_dir).is_dir():
+        from tvm_qnn.errors import TuningError
+
+        raise TuningError(f"--work-dir {args.work_dir!r} is a file; name a directory for the tuning database")
     recipe = load_recipe_file(args.recipe)
     rpc = None
     if args.rpc:
@@ -256,7 +267,7 @@ def _bench_arguments(parser):
     parser.add_argument("export_dir", help="export directory to time")
     parser.add_argument("--baseline", default=None,
                         help="MODEL to time in PyTorch fp32 in the same run (speedup column)")
-    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--repeat", type=positive_int, default=10)
 
 
 def _bench(args):
@@ -267,15 +278,34 @@ def _bench(args):
     timing = model.benchmark(repeat=args.repeat)
     summary = {"export": args.export_dir, **timing}
     if args.baseline:
-        summary["torch_fp32_ms"] = _torch_ms(args.baseline, args.repeat)
+        summary["torch_fp32_ms"] = _torch_ms(args.baseline, args.repeat, model)
         summary["speedup_vs_torch_fp32"] = summary["torch_fp32_ms"] / timing["mean_ms"]
     return summary
 
 
-def _torch_ms(spec: str, repeat: int) -> float:
+def check_baseline(module, example, spec: str, model) -> None:
+    """QnnError unless the baseline has the export's input shape and parameter count."""
+    from tvm_qnn.train.fold_bn import fold_batchnorm
+
+    want = tuple(model.inputs[0]["shape"])
+    if tuple(example.shape) != want:
+        raise QnnError(f"--baseline {spec!r} takes input shape {list(example.shape)}; the export takes "
+                       f"{list(want)} (not the same model: the speedup would be meaningless)")
+    if model.param_count is None:
+        raise QnnError(f"--baseline {spec!r}: the export records no parameter count (compiled from a module "
+                       f"without params); cannot check it is the same model")
+    count = sum(int(p.numel()) for p in fold_batchnorm(module).parameters())
+    if count != model.param_count:
+        raise QnnError(f"--baseline {spec!r} has {count} parameters (BatchNorm folded); the export has "
+                       f"{model.param_count} (not the same model: the speedup would be meaningless)")
+
+
+def _torch_ms(spec: str, repeat: int, model=None) -> float:
     import torch
 
     module, example, _ = load_torch_model(spec)
+    if model is not None:
+        check_baseline(module, example, spec, model)
     with torch.no_grad():
         module(example)
         samples = []
@@ -289,11 +319,11 @@ def _torch_ms(spec: str, repeat: int) -> float:
 # --------------------------------------------------------------------------- plan / demo
 def _plan_arguments(parser):
     parser.add_argument("model", help="network name (resnet18, alexnet, ...) or a stream-graph JSON")
-    parser.add_argument("--devices", type=int, default=1, help="number of FPGAs")
+    parser.add_argument("--devices", type=positive_int, default=1, help="number of FPGAs")
     parser.add_argument("--config", default="vu9p", help="device preset or device JSON")
-    parser.add_argument("--fps", type=float, default=None, help="target frames per second")
-    parser.add_argument("--a-bits", type=int, default=2)
-    parser.add_argument("--w-bits", type=int, default=2)
+    parser.add_argument("--fps", type=positive_float, default=None, help="target frames per second")
+    parser.add_argument("--a-bits", type=bits, default=2)
+    parser.add_argument("--w-bits", type=bits, default=2)
 
 
 def _plan(args):
@@ -313,7 +343,7 @@ def _demo_arguments(parser):
     parser.add_argument("--fast", action="store_true", help="tiny data and epochs (CI)")
     parser.add_argument("--out", default=None, help="where the demo writes results and plots")
     parser.add_argument("--steps", default=None, help="comma-separated subset of the demo steps")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads")
 
 
 def _demo(args):

@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from tvm_qnn.errors import QnnError, ShapeError, UnsupportedOpError
+from tvm_qnn.errors import ArgumentError, QnnError, ShapeError, UnsupportedOpError
 
 _LOG = logging.getLogger("tvm_qnn.frontend")
 
@@ -77,8 +77,14 @@ def from_torch(model, example_input, fold_bn=True):
     import torch
     from tvm.relax.frontend.torch import from_exported_program
 
+    from tvm_qnn.frontend.allowlist import check_torch_graph
     from tvm_qnn.train.fold_bn import fold_batchnorm
 
+    if not isinstance(model, torch.nn.Module):
+        hint = " (a path: load it first, e.g. torch.load(path, weights_only=False))" \
+            if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else ""
+        raise ArgumentError(f"from_torch: model must be a torch.nn.Module, got {type(model).__name__} "
+                            f"{str(model)[:60]!r}{hint}")
     if isinstance(example_input, np.ndarray):
         example_input = torch.from_numpy(example_input)
     if not isinstance(example_input, torch.Tensor):
@@ -91,6 +97,7 @@ def from_torch(model, example_input, fold_bn=True):
             exported = torch.export.export(model, (example_input.float(),))
     except Exception as err:
         raise UnsupportedOpError(f"from_torch: torch.export failed for {type(model).__name__}: {err}") from err
+    check_torch_graph(exported, type(model).__name__)  # before the Relax importer builds anything
     try:
         mod = from_exported_program(exported, keep_params_as_input=True, unwrap_unit_return_tuple=True)
     except Exception as err:
@@ -109,11 +116,28 @@ def load_onnx_model(path_or_model):
     import onnx
 
     if isinstance(path_or_model, onnx.ModelProto):
-        return path_or_model
-    try:
-        return onnx.load(str(path_or_model))
-    except Exception as err:
-        raise QnnError(f"from_onnx: cannot read ONNX model {path_or_model!r}: {err}") from err
+        model = path_or_model
+    else:
+        if not isinstance(path_or_model, (str, bytes)) and not hasattr(path_or_model, "__fspath__"):
+            raise ArgumentError(f"from_onnx: expected an ONNX file path or onnx.ModelProto, "
+                                f"got {type(path_or_model).__name__}")
+        import os
+
+        path = os.fsdecode(path_or_model)
+        if not os.path.isfile(path):
+            raise QnnError(f"from_onnx: ONNX model {path!r} does not exist or is not a file")
+        if os.path.getsize(path) == 0:
+            raise QnnError(f"from_onnx: ONNX model {path!r} is empty (0 bytes)")
+        try:
+            model = onnx.load(path)
+        except Exception as err:
+            raise QnnError(f"from_onnx: cannot read ONNX model {path!r}: {err}") from err
+        where = repr(path)
+    if not model.graph.node or model.ir_version == 0:
+        where = "the ModelProto" if isinstance(path_or_model, onnx.ModelProto) else where
+        raise QnnError(f"from_onnx: {where} is not an ONNX model (no graph nodes, IR version "
+                       f"{model.ir_version})")
+    return model
 
 
 def _integer_initializers_to_constants(model):
@@ -213,7 +237,11 @@ def from_float_onnx(path_or_model, shape_dict=None):
     """
     from tvm.relax.frontend.onnx import from_onnx as relax_from_onnx
 
-    model = _integer_initializers_to_constants(load_onnx_model(path_or_model))
+    from tvm_qnn.frontend.allowlist import check_onnx_graph
+
+    model = load_onnx_model(path_or_model)
+    check_onnx_graph(model)  # before the Relax importer builds anything
+    model = _integer_initializers_to_constants(model)
     shapes = onnx_input_shapes(model, shape_dict)
     float_inits = [init for init in model.graph.initializer]
     try:

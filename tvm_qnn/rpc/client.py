@@ -152,18 +152,28 @@ def connect(session_or_address, key: str | None = None, timeout_s: float = 60.0,
 # --------------------------------------------------------------------------- running
 def remote(model_or_export_dir, session_or_tracker, key: str | None = None, inputs=None,
            timeout_s: float = 120.0, number: int = 10, repeat: int = 3,
-           min_repeat_ms: int = 0) -> RemoteResult:
+           min_repeat_ms: int = 0, check_finite: bool = True) -> RemoteResult:
     """Upload an export to a board, run it on ``inputs`` and time it there.
 
     ``model_or_export_dir``: a ``CompiledModel`` (exported to a temporary directory first) or an
     export directory. ``session_or_tracker``: see ``connect``. ``inputs``: one array or a list
     (numpy or torch). Raises ``RemoteError`` (naming board and key) on any failure, within
-    ``timeout_s`` seconds, and ``ExportError`` if the local export itself is corrupt.
+    ``timeout_s`` seconds, and ``ExportError`` if the local export itself is corrupt. Inputs holding
+    NaN/inf are refused before any upload (QuantizationError) unless ``check_finite=False``.
     """
+    from tvm_qnn import checks
+
+    timeout_s = checks.positive_float(timeout_s, "remote: timeout_s")
+    number = checks.positive_int(number, "remote: number")
+    repeat = checks.positive_int(repeat, "remote: repeat")
+    min_repeat_ms = checks.non_negative_int(min_repeat_ms, "remote: min_repeat_ms")
     with tempfile.TemporaryDirectory(prefix="tvm-qnn-upload-") as scratch:
         export = export_files.open_export(model_or_export_dir, Path(scratch))
         export.verify_local()  # before any network: a locally corrupt export is not a board fault
         arrays = export_files.as_arrays(inputs, export)
+        if check_finite:
+            for index, array in enumerate(arrays):
+                checks.check_finite_input(array, f"remote: input {index}")
         deadline = time.monotonic() + timeout_s
         board = connect(session_or_tracker, key, timeout_s, session_timeout_s=timeout_s)
         remaining = max(1.0, deadline - time.monotonic())

@@ -150,8 +150,14 @@ def calibrate_clamps(model, batches, method=None):
         model.eval()
         for layer in layers.values():
             layer.set_mode("fp32")
-        for batch in batches:
-            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        for index, batch in enumerate(batches):
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if not bool(torch.isfinite(inputs).all()):
+                from ..checks import check_finite_input
+
+                check_finite_input(inputs.detach().cpu().numpy(), f"calibrate_clamps: batch {index}",
+                                   "calibration data must be finite: a clamp computed from it would be NaN/inf")
+            model(inputs)
     finally:
         for handle in handles:
             handle.remove()
