@@ -229,8 +229,11 @@ def from_onnx(path_or_model, shape_dict=None):
     return mod, params, recipe
 
 
-def from_float_onnx(path_or_model, shape_dict=None):
+def from_float_onnx(path_or_model, shape_dict=None, checked=False):
     """A float ONNX model -> ``(mod, params)`` (see module doc), no format detection.
+
+    ``checked``: the caller (the QDQ / QONNX importer) already ran the allow-list on the user's
+    graph; the float graph it hands over also holds the arithmetic its own rewrite emitted.
 
     Inputs with dynamic dimensions need a static shape in ``shape_dict`` (ShapeError otherwise);
     an op the Relax ONNX importer does not support raises UnsupportedOpError naming it.
@@ -240,7 +243,8 @@ def from_float_onnx(path_or_model, shape_dict=None):
     from tvm_qnn.frontend.allowlist import check_onnx_graph
 
     model = load_onnx_model(path_or_model)
-    check_onnx_graph(model)  # before the Relax importer builds anything
+    if not checked:
+        check_onnx_graph(model)  # before the Relax importer builds anything
     model = _integer_initializers_to_constants(model)
     shapes = onnx_input_shapes(model, shape_dict)
     float_inits = [init for init in model.graph.initializer]

@@ -105,11 +105,17 @@ def check_torch_graph(exported, model_name="model"):
     return float_only
 
 
-def check_onnx_graph(model):
-    """UnsupportedOpError for the first node of an ONNX ``model`` whose op is not in ``ONNX_OPS``."""
+def check_onnx_graph(model, handled=()):
+    """UnsupportedOpError for the first node of an ONNX ``model`` whose op is not in ``ONNX_OPS``.
+
+    ``handled``: op types the calling importer replaces itself (QuantizeLinear / DequantizeLinear
+    for QDQ, QONNX's Quant nodes), accepted in any domain; the importer's tests check them.
+    """
     float_only = []
     for index, node in enumerate(model.graph.node):
         domain = node.domain or ""
+        if node.op_type in handled:
+            continue
         entry = ONNX_OPS.get(node.op_type) if domain in ("", "ai.onnx") else None
         where = f"node {node.name!r} (#{index})" if node.name else f"node #{index}"
         if entry is None:

@@ -306,9 +306,11 @@ def build_recipe(layers, fp32, model_name):
 def from_qdq(path_or_model, shape_dict=None):
     """QDQ ONNX model (path or ModelProto) -> ``(mod, params, recipe)`` (see module doc)."""
     from tvm_qnn.frontend import from_float_onnx, load_onnx_model
+    from tvm_qnn.frontend.allowlist import check_onnx_graph
 
     source = load_onnx_model(path_or_model)
-    float_model, layers, fp32 = analyze(source)
+    float_model, layers, fp32 = analyze(source)  # refuses what it cannot read (QOperator nodes...) by name
+    check_onnx_graph(source, handled=("QuantizeLinear", "DequantizeLinear"))  # the user's other ops
     recipe = build_recipe(layers, fp32, source.graph.name or "qdq")
-    mod, params = from_float_onnx(float_model, shape_dict)
+    mod, params = from_float_onnx(float_model, shape_dict, checked=True)
     return mod, params, recipe

@@ -332,7 +332,10 @@ def strip_quant_nodes(model):
 def from_qonnx(path_or_model, shape_dict=None):
     """QONNX model (path or ModelProto) -> ``(mod, params, recipe)`` (see module doc)."""
     from tvm_qnn.frontend import from_float_onnx, load_onnx_model
+    from tvm_qnn.frontend.allowlist import check_onnx_graph
 
-    float_model, recipe = strip_quant_nodes(load_onnx_model(path_or_model))
-    mod, params = from_float_onnx(float_model, shape_dict)
+    source = load_onnx_model(path_or_model)
+    float_model, recipe = strip_quant_nodes(source)  # refuses quantizers it cannot read, by name
+    check_onnx_graph(source, handled=QONNX_OPS)  # the user's other ops (the Quant nodes are rewritten)
+    mod, params = from_float_onnx(float_model, shape_dict, checked=True)
     return mod, params, recipe
