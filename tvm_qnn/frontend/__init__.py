@@ -17,7 +17,10 @@ parameter names find its layers (``tvm_qnn.quantize`` binds them after matching)
   first so only tensors stay parameters. Export a torch model for it with
   ``torch.onnx.export(fold_batchnorm(model), (x,), path, dynamo=False, input_names=["x"])``:
   the TorchScript exporter keeps parameter names as initializer names (fold BN in torch first,
-  or the exporter's own conv-BN fusion renames the weights to ``onnx::Conv_NN``).
+  or the exporter's own conv-BN fusion renames the weights to ``onnx::Conv_NN``). Before the Relax
+  importer, ``tvm_qnn.frontend.onnx_rewrite`` folds constant-only nodes (TF-style "same" pads) and
+  turns ``MatMul``/``Gemm(transB=0)`` on a constant weight into ``Gemm(transB=1)`` with the weight
+  stored transposed, ``(out, in)``, under its initializer name (a quantizable dense layer).
 * ``from_qonnx``: see ``tvm_qnn.frontend.qonnx``.
 """
 
@@ -85,16 +88,24 @@ def from_torch(model, example_input, fold_bn=True):
             exported = torch.export.export(model, (example_input.float(),))
     except Exception as err:
         raise UnsupportedOpError(f"from_torch: torch.export failed for {type(model).__name__}: {err}") from err
+    from tvm_qnn.frontend.cnn_ops import check_torch_ops
+
+    try:  # the importer's own decomposition, done here so the op check sees the ops it will convert
+        decomposed = exported.run_decompositions()
+    except Exception as err:
+        raise UnsupportedOpError(f"from_torch: decomposing {type(model).__name__} into core ATen ops failed: {err}") from err
+    check_torch_ops(decomposed)  # names the op and the layer the Relax importer has no converter for
     try:
-        mod = from_exported_program(exported, keep_params_as_input=True, unwrap_unit_return_tuple=True)
+        mod = from_exported_program(decomposed, keep_params_as_input=True, unwrap_unit_return_tuple=True,
+                                    run_ep_decomposition=False)
     except Exception as err:
         raise UnsupportedOpError(f"from_torch: the Relax importer rejected {type(model).__name__}: {err}") from err
     kinds = torch.export.graph_signature.InputKind
     names, values = {}, {}
-    for spec in exported.graph_signature.input_specs:
+    for spec in decomposed.graph_signature.input_specs:
         if spec.kind is kinds.PARAMETER:
             names[spec.arg.name] = spec.target
-            values[spec.target] = exported.state_dict[spec.target].detach().cpu().numpy().copy()
+            values[spec.target] = decomposed.state_dict[spec.target].detach().cpu().numpy().copy()
     return _rename_params(mod, names, values), values
 
 
@@ -166,7 +177,13 @@ def from_onnx(path_or_model, shape_dict=None):
     """
     from tvm.relax.frontend.onnx import from_onnx as relax_from_onnx
 
+    from tvm_qnn.frontend.cnn_ops import check_onnx_ops
+    from tvm_qnn.frontend.onnx_rewrite import dense_weights_out_in, fold_constant_nodes
+
     model = _integer_initializers_to_constants(load_onnx_model(path_or_model))
+    # constant pad/shape chains -> Constants; MatMul / Gemm(transB=0) on a constant weight -> dense layers
+    model = dense_weights_out_in(fold_constant_nodes(model))
+    check_onnx_ops(model)  # names the op and the node the Relax importer has no converter for
     shapes = onnx_input_shapes(model, shape_dict)
     float_inits = [init for init in model.graph.initializer]
     try:
