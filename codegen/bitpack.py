@@ -4,9 +4,10 @@ Layout (identical to ``tvm_qnn.reference.pack_bits`` along the channel axis): LS
 planes, plane ``p`` holds bit ``p`` of every code; channel ``c`` of a group sits in word
 ``c // W`` at bit ``c % W`` (W = 64 for uint64); channels are zero-padded to a whole word.
 Activations are packed per pixel as ``(N, Hp, Wp, G, bits, words)``: for ``groups=1`` this is
-``pack_bits(nhwc_codes, bits, axis=3)`` with a unit group axis; the spatial zero padding of
-the convolution is applied while packing (a zero word adds nothing to a popcount), so the
-conv loop needs no bounds checks.
+``pack_bits(nhwc_codes, bits, axis=3)`` with a unit group axis; the spatial padding of
+the convolution is applied while packing (words of code 0 add nothing to a popcount; with an
+activation zero point ``z`` the border holds code ``z``, i.e. ``x_hat = 0``, and the kernel
+subtracts ``z`` per window position from its sums), so the conv loop needs no bounds checks.
 
 Weights are packed once on the host (:func:`pack_weight_planes`) as ``(kh, kw, planes, words,
 O)``: output channels innermost, so one vector register holds the same word of 8 output
@@ -24,16 +25,18 @@ from tvm_qnn.errors import ShapeError
 from .workload import WORD_BITS
 
 
-def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes"):
-    """uint8 codes ``clip(floor(x / s_a + 0.5), 0, 2^b - 1)`` in float32, as the reference does.
+def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes", zero_point=0):
+    """uint8 codes ``clip(floor(x / s_a + 0.5) + z, 0, 2^b - 1)`` in float32, as the reference does.
 
     ``x_at(n, h, w, c)`` reads the float input (any layout); ``act_scale`` is a (1,) float32
-    tensor. NaN inputs give code 0 like ``reference.act_codes``.
+    tensor; ``zero_point`` a compile-time integer. NaN inputs give code 0 like ``reference.act_codes``.
     """
     top = float((1 << bits) - 1)
 
     def code(n, h, w, c):
         value = tirx.floor(x_at(n, h, w, c) / act_scale[0] + tirx.const(0.5, "float32"))
+        if zero_point:
+            value = value + tirx.const(float(zero_point), "float32")
         # max(value, 0) lowers to select(value > 0, value, 0): NaN compares false and gives 0,
         # like reference.act_codes, without an isnan call (which would stop vectorization)
         clipped = tirx.min(tirx.max(value, tirx.const(0.0, "float32")), tirx.const(top, "float32"))
@@ -42,8 +45,27 @@ def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes"):
     return te.compute(shape, code, name=name)
 
 
-def pack_compute(codes, bits, groups, padding, word="uint64", name="pack", codes_shape=None):
+def pad_word(code, p, k, channels, word="uint64"):
+    """The packed word of plane ``p``, word ``k`` of a padded position holding ``code`` on every
+    one of a group's ``channels`` (bits past the last channel stay 0). ``p``/``k`` may be TIR
+    expressions; ``code`` is a compile-time integer (the zero point)."""
+    width = WORD_BITS[word]
+    if not code:
+        return tirx.const(0, word)
+    words = -(-channels // width)
+    tail = channels - (words - 1) * width
+    full = tirx.const((1 << width) - 1, word)
+    last = tirx.const((1 << tail) - 1, word) if tail < width else full
+    mask = tirx.Select(k == words - 1, last, full) if words > 1 else last
+    bit = (tirx.const(int(code), word) >> p.astype(word)) & tirx.const(1, word)
+    return mask * bit
+
+
+def pack_compute(codes, bits, groups, padding, word="uint64", name="pack", codes_shape=None, pad_code=0):
     """Pack NHWC uint8 ``codes`` into ``(N, H+t+b, W+l+r, G, bits, words)`` words of ``word``.
+
+    The spatial border holds code ``pad_code`` (the zero point: ``x_hat = 0``) on every real
+    channel (:func:`pad_word`).
 
     ``codes`` is an NHWC tensor, or a function ``codes(n, h, w, c)`` with ``codes_shape`` (N, H, W, C)
     (so that codes stored in another layout can be packed without a copy).
@@ -89,7 +111,7 @@ def pack_compute(codes, bits, groups, padding, word="uint64", name="pack", codes
     def bordered(b, y, x, g, p, k):  # (N, Hp, Wp, G, bits, words): words innermost for the conv
         inside = tirx.all(y >= top, y < top + h, x >= left, x < left + w)
         value = interior[b, tirx.min(tirx.max(y - top, 0), h - 1), g, k, p, tirx.min(tirx.max(x - left, 0), w - 1)]
-        return tirx.Select(inside, value, tirx.const(0, word))
+        return tirx.Select(inside, value, pad_word(pad_code, p, k, cg, word))
 
     shape = (n, h + top + bottom, w + left + right, groups, bits, words)
     return te.compute(shape, bordered, name=name + "_pad")
@@ -116,11 +138,11 @@ def pack_weight_planes(weight_idx, scheme, w_bits, groups=1, word="uint64"):
     return np.ascontiguousarray(np.transpose(packed, (3, 4, 1, 2, 0)))
 
 
-def pack_act_numpy(act_codes_nchw, bits, groups=1, padding=0, word="uint64"):
+def pack_act_numpy(act_codes_nchw, bits, groups=1, padding=0, word="uint64", pad_code=0):
     """Numpy version of the activation packing (tests and benchmarks): ``(N, Hp, Wp, G, bits, words)``."""
     codes = np.asarray(act_codes_nchw)
     n, c, h, w = codes.shape
     top, left, bottom, right = reference.padding4(padding)
-    padded = np.pad(codes, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    padded = np.pad(codes, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_code)
     nhwgc = np.transpose(padded, (0, 2, 3, 1)).reshape(n, h + top + bottom, w + left + right, groups, c // groups)
     return reference.pack_bits(nhwgc, bits, axis=4, word=word)

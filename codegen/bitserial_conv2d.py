@@ -16,7 +16,13 @@ rounded once to float32, then the float32 bias: the order of ``cpu-reference``) 
   ``S[L-1] = T - sum acc``  ->  ``alpha = s_a lut[L-1]``, ``coef_q = s_a (lut[q] - lut[L-1])``.
 
 So both schemes share one kernel; only the weight planes and the coefficients differ
-(:func:`codegen.plan.plan_layer` computes them on the host). The epilogue then clips
+(:func:`codegen.plan.plan_layer` computes them on the host).
+
+Zero point ``z`` (``wl.a_zero_point``): the code planes stay unsigned (codes ``q``, the spatial
+padding filled with code ``z``) and the integers are corrected before the float combine, so the
+float64 ``combine`` sees the exact sums over ``q - z`` of the contract:
+``acc[j] - zero_sums[o, j]`` with ``zero_sums[o, j] = z * #{ones of weight plane j of channel o}``
+(an extra int64 argument after ``alpha``, host-computed) and ``T - z * C/groups * kh * kw``. The epilogue then clips
 (ReLU/ReLU6/clamp) and either writes float32 NCHW or the next layer's packed codes.
 Accumulators are ``uint64`` popcount lanes (no conversion in the inner loop).
 """
@@ -93,8 +99,9 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
     ``x`` (float32 ``wl.input_shape``; or the packed codes ``wl.packed_input_shape`` when
     ``packed_input``), ``act_scale`` (1,) float32 (unused when packed), ``weight_planes``
     ``wl.weight_planes_shape`` of ``wl.word``, ``coef`` (O, w_planes) float64, ``alpha`` (O,)
-    float64, ``bias`` (O,) float64, ``clip_bounds`` (2,) float32 (lo, hi; +-inf when absent),
-    ``next_act_scale`` (1,) float32 (only for ``wl.output == "packed"``).
+    float64, ``zero_sums`` (O, w_planes) int64 (only when ``wl.a_zero_point``), ``bias`` (O,)
+    float64, ``clip_bounds`` (2,) float32 (lo, hi; +-inf when absent), ``next_act_scale`` (1,)
+    float32 (only for ``wl.output == "packed"``).
     """
     word = wl.word
     n_out, o_out = wl.batch, wl.out_channels
@@ -107,40 +114,53 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
     else:
         x = te.placeholder(wl.input_shape, "float32", name="x")
         if wl.kind == "dense":
-            codes = act_codes_compute(lambda n, h, w, c: x[n, c], (wl.batch, 1, 1, wl.in_channels), act_scale, wl.a_bits)
+            codes = act_codes_compute(lambda n, h, w, c: x[n, c], (wl.batch, 1, 1, wl.in_channels), act_scale, wl.a_bits,
+                                      zero_point=wl.a_zero_point)
         else:
             codes = act_codes_compute(lambda n, h, w, c: x[n, c, h, w],
-                                      (wl.batch, wl.height, wl.width, wl.in_channels), act_scale, wl.a_bits)
-        packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word)
+                                      (wl.batch, wl.height, wl.width, wl.in_channels), act_scale, wl.a_bits,
+                                      zero_point=wl.a_zero_point)
+        packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word, pad_code=wl.a_zero_point)
     weight_planes = te.placeholder(wl.weight_planes_shape, word, name="weight_planes")
     coef = te.placeholder((o_out, wl.w_planes), "float64", name="coef")
     alpha = te.placeholder((o_out,), "float64", name="alpha")
+    zero_sums = te.placeholder((o_out, wl.w_planes), "int64", name="zero_sums") if wl.a_zero_point else None
     bias = te.placeholder((o_out,), "float64", name="bias")
     clip_bounds = te.placeholder((2,), "float32", name="clip_bounds")
 
     acc, total, plane_sum = popcount_stages(wl, packed, weight_planes)
     rj = te.reduce_axis((0, wl.w_planes), name="rj")
 
+    def centred_plane_sum(n, y, xx, j, o):  # exact integers over q - z (module doc)
+        value = plane_sum(n, y, xx, j, o)
+        return value - zero_sums[o, j] if zero_sums is not None else value
+
     combine = te.compute(
         (n_out, ho, wo, o_out),
-        lambda n, y, xx, o: te.sum(coef[o, rj] * plane_sum(n, y, xx, rj, o).astype("float64"), axis=rj),
+        lambda n, y, xx, o: te.sum(coef[o, rj] * centred_plane_sum(n, y, xx, rj, o).astype("float64"), axis=rj),
         name="combine",
     )
+    total_offset = wl.a_zero_point * wl.fan_in
 
     def value(n, y, xx, o):
         # the sum rounds to float32 before the bias is added in float32, as cpu-reference does
-        acc = (combine[n, y, xx, o] + alpha[o] * total[n, y, xx, o // og].astype("float64")).astype("float32")
+        window = total[n, y, xx, o // og]
+        if total_offset:
+            window = window - tirx.const(total_offset, "int64")
+        acc = (combine[n, y, xx, o] + alpha[o] * window.astype("float64")).astype("float32")
         full = acc + bias[o].astype("float32")
         return tirx.min(tirx.max(full, clip_bounds[0]), clip_bounds[1])
 
-    args = [x, act_scale, weight_planes, coef, alpha, bias, clip_bounds]
+    args = [x, act_scale, weight_planes, coef, alpha] + ([zero_sums] if zero_sums is not None else []) \
+        + [bias, clip_bounds]
     if wl.output == "packed":
         next_scale = te.placeholder((1,), "float32", name="next_act_scale")
         # codes stored (N, Ho, O, Wo): columns contiguous, so pack_next packs them like the input
         codes_next = act_codes_compute(lambda n, y, o, xx: value(n, y, xx, o), (n_out, ho, o_out, wo), next_scale,
-                                       wl.next_a_bits, name="next_codes")
+                                       wl.next_a_bits, name="next_codes", zero_point=wl.next_a_zero_point)
         out = pack_compute(lambda n, y, xx, o: codes_next[n, y, o, xx], wl.next_a_bits, wl.next_groups,
-                           wl.next_padding, word, name="pack_next", codes_shape=(n_out, ho, wo, o_out))
+                           wl.next_padding, word, name="pack_next", codes_shape=(n_out, ho, wo, o_out),
+                           pad_code=wl.next_a_zero_point)
         args = args + [next_scale]
     elif wl.kind == "dense":
         out = te.compute((n_out, o_out), lambda n, o: value(n, 0, 0, o), name="epilogue")

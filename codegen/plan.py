@@ -3,7 +3,8 @@
 Weight indices are packed once here (compile time) into ``weight_planes``; the LUT, ``s_a``
 and the bias fold into float64 ``coef``/``alpha``/``bias`` (see :mod:`codegen.bitserial_conv2d`
 for the algebra). The cheaper exact scheme is chosen: bit planes when the LUT is uniform
-(``reference.lut_is_affine``), one-hot index planes otherwise.
+(``reference.lut_is_affine``), one-hot index planes otherwise. A layer with an activation zero
+point also gets ``zero_sums`` (``z`` times the ones of each weight plane per output channel).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ class LayerKernelArgs:
     alpha: np.ndarray
     bias: np.ndarray
     clip_bounds: np.ndarray
+    zero_sums: np.ndarray | None = None  # int64 (O, w_planes), only for a layer with a zero point
 
     def as_list(self):
-        return [self.act_scale, self.weight_planes, self.coef, self.alpha, self.bias, self.clip_bounds]
+        middle = [] if self.zero_sums is None else [self.zero_sums]
+        return [self.act_scale, self.weight_planes, self.coef, self.alpha] + middle + [self.bias, self.clip_bounds]
 
 
 def check_layer(layer):
@@ -58,7 +61,7 @@ def layer_workload(layer, word="uint64", scheme=None, **output):
                         padding=layer.padding if layer.kind == "conv2d" else (0, 0, 0, 0),
                         dilation=layer.dilation if layer.kind == "conv2d" else (1, 1),
                         groups=layer.groups if layer.kind == "conv2d" else 1, a_bits=layer.a_bits,
-                        w_bits=layer.w_bits, scheme=scheme, word=word, **output)
+                        w_bits=layer.w_bits, scheme=scheme, word=word, a_zero_point=layer.a_zero_point, **output)
 
 
 def kernel_args(layer, wl: ConvWorkload):
@@ -78,11 +81,17 @@ def kernel_args(layer, wl: ConvWorkload):
     bias = np.zeros(layer.out_channels) if layer.bias is None else np.asarray(layer.bias, np.float64)
     lo = -np.inf if layer.out_min is None else layer.out_min
     hi = np.inf if layer.out_max is None else layer.out_max
+    weight_planes = pack_weight_planes(layer.weight_idx, wl.scheme, wl.w_bits, wl.groups, wl.word)
+    zero_sums = None
+    if wl.a_zero_point:
+        ones = reference.popcount(weight_planes).sum(axis=(0, 1, 3))  # (w_planes, O): window positions per plane
+        zero_sums = np.ascontiguousarray(wl.a_zero_point * ones.T, dtype=np.int64)
     return LayerKernelArgs(
         act_scale=np.array([layer.s_a], dtype=np.float32),
-        weight_planes=pack_weight_planes(layer.weight_idx, wl.scheme, wl.w_bits, wl.groups, wl.word),
+        weight_planes=weight_planes,
         coef=np.ascontiguousarray(coef, dtype=np.float64),
         alpha=np.ascontiguousarray(alpha, dtype=np.float64),
         bias=np.ascontiguousarray(bias, dtype=np.float64),
         clip_bounds=np.array([lo, hi], dtype=np.float32),
+        zero_sums=zero_sums,
     )

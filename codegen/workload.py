@@ -34,6 +34,10 @@ class ConvWorkload:
     * ``output="packed"`` (only for conv2d feeding another quantized layer): the kernel emits the
       next layer's codes already packed, spatially pre-padded by ``next_padding`` (t, l, b, r),
       with ``next_a_bits`` planes and ``next_groups`` channel groups.
+    * ``a_zero_point`` / ``next_a_zero_point``: the input's / the next layer's activation zero
+      point (codes ``+ z``, spatial padding filled with code ``z``, the kernel's integer sums
+      corrected by ``z`` per output channel; see :mod:`codegen.bitserial_conv2d`). Part of the
+      workload because the padding words depend on it; 0 keeps the key of before.
     """
 
     kind: str
@@ -57,6 +61,8 @@ class ConvWorkload:
     next_a_bits: int = 1
     next_padding: tuple = (0, 0, 0, 0)
     next_groups: int = 1
+    a_zero_point: int = 0
+    next_a_zero_point: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -70,6 +76,9 @@ class ConvWorkload:
         reference.check_bits(self.a_bits, "a_bits")
         reference.check_bits(self.w_bits, "w_bits")
         reference.check_bits(self.next_a_bits, "next_a_bits")
+        object.__setattr__(self, "a_zero_point", reference.check_zero_point(self.a_zero_point, self.a_bits))
+        object.__setattr__(self, "next_a_zero_point",
+                           reference.check_zero_point(self.next_a_zero_point, self.next_a_bits, "next_a_zero_point"))
         for field in ("kernel", "stride", "dilation"):
             object.__setattr__(self, field, tuple(int(v) for v in getattr(self, field)))
         object.__setattr__(self, "padding", reference.padding4(self.padding))
@@ -109,6 +118,11 @@ class ConvWorkload:
     @property
     def out_width(self):
         return reference.conv_out_hw(self.height, self.width, self.kernel, self.stride, self.padding, self.dilation)[1]
+
+    @property
+    def fan_in(self):
+        """Window positions x channels summed per output (per group): ``C/groups * kh * kw``."""
+        return self.channels_per_group * self.kernel[0] * self.kernel[1]
 
     @property
     def padded_height(self):
@@ -166,8 +180,12 @@ class ConvWorkload:
                 f"_k{kh}x{kw}_s{self.stride[0]}x{self.stride[1]}_p{'-'.join(map(str, self.padding))}"
                 f"_d{self.dilation[0]}x{self.dilation[1]}_g{self.groups}_a{self.a_bits}_w{self.w_bits}{self.scheme[0]}"
                 f"_{self.word}_{'lo' if self.has_clip_min else ''}{'hi' if self.has_clip_max else ''}")
+        if self.a_zero_point:
+            base += f"_z{self.a_zero_point}"
         if self.output == "packed":
             base += f"_to_a{self.next_a_bits}_p{'-'.join(map(str, self.next_padding))}_g{self.next_groups}"
+            if self.next_a_zero_point:
+                base += f"_z{self.next_a_zero_point}"
         return base
 
     def to_json(self):

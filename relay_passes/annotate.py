@@ -7,7 +7,7 @@ parameter named in ``recipe.layers``. Each match becomes a private global functi
 ``qnn_<kind>_<layer>`` (params: input, weight[, bias]) carrying the attributes
 
     qnn.layer (recipe key), qnn.kind ("conv2d"|"dense"), qnn.w_bits, qnn.a_bits,
-    qnn.a_clamp, qnn.w_scheme
+    qnn.a_clamp, qnn.a_zero_point, qnn.w_scheme
 
 and ``main`` calls it. The body is still the float layer: InsertWeightLUT and InsertActQuant
 then rewrite it, GroupQnnLayers turns it into the ``qnn.conv2d``/``qnn.dense`` composite.
@@ -58,6 +58,7 @@ def layer_attrs(layer_quant, kind):
         "qnn.w_bits": int(layer_quant.w_bits),
         "qnn.a_bits": int(layer_quant.a_bits),
         "qnn.a_clamp": float(layer_quant.a_clamp),
+        "qnn.a_zero_point": int(layer_quant.a_zero_point),
         "qnn.w_scheme": layer_quant.w_scheme,
     }
 

@@ -2,7 +2,7 @@
 
 The composite (made by ``relay_passes.group_qnn_layers.GroupQnnLayers``, whose docstring gives its form) has one parameter, the float
 activation input, and constants for the weight indices, the LUT and the bias; its attributes
-carry the recipe key, bits, clamp and scheme. Backends call ``read_qnn_layer`` and never look at
+carry the recipe key, bits, clamp, zero point and scheme. Backends call ``read_qnn_layer`` and never look at
 the IR themselves, so the composite's exact op sequence can evolve in one place.
 """
 
@@ -112,7 +112,8 @@ def read_qnn_layer(func):
     return QnnLayer(
         name=name, kind=kind, weight_idx=np.asarray(idx, dtype=np.uint8), lut=lut, bias=bias,
         w_bits=int(attrs["qnn.w_bits"]), w_scheme=str(attrs["qnn.w_scheme"]), a_bits=int(attrs["qnn.a_bits"]),
-        a_clamp=float(attrs["qnn.a_clamp"]), input_shape=input_shape, out_min=out_min, out_max=out_max, **options,
+        a_clamp=float(attrs["qnn.a_clamp"]), input_shape=input_shape, out_min=out_min, out_max=out_max,
+        a_zero_point=int(attrs["qnn.a_zero_point"]) if "qnn.a_zero_point" in attrs else 0, **options,
     )
 
 

@@ -2,8 +2,8 @@
 
 Matches: a call to a module-level Relax function whose ``"Composite"`` attribute is
 ``"qnn.conv2d"`` or ``"qnn.dense"`` (``relay_passes.group_qnn_layers``), with the layer's float input as its first
-argument. Emits: ``R.call_tir(kernel, [x, act_scale, weight_planes, coef, alpha, bias,
-clip_bounds], out_ty=float32 NCHW / (N, O))`` where ``kernel`` is the scheduled PrimFunc of
+argument. Emits: ``R.call_tir(kernel, [x, act_scale, weight_planes, coef, alpha, (zero_sums,) bias,
+clip_bounds], out_ty=float32 NCHW / (N, O))`` (``zero_sums`` for a layer with a zero point) where ``kernel`` is the scheduled PrimFunc of
 ``codegen`` for the layer's workload (one PrimFunc per distinct workload) and the other
 arguments are constants made once here (weight indices packed into bit planes).
 
@@ -142,7 +142,7 @@ class _CompositeToKernel(relax.PyExprMutator):
         if chain is not None:
             consumer = self.read_layer(self.composites[self.consumers[chain].op])
             output = dict(output="packed", next_a_bits=consumer.a_bits, next_padding=consumer.padding,
-                          next_groups=consumer.groups)
+                          next_groups=consumer.groups, next_a_zero_point=consumer.a_zero_point)
             extra_args = [tensor_const(np.array([consumer.s_a], dtype=np.float32))]
         wl = layer_workload(layer, self.word, **output)
         args = kernel_args(layer, wl)

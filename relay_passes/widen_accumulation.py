@@ -7,7 +7,8 @@ integer-sum reference. Accumulating in float64 and rounding once to float32 keep
 ``cpu-reference`` target within the contract.
 
 The operands are widened too: ``xq = codes * s_a`` is recomputed as ``float64(codes) *
-float64(s_a)`` (exact: 8 x 24 bits) and the weight as ``float64(w)``, so the float64 sum is the
+float64(s_a)`` (exact: 8 x 24 bits; with a zero point ``(codes - z) * s_a`` as
+``(float64(codes) - float64(z)) * float64(s_a)``, exact too) and the weight as ``float64(w)``, so the float64 sum is the
 contract's ``s_a * sum_q lut[o, q] * S[o, q]`` to ~1e-16 and rounds to the same float32 as the
 bit-serial kernels (which combine the exact integer sums in float64 and add the bias in float32
 after the same rounding). With a float32 ``xq`` each product carries a 6e-8 rounding of its own,
@@ -20,7 +21,7 @@ compute the exact integer sums instead).
 Matches: ``relax.nn.conv2d`` / ``relax.matmul`` calls in functions with a ``qnn.*`` Composite
 attribute (or the ``qnn.layer`` attribute once the Composite mark is stripped).
 Emits: the same call on float64 operands (``xq`` rebuilt from the uint8 codes when its binding is
-``multiply(astype(codes, "float32"), s_a)``, otherwise ``astype(xq, "float64")``) with
+``multiply(astype(codes, "float32"), s_a)`` or ``multiply(subtract(astype(codes, "float32"), z), s_a)``, otherwise ``astype(xq, "float64")``) with
 ``out_dtype="float64"``, followed by ``astype(., "float32")``; the bias add stays float32.
 Idempotent: calls that already produce float64 are left alone.
 """
@@ -55,10 +56,17 @@ class _Widen(relax.PyExprMutator):
         value = self._bound(xq)
         if _call_of(value, "relax.multiply"):
             codes_f32, scale = (self._bound(arg) for arg in value.args)
+            zero = None
+            if _call_of(codes_f32, "relax.subtract") and isinstance(self._bound(codes_f32.args[1]), tvm.ir.expr.Constant):
+                zero = self._bound(codes_f32.args[1])
+                codes_f32 = self._bound(codes_f32.args[0])
             if _call_of(codes_f32, "relax.astype") and isinstance(scale, tvm.ir.expr.Constant):
                 codes = codes_f32.args[0]
                 if str(codes.ty.dtype) == "uint8":
-                    return relax.op.multiply(relax.op.astype(codes, "float64"), relax.op.astype(scale, "float64"))
+                    wide = relax.op.astype(codes, "float64")
+                    if zero is not None:
+                        wide = relax.op.subtract(wide, relax.op.astype(zero, "float64"))
+                    return relax.op.multiply(wide, relax.op.astype(scale, "float64"))
         return relax.op.astype(xq, "float64")
 
     def visit_call_(self, call):

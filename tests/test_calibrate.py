@@ -80,3 +80,58 @@ def test_bad_calibration_arguments_are_named(imported):
         tvm_qnn.calibrate(mod, params, data, fp32_layers=["fc7.weight"], progress=False)
     with pytest.raises(ShapeError, match=r"sample shape \(1, 14, 14\)"):
         tvm_qnn.calibrate(mod, params, torch.rand(4, 1, 14, 14), progress=False)
+
+
+def test_signed_layer_input_gets_a_zero_point(imported):
+    """No silent clip to 0: a quantized layer whose calibrated input has negatives gets z > 0."""
+    model, mod, params, _ = imported
+    data = torch.randn(16, 1, 28, 28)  # normalised images: conv1's input is signed
+    recipe = tvm_qnn.calibrate(mod, params, data, w_bits=4, a_bits=8, fp32_layers=None, progress=False)
+    inputs = torch_layer_inputs(model, data, list(recipe.layers))
+    conv1 = recipe["conv1.weight"]
+    lo, hi = np.percentile(inputs["conv1.weight"], [0.01, 99.99])
+    assert conv1.a_zero_point > 0 and conv1.a_clamp == pytest.approx(hi - lo, rel=1e-5)
+    assert conv1.a_zero_point == int(np.round(-lo / conv1.s_a))
+    # the representable range covers the calibrated one (within half a step)
+    assert -conv1.a_zero_point * conv1.s_a <= lo + conv1.s_a / 2
+    assert (255 - conv1.a_zero_point) * conv1.s_a >= hi - conv1.s_a / 2
+    # codes keep the negative half: x_hat of a negative input is negative
+    x = inputs["conv1.weight"][:1000]
+    x_hat = reference.dequant_act(reference.act_codes(x, conv1.a_clamp, 8, conv1.a_zero_point), conv1.a_clamp, 8,
+                                  conv1.a_zero_point)
+    inside = (x > lo) & (x < hi)
+    assert np.abs(x_hat - x)[inside].max() <= conv1.s_a / 2 * 1.001
+    # layers after a ReLU stay unsigned
+    for name in ("conv2.weight", "fc1.weight"):
+        assert inputs[name].min() >= 0 and recipe[name].a_zero_point == 0
+    # symmetric on request, and the unsigned clip only when asked for
+    symmetric = tvm_qnn.calibrate(mod, params, data, w_bits=4, a_bits=8, fp32_layers=None, progress=False,
+                                  zero_point="symmetric")
+    magnitude = max(-lo, hi)
+    assert symmetric["conv1.weight"].a_zero_point == 128
+    assert symmetric["conv1.weight"].s_a == pytest.approx(magnitude / 127, rel=1e-5)
+    unsigned = tvm_qnn.calibrate(mod, params, data, w_bits=4, a_bits=8, fp32_layers=None, progress=False,
+                                 signed=False)
+    assert unsigned["conv1.weight"].a_zero_point == 0
+    assert unsigned["conv1.weight"].a_clamp == pytest.approx(hi, rel=1e-5)
+
+
+def test_activation_range_rules():
+    from tvm_qnn.calibrate import activation_range
+
+    rng = np.random.default_rng(0)
+    relu = np.maximum(rng.normal(size=10_000), 0)
+    assert activation_range(relu, 4, 100.0) == (pytest.approx(relu.max()), 0)
+    signed = rng.normal(size=10_000)
+    clamp, z = activation_range(signed, 4, 100.0)
+    assert clamp == pytest.approx(signed.max() - signed.min()) and z == int(np.round(-signed.min() / (clamp / 15)))
+    # negatives only in the dropped tail are kept (never a silent clip to 0)
+    tail = np.concatenate([np.abs(rng.normal(size=100_000)), [-0.5]])
+    clamp, z = activation_range(tail, 8, 99.0)
+    assert z > 0 and clamp > 0.5
+    # symmetric needs two bits; a signed request on unsigned data gives z = 0 (asymmetric)
+    with pytest.raises(RecipeError, match="a_bits >= 2"):
+        activation_range(signed, 1, 99.0, zero_point="symmetric")
+    assert activation_range(relu, 4, 100.0, signed=True)[1] == 0
+    with pytest.raises(RecipeError, match="zero_point='mid'"):
+        activation_range(signed, 4, 99.0, zero_point="mid")

@@ -1,4 +1,4 @@
-"""The tvm-qnn-recipe/1 format: round trip, validation messages naming layer and field, atomic save."""
+"""The tvm-qnn-recipe/2 format (reads /1): round trip, validation messages naming layer and field, atomic save."""
 
 import json
 import os
@@ -40,7 +40,12 @@ def test_default_thresholds_are_lut_midpoints():
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda d: d.update(format="tvm-qnn-recipe/2"), "format"),
+        (lambda d: d.update(format="tvm-qnn-recipe/3"), "format"),
+        (lambda d: d["layers"]["conv2.weight"].update(a_zero_point=8), "conv2.weight.*a_zero_point=8.*0..7"),
+        (lambda d: d["layers"]["conv2.weight"].update(a_zero_point=-1), "conv2.weight.*a_zero_point"),
+        (lambda d: d["layers"]["conv2.weight"].update(a_zero_point=2.5), "conv2.weight.*a_zero_point"),
+        (lambda d: d["layers"]["conv2.weight"].update(a_zero_point="3"), "conv2.weight.*a_zero_point"),
+        (lambda d: d.update(format="tvm-qnn-recipe/1"), "conv2.weight.*a_zero_point"),  # /1 has no zero point
         (lambda d: d["layers"]["conv2.weight"].update(w_bits=9), "conv2.weight.*w_bits"),
         (lambda d: d["layers"]["conv2.weight"].update(a_bits=0), "conv2.weight.*a_bits"),
         (lambda d: d["layers"]["conv2.weight"].update(a_clamp=-1.0), "conv2.weight.*a_clamp"),
@@ -57,6 +62,21 @@ def test_validation_names_layer_and_field(mutate, message):
     mutate(data)
     with pytest.raises(RecipeError, match=message):
         rec.load(data)
+
+
+def test_zero_point_round_trip_and_version_1_reads_as_unsigned(tmp_path):
+    recipe, w = _recipe()
+    layer = recipe["conv2.weight"]
+    signed = rec.LayerQuant(layer.name, 2, "kquantile", layer.lut, 3, 2.5, layer.thresholds, a_zero_point=4)
+    recipe = recipe.replace(layers={layer.name: signed})
+    data = recipe.to_json()
+    assert data["format"] == "tvm-qnn-recipe/2" and data["layers"]["conv2.weight"]["a_zero_point"] == 4
+    loaded = rec.load(rec.save(recipe, tmp_path / "r.json"))
+    assert loaded["conv2.weight"].a_zero_point == 4 and loaded["conv2.weight"].signed
+    old = recipe.to_json()
+    old["format"] = "tvm-qnn-recipe/1"
+    del old["layers"]["conv2.weight"]["a_zero_point"]
+    assert rec.load(old)["conv2.weight"].a_zero_point == 0
 
 
 def test_coverage_lists_missing_and_extra():

@@ -52,6 +52,22 @@ def test_act_codes_formula_and_range():
     assert codes.tolist() == [0, 0, 0, 1, 1, 3, 3, 3, 0]
 
 
+def test_act_codes_with_zero_point():
+    x = np.array([-3.0, -2.6, -2.4, -0.5, 0.0, 0.49, 1.0, 2.0, 99.0, -99.0], dtype=np.float32)
+    codes = R.act_codes(x, clamp=7.0, bits=3, zero_point=4)  # s_a = 1: codes -4..3 around z = 4
+    assert codes.tolist() == [1, 1, 2, 4, 4, 4, 5, 6, 7, 0]
+    values = R.dequant_act(codes, 7.0, 3, zero_point=4)
+    assert values.tolist() == [-3.0, -3.0, -2.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, -4.0]
+    # z = 0 is the unsigned code of before
+    assert np.array_equal(R.act_codes(x, 7.0, 3, 0), R.act_codes(x, 7.0, 3))
+
+
+@pytest.mark.parametrize("z", [-1, 8, 2.0, "1", True, None])
+def test_bad_zero_point_rejected(z):
+    with pytest.raises(QuantizationError, match="a_zero_point"):
+        R.act_codes(np.ones(3), 1.0, 3, z)
+
+
 @given(bits=st.integers(1, 8), channels=st.integers(1, 200), word=st.sampled_from(["uint8", "uint32", "uint64"]),
        axis=st.integers(0, 2), seed=st.integers(0, 2**16))
 def test_pack_unpack_round_trip(bits, channels, word, axis, seed):
@@ -101,8 +117,57 @@ def test_bitserial_sums_equal_qconv2d_sums(a_bits, w_bits, groups, cg, og, k, st
     c, o = cg * groups, og * groups
     act = rng.integers(0, 1 << a_bits, size=(1, c, hw, hw)).astype(np.uint8)
     idx = rng.integers(0, 1 << w_bits, size=(o, cg, k, k)).astype(np.uint8)
-    expected = R.qconv2d_sums(act, idx, 1 << w_bits, stride, pad, groups)
-    assert np.array_equal(R.bitserial_sums(act, a_bits, idx, w_bits, stride, pad, groups), expected)
+    z = int(rng.integers(0, 1 << a_bits))
+    for zero_point in (0, z):
+        expected = R.qconv2d_sums(act, idx, 1 << w_bits, stride, pad, groups, zero_point=zero_point)
+        got = R.bitserial_sums(act, a_bits, idx, w_bits, stride, pad, groups, zero_point=zero_point)
+        assert np.array_equal(got, expected)
+
+
+@given(a_bits=st.integers(1, 8), groups=st.sampled_from([1, 2]), stride=st.integers(1, 2), pad=st.integers(0, 2),
+       seed=st.integers(0, 2**16))
+def test_zero_point_sums_match_direct_loops_on_centred_codes(a_bits, groups, stride, pad, seed):
+    """S over (q - z) with padded positions adding 0 (x_hat = 0), checked by direct int64 loops."""
+    rng = np.random.default_rng(seed)
+    act = rng.integers(0, 1 << a_bits, size=(2, 2 * groups, 5, 4)).astype(np.uint8)
+    idx = rng.integers(0, 4, size=(2 * groups, 2, 3, 3)).astype(np.uint8)
+    z = int(rng.integers(1, 1 << a_bits)) if a_bits > 1 else 1
+    centred = act.astype(np.int64) - z
+    got = R.qconv2d_sums(act, idx, 4, stride, pad, groups, zero_point=z)
+    assert np.array_equal(got, _direct_sums(centred, idx, 4, stride, pad, groups))
+    # the unsigned-planes identity the kernels use: sum w (q - z) = sum w q (padding = code z) - z sum w
+    filled = np.pad(act.astype(np.int64), ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=z)
+    raw = _direct_sums(filled, idx, 4, stride, 0, groups)
+    counts = (idx.reshape(idx.shape[0], -1)[..., None] == np.arange(4)).sum(axis=1)
+    assert np.array_equal(got, raw - z * counts[None, :, :, None, None])
+
+
+def test_zero_point_float_output_equals_float_conv_of_dequantized_input():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(1, 4, 5, 5)).astype(np.float32)
+    w = rng.normal(size=(3, 4, 3, 3))
+    idx, lut = R.kquantile_lut(w, 3, per_channel=True)
+    clamp, bits, z = 6.0, 4, 7
+    codes = R.act_codes(x, clamp, bits, z)
+    s_a = R.act_scale(clamp, bits)
+    y = R.qconv2d(codes, s_a, idx, lut, None, padding=1, zero_point=z)
+    xq = (codes.astype(np.float64) - z) * float(s_a)
+    np.testing.assert_allclose(R.dequant_act(codes, clamp, bits, z), xq, rtol=1e-7)
+    assert xq.min() < 0  # signed input is kept signed
+    padded = np.pad(xq, ((0, 0), (0, 0), (1, 1), (1, 1)))  # x_hat = 0 at the border
+    wq = R.dequant_weight(idx, lut).astype(np.float64)
+    conv = np.zeros_like(y)
+    for yy in range(5):
+        for xx in range(5):
+            conv[0, :, yy, xx] = np.einsum("cij,ocij->o", padded[0, :, yy:yy + 3, xx:xx + 3], wq)
+    np.testing.assert_allclose(y, conv, rtol=1e-9, atol=1e-12)
+    # dense too
+    dense_codes = codes.reshape(1, -1)
+    wd = rng.normal(size=(5, dense_codes.shape[1]))
+    didx, dlut = R.uniform_lut(wd, 4, per_channel=True)
+    yd = R.qdense(dense_codes, s_a, didx, dlut, None, zero_point=z)
+    expected = xq.reshape(1, -1) @ R.dequant_weight(didx, dlut).astype(np.float64).T
+    np.testing.assert_allclose(yd, expected, rtol=1e-9)
 
 
 def test_qconv2d_sums_match_direct_loops():
@@ -166,6 +231,36 @@ def test_integer_mode_matches_direct_int64(bits_next, w_bits, seed):
     sh = p["shift"].astype(np.int64)[None, :, None, None]
     expected = np.clip((acc * m + (np.int64(1) << (sh - 1))) >> sh, 0, (1 << bits_next) - 1)
     assert np.array_equal(codes, expected.astype(np.uint8))
+
+
+@given(bits_next=st.integers(2, 8), w_bits=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_integer_mode_with_zero_points_matches_direct_int64(bits_next, w_bits, seed):
+    rng = np.random.default_rng(seed)
+    a_bits = 4
+    z = int(rng.integers(0, 16))
+    z_next = int(rng.integers(0, 1 << bits_next))
+    act = rng.integers(0, 16, size=(1, 9, 5, 5)).astype(np.uint8)
+    w = rng.normal(size=(6, 9, 3, 3)) * 0.2
+    idx, lut = R.kquantile_lut(w, w_bits, per_channel=True)
+    p = R.integer_requant_params(lut, 0.2, rng.normal(size=6) * 0.3, s_next=rng.uniform(0.01, 0.5))
+    codes = R.qconv2d_int(act, idx, p["lut_int"], p["bias_int"], p["multiplier"], p["shift"], bits_next, padding=1,
+                          zero_point=z, out_zero_point=z_next)
+    wint = np.take_along_axis(p["lut_int"].astype(np.int64), idx.reshape(6, -1).astype(np.int64), 1).reshape(idx.shape)
+    padded = np.pad(act.astype(np.int64) - z, ((0, 0), (0, 0), (1, 1), (1, 1)))  # padding: q - z = 0
+    acc = np.zeros((1, 6, 5, 5), dtype=np.int64)
+    for y in range(5):
+        for x in range(5):
+            acc[0, :, y, x] = np.einsum("cij,ocij->o", padded[0, :, y:y + 3, x:x + 3], wint)
+    acc += p["bias_int"].astype(np.int64)[None, :, None, None]
+    m = p["multiplier"].astype(np.int64)[None, :, None, None]
+    sh = p["shift"].astype(np.int64)[None, :, None, None]
+    expected = np.clip(((acc * m + (np.int64(1) << (sh - 1))) >> sh) + z_next, 0, (1 << bits_next) - 1)
+    assert np.array_equal(codes, expected.astype(np.uint8))
+    # the unsigned form folded into the bias gives the same accumulator
+    folded = p["bias_int"].astype(np.int64) - z * R.zero_point_weight_sums(idx, p["lut_int"].astype(np.int64))
+    filled = np.pad(act, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=z)
+    raw = R.qconv2d_int_acc(filled, idx, p["lut_int"], folded)
+    assert np.array_equal(raw, acc)
 
 
 def test_integer_requant_approximates_float_path():

@@ -7,6 +7,15 @@
   module built with ``relay_passes.ExposeLayerInputs`` (which returns those inputs as extra
   outputs) on the calibration batches, with tqdm. The clamp is a high percentile of the input
   values (``percentile``), so rare outliers do not stretch the few activation levels.
+* Zero points (``activation_range``): an input that is never negative gets ``z = 0`` and the
+  clamp above (today's unsigned codes). An input with negative values (linear bottlenecks,
+  residual streams, normalised images) gets a zero point, so its negative half is not clipped to
+  0: ``zero_point="asymmetric"`` (default) maps ``[lo, hi]`` (the ``100 - percentile`` and
+  ``percentile`` percentiles; ``lo`` is the minimum when that percentile is not negative) onto
+  the codes, ``a_clamp = hi - lo``, ``z = round(-lo / s_a)``; ``"symmetric"`` uses
+  ``z = 2^(b-1)`` and ``s_a = max(-lo, hi) / (2^(b-1) - 1)`` (needs ``a_bits >= 2``).
+  ``signed=False`` clips negatives to 0 (z = 0) on request; ``signed=True`` gives every layer a
+  zero point from its range.
 """
 
 from __future__ import annotations
@@ -14,10 +23,53 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import reference
 from .errors import QnnError, RecipeError, ShapeError
 from .recipe import LayerQuant, Recipe
 
 _SAMPLES_PER_BATCH = 200_000  # values kept per layer and batch for the percentile
+ZERO_POINTS = ("asymmetric", "symmetric")
+
+
+def activation_range(values, a_bits, percentile=99.99, signed=None, zero_point="asymmetric", layer=None):
+    """``(a_clamp, a_zero_point)`` of a layer input from samples ``values`` (module doc).
+
+    ``signed``: None = a zero point exactly when some value is negative; True = always; False =
+    never (negatives clip to code 0).
+    """
+    where = f"layer {layer!r}: " if layer else ""
+    if zero_point not in ZERO_POINTS:
+        raise RecipeError(f"calibrate: zero_point={zero_point!r}; expected one of {list(ZERO_POINTS)}")
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        raise ShapeError(f"calibrate: {where}no finite input values to calibrate the activation range")
+    top = (1 << int(a_bits)) - 1
+    hi = float(np.percentile(flat, percentile))
+    has_negatives = bool(flat.min() < 0)
+    if signed is False or (signed is None and not has_negatives):
+        clamp = hi
+        if not clamp > 0:  # an input that is never positive (and unsigned by request): any clamp gives code 0
+            clamp = float(max(flat.max(), 1.0))
+        return clamp, 0
+    lo = float(np.percentile(flat, 100.0 - percentile))
+    if lo >= 0:  # negatives only in the tail the percentile drops: keep them rather than clip to 0
+        lo = min(float(flat.min()), 0.0)
+    hi = max(hi, 0.0)
+    if zero_point == "symmetric":
+        if a_bits < 2:
+            raise RecipeError(f"calibrate: {where}zero_point='symmetric' needs a_bits >= 2 (a_bits={a_bits}); "
+                              "use zero_point='asymmetric'")
+        half = (1 << (int(a_bits) - 1)) - 1
+        magnitude = max(-lo, hi)
+        magnitude = magnitude if magnitude > 0 else 1.0
+        return magnitude / half * top, 1 << (int(a_bits) - 1)
+    width = hi - lo
+    if not width > 0:
+        width = 1.0
+    s_a = float(reference.act_scale(width, a_bits))
+    z = int(np.clip(np.round(-lo / s_a), 0, top))
+    return width, z
 
 
 def _batches(data):
@@ -55,12 +107,15 @@ def auto_fp32_layers(kinds):
 
 
 def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_channel=False,
-              fp32_layers="auto", percentile=99.99, max_batches=None, model_name="", progress=True):
+              fp32_layers="auto", percentile=99.99, max_batches=None, model_name="", progress=True,
+              signed=None, zero_point="asymmetric"):
     """Post-training recipe for ``mod`` (``from_torch``/``from_onnx`` output) from ``data``.
 
     ``data``: an array ``(N, ...)``, a list of arrays, or a loader yielding ``(x, y)``; batches
     are cut to the module's batch size. ``fp32_layers``: "auto" (first conv + last dense), a
-    list of names, or None. Returns a ``Recipe`` covering every conv2d/dense layer.
+    list of names, or None. ``signed`` / ``zero_point``: how a layer input with negative values
+    is coded (module doc; by default it gets an asymmetric zero point, never a clip to 0).
+    Returns a ``Recipe`` covering every conv2d/dense layer.
     """
     import tvm
     from tqdm import tqdm
@@ -74,6 +129,10 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
 
     if not 0 < percentile <= 100:
         raise RecipeError(f"calibrate: percentile={percentile!r}; expected a number in (0, 100]")
+    if zero_point not in ZERO_POINTS:
+        raise RecipeError(f"calibrate: zero_point={zero_point!r}; expected one of {list(ZERO_POINTS)}")
+    if signed not in (None, True, False):
+        raise RecipeError(f"calibrate: signed={signed!r}; expected None (from the data), True or False")
     values = check_params(mod, dict(params or {}))
     kinds = patterns.quantizable_layers(mod["main"])
     if fp32_layers == "auto":
@@ -119,8 +178,8 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     layers = {}
     for name in quantized:
         flat = np.concatenate(samples[name])
-        clamp = float(np.percentile(flat, percentile))
-        if not clamp > 0:  # an input that is never positive: any clamp gives code 0
-            clamp = float(max(flat.max(), 1.0))
-        layers[name] = LayerQuant.from_weight(name, weights[name], w_bits, a_bits, clamp, w_scheme, per_channel)
+        clamp, z = activation_range(flat, reference.check_bits(a_bits, "a_bits", name), percentile, signed,
+                                    zero_point, name)
+        layers[name] = LayerQuant.from_weight(name, weights[name], w_bits, a_bits, clamp, w_scheme, per_channel,
+                                              a_zero_point=z)
     return Recipe(layers, tuple(fp32), model_name)

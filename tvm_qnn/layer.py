@@ -24,7 +24,8 @@ class QnnLayer:
 
     * ``weight_idx``: uint8, OIHW ``(O, C/groups, kh, kw)`` for conv2d, ``(O, C)`` for dense.
     * ``lut``: float32 ``(1 or O, 2^w_bits)``; ``bias``: float32 ``(O,)`` or None.
-    * the input's codes are ``act_codes(x, a_clamp, a_bits)``;
+    * the input's codes are ``act_codes(x, a_clamp, a_bits, a_zero_point)`` and stand for
+      ``s_a (q - a_zero_point)``; the sums ``S`` run over ``q - a_zero_point`` (padding adds 0);
     * ``padding`` is ``(top, left, bottom, right)``; ``stride``/``dilation`` are (h, w) pairs;
     * the epilogue clips the float output to ``[out_min, out_max]`` (None = unbounded):
       ReLU is ``(0, None)``, ReLU6 ``(0, 6)``, none ``(None, None)``.
@@ -47,6 +48,7 @@ class QnnLayer:
     groups: int = 1
     out_min: float | None = None
     out_max: float | None = None
+    a_zero_point: int = 0
 
     def __post_init__(self):
         where = f"layer {self.name!r}"
@@ -55,6 +57,8 @@ class QnnLayer:
         reference.check_bits(self.w_bits, "w_bits", self.name)
         reference.check_bits(self.a_bits, "a_bits", self.name)
         reference.check_clamp(self.a_clamp, "a_clamp", self.name)
+        object.__setattr__(self, "a_zero_point",
+                           reference.check_zero_point(self.a_zero_point, self.a_bits, "a_zero_point", self.name))
         idx = np.asarray(self.weight_idx)
         if idx.dtype != np.uint8:
             raise ShapeError(f"{where}: weight_idx dtype is {idx.dtype}; expected uint8")
@@ -132,13 +136,17 @@ class QnnLayer:
     def reference_sums(self, act_codes):
         """Exact int64 sums ``S`` of the reference (``(N, O, L, Ho, Wo)`` or ``(N, O, L)``)."""
         if self.kind == "dense":
-            return reference.qdense_sums(act_codes, self.weight_idx, self.n_levels)
+            return reference.qdense_sums(act_codes, self.weight_idx, self.n_levels, self.a_zero_point)
         return reference.qconv2d_sums(act_codes, self.weight_idx, self.n_levels, self.stride,
-                                      self.padding, self.groups, self.dilation)
+                                      self.padding, self.groups, self.dilation, self.a_zero_point)
+
+    def act_codes(self, x):
+        """The input's codes ``act_codes(x, a_clamp, a_bits, a_zero_point)``."""
+        return reference.act_codes(x, self.a_clamp, self.a_bits, self.a_zero_point)
 
     def reference(self, x):
         """Float64 output of the layer for a float input ``x`` (codes, sums, LUT, bias, epilogue)."""
-        codes = reference.act_codes(x, self.a_clamp, self.a_bits)
+        codes = self.act_codes(x)
         y = reference.combine_sums(self.reference_sums(codes), self.s_a, self.lut, self.bias)
         if self.out_min is not None or self.out_max is not None:
             y = np.clip(y, self.out_min, self.out_max)

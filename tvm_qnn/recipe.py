@@ -1,21 +1,26 @@
-"""The ``tvm-qnn-recipe/1`` JSON format: per-layer quantization of a model.
+"""The ``tvm-qnn-recipe/2`` JSON format: per-layer quantization of a model.
 
 ```json
-{"format": "tvm-qnn-recipe/1",
+{"format": "tvm-qnn-recipe/2",
  "model": "fmnist_resnet",
  "layers": {"layer1.0.conv1.weight": {
      "w_bits": 2, "w_scheme": "kquantile",
      "lut": [[-1.2, -0.4, 0.4, 1.2]],          # 1 row (shared) or one row per output channel
      "thresholds": [[-0.8, 0.0, 0.8]],          # optional bin edges; default: LUT midpoints
-     "a_bits": 2, "a_clamp": 3.1}},
+     "a_bits": 2, "a_clamp": 3.1, "a_zero_point": 0}},
  "fp32_layers": ["conv1.weight", "fc.weight"]}
 ```
 
 Layers are keyed by the weight parameter's name in the imported module. ``lut`` holds
 ``2^w_bits`` levels per row; ``thresholds`` the ``2^w_bits - 1`` increasing bin edges that map a
 float weight to its index (``idx = #{t <= w}``, see ``reference.assign_indices``). The
-activation fields describe the layer's *input* (its codes are ``act_codes(x, a_clamp, a_bits)``).
-Validation errors name the layer and field; ``save`` writes atomically.
+activation fields describe the layer's *input*: its codes are
+``act_codes(x, a_clamp, a_bits, a_zero_point)``, i.e. ``q = clip(floor(x / s_a + 0.5) + z, 0,
+2^b - 1)`` standing for ``s_a (q - z)`` with ``s_a = a_clamp / (2^a_bits - 1)`` (``a_clamp`` is
+the width of the representable range); ``a_zero_point`` is an integer in ``0 .. 2^a_bits - 1``
+(0: unsigned, today's clamp; ``2^(a_bits-1)``: symmetric signed; other: asymmetric).
+``tvm-qnn-recipe/1`` files (no zero point) are read with ``a_zero_point = 0``; ``to_json`` writes
+``/2``. Validation errors name the layer and field; ``save`` writes atomically.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import numpy as np
 from . import reference
 from .errors import QnnError, RecipeError
 
-FORMAT = "tvm-qnn-recipe/1"
+FORMAT = "tvm-qnn-recipe/2"
+READS = ("tvm-qnn-recipe/1", FORMAT)  # /1 has no a_zero_point (0)
 W_SCHEMES = ("kquantile", "uniform")
 
 
@@ -46,6 +52,7 @@ class LayerQuant:
     a_bits: int
     a_clamp: float
     thresholds: np.ndarray = None  # float64 (rows, 2^w_bits - 1)
+    a_zero_point: int = 0
 
     def __post_init__(self):
         where = f"layer {self.name!r}"
@@ -53,6 +60,7 @@ class LayerQuant:
             reference.check_bits(self.w_bits, "w_bits", self.name)
             reference.check_bits(self.a_bits, "a_bits", self.name)
             reference.check_clamp(self.a_clamp, "a_clamp", self.name)
+            reference.check_zero_point(self.a_zero_point, self.a_bits, "a_zero_point", self.name)
         except QnnError as err:
             raise RecipeError(str(err)) from None
         if self.w_scheme not in W_SCHEMES:
@@ -77,11 +85,17 @@ class LayerQuant:
         object.__setattr__(self, "w_bits", int(self.w_bits))
         object.__setattr__(self, "a_bits", int(self.a_bits))
         object.__setattr__(self, "a_clamp", float(self.a_clamp))
+        object.__setattr__(self, "a_zero_point", int(self.a_zero_point))
 
     @property
     def s_a(self):
         """Activation scale ``a_clamp / (2^a_bits - 1)`` (float32)."""
         return reference.act_scale(self.a_clamp, self.a_bits)
+
+    @property
+    def signed(self):
+        """True when the input's codes have a zero point (negative inputs are representable)."""
+        return self.a_zero_point != 0
 
     @property
     def per_channel(self):
@@ -105,10 +119,12 @@ class LayerQuant:
             "thresholds": self.thresholds.tolist(),
             "a_bits": self.a_bits,
             "a_clamp": self.a_clamp,
+            "a_zero_point": self.a_zero_point,
         }
 
     @classmethod
-    def from_weight(cls, name, weight, w_bits, a_bits, a_clamp, w_scheme="kquantile", per_channel=False):
+    def from_weight(cls, name, weight, w_bits, a_bits, a_clamp, w_scheme="kquantile", per_channel=False,
+                    a_zero_point=0):
         """Derive the LUT and bin edges from a float weight with the reference quantizers."""
         try:
             if w_scheme == "kquantile":
@@ -121,7 +137,7 @@ class LayerQuant:
             raise
         except QnnError as err:
             raise type(err)(f"layer {name!r}: {err}") from None
-        return cls(name, w_bits, w_scheme, lut, a_bits, a_clamp, thresholds)
+        return cls(name, w_bits, w_scheme, lut, a_bits, a_clamp, thresholds, a_zero_point)
 
 
 def _float_rows(value, where, field_name, dtype):
@@ -172,8 +188,9 @@ class Recipe:
         if not isinstance(data, dict):
             raise RecipeError(f"recipe must be a JSON object, got {type(data).__name__}")
         version = data.get("format")
-        if version != FORMAT:
-            raise RecipeError(f"recipe field 'format' is {version!r}; this version of tvm-qnn reads {FORMAT!r}")
+        if version not in READS:
+            raise RecipeError(f"recipe field 'format' is {version!r}; this version of tvm-qnn reads "
+                              f"{' or '.join(map(repr, READS))}")
         unknown = sorted(set(data) - {"format", "model", "layers", "fp32_layers"})
         if unknown:
             raise RecipeError(f"recipe has unknown top-level field(s) {unknown}")
@@ -188,12 +205,14 @@ class Recipe:
             missing = [key for key in required if key not in entry]
             if missing:
                 raise RecipeError(f"layer {name!r}: missing field(s) {missing}")
-            extra = sorted(set(entry) - set(required) - {"thresholds"})
+            optional = {"thresholds"} | ({"a_zero_point"} if version == FORMAT else set())
+            extra = sorted(set(entry) - set(required) - optional)
             if extra:
-                raise RecipeError(f"layer {name!r}: unknown field(s) {extra}")
+                raise RecipeError(f"layer {name!r}: unknown field(s) {extra}"
+                                  + (f" for {version!r}" if "a_zero_point" in extra else ""))
             layers[name] = LayerQuant(
                 name, entry["w_bits"], entry["w_scheme"], entry["lut"], entry["a_bits"],
-                entry["a_clamp"], entry.get("thresholds"),
+                entry["a_clamp"], entry.get("thresholds"), entry.get("a_zero_point", 0),
             )
         fp32 = data.get("fp32_layers", [])
         if not isinstance(fp32, list) or not all(isinstance(n, str) for n in fp32):

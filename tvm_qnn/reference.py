@@ -8,7 +8,16 @@ Conventions
 -----------
 * Activations are NCHW, conv weights OIHW (or (O, C/groups, kh, kw) for grouped conv), dense
   weights (out, in): torch's layouts.
-* ``act_codes``: uint8 codes ``0 .. 2^b_a - 1`` of a clamped, non-negative activation.
+* ``act_codes``: uint8 codes ``0 .. 2^b_a - 1`` of an activation with a per-tensor zero point
+  ``z`` (``0 <= z <= 2^b_a - 1``): ``q = clip(floor(x / s_a + 0.5) + z, 0, 2^b_a - 1)`` stands for
+  ``x_hat = s_a * (q - z)``. ``z = 0`` is the unsigned code of a clamped non-negative input (after
+  a ReLU); ``z = 2^(b_a - 1)`` symmetric signed; any other ``z`` asymmetric (ONNX QDQ's uint8).
+  ``s_a = a_clamp / (2^b_a - 1)``: ``a_clamp`` is the width of the representable range
+  ``[-z s_a, (2^b_a - 1 - z) s_a]``.
+* Every sum runs over ``q - z`` (the value the code stands for, in units of ``s_a``); a padded
+  input position holds ``x_hat = 0``, i.e. code ``z`` (it adds nothing). Kernels that keep
+  unsigned code planes use ``sum w (q - z) = sum w q - z sum w`` with the padding filled with
+  code ``z`` (or an equivalent border correction).
 * ``idx``: uint8 weight indices ``0 .. 2^b_w - 1``, same shape as the weight.
 * ``lut``: float32 levels, shape ``(O, 2^b_w)`` (per output channel) or ``(1, 2^b_w)`` (one row
   broadcast to every output channel).
@@ -52,6 +61,18 @@ def check_clamp(clamp, field="a_clamp", layer=None):
     return value
 
 
+def check_zero_point(zero_point, bits, field="a_zero_point", layer=None):
+    """Raise QuantizationError unless ``zero_point`` is an integer in ``0 .. 2^bits - 1``."""
+    where = f"layer {layer!r}: " if layer else ""
+    if isinstance(zero_point, bool) or not isinstance(zero_point, (int, np.integer)):
+        raise QuantizationError(f"{where}{field}={zero_point!r} is not an integer; expected an integer in "
+                                f"0..{(1 << int(bits)) - 1}")
+    if not 0 <= int(zero_point) <= (1 << int(bits)) - 1:
+        raise QuantizationError(f"{where}{field}={int(zero_point)} is out of range; a_bits={int(bits)} needs an "
+                                f"integer in 0..{(1 << int(bits)) - 1}")
+    return int(zero_point)
+
+
 def check_finite(array, field="weight", layer=None):
     array = np.asarray(array)
     if not np.all(np.isfinite(array)):
@@ -67,23 +88,26 @@ def act_scale(clamp, bits):
     return np.float32(check_clamp(clamp)) / np.float32((1 << check_bits(bits, "a_bits")) - 1)
 
 
-def act_codes(x, clamp, bits):
-    """Activation codes ``q_a = clip(floor(x / s_a + 0.5), 0, 2^b - 1)`` as uint8.
+def act_codes(x, clamp, bits, zero_point=0):
+    """Activation codes ``q_a = clip(floor(x / s_a + 0.5) + z, 0, 2^b - 1)`` as uint8.
 
-    Computed in float32 (``x / s_a`` is a float32 division) so that backends working in float32
-    reproduce the codes exactly. Negative inputs give code 0 (the clamp includes the ReLU).
+    Computed in float32 (``x / s_a`` is a float32 division, ``+ z`` exact on the integer-valued
+    floor) so that backends working in float32 reproduce the codes exactly. With ``z = 0``
+    negative inputs give code 0 (the clamp includes the ReLU); NaN gives code 0.
     """
     s_a = act_scale(clamp, bits)
+    z = check_zero_point(zero_point, bits)
     x = np.asarray(x, dtype=np.float32)
     with np.errstate(invalid="ignore"):
-        q = np.floor(x / s_a + np.float32(0.5))
+        q = np.floor(x / s_a + np.float32(0.5)) + np.float32(z)
     q = np.nan_to_num(q, nan=0.0)
     return np.clip(q, 0, (1 << bits) - 1).astype(np.uint8)
 
 
-def dequant_act(codes, clamp, bits):
-    """Float32 value of activation codes: ``codes * s_a``."""
-    return np.asarray(codes, dtype=np.float32) * act_scale(clamp, bits)
+def dequant_act(codes, clamp, bits, zero_point=0):
+    """Float32 value of activation codes: ``(codes - z) * s_a``."""
+    z = check_zero_point(zero_point, bits)
+    return (np.asarray(codes, dtype=np.float32) - np.float32(z)) * act_scale(clamp, bits)
 
 
 # --------------------------------------------------------------------------- weights
@@ -271,10 +295,12 @@ def conv_out_hw(h, w, kernel, stride=1, padding=0, dilation=1):
     return (h + top + bottom - dh * (kh - 1) - 1) // sh + 1, (w + left + right - dw * (kw - 1) - 1) // sw + 1
 
 
-def _windows(act, kernel, stride, padding, dilation):
-    """im2col: (N, C, H, W) -> (N, C, kh, kw, Ho, Wo) with zero padding (code 0 adds nothing).
+def _windows(act, kernel, stride, padding, dilation, fill=0):
+    """im2col: (N, C, H, W) -> (N, C, kh, kw, Ho, Wo), padded positions set to ``fill``.
 
-    ``padding`` is an int, (ph, pw) or (top, left, bottom, right).
+    ``padding`` is an int, (ph, pw) or (top, left, bottom, right). The sums pass centred codes
+    ``q - z`` with ``fill=0`` (a padded position stands for ``x_hat = 0``); the bit-serial model
+    passes raw codes with ``fill=z``.
     """
     (kh, kw), (sh, sw), (dh, dw) = map(_pair, (kernel, stride, dilation))
     top, left, bottom, right = padding4(padding)
@@ -282,7 +308,7 @@ def _windows(act, kernel, stride, padding, dilation):
     ho, wo = conv_out_hw(h, w, (kh, kw), (sh, sw), (top, left, bottom, right), (dh, dw))
     if ho <= 0 or wo <= 0:
         raise ShapeError(f"input {h}x{w} is smaller than kernel {kh}x{kw} (padding {padding})")
-    padded = np.pad(act, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    padded = np.pad(act, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
     cols = np.empty((n, c, kh, kw, ho, wo), dtype=act.dtype)
     for i in range(kh):
         for j in range(kw):
@@ -303,14 +329,15 @@ def _check_conv(act_codes, idx, groups):
     return act_codes, idx
 
 
-def qconv2d_sums(act_codes, idx, n_levels, stride=1, padding=0, groups=1, dilation=1):
-    """Exact integer sums ``S[n, o, q, y, x] = sum_{c,kh,kw : idx[o,c,kh,kw] = q} act[n, c, ...]``.
+def qconv2d_sums(act_codes, idx, n_levels, stride=1, padding=0, groups=1, dilation=1, zero_point=0):
+    """Exact integer sums ``S[n, o, q, y, x] = sum_{c,kh,kw : idx[o,c,kh,kw] = q} (act[n, c, ...] - z)``.
 
-    Returns int64 of shape ``(N, O, n_levels, H_out, W_out)``.
+    Padded positions contribute 0 (``x_hat = 0``: code ``z``). Returns int64 of shape
+    ``(N, O, n_levels, H_out, W_out)``.
     """
     act_codes, idx = _check_conv(act_codes, idx, groups)
     o, cg, kh, kw = idx.shape
-    cols = _windows(act_codes.astype(np.int64), (kh, kw), stride, padding, dilation)
+    cols = _windows(act_codes.astype(np.int64) - int(zero_point), (kh, kw), stride, padding, dilation)
     n, _, _, _, ho, wo = cols.shape
     og = o // groups
     onehot = (idx[..., None] == np.arange(n_levels)).astype(np.int64)  # (O, Cg, kh, kw, L)
@@ -333,44 +360,49 @@ def combine_sums(sums, s_a, lut, bias):
     return y
 
 
-def qconv2d(act_codes, s_a, idx, lut, bias=None, stride=1, padding=0, groups=1, dilation=1):
+def qconv2d(act_codes, s_a, idx, lut, bias=None, stride=1, padding=0, groups=1, dilation=1, zero_point=0):
     """Quantized conv2d: float64 output via the exact integer sums (DESIGN's float output)."""
     levels = np.atleast_2d(lut).shape[1]
-    sums = qconv2d_sums(act_codes, idx, levels, stride, padding, groups, dilation)
+    sums = qconv2d_sums(act_codes, idx, levels, stride, padding, groups, dilation, zero_point)
     return combine_sums(sums, s_a, lut, bias)
 
 
-def qdense_sums(act_codes, idx, n_levels):
-    """``S[n, o, q] = sum_{c : idx[o, c] = q} act[n, c]`` as int64 ``(N, O, n_levels)``."""
+def qdense_sums(act_codes, idx, n_levels, zero_point=0):
+    """``S[n, o, q] = sum_{c : idx[o, c] = q} (act[n, c] - z)`` as int64 ``(N, O, n_levels)``."""
     act_codes, idx = np.asarray(act_codes), np.asarray(idx)
     if act_codes.ndim != 2 or idx.ndim != 2 or act_codes.shape[1] != idx.shape[1]:
         raise ShapeError(f"dense expects codes (N, C) and indices (O, C), got {act_codes.shape} and {idx.shape}")
     onehot = (idx[..., None] == np.arange(n_levels)).astype(np.int64)
-    return np.einsum("nc,ocq->noq", act_codes.astype(np.int64), onehot)
+    return np.einsum("nc,ocq->noq", act_codes.astype(np.int64) - int(zero_point), onehot)
 
 
-def qdense(act_codes, s_a, idx, lut, bias=None):
+def qdense(act_codes, s_a, idx, lut, bias=None, zero_point=0):
     """Quantized dense layer: float64 ``(N, O)`` output via the exact integer sums."""
     levels = np.atleast_2d(lut).shape[1]
-    return combine_sums(qdense_sums(act_codes, idx, levels), s_a, lut, bias)
+    return combine_sums(qdense_sums(act_codes, idx, levels, zero_point), s_a, lut, bias)
 
 
-def bitserial_sums(act_codes, a_bits, idx, w_bits, stride=1, padding=0, groups=1, dilation=1, word="uint64"):
+def bitserial_sums(act_codes, a_bits, idx, w_bits, stride=1, padding=0, groups=1, dilation=1, word="uint64",
+                   zero_point=0):
     """``S`` of :func:`qconv2d_sums` computed the way the bit-serial kernels do.
 
-    Activations are packed into ``a_bits`` LSB-first planes along channels (:func:`pack_bits`);
-    the weights into one-hot index planes ``W_q = [idx == q]`` for q < 2^b_w - 1. Then
-    ``S[q] = sum_p 2^p popcount(A_p & W_q)`` and the last level is the total minus the others,
-    ``S[L-1] = T - sum_{q<L-1} S[q]`` with ``T = sum_p 2^p popcount(A_p & valid)``: 2^b_w - 1
-    one-hot planes suffice. Padding channels hold zero codes, so they add nothing.
+    Activations are packed into ``a_bits`` LSB-first planes along channels (:func:`pack_bits`),
+    the spatial padding filled with code ``z``; the weights into one-hot index planes
+    ``W_q = [idx == q]`` for q < 2^b_w - 1. Then ``S'[q] = sum_p 2^p popcount(A_p & W_q)`` and the
+    last level is the total minus the others, ``S'[L-1] = T - sum_{q<L-1} S'[q]`` with
+    ``T = sum_p 2^p popcount(A_p & valid)``: 2^b_w - 1 one-hot planes suffice. Padding channels
+    hold zero codes, so they add nothing. The zero point comes off per output channel and level:
+    ``S[q] = S'[q] - z * N[q]`` with ``N[q] = #{c, kh, kw : idx = q}`` (every window position
+    holds a code, the padded ones code ``z``).
     """
     a_bits, w_bits = check_bits(a_bits, "a_bits"), check_bits(w_bits, "w_bits")
+    z = check_zero_point(zero_point, a_bits)
     act_codes, idx = _check_conv(act_codes, idx, groups)
     if int(np.max(act_codes, initial=0)) >= 1 << a_bits:
         raise QuantizationError(f"activation code {int(act_codes.max())} does not fit a_bits={a_bits}")
     o, cg, kh, kw = idx.shape
     levels = 1 << w_bits
-    cols = _windows(act_codes, (kh, kw), stride, padding, dilation)  # (N, C, kh, kw, Ho, Wo)
+    cols = _windows(act_codes, (kh, kw), stride, padding, dilation, fill=z)  # (N, C, kh, kw, Ho, Wo)
     n, _, _, _, ho, wo = cols.shape
     og = o // groups
     sums = np.zeros((n, o, levels, ho, wo), dtype=np.int64)
@@ -392,7 +424,8 @@ def bitserial_sums(act_codes, a_bits, idx, w_bits, stride=1, padding=0, groups=1
             sums[:, g * og : (g + 1) * og, q] = s_q
             rest = rest + s_q
         sums[:, g * og : (g + 1) * og, levels - 1] = total - rest
-    return sums
+    counts = (idx.reshape(o, -1)[..., None] == np.arange(levels)).sum(axis=1)  # N[o, q]
+    return sums - z * counts[None, :, :, None, None]
 
 
 # --------------------------------------------------------------------------- integer-only mode
@@ -428,27 +461,30 @@ def integer_requant_params(lut, s_a, bias=None, s_next=None, out_channels=None, 
     return params
 
 
-def requantize(acc, multiplier, shift, out_bits, upper=None):
-    """Next-layer codes ``clip((acc * M[o] + 2^(sh[o]-1)) >> sh[o], 0, hi)`` as uint8.
+def requantize(acc, multiplier, shift, out_bits, upper=None, zero_point=0, lower=None):
+    """Next-layer codes ``clip(((acc * M[o] + 2^(sh[o]-1)) >> sh[o]) + z_next, lo, hi)`` as uint8.
 
     ``acc`` is int32 with output channels on axis 1; the product is formed in int64 (as in
-    hardware, a 32x32 multiply). ``hi = 2^out_bits - 1`` or ``upper`` if smaller (ReLU6/clip).
+    hardware, a 32x32 multiply). ``hi = 2^out_bits - 1`` or ``upper`` if smaller (ReLU6/clip);
+    ``lo = 0`` or ``lower`` if larger (a ReLU before signed codes: ``lo = z_next``).
     """
     out_bits = check_bits(out_bits, "a_bits")
+    z = check_zero_point(zero_point, out_bits, "zero_point")
     acc = np.asarray(acc).astype(np.int64)
     shape = (1, -1) + (1,) * (acc.ndim - 2)
     m = np.asarray(multiplier, dtype=np.int64).reshape(shape)
     sh = np.asarray(shift, dtype=np.int64).reshape(shape)
     rounding = np.where(sh > 0, np.left_shift(np.int64(1), np.maximum(sh - 1, 0)), 0)
-    value = np.right_shift(acc * m + rounding, sh)
+    value = np.right_shift(acc * m + rounding, sh) + z
     hi = (1 << out_bits) - 1 if upper is None else min((1 << out_bits) - 1, int(upper))
-    return np.clip(value, 0, hi).astype(np.uint8)
+    lo = 0 if lower is None else max(0, int(lower))
+    return np.clip(value, lo, hi).astype(np.uint8)
 
 
-def qconv2d_int_acc(act_codes, idx, lut_int, bias_int, stride=1, padding=0, groups=1, dilation=1):
-    """int32 accumulator ``acc[o] = sum lut_int[o, idx] * q_a + bias_int[o]``."""
+def qconv2d_int_acc(act_codes, idx, lut_int, bias_int, stride=1, padding=0, groups=1, dilation=1, zero_point=0):
+    """int32 accumulator ``acc[o] = sum lut_int[o, idx] * (q_a - z) + bias_int[o]`` (padding adds 0)."""
     lut_int = np.atleast_2d(np.asarray(lut_int, dtype=np.int64))
-    sums = qconv2d_sums(act_codes, idx, lut_int.shape[1], stride, padding, groups, dilation)
+    sums = qconv2d_sums(act_codes, idx, lut_int.shape[1], stride, padding, groups, dilation, zero_point)
     rows = np.broadcast_to(lut_int, (sums.shape[1], lut_int.shape[1]))
     acc = np.einsum("noqyx,oq->noyx", sums, rows) + np.asarray(bias_int, dtype=np.int64)[None, :, None, None]
     if np.any(np.abs(acc) >= 2**31):
@@ -456,10 +492,10 @@ def qconv2d_int_acc(act_codes, idx, lut_int, bias_int, stride=1, padding=0, grou
     return acc.astype(np.int32)
 
 
-def qdense_int_acc(act_codes, idx, lut_int, bias_int):
-    """int32 accumulator of a dense layer, ``(N, O)``."""
+def qdense_int_acc(act_codes, idx, lut_int, bias_int, zero_point=0):
+    """int32 accumulator of a dense layer, ``(N, O)``: ``sum lut_int[o, idx] * (q_a - z) + bias_int[o]``."""
     lut_int = np.atleast_2d(np.asarray(lut_int, dtype=np.int64))
-    sums = qdense_sums(act_codes, idx, lut_int.shape[1])
+    sums = qdense_sums(act_codes, idx, lut_int.shape[1], zero_point)
     rows = np.broadcast_to(lut_int, (sums.shape[1], lut_int.shape[1]))
     acc = np.einsum("noq,oq->no", sums, rows) + np.asarray(bias_int, dtype=np.int64)[None, :]
     if np.any(np.abs(acc) >= 2**31):
@@ -468,15 +504,31 @@ def qdense_int_acc(act_codes, idx, lut_int, bias_int):
 
 
 def qconv2d_int(act_codes, idx, lut_int, bias_int, multiplier, shift, out_bits,
-                stride=1, padding=0, groups=1, dilation=1, upper=None):
-    """Integer-only conv: int32 accumulator then :func:`requantize` to the next layer's codes."""
-    acc = qconv2d_int_acc(act_codes, idx, lut_int, bias_int, stride, padding, groups, dilation)
-    return requantize(acc, multiplier, shift, out_bits, upper)
+                stride=1, padding=0, groups=1, dilation=1, upper=None, zero_point=0, out_zero_point=0, lower=None):
+    """Integer-only conv: int32 accumulator then :func:`requantize` to the next layer's codes
+    (input zero point ``zero_point``, the next layer's ``out_zero_point``)."""
+    acc = qconv2d_int_acc(act_codes, idx, lut_int, bias_int, stride, padding, groups, dilation, zero_point)
+    return requantize(acc, multiplier, shift, out_bits, upper, out_zero_point, lower)
 
 
-def qdense_int(act_codes, idx, lut_int, bias_int, multiplier, shift, out_bits, upper=None):
+def qdense_int(act_codes, idx, lut_int, bias_int, multiplier, shift, out_bits, upper=None, zero_point=0,
+               out_zero_point=0, lower=None):
     """Integer-only dense layer: accumulator then requant to codes ``(N, O)`` uint8."""
-    return requantize(qdense_int_acc(act_codes, idx, lut_int, bias_int), multiplier, shift, out_bits, upper)
+    return requantize(qdense_int_acc(act_codes, idx, lut_int, bias_int, zero_point), multiplier, shift, out_bits,
+                      upper, out_zero_point, lower)
+
+
+def zero_point_weight_sums(idx, lut_rows_):
+    """``sum_{c, kh, kw} lut[o, idx[o, c, kh, kw]]`` per output channel (float64 or int64 as ``lut_rows_``).
+
+    The per-channel term of ``sum w (q - z) = sum w q - z sum w`` that kernels keeping unsigned
+    code planes subtract (the spatial padding then holds code ``z``).
+    """
+    idx = np.asarray(idx)
+    rows = np.asarray(lut_rows_)
+    rows = np.broadcast_to(np.atleast_2d(rows), (idx.shape[0], np.atleast_2d(rows).shape[1]))
+    flat = idx.reshape(idx.shape[0], -1).astype(np.int64)
+    return np.take_along_axis(rows, flat, axis=1).sum(axis=1)
 
 
 # --------------------------------------------------------------------------- BOPs

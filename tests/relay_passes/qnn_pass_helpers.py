@@ -13,10 +13,10 @@ from tvm_qnn.recipe import LayerQuant, Recipe
 LAYERS = ("w1", "w2", "w3", "w4")
 
 
-def layer(name, w_bits=2, a_bits=2, a_clamp=3.0, lut=None, scheme="uniform", thresholds=None):
+def layer(name, w_bits=2, a_bits=2, a_clamp=3.0, lut=None, scheme="uniform", thresholds=None, a_zero_point=0):
     levels = 1 << w_bits
     lut = np.linspace(-1.0, 1.0, levels, dtype=np.float32)[None, :] if lut is None else lut
-    return LayerQuant(name, w_bits, scheme, lut, a_bits, a_clamp, thresholds)
+    return LayerQuant(name, w_bits, scheme, lut, a_bits, a_clamp, thresholds, a_zero_point)
 
 
 def recipe(quantized, fp32=()):

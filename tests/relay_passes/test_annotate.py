@@ -14,7 +14,7 @@ from tvm_qnn.errors import RecipeError, UnsupportedOpError
 class Expected:
     @R.function(private=True)
     def qnn_conv2d_w2(lv3: R.Tensor((1, 4, 8, 8), dtype="float32"), w2: R.Tensor((4, 1, 3, 3), dtype="float32")) -> R.Tensor((1, 4, 8, 8), dtype="float32"):
-        R.func_attr({"qnn.a_bits": 2, "qnn.a_clamp": 3.0, "qnn.kind": "conv2d", "qnn.layer": "w2", "qnn.w_bits": 2, "qnn.w_scheme": "uniform"})
+        R.func_attr({"qnn.a_bits": 2, "qnn.a_clamp": 3.0, "qnn.a_zero_point": 0, "qnn.kind": "conv2d", "qnn.layer": "w2", "qnn.w_bits": 2, "qnn.w_scheme": "uniform"})
         with R.dataflow():
             lv4 = R.nn.conv2d(lv3, w2, padding=[1, 1, 1, 1], groups=4)
             gv = R.clip(lv4, 0, 6)
@@ -23,7 +23,7 @@ class Expected:
 
     @R.function(private=True)
     def qnn_dense_w3(w3: R.Tensor((6, 64), dtype="float32"), lv7: R.Tensor((1, 64), dtype="float32"), b3: R.Tensor((6,), dtype="float32")) -> R.Tensor((1, 6), dtype="float32"):
-        R.func_attr({"qnn.a_bits": 2, "qnn.a_clamp": 3.0, "qnn.kind": "dense", "qnn.layer": "w3", "qnn.w_bits": 2, "qnn.w_scheme": "uniform"})
+        R.func_attr({"qnn.a_bits": 2, "qnn.a_clamp": 3.0, "qnn.a_zero_point": 0, "qnn.kind": "dense", "qnn.layer": "w3", "qnn.w_bits": 2, "qnn.w_scheme": "uniform"})
         with R.dataflow():
             lv8 = R.permute_dims(w3, axes=[1, 0])
             lv9 = R.matmul(lv7, lv8)

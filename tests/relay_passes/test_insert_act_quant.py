@@ -1,6 +1,7 @@
 """InsertActQuant: the layer input becomes act_codes(x) * s_a, exactly as reference.act_codes."""
 
 import numpy as np
+import pytest
 import tvm
 from qnn_pass_helpers import FloatNet, build_and_run, layer, recipe
 from tvm.script import ir as I
@@ -81,16 +82,47 @@ class Identity:
         return gv
 
 
-def test_codes_match_the_reference_bit_exactly_at_rounding_boundaries():
-    # an identity dense layer returns codes * s_a: compare with reference.act_codes
+@pytest.mark.parametrize("zero_point", [0, 3, 4, 7])
+def test_codes_match_the_reference_bit_exactly_at_rounding_boundaries(zero_point):
+    # an identity dense layer returns (codes - z) * s_a: compare with reference.act_codes
     clamp, bits = 0.7, 3
-    quantized = AnnotateQuantLayers(recipe([layer("w", a_bits=bits, a_clamp=clamp)]))(Identity)
+    quantized = AnnotateQuantLayers(recipe([layer("w", a_bits=bits, a_clamp=clamp, a_zero_point=zero_point)]))(Identity)
     quantized = InsertActQuant()(quantized)
     s_a = reference.act_scale(clamp, bits)
-    halves = (np.arange(64, dtype=np.float32) / 8.0 - 0.5) * s_a  # values at and near k + 1/2 steps
+    halves = (np.arange(64, dtype=np.float32) / 8.0 - 4.5) * s_a  # values at and near k + 1/2 steps, both signs
     x = np.stack([halves, np.nextafter(halves, np.float32(1)), np.nextafter(halves, np.float32(-1)),
                   np.linspace(-1, 2, 64, dtype=np.float32)]).reshape(4, 1, 64)
     for row in x:
         got = build_and_run(quantized, row, np.eye(64, dtype=np.float32))
-        expected = reference.dequant_act(reference.act_codes(row, clamp, bits), clamp, bits)
+        codes = reference.act_codes(row, clamp, bits, zero_point)
+        expected = reference.dequant_act(codes, clamp, bits, zero_point)
         np.testing.assert_array_equal(got, expected)
+        if zero_point:
+            assert got.min() < 0  # negative inputs stay negative
+
+
+@I.ir_module
+class PaddedConv:
+    @R.function
+    def main(x: R.Tensor((1, 3, 5, 5), "float32"), w: R.Tensor((2, 3, 3, 3), "float32")) -> R.Tensor((1, 2, 5, 5), "float32"):
+        R.func_attr({"num_input": 1})
+        with R.dataflow():
+            gv = R.nn.conv2d(x, w, padding=[1, 1, 1, 1])
+            R.output(gv)
+        return gv
+
+
+@pytest.mark.parametrize("zero_point", [0, 5, 15])
+def test_padded_conv_with_zero_point_equals_the_reference(zero_point):
+    """The border of a padded conv holds x_hat = 0 (code z), as the reference's sums over q - z."""
+    clamp, bits = 3.0, 4
+    rng = np.random.default_rng(zero_point)
+    w = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+    lq = layer("w", w_bits=2, a_bits=bits, a_clamp=clamp, a_zero_point=zero_point)
+    quantized = InsertActQuant()(AnnotateQuantLayers(recipe([lq]))(PaddedConv))
+    x = rng.normal(size=(1, 3, 5, 5)).astype(np.float32) - 0.5
+    wq = reference.dequant_weight(lq.indices(w), lq.lut)
+    got = build_and_run(quantized, x, wq)
+    codes = reference.act_codes(x, clamp, bits, zero_point)
+    expected = reference.qconv2d(codes, lq.s_a, lq.indices(w), lq.lut, padding=1, zero_point=zero_point)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())

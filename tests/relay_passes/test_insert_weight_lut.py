@@ -10,7 +10,7 @@ from relay_passes import AnnotateQuantLayers, InsertWeightLUT
 from tvm_qnn import reference
 from tvm_qnn.errors import QnnError
 
-ATTRS = {"qnn.a_bits": 2, "qnn.a_clamp": 3.0, "qnn.kind": "conv2d", "qnn.layer": "w2", "qnn.w_bits": 2,
+ATTRS = {"qnn.a_bits": 2, "qnn.a_clamp": 3.0, "qnn.a_zero_point": 0, "qnn.kind": "conv2d", "qnn.layer": "w2", "qnn.w_bits": 2,
          "qnn.w_scheme": "uniform"}
 
 
