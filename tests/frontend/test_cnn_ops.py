@@ -144,15 +144,27 @@ def _model(family):
     return model
 
 
-def _import(model, x, importer):
+def _graph_ops(model, x, importer):
+    """ATen targets of ``torch.export`` / op types of the TorchScript ONNX export (TESTED_OPS' keys)."""
     if importer == "torch":
-        return tvm_qnn.from_torch(model, x)
+        exported = torch.export.export(fold_batchnorm(model), (x,))
+        return sorted({str(n.target) for n in exported.graph.nodes if n.op == "call_function"})
+    return sorted({node.op_type for node in _onnx_model(model, x).graph.node})
+
+
+def _onnx_model(model, x):
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(fold_batchnorm(model), (x,), buffer, dynamo=False, input_names=["x"],
                           do_constant_folding=False)  # folding renames a bias-less Linear weight onnx::MatMul_N
-    return tvm_qnn.from_onnx(onnx.load_from_string(buffer.getvalue()))
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _import(model, x, importer):
+    if importer == "torch":
+        return tvm_qnn.from_torch(model, x)
+    return tvm_qnn.from_onnx(_onnx_model(model, x))
 
 
 def _run_float(mod, params, x):
@@ -170,6 +182,7 @@ def _torch_layers(model):
 def test_family_imports_and_computes_in_float(family, importer):
     model = _model(family)
     x = torch.randn(2, 3, SIZE, SIZE)
+    assert _graph_ops(model, x, importer) == TESTED_OPS[family]["aten" if importer == "torch" else "onnx"]
     mod, params = _import(model, x, importer)
     # every conv/linear weight is a quantizable layer of the imported module (dense without bias included)
     assert set(patterns.quantizable_layers(mod["main"])) == _torch_layers(model)

@@ -3,8 +3,8 @@
 :data:`TESTED_OPS` is the table of op families that ``tests/frontend/test_cnn_ops.py`` runs through
 ``from_torch`` and ``from_onnx`` (float equal to torch) and through quantize -> compile
 (``cpu`` equal to ``cpu-reference``, and both equal to the torch fake-quant model), between and
-around quantized layers: family -> (torch callables / modules, ONNX op types, the Relax ops the
-importers emit). It is data for an import allow-list.
+around quantized layers: family -> the ATen targets and ONNX op types of the test models, as
+``torch.export`` and the TorchScript exporter write them. It is data for an import allow-list; the float test checks that each model uses exactly these ops.
 
 :func:`check_torch_ops` / :func:`check_onnx_ops` run before the Relax importers: an op they have
 no converter for raises ``UnsupportedOpError`` naming the op and the layer (torch module path /
@@ -15,34 +15,85 @@ from __future__ import annotations
 
 from tvm_qnn.errors import UnsupportedOpError
 
-# family -> {"torch": [...], "onnx": [...], "relax": [...]}
+# family -> {"aten": torch.export targets (str(node.target), before decomposition), "onnx": op types of the
+# TorchScript export (dynamo=False, do_constant_folding=False)} of the test models, conv2d/relu around the op included
 TESTED_OPS = {
-    "residual add": {"torch": ["operator.add", "torch.add"], "onnx": ["Add"], "relax": ["add"]},
-    "concat": {"torch": ["torch.cat"], "onnx": ["Concat"], "relax": ["concat"]},
-    "max pooling": {"torch": ["nn.MaxPool2d (ceil_mode too)"], "onnx": ["MaxPool"], "relax": ["nn.max_pool2d"]},
-    "average pooling": {"torch": ["nn.AvgPool2d"], "onnx": ["AveragePool"], "relax": ["nn.avg_pool2d"]},
-    "global pooling": {"torch": ["nn.AdaptiveAvgPool2d(1)", "x.mean((2, 3))"], "onnx": ["GlobalAveragePool", "ReduceMean"],
-                       "relax": ["nn.adaptive_avg_pool2d", "mean"]},
-    "hardswish": {"torch": ["nn.Hardswish"], "onnx": ["HardSwish"], "relax": ["nn.hardswish", "clip", "multiply"]},
-    "hardsigmoid": {"torch": ["nn.Hardsigmoid"], "onnx": ["HardSigmoid"], "relax": ["clip", "divide", "add"]},
-    "silu": {"torch": ["nn.SiLU"], "onnx": ["Sigmoid", "Mul"], "relax": ["nn.silu", "sigmoid", "multiply"]},
-    "sigmoid": {"torch": ["nn.Sigmoid"], "onnx": ["Sigmoid"], "relax": ["sigmoid"]},
-    "gelu": {"torch": ["nn.GELU", "nn.GELU('tanh')"], "onnx": ["Erf", "Div", "Mul", "Add", "Tanh", "Pow"],
-             "relax": ["nn.gelu", "nn.gelu_tanh", "erf", "tanh"]},
-    "squeeze-excitation": {"torch": ["x * sigmoid(fc(pool(x)))"], "onnx": ["GlobalAveragePool", "Mul"],
-                           "relax": ["multiply (broadcast)"]},
-    "leaky relu": {"torch": ["nn.LeakyReLU"], "onnx": ["LeakyRelu"], "relax": ["nn.leakyrelu"]},
-    "prelu": {"torch": ["nn.PReLU"], "onnx": ["PRelu"], "relax": ["nn.prelu"]},
-    "relu6 / clip": {"torch": ["nn.ReLU6", "torch.clamp"], "onnx": ["Clip"], "relax": ["clip"]},
-    "reshape / flatten": {"torch": ["torch.flatten", "Tensor.view", "Tensor.reshape"], "onnx": ["Flatten", "Reshape"],
-                          "relax": ["reshape"]},
-    "channel shuffle": {"torch": ["view -> transpose(1, 2) -> reshape"], "onnx": ["Reshape", "Transpose"],
-                        "relax": ["reshape", "permute_dims"]},
-    "asymmetric same padding": {"torch": ["F.pad(x, (0, 1, 0, 1))"], "onnx": ["Pad (constant pads after folding)"],
-                                "relax": ["nn.pad"]},
-    "depthwise / grouped conv": {"torch": ["nn.Conv2d(groups=g)"], "onnx": ["Conv(group=g)"], "relax": ["nn.conv2d"]},
-    "dense without bias": {"torch": ["nn.Linear(bias=False)"], "onnx": ["MatMul (constant weight)", "Gemm(transB=0)"],
-                           "relax": ["matmul(x, permute_dims(w))"]},
+    "asymmetric same padding": {
+        "aten": ["aten.conv2d.default", "aten.pad.default", "aten.relu.default"],
+        "onnx": ["Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Gather", "Mul", "Pad", "Relu", "Reshape", "Shape", "Slice", "Sub", "Transpose"],
+    },
+    "average pooling": {
+        "aten": ["aten.avg_pool2d.default", "aten.conv2d.default", "aten.relu.default"],
+        "onnx": ["AveragePool", "Conv", "Relu"],
+    },
+    "channel shuffle": {
+        "aten": ["aten.conv2d.default", "aten.relu.default", "aten.reshape.default", "aten.transpose.int", "aten.view.default"],
+        "onnx": ["Concat", "Constant", "Conv", "Relu", "Reshape", "Transpose", "Unsqueeze"],
+    },
+    "concat": {
+        "aten": ["aten.cat.default", "aten.conv2d.default", "aten.relu.default"],
+        "onnx": ["Concat", "Conv", "Relu"],
+    },
+    "dense without bias": {
+        "aten": ["aten.add.Tensor", "aten.conv2d.default", "aten.flatten.using_ints", "aten.linear.default", "aten.mean.dim", "aten.relu.default"],
+        "onnx": ["Add", "Constant", "Conv", "Flatten", "Gemm", "MatMul", "ReduceMean", "Relu", "Transpose"],
+    },
+    "depthwise / grouped conv": {
+        "aten": ["aten.conv2d.default", "aten.relu.default"],
+        "onnx": ["Conv", "Relu"],
+    },
+    "gelu": {
+        "aten": ["aten.conv2d.default", "aten.gelu.default", "aten.relu.default"],
+        "onnx": ["Conv", "Gelu", "Relu"],
+    },
+    "global pooling": {
+        "aten": ["aten.adaptive_avg_pool2d.default", "aten.conv2d.default", "aten.relu.default"],
+        "onnx": ["Conv", "GlobalAveragePool", "Relu"],
+    },
+    "hardsigmoid": {
+        "aten": ["aten.conv2d.default", "aten.hardsigmoid.default", "aten.relu.default"],
+        "onnx": ["Conv", "HardSigmoid", "Relu"],
+    },
+    "hardswish": {
+        "aten": ["aten.conv2d.default", "aten.hardswish.default", "aten.relu.default"],
+        "onnx": ["Conv", "HardSwish", "Relu"],
+    },
+    "leaky relu": {
+        "aten": ["aten.conv2d.default", "aten.leaky_relu.default", "aten.relu.default"],
+        "onnx": ["Conv", "LeakyRelu", "Relu"],
+    },
+    "max pooling": {
+        "aten": ["aten.conv2d.default", "aten.max_pool2d.default", "aten.relu.default"],
+        "onnx": ["Conv", "MaxPool", "Relu"],
+    },
+    "prelu": {
+        "aten": ["aten.conv2d.default", "aten.prelu.default", "aten.relu.default"],
+        "onnx": ["Constant", "Conv", "PRelu", "Relu", "Unsqueeze"],
+    },
+    "relu6 / clip": {
+        "aten": ["aten.conv2d.default", "aten.hardtanh.default", "aten.relu.default"],
+        "onnx": ["Clip", "Constant", "Conv", "Relu"],
+    },
+    "reshape / flatten": {
+        "aten": ["aten.add.Tensor", "aten.conv2d.default", "aten.flatten.using_ints", "aten.linear.default", "aten.mean.dim", "aten.relu.default"],
+        "onnx": ["Add", "Constant", "Conv", "Flatten", "Gemm", "MatMul", "ReduceMean", "Relu", "Transpose"],
+    },
+    "residual add": {
+        "aten": ["aten.add.Tensor", "aten.conv2d.default", "aten.relu.default"],
+        "onnx": ["Add", "Conv", "Relu"],
+    },
+    "sigmoid": {
+        "aten": ["aten.conv2d.default", "aten.relu.default", "aten.sigmoid.default"],
+        "onnx": ["Conv", "Relu", "Sigmoid"],
+    },
+    "silu": {
+        "aten": ["aten.conv2d.default", "aten.relu.default", "aten.silu.default"],
+        "onnx": ["Conv", "Mul", "Relu", "Sigmoid"],
+    },
+    "squeeze-excitation": {
+        "aten": ["aten.adaptive_avg_pool2d.default", "aten.conv2d.default", "aten.mul.Tensor", "aten.relu.default", "aten.sigmoid.default"],
+        "onnx": ["Conv", "GlobalAveragePool", "Mul", "Relu", "Sigmoid"],
+    },
 }
 
 
