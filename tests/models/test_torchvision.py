@@ -25,6 +25,7 @@ def test_fast_subset_resnet18_w8a8_from_torch(torchvision):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # densenet121 / resnet50 compile for minutes on a loaded machine
 @pytest.mark.parametrize("importer", IMPORTERS)
 @pytest.mark.parametrize("bits", BITS)
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
