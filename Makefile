@@ -10,7 +10,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,interop]'
+	$(PY) -m pip install --quiet -e '.[dev,interop,test,zoo]'
 	@bash .ci/apt-deps $(APT_PKGS)
 	touch $(STAMP)
 
@@ -23,7 +23,7 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-# Every benchmark (about an hour on 2 cores; each prints ratios measured in one run and writes
+# Every benchmark (hours on 2 cores, the model-zoo conformance run alone ~2 h; each prints ratios measured in one run and writes
 # results/*.json + plots), then the README's results tables regenerated from those JSONs.
 bench: setup
 	$(PY) benchmarks/roofline.py
@@ -36,6 +36,7 @@ bench: setup
 	$(PY) benchmarks/cpu_integer_only.py
 	$(PY) benchmarks/rtl.py
 	$(PY) benchmarks/accuracy.py
+	$(PY) benchmarks/conformance.py
 	$(PY) benchmarks/report.py
 
 # The same, small: a smoke run of every benchmark script (minutes).

@@ -426,6 +426,47 @@ def render_rtl(sweep, fit, sweep_path):
     return "\n".join(out), ["rtl_luts_vs_bops.png", "rtl_lut_cycles_vs_bops.png"]
 
 
+def _case_mark(case):
+    if case is None:
+        return "not run"
+    return "✓" if case.get("status") == "ok" else "✗"
+
+
+def render_conformance(data, path):
+    """One row per torchvision architecture from ``benchmarks/conformance.py``'s cases."""
+    cases = data.get("cases", [])
+    by_model = {}
+    for case in cases:
+        by_model.setdefault(case["model"], {})[(case["bits"], case["importer"])] = case
+    body = []
+    for model in sorted(by_model):
+        runs = by_model[model]
+        ok = [c for c in runs.values() if c.get("status") == "ok"]
+        first = next(iter(sorted(ok, key=lambda c: (-c["bits"], c["importer"]))), None)
+        imports = " / ".join(_case_mark(next((c for (b, i), c in sorted(runs.items()) if i == importer), None))
+                             for importer in ("torch", "onnx"))
+        cpu = "✓" if ok and all(c.get("cpu_vs_reference", 1) <= 1e-5 for c in ok) else ("✗" if runs else "not run")
+        fpga_runs = [c["fpga"] for c in runs.values() if "fpga" in c]
+        fpga = "not run" if not fpga_runs else ("✓" if all(f == "ok" for f in fpga_runs) else "✗")
+        agreement = ", ".join(f"w{b}a{b} {i} {100 * c['agreement']:.1f}%" if c.get("status") == "ok"
+                              else f"w{b}a{b} {i} error" for (b, i), c in sorted(runs.items(), key=lambda kv: (-kv[0][0], kv[0][1])))
+        body.append([model, str(len(first["ops"])) if first else "–", str(first["quantized_layers"]) if first else "–",
+                     imports, f"{cpu}, {fpga}", agreement, num(first and first.get("ms"), ".1f")])
+    errors = [f"- {c['model']} w{c['bits']}a{c['bits']} via {c['importer']}: {c['error']}" for c in cases
+              if c.get("status") != "ok"]
+    resolution = sorted({c.get("resolution") for c in cases if c.get("resolution")})
+    text = (f"torchvision architectures with random weights (BN statistics randomized), input "
+            f"{'/'.join(str(r) for r in resolution) or '?'} px, uniform per-channel PTQ (first conv and last dense fp32); "
+            f"top-1 agreement of compiled `cpu` with the torch fake-quant model on {data.get('inputs', '?')} random "
+            "images; `cpu` ✓ means `cpu` equals `cpu-reference` within 1e-5 of the output range in every case run; "
+            "ops = distinct Relax ops of the imported float module; ms = `cpu` at batch 1 (w8a8, mean of 5).\n\n"
+            + table(["model", "ops", "quantized layers", "imports via torch / ONNX", "compiles cpu, fpga",
+                     "top-1 agreement", "ms"], body))
+    if errors:
+        text += "\n\nFailed cases:\n" + "\n".join(errors)
+    return text, []
+
+
 # (title, JSON file names in order of preference, script, renderer)
 SECTIONS = [
     ("Accuracy vs BOPs (Fashion-MNIST)", ("accuracy.json", "fast-accuracy.json"), "accuracy.py", render_accuracy),
@@ -436,6 +477,7 @@ SECTIONS = [
     ("Compile time", ("compile_time.json",), "compile_time.py", render_compile_time),
     ("FPGA accelerator: cycles, fps, GOP/s, resources", ("fpga.json",), "fpga.py", render_fpga),
     ("Multi-FPGA streaming plans", ("fpga_streaming.json",), "fpga_streaming.py", render_streaming),
+    ("Model-zoo conformance (torchvision)", ("conformance.json",), "conformance.py", render_conformance),
 ]
 
 

@@ -80,14 +80,26 @@ def _has_block(sch, name):
         return False
 
 
+def _row_vector(width, whole_up_to, divisor_up_to):
+    """Lanes along a row: the whole row when short, else the largest divisor <= ``divisor_up_to``.
+
+    A row with no divisor of at least 4 there (a prime width such as 79, or 2 x prime) is taken whole:
+    LLVM splits a long vector into legal ones, where one lane per vector would leave the packing scalar.
+    """
+    if width <= whole_up_to:
+        return width
+    divisor = max(_divisors(width, divisor_up_to))
+    return divisor if divisor >= 4 else width
+
+
 def column_vector(width):
     """Columns packed per vector: the whole row when short, else the largest divisor <= 8."""
-    return width if width <= 16 else max(_divisors(width, 8))
+    return _row_vector(width, 16, 8)
 
 
 def byte_vector(width):
     """Columns per vector while building bytes: the whole row up to 64 (uint8 lanes), else a divisor."""
-    return width if width <= 64 else max(_divisors(width, 64))
+    return _row_vector(width, 64, 64)
 
 
 def schedule_packing(sch, codes_name, pack_name):
@@ -103,30 +115,35 @@ def schedule_packing(sch, codes_name, pack_name):
     pack_bytes = sch.get_sblock(pack_name + "_bytes")
     b, y, g, k, p, j, x, bit = sch.get_loops(pack_bytes)
     width = int(sch.get(x).extent)
-    xo, xi = sch.split(x, [None, byte_vector(width)])
+    lanes = byte_vector(width)
+    xo, xi = sch.split(x, [None, lanes])
     sch.reorder(b, y, g, k, j, xo, bit, p, xi)
     row = sch.fuse(b, y)
     sch.parallel(row)
     words = sch.get_sblock(pack_name)
     wb, wy, *_, wx = sch.get_loops(words)
     sch.parallel(sch.fuse(wb, wy))
-    if width > 1:
+    # vectorize only loops of more than one lane: compute_at/decompose_reduction drop extent-1 loops, and
+    # the loop found in their place is a reduction loop, which vectorize refuses
+    if column_vector(width) > 1:
         sch.vectorize(sch.split(wx, [None, column_vector(width)])[1])
     sch.unroll(bit)
     sch.unroll(p)
-    if width > 1:
+    if lanes > 1:
         sch.vectorize(xi)
     if codes_name and _has_block(sch, codes_name):  # one code vector per channel, shared by all planes
         codes = sch.get_sblock(codes_name)
         sch.compute_at(codes, bit)
         sch.set_scope(codes, 0, "local")
-        if width > 1:
+        if lanes > 1:
             sch.vectorize(sch.get_loops(codes)[-1])
     init = sch.decompose_reduction(pack_bytes, bit)
-    init_p, init_x = sch.get_loops(init)[-2:]
-    sch.unroll(init_p)
-    if width > 1:
+    if lanes > 1:
+        init_p, init_x = sch.get_loops(init)[-2:]
+        sch.unroll(init_p)
         sch.vectorize(init_x)
+    else:
+        sch.unroll(sch.get_loops(init)[-1])
     if _has_block(sch, pack_name + "_pad"):
         pad = sch.get_sblock(pack_name + "_pad")
         b, y, *_ = sch.get_loops(pad)

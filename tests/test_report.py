@@ -197,3 +197,21 @@ def test_machine_info_fields(report):
 def test_readme_results_block_is_what_the_committed_jsons_render(report):
     """A fresh clone holds results/*.json and the RTL fit; the README's block must be their rendering."""
     assert report.main(["--check"]) == 0
+
+
+def test_conformance_table_one_row_per_model_with_failed_cases_listed(report, tmp_path):
+    ok = {"status": "ok", "resolution": 32, "ops": ["add", "conv2d", "relu"], "quantized_layers": 19,
+          "cpu_vs_reference": 0.0, "agreement": 1.0, "ms": 12.34}
+    data = {"meta": {"date": "2026-12-04T00:00:00+00:00"}, "inputs": 64, "cases": [
+        {**ok, "model": "resnet18", "bits": 8, "importer": "torch"},
+        {**ok, "model": "resnet18", "bits": 4, "importer": "torch", "agreement": 0.984375},
+        {"model": "resnet18", "bits": 8, "importer": "onnx", "status": "error", "error": "UnsupportedOpError: x"},
+        {**ok, "model": "mobilenet_v2", "bits": 8, "importer": "torch", "cpu_vs_reference": 2e-5, "fpga": "ok"},
+    ]}
+    _write(tmp_path, "conformance.json", data)
+    body, _ = report.render_conformance(data, tmp_path / "conformance.json")
+    rows = [line for line in body.splitlines() if line.startswith("| ") and "model" not in line]
+    assert rows[0] == "| mobilenet_v2 | 3 | 19 | ✓ / not run | ✗, ✓ | w8a8 torch 100.0% | 12.3 |"
+    assert rows[1] == ("| resnet18 | 3 | 19 | ✓ / ✗ | ✓, not run | w8a8 onnx error, w8a8 torch 100.0%, "
+                       "w4a4 torch 98.4% | 12.3 |")
+    assert "- resnet18 w8a8 via onnx: UnsupportedOpError: x" in body

@@ -13,6 +13,7 @@ from torch import nn
 import tvm_qnn
 from tvm_qnn.errors import UnsupportedOpError
 from tvm_qnn.frontend import allowlist
+from tvm_qnn.frontend.cnn_ops import TESTED_OPS
 from tvm_qnn.frontend.allowlist import FloatOnlyWarning
 
 
@@ -142,6 +143,9 @@ def test_every_allowed_op_has_a_float_example():
         model, x = _model(name)
         torch_seen |= _exported_ops(model, x)
         onnx_seen |= {node.op_type for node in _onnx_model(model, x, name).graph.node}
+    for ops in TESTED_OPS.values():  # tests/frontend/test_cnn_ops.py runs these families in float
+        torch_seen |= set(ops["aten"])
+        onnx_seen |= set(ops["onnx"])
     assert set(allowlist.TORCH_OPS) <= torch_seen, sorted(set(allowlist.TORCH_OPS) - torch_seen)
     assert set(allowlist.ONNX_OPS) <= onnx_seen, sorted(set(allowlist.ONNX_OPS) - onnx_seen)
 
@@ -191,9 +195,10 @@ REFUSED = {
     "transformer encoder layer": (lambda: Wrap(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)), (1, 4, 8),
                                   r"in module 'inner.*' \((TransformerEncoderLayer|MultiheadAttention|Linear|Dropout|"
                                   r"LayerNorm)\)"),
-    "gelu": (lambda: nn.Sequential(nn.Linear(4, 4), nn.GELU()), (1, 4), r"aten.gelu.default in module '1' \(GELU\)"),
-    "leaky relu": (lambda: nn.Sequential(nn.Linear(4, 4), nn.LeakyReLU()), (1, 4),
-                   r"aten.leaky_relu.default in module '1' \(LeakyReLU\)"),
+    # GELU and LeakyReLU are admitted since signed activations have zero points (tests/frontend/test_cnn_ops.py)
+    "elu": (lambda: nn.Sequential(nn.Linear(4, 4), nn.ELU()), (1, 4), r"aten.elu.default in module '1' \(ELU\)"),
+    "layer norm": (lambda: nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)), (1, 4),
+                   r"aten.layer_norm.default in module '1' \(LayerNorm\)"),
 }
 
 

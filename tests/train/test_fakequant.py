@@ -52,6 +52,16 @@ def test_act_fake_quant_equals_reference_codes():
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("bits,clamp,zero_point", [(2, 1.3, 1), (4, 2.9, 8), (8, 5.0, 128), (8, 5.0, 37), (8, 5.0, 255)])
+def test_act_fake_quant_with_zero_point_equals_reference(bits, clamp, zero_point):
+    x = np.random.default_rng(bits).normal(0.0, 2.0, size=(4, 3, 9, 9)).astype(np.float32)
+    x[0, 0, 0, :2] = np.nan, -np.inf
+    got = act_fake_quant(torch.from_numpy(x), clamp, bits, zero_point).numpy()
+    expected = reference.dequant_act(reference.act_codes(x, clamp, bits, zero_point), clamp, bits, zero_point)
+    np.testing.assert_array_equal(got, expected)
+    assert (got < 0).any()  # the negative half survives
+
+
 @pytest.mark.parametrize("scheme,w_bits,a_bits,per_channel,groups", [
     ("kquantile", 2, 2, False, 1), ("uniform", 3, 3, True, 1), ("kquantile", 1, 2, False, 2),
     ("uniform", 4, 4, False, 6), ("kquantile", 8, 8, True, 1),

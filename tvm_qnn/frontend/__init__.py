@@ -20,7 +20,10 @@ parameter names find its layers (``tvm_qnn.quantize`` binds them after matching)
   or the exporter's own conv-BN fusion renames the weights to ``onnx::Conv_NN``).
   A quantized ONNX model is recognised and imported with its recipe: QDQ
   (``tvm_qnn.frontend.qdq``) and QONNX (``tvm_qnn.frontend.qonnx``); ``from_float_onnx``
-  imports any model as float.
+  imports any model as float. Before the Relax importer, ``tvm_qnn.frontend.onnx_rewrite`` folds
+  constant-only nodes (TF-style "same" pads) and turns ``MatMul``/``Gemm(transB=0)`` on a constant
+  weight into ``Gemm(transB=1)`` with the weight stored transposed, ``(out, in)``, under its
+  initializer name (a quantizable dense layer).
 * ``from_qonnx``: see ``tvm_qnn.frontend.qonnx``.
 """
 
@@ -241,11 +244,14 @@ def from_float_onnx(path_or_model, shape_dict=None, checked=False):
     from tvm.relax.frontend.onnx import from_onnx as relax_from_onnx
 
     from tvm_qnn.frontend.allowlist import check_onnx_graph
+    from tvm_qnn.frontend.onnx_rewrite import dense_weights_out_in, fold_constant_nodes
 
     model = load_onnx_model(path_or_model)
     if not checked:
         check_onnx_graph(model)  # before the Relax importer builds anything
     model = _integer_initializers_to_constants(model)
+    # constant pad/shape chains -> Constants; MatMul / Gemm(transB=0) on a constant weight -> dense layers
+    model = dense_weights_out_in(fold_constant_nodes(model))
     shapes = onnx_input_shapes(model, shape_dict)
     float_inits = [init for init in model.graph.initializer]
     try:

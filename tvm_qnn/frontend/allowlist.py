@@ -13,7 +13,9 @@ the model runs but this layer is never quantized -- reported with a warning on i
 
 To add an op: add its row here *and* a float example to ``tests/frontend/test_allowlist.py``
 (``TORCH_EXAMPLES``); that test compiles every example in float and compares with torch and
-onnxruntime, and fails for any listed op without an example.
+onnxruntime, and fails for any listed op without an example. The CNN op families of
+``tvm_qnn.frontend.cnn_ops.TESTED_OPS`` (float and quantized tests in
+``tests/frontend/test_cnn_ops.py``) are admitted from that table.
 """
 
 from __future__ import annotations
@@ -68,6 +70,22 @@ ONNX_OPS = {
     "Constant": (GRAPH, "Constant"),
     "Identity": (GRAPH, "Identity (exports without constant folding)"),
 }
+
+
+
+def _admit_tested_cnn_ops():
+    """The op families ``tests/frontend/test_cnn_ops.py`` checks in float (and quantized around
+    conv/dense layers) through both importers: ``tvm_qnn.frontend.cnn_ops.TESTED_OPS``."""
+    from tvm_qnn.frontend.cnn_ops import TESTED_OPS
+
+    for family, ops in TESTED_OPS.items():
+        for target in ops["aten"]:
+            TORCH_OPS.setdefault(target, (GRAPH, family))
+        for op_type in ops["onnx"]:
+            ONNX_OPS.setdefault(op_type, (GRAPH, family))
+
+
+_admit_tested_cnn_ops()
 
 
 class FloatOnlyWarning(UserWarning):

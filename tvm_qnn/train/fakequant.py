@@ -5,8 +5,9 @@ quantizes computes exactly ``tvm_qnn.layer.QnnLayer.reference`` (up to float32 s
 
 * its weight is replaced by ``lut[o, idx]`` with ``idx = LayerQuant.indices(weight)`` (the
   recipe's bin edges applied to the folded float weight);
-* its input is replaced by ``act_codes(x) * s_a`` computed in float32 as ``reference.act_codes``
-  does: ``s_a = float32(c) / float32(2^b - 1)``, ``clip(floor(x / s_a + 0.5), 0, 2^b - 1) * s_a``
+* its input is replaced by ``(act_codes(x) - z) * s_a`` computed in float32 as ``reference.act_codes``
+  does: ``s_a = float32(c) / float32(2^b - 1)``, ``(clip(floor(x / s_a + 0.5) + z, 0, 2^b - 1) - z) * s_a``
+  with the recipe's zero point ``z`` (0 for unsigned inputs)
   (a forward pre-hook, so parameter names stay those of the folded model).
 
 The compiled TVM model (``tvm_qnn.quantize`` + ``compile``) is compared against this.
@@ -25,12 +26,13 @@ from ..recipe import load as load_recipe
 from .fold_bn import fold_batchnorm
 
 
-def act_fake_quant(x, clamp, bits):
-    """``act_codes(x, clamp, bits) * s_a`` in float32 torch, identical to the numpy reference."""
+def act_fake_quant(x, clamp, bits, zero_point=0):
+    """``(act_codes(x, clamp, bits, z) - z) * s_a`` in float32 torch, identical to the numpy reference."""
     s_a = torch.tensor(reference.act_scale(clamp, bits), dtype=torch.float32)
-    codes = torch.floor(x.float() / s_a + 0.5)
+    z = reference.check_zero_point(zero_point, bits)
+    codes = torch.floor(x.float() / s_a + 0.5) + float(z)
     codes = torch.nan_to_num(codes, nan=0.0).clamp(0, (1 << bits) - 1)
-    return codes * s_a
+    return (codes - float(z)) * s_a
 
 
 def lut_weight(layer_quant, weight):
@@ -43,11 +45,11 @@ def lut_weight(layer_quant, weight):
 class _ActQuantHook:
     """Forward pre-hook replacing a layer's input by its fake-quantized activation."""
 
-    def __init__(self, clamp, bits):
-        self.clamp, self.bits = float(clamp), int(bits)
+    def __init__(self, clamp, bits, zero_point=0):
+        self.clamp, self.bits, self.zero_point = float(clamp), int(bits), int(zero_point)
 
     def __call__(self, module, args):
-        return (act_fake_quant(args[0], self.clamp, self.bits),) + tuple(args[1:])
+        return (act_fake_quant(args[0], self.clamp, self.bits, self.zero_point),) + tuple(args[1:])
 
 
 def layer_modules(model):
@@ -77,7 +79,7 @@ def apply_recipe(model, recipe):
         if weight.shape != tuple(module.weight.shape):
             raise RecipeError(f"layer {name!r}: quantized weight shape {weight.shape} != {tuple(module.weight.shape)}")
         module.weight = nn.Parameter(torch.from_numpy(weight), requires_grad=False)
-        module.register_forward_pre_hook(_ActQuantHook(layer_quant.a_clamp, layer_quant.a_bits))
+        module.register_forward_pre_hook(_ActQuantHook(layer_quant.a_clamp, layer_quant.a_bits, layer_quant.a_zero_point))
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
     return folded.eval()

@@ -1,0 +1,33 @@
+"""Conformance: torchvision architectures (random weights) imported, quantized and compiled.
+
+Each case (``tvm_qnn.conformance.run_case``): import via ``from_torch`` or ONNX, uniform
+per-channel PTQ at w8a8 / w4a4, compile for ``cpu-reference`` and ``cpu``; ``cpu`` equals
+``cpu-reference`` to 1e-5 of the output range, and the compiled model's top-1 agrees with the
+torch fake-quant twin of the recipe on >= 99 % of 64 random images. The fast subset (default
+suite) runs small cases; the full matrix is ``-m slow``.
+"""
+
+import pytest
+
+from tvm_qnn.conformance import ARCHITECTURES, BITS, IMPORTERS, run_case
+
+
+def _check(result):
+    assert result.quantized_layers > 0
+    assert result.cpu_vs_reference <= 1e-5, result
+    assert result.agreement >= 0.99, result
+    assert result.agreement_reference >= 0.99, result
+
+
+def test_fast_subset_resnet18_w8a8_from_torch(torchvision):
+    # 16x16 input and 16 images keep this case in the default suite's budget
+    _check(run_case("resnet18", 8, "torch", n_inputs=16, n_calibration=4, resolution=16))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # densenet121 / resnet50 compile for minutes on a loaded machine
+@pytest.mark.parametrize("importer", IMPORTERS)
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_architecture(torchvision, name, bits, importer):
+    _check(run_case(name, bits, importer))

