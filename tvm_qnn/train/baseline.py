@@ -187,9 +187,9 @@ def train_baseline(config=BaselineConfig(), directory=None, progress=True, curve
         record = trainer.train_epoch()
         for target in curves:
             write_curve(target, config, trainer.history)
-        if progress:
-            tqdm.write(f"fp32 {config.model} epoch {record['epoch']}/{trainer.epochs}: loss "
-                       f"{record['train_loss']:.4f}, test acc {record['test_acc']:.4f} ({record['seconds']:.0f} s)")
+        line = (f"fp32 {config.model} epoch {record['epoch']}/{trainer.epochs}: loss "
+                f"{record['train_loss']:.4f}, test acc {record['test_acc']:.4f} ({record['seconds']:.0f} s)")
+        tqdm.write(line) if progress else print(line, flush=True)
     return model.eval(), trainer.history
 
 

@@ -17,9 +17,9 @@ import copy
 
 from torch import nn
 
-from ..errors import QnnError
+from ..errors import QnnError, QuantizationError
 from ..models import quantizable_layers
-from ..recipe import LayerQuant, Recipe
+from ..recipe import FORMAT, LayerQuant, Recipe
 from .qmodel import QConv2d, QLinear, quant_layers
 
 
@@ -29,10 +29,17 @@ def export_recipe(model, model_name=""):
     for name, layer in quant_layers(model).items():
         if layer.weight_quant.mode == "fp32":
             continue
+        if layer.act_quant.signed:
+            raise QuantizationError(
+                f"layer {name!r}: its input is signed (learned clamps [{float(layer.act_quant.lower.detach()):.4g}, "
+                f"{layer.act_quant.clamp_value():.4g}], zero point {layer.act_quant.signed_params()[1]}); recipe "
+                f"format {FORMAT} has no a_zero_point field yet, so it cannot be exported without clipping at 0")
         try:
-            layers[name] = LayerQuant.from_weight(
-                name, layer.weight.detach().cpu().numpy(), layer.weight_quant.bits, layer.act_quant.bits,
-                layer.act_quant.clamp_value(), layer.weight_quant.scheme, layer.weight_quant.per_channel)
+            # the quantizer's own LUT and bin edges (the reference code its eval mode runs): a
+            # learned step (LSQ) is kept, not re-derived from the weight
+            lut, thresholds = layer.weight_quant.params(layer.weight.detach().cpu().numpy())
+            layers[name] = LayerQuant(name, layer.weight_quant.bits, layer.weight_quant.scheme, lut,
+                                      layer.act_quant.bits, layer.act_quant.clamp_value(), thresholds)
         except QnnError as err:
             message = str(err) if repr(name) in str(err) else f"layer {name!r}: {err}"
             raise type(err)(message) from None

@@ -25,12 +25,14 @@ from ..recipe import load as load_recipe
 from .fold_bn import fold_batchnorm
 
 
-def act_fake_quant(x, clamp, bits):
-    """``act_codes(x, clamp, bits) * s_a`` in float32 torch, identical to the numpy reference."""
+def act_fake_quant(x, clamp, bits, zero_point=0):
+    """``dequant_act(act_codes(x, clamp, bits, z), clamp, bits, z)`` in float32 torch, identical to
+    the numpy reference (``zero_point`` and the range width ``clamp`` of a signed input from
+    ``reference.signed_act_params``)."""
     s_a = torch.tensor(reference.act_scale(clamp, bits), dtype=torch.float32)
     codes = torch.floor(x.float() / s_a + 0.5)
-    codes = torch.nan_to_num(codes, nan=0.0).clamp(0, (1 << bits) - 1)
-    return codes * s_a
+    codes = torch.nan_to_num(codes, nan=-float(zero_point)) + float(zero_point)
+    return (codes.clamp(0, (1 << bits) - 1) - float(zero_point)) * s_a
 
 
 def lut_weight(layer_quant, weight):
