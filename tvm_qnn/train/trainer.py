@@ -260,10 +260,12 @@ class Trainer:
             return self.model
         from torch.nn.parallel import DistributedDataParallel
 
+        from .qmodel import quant_layers
+
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        # unused parameters: clamps / steps of layers still in fp32 mode get no gradient
-        return DistributedDataParallel(self.model, device_ids=device_ids, broadcast_buffers=False,
-                                       find_unused_parameters=True)
+        # clamps / weight steps of layers still in fp32 mode get no gradient
+        unused = any(layer.weight_quant.mode == "fp32" for layer in quant_layers(self.model).values())
+        return DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=unused)
 
     def _loss(self, model, x, y):
         logits = model(x)
