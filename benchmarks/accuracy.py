@@ -13,7 +13,9 @@ QAT runs start from its BN-folded weights and are cached as resumable checkpoint
 Each row reports two top-1 accuracies on the test set:
 
 * ``accuracy`` -- the float contract: ``apply_recipe(exported float model, recipe)``, what the
-  compiler's float kernels compute (to float rounding);
+  compiler's float kernels compute (to float rounding); k-quantile LUTs are exported on the
+  int8 grid of the integer-only mode (``export_recipe(int8_lut=True)``; ``--no-int8-lut``: as
+  fitted), uniform / LSQ LUTs stay affine (the bit-plane kernels need it);
 * ``int_accuracy`` -- the integer-only arithmetic of ``fpga`` / ``cpu integer_only`` (int8 LUT,
   int32 bias, fixed-point requant), simulated in torch (``train.intsim``; its kernels equal
   ``reference.qconv2d_int`` bit for bit, the requant is matched up to the rounding of ``M``),
@@ -78,6 +80,8 @@ def parse_args(argv=None):
                         help="layers of later stages: fp32 or noise (NICE)")
     parser.add_argument("--no-integer-final", action="store_true",
                         help="do not simulate the integer arithmetic in the last QAT epoch")
+    parser.add_argument("--no-int8-lut", action="store_true",
+                        help="export k-quantile LUTs as fitted, not on the integer-only mode's int8 grid")
     parser.add_argument("--distill", type=float, default=0.5, help="distillation weight alpha (0: off)")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--qat-lr", type=float, default=0.003)
@@ -200,7 +204,8 @@ def main(argv=None):
             "qat": {**schedule_args, "lr": args.qat_lr, "train_images": limit, "distill_alpha": args.distill,
                     "temperature": args.temperature, "augmentation": "crop+flip"},
             "per_channel": True, "torch_threads": torch.get_num_threads(),
-            "integer_only": "torch simulation (train.intsim): int8 LUT, int32 bias, requant up to M rounding"}
+            "integer_only": "torch simulation (train.intsim): int8 LUT, int32 bias, requant up to M rounding",
+            "int8_lut_export": not args.no_int8_lut}
     try:
         from report import machine_info  # provenance (date, CPU, load) when run from benchmarks/
 
@@ -243,7 +248,7 @@ def main(argv=None):
 
     def measure(kind, label, w_bits, a_bits, scheme, qat, t0, **extra):
         tag = f"w{w_bits}a{a_bits}-{scheme}"
-        recipe = export_recipe(qat, "fmnist_resnet")
+        recipe = export_recipe(qat, "fmnist_resnet", int8_lut=not args.no_int8_lut)
         save_recipe(recipe, os.path.join(out, "recipes", f"{prefix}{kind}-{tag}.json"))
         float_model = apply_recipe(export_float_model(qat), recipe)
         set_integer_sim(qat, True)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tvm_qnn.train.baseline import (AugmentedLoader, BaselineConfig, BaselineMissingError, augment_batch,
-                                    checkpoint_path, load_baseline)
+                                    cached_baselines, checkpoint_path, load_baseline)
 from tvm_qnn import data
 
 
@@ -70,3 +70,6 @@ def test_load_baseline_says_what_is_missing_then_trains_and_reuses(tmp_path, cap
     assert info2["history"] == info["history"]
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+    found = cached_baselines("tiny_cnn", tmp_path)
+    assert [info["config"].key for _, info in found] == [config.key]
+    assert cached_baselines("fmnist_resnet", tmp_path) == []

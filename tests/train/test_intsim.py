@@ -7,7 +7,7 @@ import torch
 
 from tvm_qnn import models, reference
 from tvm_qnn.errors import QuantizationError
-from tvm_qnn.train import QuantConfig, calibrate_clamps, prepare_qat, set_integer_sim
+from tvm_qnn.train import QuantConfig, calibrate_clamps, prepare_qat, quant_layers, set_integer_sim
 from tvm_qnn.train import intsim
 
 
@@ -86,3 +86,35 @@ def test_qat_integer_sim_computes_the_deployed_accumulator():
     layer.train()
     layer(x).sum().backward()
     assert layer.weight.grad is not None and layer.bias.grad is not None
+
+
+def test_int8_lut_export_makes_float_contract_equal_the_integer_simulation():
+    from tvm_qnn.train import apply_recipe, export_float_model, export_recipe
+    from tvm_qnn.train.export import int8_exact_lut
+
+    torch.manual_seed(0)
+    qat = prepare_qat(models.tiny_cnn(width=8), QuantConfig(2, 3, "kquantile", per_channel=True))
+    calibrate_clamps(qat, [torch.rand(8, 1, 28, 28)])
+    recipe = export_recipe(qat, "tiny_cnn", int8_lut=True)
+    for name, layer in recipe.layers.items():
+        params = reference.integer_requant_params(layer.lut, 1.0)
+        np.testing.assert_array_equal(int8_exact_lut(layer.lut), layer.lut)  # a fixed point: on the int8 grid
+        np.testing.assert_allclose(params["lut_int"] * params["s_w"][:, None], layer.lut, rtol=1e-6)
+    plain = export_recipe(qat, "tiny_cnn")
+    assert any(not np.array_equal(plain[n].lut, recipe[n].lut) for n in recipe.layers)
+    # layer by layer (a whole network would amplify code ties): the contract layer with the int8 LUT
+    # equals the simulated layer up to the simulation's int32 bias rounding (<= s_a s_w / 2)
+    contract = dict(apply_recipe(export_float_model(qat), recipe).named_modules())
+    set_integer_sim(qat, True)
+    for name, layer in quant_layers(qat).items():
+        module = contract[name[: -len(".weight")]]
+        shape = (8, layer.in_channels, 14, 14) if isinstance(layer, torch.nn.Conv2d) else (8, layer.in_features)
+        x = torch.rand(shape) * 2
+        with torch.no_grad():
+            simulated = layer.eval()(x).numpy()
+            got = module(x).numpy()
+        params = intsim.integer_params_of(layer)
+        unit = float(reference.act_scale(layer.act_quant.clamp_value(), layer.act_quant.bits)) * params["s_w"]
+        axis = (1, -1) + (1,) * (simulated.ndim - 2)
+        bound = (0.5 * unit).reshape(axis) + 1e-5 * np.abs(simulated).max()
+        assert np.all(np.abs(got - simulated) <= bound), (name, float(np.abs(got - simulated).max()))

@@ -221,6 +221,27 @@ def load_baseline(config=BaselineConfig(), directory=None, train=True, progress=
     return model.eval(), info
 
 
+def cached_baselines(model_name=None, directory=None):
+    """Every finished cached baseline (``[(model in eval mode, info)]``), best test accuracy first.
+
+    ``info`` as :func:`load_baseline`'s plus ``"config"``; unreadable files are skipped.
+    """
+    directory = directory or cache_dir()
+    found = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        if not name.endswith(".curve.json") or (model_name and not name.startswith(f"{model_name}-fp32-")):
+            continue
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                fields = json.load(handle)["config"]
+            config = BaselineConfig(**fields)
+            model, info = load_baseline(config, directory, train=False)
+        except (OSError, ValueError, KeyError, TypeError, QnnError, RuntimeError):
+            continue
+        found.append((model, dict(info, config=config)))
+    return sorted(found, key=lambda item: -(item[1]["test_acc"] or 0.0))
+
+
 def main(argv=None):
     defaults = BaselineConfig()
     parser = argparse.ArgumentParser(description="train (or resume) the cached fp32 baseline")
