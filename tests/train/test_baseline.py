@@ -70,6 +70,7 @@ def test_load_baseline_says_what_is_missing_then_trains_and_reuses(tmp_path, cap
     assert info2["history"] == info["history"]
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
-    found = cached_baselines("tiny_cnn", tmp_path)
+    found = cached_baselines("tiny_cnn", tmp_path, dataset="digits", full_data=False)
     assert [info["config"].key for _, info in found] == [config.key]
-    assert cached_baselines("fmnist_resnet", tmp_path) == []
+    assert cached_baselines("tiny_cnn", tmp_path, dataset="digits") == []  # trained on a subset only
+    assert cached_baselines("fmnist_resnet", tmp_path, dataset="digits", full_data=False) == []

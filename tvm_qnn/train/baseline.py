@@ -221,10 +221,12 @@ def load_baseline(config=BaselineConfig(), directory=None, train=True, progress=
     return model.eval(), info
 
 
-def cached_baselines(model_name=None, directory=None):
+def cached_baselines(model_name=None, directory=None, dataset="fashion-mnist", full_data=True):
     """Every finished cached baseline (``[(model in eval mode, info)]``), best test accuracy first.
 
-    ``info`` as :func:`load_baseline`'s plus ``"config"``; unreadable files are skipped.
+    Only baselines of ``dataset`` trained on its whole training split (``full_data``; smoke runs
+    such as ``benchmarks/accuracy.py --fast`` train on a subset). ``info`` as
+    :func:`load_baseline`'s plus ``"config"``; unreadable files are skipped.
     """
     directory = directory or cache_dir()
     found = []
@@ -235,6 +237,8 @@ def cached_baselines(model_name=None, directory=None):
             with open(os.path.join(directory, name), encoding="utf-8") as handle:
                 fields = json.load(handle)["config"]
             config = BaselineConfig(**fields)
+            if config.dataset != dataset or (full_data and config.train_limit is not None):
+                continue
             model, info = load_baseline(config, directory, train=False)
         except (OSError, ValueError, KeyError, TypeError, QnnError, RuntimeError):
             continue
