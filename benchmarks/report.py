@@ -136,7 +136,7 @@ def render_accuracy(data, path):
         for tag in tags:
             if f" {tag} " in f" {name} ".replace(":", " "):
                 mark = "**met**" if check["met"] else "missed"
-                label = name.replace(f" {tag}", "").replace(":", "")
+                label = name.replace(f" {tag}", "").replace(":", "").replace("|", "\\|")  # no table cell break
                 checks_by_tag.setdefault(tag, []).append(f"{label}: {check['value_pt']} ({mark})")
     out = []
     if path.name.startswith("fast-"):
