@@ -116,36 +116,48 @@ def render_accuracy(data, path):
     fp32 = by.get(("fp32", "fp32"))
     fp32_acc = fp32["accuracy"] if fp32 else None
     tags = list(dict.fromkeys(r["tag"] for r in rows if r["kind"] != "fp32"))
-    bounds = {"w3a3-uniform": ("fp32 − 0.5 pt", fp32_acc and fp32_acc - 0.005),
-              "w2a2-kquantile": ("fp32 − 1.5 pt", fp32_acc and fp32_acc - 0.015)}
+    checks_by_tag = {}
+    for name, check in data.get("targets", {}).items():
+        for tag in tags:
+            if f" {tag} " in f" {name} ".replace(":", " "):
+                mark = "**met**" if check["met"] else "missed"
+                label = name.replace(f" {tag}", "").replace(":", "").replace("|", "\\|")  # no table cell break
+                checks_by_tag.setdefault(tag, []).append(f"{label}: {check['value_pt']} ({mark})")
     out = []
     if path.name.startswith("fast-"):
         out.append("**FAST MODE (`--fast` smoke run on a data subset): not the real figures.**\n")
     meta = data.get("meta", {})
+    qat = meta.get("qat_schedule") or meta.get("qat") or {}
     out.append(f"Model `{meta.get('model', '?')}`, {meta.get('train_images', '?')} training / "
                f"{meta.get('test_images', '?')} test images, top-1 on the test set; BOPs in UNIQ's count "
-               f"(accumulator term included). Total wall time {num(data.get('wall_s_total'), '.0f', ' s')}.\n")
+               f"(accumulator term included). QAT: {json.dumps(qat, sort_keys=True)}. "
+               f"Integer-only: {meta.get('integer_only', 'not measured')}. "
+               f"Total wall time {num(data.get('wall_s_total'), '.0f', ' s')}.\n")
     body = []
     if fp32:
-        body.append(["fp32", "fp32", num(fp32["gbops"], ".3f"), num(100 * fp32_acc), "", "", "", ""])
+        body.append(["fp32", "fp32", num(fp32["gbops"], ".3f"), num(100 * fp32_acc), "", "", "", "",
+                     "; ".join(f"{n}: {'**met**' if c['met'] else 'missed'}"
+                               for n, c in data.get("targets", {}).items() if n.startswith("fp32"))])
     for tag in tags:
-        ptq, qat = by.get(("ptq", tag)), by.get(("qat", tag))
-        label = (qat or ptq).get("label", tag)
-        name, bound = bounds.get(tag, (None, None))
-        checks = []
-        if qat and bound is not None:
-            checks.append(f"≥ {name} = {100 * bound:.2f}: {'**met**' if qat['accuracy'] >= bound else 'missed'}")
-        if tag == "w2a2-kquantile" and qat and ptq:
-            gain = 100 * (qat["accuracy"] - ptq["accuracy"])
-            checks.append(f"QAT − PTQ = {gain:+.1f} pt (≥ +5: {'**met**' if gain >= 5 else 'missed'})")
-        if not qat and (name or tag == "w2a2-kquantile"):
-            checks.append("QAT not run yet")
+        ptq, qat_row = by.get(("ptq", tag)), by.get(("qat", tag))
+        label = (qat_row or ptq).get("label", tag)
+
+        def pair(row):
+            if not row:
+                return ""
+            text = num(100 * row["accuracy"])
+            if row.get("int_accuracy") is not None:
+                text += f" / {100 * row['int_accuracy']:.2f}"
+            return text
+
         skipped = tag in meta.get("skipped", [])
-        body.append([label, tag, num((qat or ptq)["gbops"], ".3f"), "", num(ptq and 100 * ptq["accuracy"]),
-                     num(qat and 100 * qat["accuracy"]) + (" (skipped: budget)" if skipped else ""),
-                     num(qat and fp32 and 100 * (qat["accuracy"] - fp32_acc), "+.2f"), "; ".join(checks)])
-    out.append(table(["variant", "bits", "GBOPs/image", "fp32 %", "PTQ %", "QAT %", "QAT − fp32 (pt)",
-                      "target"], body))
+        body.append([label, tag, num((qat_row or ptq)["gbops"], ".3f"), "", pair(ptq),
+                     pair(qat_row) + (" (skipped: budget)" if skipped else ""),
+                     num(qat_row and fp32 and 100 * (qat_row["accuracy"] - fp32_acc), "+.2f"),
+                     num(qat_row and qat_row.get("agreement") is not None and 100 * qat_row["agreement"]),
+                     "; ".join(checks_by_tag.get(tag, []))])
+    out.append(table(["variant", "bits", "GBOPs/image", "fp32 %", "PTQ % (float / int)", "QAT % (float / int)",
+                      "QAT − fp32 (pt)", "QAT int/float agreement %", "checks"], body))
     return "\n".join(out), ["accuracy_vs_bops.png"]
 
 

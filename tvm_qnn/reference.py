@@ -93,7 +93,8 @@ def act_codes(x, clamp, bits, zero_point=0):
 
     Computed in float32 (``x / s_a`` is a float32 division, ``+ z`` exact on the integer-valued
     floor) so that backends working in float32 reproduce the codes exactly. With ``z = 0``
-    negative inputs give code 0 (the clamp includes the ReLU); NaN gives code 0.
+    negative inputs give code 0 (the clamp includes the ReLU); NaN gives code 0. Signed inputs:
+    ``clamp`` is the range width ``c_hi - c_lo`` and ``z`` the zero point (:func:`signed_act_params`).
     """
     s_a = act_scale(clamp, bits)
     z = check_zero_point(zero_point, bits)
@@ -108,6 +109,22 @@ def dequant_act(codes, clamp, bits, zero_point=0):
     """Float32 value of activation codes: ``(codes - z) * s_a``."""
     z = check_zero_point(zero_point, bits)
     return (np.asarray(codes, dtype=np.float32) - np.float32(z)) * act_scale(clamp, bits)
+
+
+def signed_act_params(lower, upper, bits):
+    """``(width, z)`` of a signed input clamped to ``[lower, upper]`` (``lower < 0 < upper``).
+
+    ``width = float32(upper) - float32(lower)`` (so ``s_a = width / (2^b - 1)``, :func:`act_scale`)
+    and ``z = clip(round(-lower / s_a), 0, 2^b - 1)``: code ``z`` is exactly 0.0, the range is
+    ``s_a * ([0, 2^b - 1] - z)``. Pass both to :func:`act_codes` / :func:`dequant_act`.
+    """
+    bits = check_bits(bits, "a_bits")
+    lower, upper = np.float32(lower), np.float32(upper)
+    if not (np.isfinite(lower) and np.isfinite(upper) and lower < 0 < upper):
+        raise QuantizationError(f"signed activation clamps [{lower}, {upper}] must be finite with lower < 0 < upper")
+    width = np.float32(upper - lower)
+    z = int(np.clip(np.round(-lower / act_scale(width, bits)), 0, (1 << bits) - 1))
+    return float(width), z
 
 
 # --------------------------------------------------------------------------- weights

@@ -16,8 +16,9 @@ bops           ``bops_fp32``, ``bops_quant`` (BopsTable)
 plot           ``plot_path``
 =============  ==========================================================================
 
-Trained models are reused on re-run: the fp32 model from ``results/checkpoints/`` (written by
-``benchmarks/accuracy.py``) or ``<out>/fp32.pt``, and the QAT run from ``<out>/qat-*.pt``.
+Trained models are reused on re-run: the fp32 model from the baseline cache
+(``train.baseline``, the best finished one) or ``results/checkpoints/`` or ``<out>/fp32.pt``, and
+the QAT run from ``<out>/qat-*.pt``.
 """
 
 from __future__ import annotations
@@ -86,9 +87,15 @@ def step_data(state, options):
 def step_fp32(state, options):
     from tvm_qnn.train import TrainConfig, Trainer, evaluate, fold_batchnorm
 
+    from .train.baseline import cached_baselines
+
     model = models.fmnist_resnet()
     shared = None if options.fast else _finished_model_state(SHARED_FP32_CHECKPOINT)
-    if shared is not None:
+    cached = None if options.fast else cached_baselines("fmnist_resnet")
+    if cached:  # the trained, config-keyed baseline (train.baseline), best cached one
+        model, info = cached[0]
+        print(f"fp32: reusing the cached baseline {info['path']} (test acc {100 * info['test_acc']:.2f}%)")
+    elif shared is not None:
         model.load_state_dict(shared)
         print(f"fp32: reusing {SHARED_FP32_CHECKPOINT}")
     else:

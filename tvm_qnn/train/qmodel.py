@@ -67,26 +67,41 @@ class QuantConfig:
 
 
 class _QuantMixin:
+    integer_sim = False  # simulate the deployed integer arithmetic (int8 LUT, rounded bias)
+
     def _attach(self, name, config):
         w_bits, a_bits = config.bits_of(name)
         self.layer_name = name
         self.weight_quant = make_weight_quantizer(config.w_scheme, w_bits, config.per_channel, name,
-                                                  noise_fraction=config.noise_fraction)
+                                                  noise_fraction=config.noise_fraction, rows=self.weight.shape[0])
+        if hasattr(self.weight_quant, "reset"):
+            self.weight_quant.reset(self.weight)
         self.act_quant = LearnedClampAct(a_bits, 1.0, name)
 
     def set_mode(self, mode):
         self.weight_quant.set_mode(mode)
         self.act_quant.set_mode("fp32" if mode == "fp32" else "quant")
 
+    def quantized_weight_bias(self):
+        """The weight and bias this layer computes with (fake-quantized; integer-simulated if set)."""
+        weight = self.weight_quant(self.weight)
+        if self.integer_sim and self.weight_quant.mode != "fp32":
+            from .intsim import integer_weight_bias  # the simulation needs the layer's recipe numbers
+
+            return integer_weight_bias(self, weight, self.bias)
+        return weight, self.bias
+
 
 class QConv2d(_QuantMixin, nn.Conv2d):
     def forward(self, x):
-        return self._conv_forward(self.act_quant(x), self.weight_quant(self.weight), self.bias)
+        weight, bias = self.quantized_weight_bias()
+        return self._conv_forward(self.act_quant(x), weight, bias)
 
 
 class QLinear(_QuantMixin, nn.Linear):
     def forward(self, x):
-        return F.linear(self.act_quant(x), self.weight_quant(self.weight), self.bias)
+        weight, bias = self.quantized_weight_bias()
+        return F.linear(self.act_quant(x), weight, bias)
 
 
 def _quantized_copy(module, name, config):
@@ -138,6 +153,9 @@ def calibrate_clamps(model, batches, method=None):
 
     ``batches`` is an iterable of input tensors (or (x, y) pairs). Inputs are collected with all
     quantizers in fp32 mode (pre-quantization statistics, as NICE), then modes are restored.
+    A layer whose input has negative values gets signed clamps (both ends learned, zero point;
+    ``LearnedClampAct.make_signed``), each end initialised like the unsigned clamp from its side
+    of the distribution: a signed input is never clipped to 0.
     """
     layers = quant_layers(model)
     method = method or getattr(model, "qat_config", QuantConfig()).clamp_init
@@ -168,8 +186,13 @@ def calibrate_clamps(model, batches, method=None):
     for name, layer in layers.items():
         if not samples[name]:
             raise QuantizationError(f"layer {name!r}: no calibration input reached it")
-        layer.act_quant.clamp.fill_(initial_clamp(torch.cat([s.reshape(-1) for s in samples[name]]),
-                                                  layer.act_quant.bits, method))
+        values = torch.cat([s.reshape(-1) for s in samples[name]])
+        upper = initial_clamp(values, layer.act_quant.bits, method)
+        if float(values.min()) < 0:
+            lower = -initial_clamp(-values, layer.act_quant.bits, method)
+            layer.act_quant.make_signed(lower, upper)
+        else:
+            layer.act_quant.clamp.fill_(upper)
     return model
 
 
@@ -183,7 +206,13 @@ def set_modes(model, modes, frozen=()):
         layers[name].set_mode(mode)
     for name, layer in layers.items():
         trainable = name not in frozen
-        for parameter in (layer.weight, layer.bias, layer.act_quant.clamp):
-            if parameter is not None:
-                parameter.requires_grad_(trainable)
+        for parameter in layer.parameters():  # weight, bias, clamps, learned weight step
+            parameter.requires_grad_(trainable)
+    return model
+
+
+def set_integer_sim(model, enabled=True):
+    """Turn the integer-arithmetic simulation (``train.intsim``) of every quantized layer on/off."""
+    for layer in quant_layers(model).values():
+        layer.integer_sim = bool(enabled)
     return model

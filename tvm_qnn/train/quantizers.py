@@ -142,14 +142,87 @@ class UniformNoisyWeight(_WeightQuantizer):
         return torch.where(chosen, clipped + noise, rounded).reshape(weight.shape)
 
 
-WEIGHT_QUANTIZERS = {"kquantile": KQuantileWeight, "uniform": UniformNoisyWeight}
+class _LsqRound(torch.autograd.Function):
+    """LSQ forward ``s * (clip(floor(w/s + L/2), 0, L-1) - (L-1)/2)``; LSQ backward (see LSQWeight)."""
+
+    @staticmethod
+    def forward(ctx, weight, step, levels, grad_scale):
+        half = (levels - 1) / 2.0
+        scaled = weight / step
+        codes = torch.clamp(torch.floor(scaled + levels / 2.0), 0, levels - 1)
+        ctx.save_for_backward(scaled, codes)
+        ctx.levels, ctx.grad_scale, ctx.step_shape = levels, grad_scale, step.shape
+        return (codes - half) * step
+
+    @staticmethod
+    def backward(ctx, grad):
+        scaled, codes = ctx.saved_tensors
+        half = (ctx.levels - 1) / 2.0
+        inside = (scaled > -half) & (scaled < half)
+        dstep = torch.where(inside, (codes - half) - scaled, codes - half)
+        gstep = (grad * dstep * ctx.grad_scale).reshape(ctx.step_shape[0], -1).sum(dim=1).reshape(ctx.step_shape)
+        return grad * inside, gstep, None, None
+
+
+class LSQWeight(_WeightQuantizer):
+    """Learned step size (LSQ, Esser et al.) on symmetric uniform levels ``s * (q - (2^b - 1)/2)``.
+
+    ``step`` (a parameter, one per output channel with ``per_channel``) is initialised from NICE's
+    clip (``s = 2 clip / (2^b - 1)``, :meth:`reset`) and learned with LSQ's gradient
+    ``d w_hat / d s = (q - (2^b-1)/2) - w/s`` inside the range, ``+-(2^b-1)/2`` at the clip,
+    scaled by ``1 / sqrt(n (2^b-1)/2)`` (``n`` weights per row); ``d w_hat / d w = 1`` inside,
+    0 outside. No noise stage (``noise`` trains like ``quant``). In eval mode and on export it is
+    exactly ``reference.uniform_params(w, b, clip = s (2^b-1)/2)``: a uniform LUT the recipe
+    stores as ``w_scheme="uniform"``.
+    """
+
+    scheme = "uniform"
+    name = "lsq"
+
+    def __init__(self, bits, per_channel=False, layer="", rows=1):
+        super().__init__(bits, per_channel, layer)
+        self.step = nn.Parameter(torch.ones(rows if per_channel else 1, 1))
+
+    @torch.no_grad()
+    def reset(self, weight):
+        """``s`` from NICE's clip of ``weight`` (per row)."""
+        lut, _ = reference.uniform_params(weight.detach().cpu().numpy(), self.bits, None, self.per_channel)
+        self.step.copy_(torch.from_numpy(2.0 * np.abs(lut[:, :1].astype(np.float64)) / ((1 << self.bits) - 1)))
+        return self
+
+    def step_values(self):
+        step = self.step.detach().double().cpu().numpy()
+        if not np.all(np.isfinite(step)) or np.any(step <= 0):
+            raise QuantizationError(f"layer {self.layer!r}: learned weight step {step.ravel()[:4]} is not > 0")
+        return step
+
+    def params(self, weight):
+        clip = self.step_values() * ((1 << self.bits) - 1) / 2.0
+        return reference.uniform_params(weight, self.bits, clip, self.per_channel)
+
+    def forward(self, weight):
+        if self.mode == "fp32":
+            return weight
+        if not (self.training and torch.is_grad_enabled()):
+            return straight_through(self.hard(weight), weight)
+        self.step_values()
+        rows = weight.reshape(weight.shape[0], -1) if self.per_channel else weight.reshape(1, -1)
+        levels = 1 << self.bits
+        grad_scale = 1.0 / float(np.sqrt(rows.shape[1] * max((levels - 1) / 2.0, 0.5)))
+        return _LsqRound.apply(rows, self.step, levels, grad_scale).reshape(weight.shape)
+
+
+WEIGHT_QUANTIZERS = {"kquantile": KQuantileWeight, "uniform": UniformNoisyWeight, "lsq": LSQWeight}
 
 
 def make_weight_quantizer(scheme, bits, per_channel=False, layer="", **options):
+    """``scheme``: ``kquantile`` (UNIQ), ``uniform`` (NICE), ``lsq`` (learned step; ``rows`` = out channels)."""
     if scheme not in WEIGHT_QUANTIZERS:
         raise QuantizationError(f"layer {layer!r}: w_scheme={scheme!r}; expected one of {sorted(WEIGHT_QUANTIZERS)}")
     if scheme == "uniform":
         return UniformNoisyWeight(bits, per_channel, layer, options.get("noise_fraction", 0.05))
+    if scheme == "lsq":
+        return LSQWeight(bits, per_channel, layer, options.get("rows", 1))
     return KQuantileWeight(bits, per_channel, layer)
 
 
@@ -217,6 +290,10 @@ class _ClampQuantSTE(torch.autograd.Function):
         return grad * inside, (grad * dclamp).sum().reshape(clamp.shape), None
 
 
+def _round_ste(value):
+    return value + (torch.floor(value + 0.5) - value).detach()
+
+
 class LearnedClampAct(nn.Module):
     """NICE: activation quantizer with a learned clamp ``c`` (a parameter).
 
@@ -226,15 +303,38 @@ class LearnedClampAct(nn.Module):
     ``dy/dc = 1`` for ``x >= c`` and ``(round(x/s_a) - x/s_a) / (2^b - 1)`` inside (the step-size
     gradient of LSQ), so the clamp trades clipping against rounding error. ``c`` is initialised
     from the layer input's statistics (:func:`initial_clamp`) before training.
+
+    Signed inputs (``signed=True``, or :meth:`make_signed`): two learned clamps, ``lower < 0 <
+    clamp``, give the contract's zero point (``reference.signed_act_params``): ``s_a = (c - l) /
+    (2^b - 1)``, ``z = round(-l / s_a)``, ``x_hat = s_a (clip(floor(x/s_a + 0.5) + z, 0, 2^b-1) - z)``.
+    Training: straight-through rounding with ``s_a`` differentiable in both clamps (``z`` held
+    constant within a step), so each end trades its clipping against rounding error.
     """
 
-    def __init__(self, bits, clamp=1.0, layer=""):
+    def __init__(self, bits, clamp=1.0, layer="", signed=False, lower=None):
         super().__init__()
         self.layer = layer
         self.bits = reference.check_bits(bits, "a_bits", layer)
         reference.check_clamp(clamp, "a_clamp", layer)
         self.clamp = nn.Parameter(torch.tensor(float(clamp), dtype=torch.float32))
+        self.lower = None
+        if signed:
+            self.make_signed(-float(clamp) if lower is None else float(lower), float(clamp))
         self.mode = "quant"
+
+    @property
+    def signed(self):
+        return self.lower is not None
+
+    @torch.no_grad()
+    def make_signed(self, lower, upper):
+        """Switch to (or re-initialise) signed mode with clamps ``[lower, upper]``."""
+        reference.signed_act_params(lower, upper, self.bits)  # validates lower < 0 < upper
+        if self.lower is None:
+            self.lower = nn.Parameter(torch.tensor(float(lower), dtype=torch.float32, device=self.clamp.device))
+        self.lower.fill_(float(lower))
+        self.clamp.fill_(float(upper))
+        return self
 
     def set_mode(self, mode):
         self.mode = _check_mode(mode, f"layer {self.layer!r} activation quantizer")
@@ -245,13 +345,30 @@ class LearnedClampAct(nn.Module):
             raise QuantizationError(f"layer {self.layer!r}: learned a_clamp={value!r} is not > 0 (lower the clamp lr)")
         return value
 
+    def signed_params(self):
+        """``(width, zero point)`` of a signed quantizer (``reference.signed_act_params``)."""
+        try:
+            return reference.signed_act_params(float(self.lower.detach()), self.clamp_value(), self.bits)
+        except QuantizationError as err:
+            raise QuantizationError(f"layer {self.layer!r}: {err} (lower the clamp lr)") from None
+
     def forward(self, x):
         if self.mode == "fp32":
             return x
         clamp = self.clamp_value()  # validates c > 0 (and is the value the recipe exports)
-        if not (self.training and torch.is_grad_enabled()):
+        training = self.training and torch.is_grad_enabled()
+        if self.signed:
+            width, zero_point = self.signed_params()
+            if not training:
+                return act_fake_quant(x, width, self.bits, zero_point)
+            levels = (1 << self.bits) - 1
+            step = (self.clamp - self.lower) / levels
+            codes = torch.clamp(_round_ste(x / step) + zero_point, 0, levels)
+            return (codes - zero_point) * step
+        if not training:
             return act_fake_quant(x, clamp, self.bits)
         return _ClampQuantSTE.apply(x, self.clamp, self.bits)
 
     def extra_repr(self):
-        return f"bits={self.bits}, clamp={float(self.clamp.detach()):.4g}, mode={self.mode}"
+        lower = f"lower={float(self.lower.detach()):.4g}, " if self.signed else ""
+        return f"bits={self.bits}, {lower}clamp={float(self.clamp.detach()):.4g}, mode={self.mode}"
