@@ -161,31 +161,12 @@ def int8_stages(kernel: Int8Kernel):
             axis=[rh, rw, rcb, rci]),
         name="vnni_acc")
 
-    def accumulator(n, y, xx, g, o):  # int64: the products below must not wrap
-        return acc[n, y, xx, g, o].astype("int64") + bias[tirx.min(g * og + o, o_out - 1)].astype("int64")
+    store_args, requant = integer_epilogue(kernel.output, o_out)
+    args = args + [weight, bias] + store_args
 
-    if kernel.output == "codes":
-        multiplier = te.placeholder((o_out,), "int64", name="multiplier")
-        rounding = te.placeholder((o_out,), "int64", name="rounding")
-        shift = te.placeholder((o_out,), "int64", name="shift")
-        code_bounds = te.placeholder((2,), "int64", name="code_bounds")
-
-        def value(n, y, xx, g, o):
-            oc = tirx.min(g * og + o, o_out - 1)
-            requant = (accumulator(n, y, xx, g, o) * multiplier[oc] + rounding[oc]) >> shift[oc]
-            return tirx.min(tirx.max(requant, code_bounds[0]), code_bounds[1]).astype("uint8")
-
-        args = args + [weight, bias, multiplier, rounding, shift, code_bounds]
-    else:
-        scale = te.placeholder((o_out,), "float64", name="scale")
-        clip_bounds = te.placeholder((2,), "float64", name="clip_bounds")
-
-        def value(n, y, xx, g, o):
-            oc = tirx.min(g * og + o, o_out - 1)
-            y64 = accumulator(n, y, xx, g, o).astype("float64") * scale[oc]
-            return tirx.min(tirx.max(y64, clip_bounds[0]), clip_bounds[1]).astype("float32")
-
-        args = args + [weight, bias, scale, clip_bounds]
+    def value(n, y, xx, g, o):
+        oc = tirx.min(g * og + o, o_out - 1)  # padded channels read a valid row; their values are dropped
+        return requant(acc[n, y, xx, g, o].astype("int64") + bias[oc].astype("int64"), oc)
 
     if kernel.pads_output:
         if dense:
@@ -201,6 +182,50 @@ def int8_stages(kernel: Int8Kernel):
     else:
         out = te.compute((n_b, o_out, ho, wo), lambda n, o, y, xx: value(n, y, xx, 0, o), name="epilogue")
     return args, out
+
+
+def integer_epilogue(output, out_channels):
+    """``(placeholders, value(acc64, o))``: the integer kernels' store path for an int64 accumulator.
+
+    ``output="codes"``: ``multiplier``, ``rounding``, ``shift`` (O,) int64 and ``code_bounds`` (2,)
+    int64, value ``clip((acc * M + rounding) >> shift, lo, hi)`` as uint8; ``output="float"``:
+    ``scale`` (O,) float64 and ``clip_bounds`` (2,) float64, value
+    ``float32(clip(float64(acc) * scale, lo, hi))`` (what ``LayerProgram.dequantize`` computes).
+    """
+    if output == "codes":
+        multiplier = te.placeholder((out_channels,), "int64", name="multiplier")
+        rounding = te.placeholder((out_channels,), "int64", name="rounding")
+        shift = te.placeholder((out_channels,), "int64", name="shift")
+        code_bounds = te.placeholder((2,), "int64", name="code_bounds")
+
+        def codes(acc64, o):
+            requant = (acc64 * multiplier[o] + rounding[o]) >> shift[o]
+            return tirx.min(tirx.max(requant, code_bounds[0]), code_bounds[1]).astype("uint8")
+
+        return [multiplier, rounding, shift, code_bounds], codes
+    scale = te.placeholder((out_channels,), "float64", name="scale")
+    clip_bounds = te.placeholder((2,), "float64", name="clip_bounds")
+
+    def dequantized(acc64, o):
+        y64 = acc64.astype("float64") * scale[o]
+        return tirx.min(tirx.max(y64, clip_bounds[0]), clip_bounds[1]).astype("float32")
+
+    return [scale, clip_bounds], dequantized
+
+
+def epilogue_args(params, out_channels, output):
+    """Numpy arguments of :func:`integer_epilogue` from a layer's integer-only ``params``."""
+    if output == "codes":
+        shift = np.broadcast_to(np.asarray(params["shift"], dtype=np.int64).reshape(-1), (out_channels,))
+        rounding = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0).astype(np.int64)
+        multiplier = np.broadcast_to(np.asarray(params["multiplier"], dtype=np.int64).reshape(-1), (out_channels,))
+        return [np.ascontiguousarray(multiplier), rounding, np.ascontiguousarray(shift),
+                np.array([params["lo"], params["hi"]], np.int64)]
+    # the same float64 product as LayerProgram.dequantize: acc * (float(s_a) * s_w[o])
+    scale = float(params["s_a"]) * np.asarray(params["s_w"], dtype=np.float64).reshape(-1)
+    lo = -np.inf if params.get("out_min") is None else float(params["out_min"])
+    hi = np.inf if params.get("out_max") is None else float(params["out_max"])
+    return [np.ascontiguousarray(np.broadcast_to(scale, (out_channels,))), np.array([lo, hi], np.float64)]
 
 
 def make_int8_primfunc(kernel: Int8Kernel):
@@ -253,16 +278,4 @@ def int8_kernel_args(name, kernel: Int8Kernel, weight_idx, params):
     except QuantizationError as err:
         raise QuantizationError(f"layer {name!r}: {err}") from None
     bias = np.ascontiguousarray(np.asarray(params["bias_int"], dtype=np.int64).reshape(-1), dtype=np.int32)
-    out = [weight, bias]
-    if kernel.output == "codes":
-        shift = np.asarray(params["shift"], dtype=np.int64).reshape(-1)
-        rounding = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0).astype(np.int64)
-        multiplier = np.broadcast_to(np.asarray(params["multiplier"], dtype=np.int64).reshape(-1), (wl.out_channels,))
-        out += [np.ascontiguousarray(multiplier), rounding, shift, np.array([params["lo"], params["hi"]], np.int64)]
-    else:
-        # the same float64 product as LayerProgram.dequantize: acc * (float(s_a) * s_w[o])
-        scale = float(params["s_a"]) * np.asarray(params["s_w"], dtype=np.float64).reshape(-1)
-        lo = -np.inf if params.get("out_min") is None else float(params["out_min"])
-        hi = np.inf if params.get("out_max") is None else float(params["out_max"])
-        out += [np.ascontiguousarray(np.broadcast_to(scale, (wl.out_channels,))), np.array([lo, hi], np.float64)]
-    return out
+    return [weight, bias] + epilogue_args(params, wl.out_channels, kernel.output)

@@ -10,11 +10,12 @@ import tvm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from int_kernel_cases import expected_output, random_case, random_inputs, run_kernel
+
 from codegen.build import cpu_target, generic_x86_target, kernel_asm
 from codegen.vnni_int8 import Int8Kernel, int8_kernel_args
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
 from codegen.workload import ConvWorkload
-from tvm_qnn import reference
 from tvm_qnn.errors import QuantizationError
 
 NATIVE = cpu_target()
@@ -27,52 +28,6 @@ needs_vnni = pytest.mark.skipif(not target_has_vnni(NATIVE), reason="this CPU ha
 def _build(kernel, target):
     func = scheduled_int8_primfunc(kernel).with_attr("global_symbol", "main")
     return tvm.compile(tvm.IRModule({"main": func}), target=target)
-
-
-def _case(rng, wl, next_bits=4, out_min=0.0, out_max=None):
-    """Random weights/LUT/bias of ``wl`` and the integer params the accelerator compiler would make."""
-    o, levels = wl.out_channels, 1 << wl.w_bits
-    shape = (o, wl.channels_per_group, *wl.kernel) if wl.kind == "conv2d" else (o, wl.in_channels)
-    idx = rng.integers(0, levels, shape).astype(np.uint8)
-    lut = np.sort(rng.normal(size=(o if rng.integers(2) else 1, levels)), axis=1).astype(np.float32)
-    s_a = float(reference.act_scale(rng.uniform(0.5, 3.0), wl.a_bits))
-    s_next = float(reference.act_scale(rng.uniform(0.5, 3.0), next_bits))
-    p = dict(reference.integer_requant_params(lut, s_a, rng.normal(size=o), s_next, o), s_a=s_a, out_min=out_min,
-             out_max=out_max, lo=0, hi=(1 << next_bits) - 1)
-    return idx, p
-
-
-def _run(kernel, executable, inputs, args):
-    out = tvm.runtime.empty(kernel.output_shape, kernel.output_dtype)
-    executable["main"](*[tvm.runtime.tensor(np.ascontiguousarray(a)) for a in [*inputs, *args]], out)
-    return out.numpy()
-
-
-def _expected(kernel, codes, idx, p, next_bits):
-    wl = kernel.wl
-    if kernel.output == "codes":
-        if wl.kind == "conv2d":
-            return reference.qconv2d_int(codes, idx, p["lut_int"], p["bias_int"], p["multiplier"], p["shift"],
-                                         next_bits, wl.stride, wl.padding, wl.groups, wl.dilation)
-        return reference.qdense_int(codes, idx, p["lut_int"], p["bias_int"], p["multiplier"], p["shift"], next_bits)
-    if wl.kind == "conv2d":
-        acc = reference.qconv2d_int_acc(codes, idx, p["lut_int"], p["bias_int"], wl.stride, wl.padding, wl.groups,
-                                        wl.dilation)
-    else:
-        acc = reference.qdense_int_acc(codes, idx, p["lut_int"], p["bias_int"])
-    scale = (p["s_a"] * p["s_w"]).reshape((1, -1) + (1,) * (acc.ndim - 2))
-    lo = -np.inf if p["out_min"] is None else p["out_min"]
-    hi = np.inf if p["out_max"] is None else p["out_max"]
-    return np.clip(acc * scale, lo, hi).astype(np.float32)
-
-
-def _inputs(rng, kernel, p):
-    wl = kernel.wl
-    s_a = np.float32(p["s_a"])
-    clamp = float(s_a * np.float32((1 << wl.a_bits) - 1))
-    x = rng.uniform(-0.3, 1.2 * clamp, wl.input_shape).astype(np.float32)
-    codes = reference.act_codes(x, clamp, wl.a_bits)
-    return ([x, np.array([s_a], np.float32)] if kernel.input == "float" else [codes]), codes
 
 
 @st.composite
@@ -100,10 +55,10 @@ def _check(case, vnni, target):
     wl, (input_kind, output_kind), next_bits, seed = case
     rng = np.random.default_rng(seed)
     kernel = Int8Kernel(wl, input_kind, output_kind, vnni=vnni)
-    idx, p = _case(rng, wl, next_bits, out_min=rng.choice([None, 0.0]), out_max=rng.choice([None, 1.5]))
-    inputs, codes = _inputs(rng, kernel, p)
-    got = _run(kernel, _build(kernel, target), inputs, int8_kernel_args("drawn", kernel, idx, p))
-    want = _expected(kernel, codes, idx, p, next_bits)
+    idx, p = random_case(rng, wl, next_bits, out_min=rng.choice([None, 0.0]), out_max=rng.choice([None, 1.5]))
+    inputs, codes = random_inputs(rng, kernel, p)
+    got = run_kernel(kernel, _build(kernel, target), inputs, int8_kernel_args("drawn", kernel, idx, p))
+    want = expected_output(kernel, codes, idx, p, next_bits)
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
 
@@ -145,6 +100,6 @@ def test_targets_without_vnni_get_the_plain_kernel():
 def test_accumulators_beyond_int32_are_named():
     wl = ConvWorkload("dense", 1, 70000, 1, 1, 2, a_bits=8, w_bits=1)
     kernel = Int8Kernel(wl, "codes", "codes")
-    idx, p = _case(np.random.default_rng(0), wl)
+    idx, p = random_case(np.random.default_rng(0), wl)
     with pytest.raises(QuantizationError, match="layer 'huge'.*beyond int32"):
         int8_kernel_args("huge", kernel, idx, p)
