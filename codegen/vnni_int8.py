@@ -16,7 +16,7 @@ Internal layout (the API stays NCHW/OIHW):
   nothing) and each group's channels zero-padded to a multiple of 4 (``Cg4``);
 * ``weight_s8``: ``(G, OB, kh, kw, Cg4/4, 16, 4)`` int8, ``OB = ceil(O/G / 16)`` blocks of 16
   output channels (zero rows past the group's outputs) by 4 consecutive input channels -- the
-  ``(16, 4)`` operand of TVM's ``dot_16x4_vnni`` intrinsic;
+  ``(16, 4)`` operand of the ``dot_16x4`` VNNI intrinsic (``codegen.vnni_intrin``);
 * ``vnni_acc``: ``(N, Ho, Wo, G, OB*16)`` int32, computed per register tile of ``x_tile``
   pixels x ``16 * o_vectors`` channels (:mod:`codegen.vnni_schedule`);
 * ``epilogue``: NCHW output, or, when output channels need padding (``O/G`` not a multiple of

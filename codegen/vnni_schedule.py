@@ -5,8 +5,8 @@ channels and the accumulator tile ``vnni_acc`` is computed under it in ``local``
 ``kh, kw, C/4`` reduction outside the unrolled tile so that the ``x_tile * o_vectors`` zmm
 accumulators stay in registers. Per reduction step one 64-byte weight load per channel vector and
 one 4-byte activation broadcast per pixel feed ``x_tile * o_vectors`` ``vpdpbusd``: the inner
-``(16 channels, 4 input channels)`` block is tensorized with TVM's ``dot_16x4_vnni``
-(``tvm.s_tir.tensor_intrin.x86``). Without VNNI on the target the same tile is vectorized over the
+``(16 channels, 4 input channels)`` block is tensorized with the ``dot_16x4`` VNNI intrinsic
+(``codegen.vnni_intrin``). Without VNNI on the target the same tile is vectorized over the
 16 channels in plain int32 arithmetic (correct on any x86-64, not fast). Rows of output pixels
 (with the batch and groups) are spread over the threads, as are the padding and crop copies.
 """
@@ -18,7 +18,7 @@ import tvm
 from .vnni_int8 import LANES, Int8Kernel
 
 MAX_ACCUMULATORS = 24  # of the 32 zmm registers; the rest hold weight vectors and broadcasts
-VNNI_FEATURES = ("avx512vnni",)  # dot_16x4_vnni is the 512-bit vpdpbusd
+VNNI_FEATURES = ("avx512vnni",)  # the dot_16x4 intrinsic is the 512-bit vpdpbusd
 
 
 def target_has_vnni(target) -> bool:
