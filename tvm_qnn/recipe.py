@@ -7,7 +7,8 @@
      "w_bits": 2, "w_scheme": "kquantile",
      "lut": [[-1.2, -0.4, 0.4, 1.2]],          # 1 row (shared) or one row per output channel
      "thresholds": [[-0.8, 0.0, 0.8]],          # optional bin edges; default: LUT midpoints
-     "a_bits": 2, "a_clamp": 3.1}},
+     "a_bits": 2, "a_clamp": 3.1,
+     "kernel": "vnni"}},                       # optional: pin the CPU kernel (popcount | vnni | fp32)
  "fp32_layers": ["conv1.weight", "fc.weight"]}
 ```
 
@@ -33,6 +34,7 @@ from .errors import QnnError, RecipeError
 
 FORMAT = "tvm-qnn-recipe/1"
 W_SCHEMES = ("kquantile", "uniform")
+KERNELS = ("popcount", "vnni", "fp32")  # optional per-layer pin of the CPU kernel choice
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,12 @@ class LayerQuant:
     a_bits: int
     a_clamp: float
     thresholds: np.ndarray = None  # float64 (rows, 2^w_bits - 1)
+    kernel: str | None = None  # pins the CPU kernel: one of KERNELS, None = chosen by the cost model
 
     def __post_init__(self):
         where = f"layer {self.name!r}"
+        if self.kernel is not None and self.kernel not in KERNELS:
+            raise RecipeError(f"{where}: kernel={self.kernel!r}; expected one of {list(KERNELS)} (or no field)")
         try:
             reference.check_bits(self.w_bits, "w_bits", self.name)
             reference.check_bits(self.a_bits, "a_bits", self.name)
@@ -98,7 +103,7 @@ class LayerQuant:
         return reference.assign_indices(weight, self.thresholds)
 
     def to_json(self):
-        return {
+        data = {
             "w_bits": self.w_bits,
             "w_scheme": self.w_scheme,
             "lut": self.lut.astype(np.float64).tolist(),
@@ -106,6 +111,9 @@ class LayerQuant:
             "a_bits": self.a_bits,
             "a_clamp": self.a_clamp,
         }
+        if self.kernel is not None:
+            data["kernel"] = self.kernel
+        return data
 
     @classmethod
     def from_weight(cls, name, weight, w_bits, a_bits, a_clamp, w_scheme="kquantile", per_channel=False):
@@ -188,12 +196,12 @@ class Recipe:
             missing = [key for key in required if key not in entry]
             if missing:
                 raise RecipeError(f"layer {name!r}: missing field(s) {missing}")
-            extra = sorted(set(entry) - set(required) - {"thresholds"})
+            extra = sorted(set(entry) - set(required) - {"thresholds", "kernel"})
             if extra:
                 raise RecipeError(f"layer {name!r}: unknown field(s) {extra}")
             layers[name] = LayerQuant(
                 name, entry["w_bits"], entry["w_scheme"], entry["lut"], entry["a_bits"],
-                entry["a_clamp"], entry.get("thresholds"),
+                entry["a_clamp"], entry.get("thresholds"), entry.get("kernel"),
             )
         fp32 = data.get("fp32_layers", [])
         if not isinstance(fp32, list) or not all(isinstance(n, str) for n in fp32):
