@@ -9,15 +9,15 @@ The cost of one multiply-accumulate, per core:
 * VNNI int8 (``codegen.vnni_int8``): one MAC; ``vpdpbusd`` does 64 u8 x s8 MACs per 512-bit
   instruction at the issue rate of a 16-lane FMA, so its peak is 4x the fp32 FMA peak that
   ``roofline.py`` measured (59 G FMA/s per core), 236 G MAC/s; ``benchmarks/kernels_vnni.py``
-  measured the kernel at 77-79 % of that on ResNet-18 3x3 shapes (codes in and out, relayout and
-  requant included, 1-thread CPU time).
+  measured the kernel at 77-94 % of that on ResNet-18 3x3 shapes (codes in and out, relayout and
+  requant included, 1-thread CPU time; 0.78 is used, the low end).
 
 So bit-serial costs ``a_bits * w_planes / (1160e9 * 0.60)`` s per MAC against VNNI's
 ``1 / (236e9 * 0.78)``: VNNI wins when ``a_bits * w_planes`` exceeds
 ``(1160 * 0.60) / (236 * 0.78) = 3.8`` (:data:`CROSSOVER_PLANE_PRODUCTS`). w1a1 (1), w1a2 (2) and
 w1a3 (3) stay on popcount; w2a2 (4 bit planes, 6 one-hot) and everything above go to VNNI. The
-same benchmark measured VNNI 1.8x faster than popcount at w2a2 one-hot (6 plane products; the
-model predicts 6 / 3.8 = 1.6x) and 29x at w4a8 one-hot (120). At 4 the two are within noise.
+same benchmark measured VNNI 1.4-1.8x faster than popcount at w2a2 one-hot (6 plane products; the
+model predicts 6 / 3.8 = 1.6x) and 29-32x at w4a8 (120). At 4 the two are within noise.
 Depthwise layers (``groups == in == out channels``) use :mod:`codegen.depthwise_int` whatever the
 bits: neither bit planes nor VNNI's 4-channel reduction fit a fan-in of ``kh * kw``.
 
