@@ -34,6 +34,7 @@ bench: setup
 	$(PY) benchmarks/fpga.py
 	$(PY) benchmarks/fpga_streaming.py
 	$(PY) benchmarks/cpu_integer_only.py
+	$(PY) benchmarks/kernels_vnni.py
 	$(PY) benchmarks/rtl.py
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/conformance.py
@@ -45,6 +46,7 @@ bench-quick: setup
 	$(PY) benchmarks/fpga.py --quick
 	$(PY) benchmarks/fpga_streaming.py --quick
 	$(PY) benchmarks/cpu_integer_only.py --quick
+	$(PY) benchmarks/kernels_vnni.py --quick
 	$(PY) benchmarks/accuracy.py --fast
 
 clean:

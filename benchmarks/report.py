@@ -223,6 +223,21 @@ def render_roofline(data, path):
                   "(the issue's expectation: ~21×)."), []
 
 
+def render_kernels_vnni(data, path):
+    body = []
+    for name, summary in data.get("summary", {}).items():
+        body.append([name, num(summary.get("popcount"), ".2f", "×"), num(summary.get("torch_fp32"), ".2f", "×"),
+                     num(summary.get("ort_int8"), ".2f", "×"), num(summary.get("pct_of_vnni_peak"), ".0f", "%"),
+                     "yes" if summary.get("exact") else "**no**"])
+    shapes = sorted({f"{r['shape']['in_channels']}→{r['shape']['out_channels']} {r['shape']['size']}²"
+                     for r in data.get("rows", [])})
+    return (f"Integer-only kernels, codes in and out, on {', '.join(shapes)} (batch 1, stride 1); geometric means of "
+            "baseline time / VNNI time at 1 thread (CPU time); % of 4× the measured fp32 FMA peak; exact = "
+            "identical to `reference.qconv2d_int`.\n\n"
+            + table(["config", "× popcount integer kernel", "× PyTorch fp32", "× onnxruntime int8", "% VNNI peak",
+                     "exact"], body)), []
+
+
 def render_models(data, path):
     body = []
     for model, result in data.get("results", {}).items():
@@ -484,6 +499,8 @@ SECTIONS = [
     ("Accuracy vs BOPs (Fashion-MNIST)", ("accuracy.json", "fast-accuracy.json"), "accuracy.py", render_accuracy),
     ("Bit-serial kernels vs baselines (ResNet-18 3×3 layers)", ("kernels.json",), "kernels.py", render_kernels),
     ("Measured CPU peaks (roofline)", ("roofline.json",), "roofline.py", render_roofline),
+    ("int8 VNNI kernels vs popcount and baselines (integer-only)", ("kernels_vnni.json",), "kernels_vnni.py",
+     render_kernels_vnni),
     ("End-to-end model latency", ("models.json",), "models.py", render_models),
     ("BOPs-aware cost model", ("cost_model.json",), "cost_model.py", render_cost_model),
     ("Compile time", ("compile_time.json",), "compile_time.py", render_compile_time),
@@ -494,7 +511,7 @@ SECTIONS = [
 
 
 # renderers whose script can write extra named runs (``<stem>_<name>.json``), minus files that are not runs
-VARIANT_RUNS = {render_kernels: {"kernels_asm.json"}, render_models: set()}
+VARIANT_RUNS = {render_kernels: {"kernels_asm.json", "kernels_vnni.json"}, render_models: set()}
 
 
 def _load(path: Path):

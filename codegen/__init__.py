@@ -30,8 +30,13 @@ Entry points (stable; ``codegen.tuning`` and the ``cpu`` lowering build on them)
 * ``codegen.float_schedules.FloatCpuSchedule``: dlight-style default schedule for the float ops
   around the kernels (target ``cpu``).
 
-Depthwise convolution runs through the same grouped bit-serial kernel (one word per group:
-exact but not fast); a direct integer kernel is not provided.
+Integer-only layers (DESIGN's integer-only mode) have three kernels, chosen per layer by
+``codegen.kernel_choice.integer_layer_kernel`` (cost model from the roofline peaks, or the
+recipe's ``kernel`` pin): popcount bit-serial (``codegen.bitserial_int``), int8 VNNI
+(``codegen.vnni_int8`` + ``codegen.vnni_schedule``: u8 codes x gathered s8 weights with TVM's
+``dot_16x4`` tensor intrinsic, a plain int32 kernel on targets without AVX-512 VNNI) and a direct
+depthwise kernel (``codegen.depthwise_int``). In the float contract, depthwise convolution runs
+through the grouped bit-serial kernel (one word per group: exact but not fast).
 """
 
 from .bitserial_conv2d import conv2d_tensors, make_primfunc

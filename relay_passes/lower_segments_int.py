@@ -3,7 +3,8 @@
 Matches: ``R.call_dps_packed("<symbol>", (inputs...), out_ty)`` calls whose symbol names a
 ``vta_ext.segment.Segment`` -- what ``relay_passes.partition_fpga.partition_for_vta`` leaves in
 ``main`` for every group of accelerator layers. Emits, in place of each call, one ``call_tir``
-per segment node to a ``codegen.bitserial_int`` kernel, wired as the segment wires its nodes:
+per segment node to an integer kernel chosen per layer by ``codegen.kernel_choice`` (popcount
+``codegen.bitserial_int``, VNNI ``codegen.vnni_int8``), wired as the segment wires its nodes:
 
 * a node reading a segment input quantizes it in the kernel (``act_codes`` with the node's
   ``a_clamp``/``a_bits``/``a_zero_point``, as ``Segment.run`` does on the host); with a zero point
@@ -21,7 +22,7 @@ product for dequantization). ``layers`` supplies each node's weight indices (by 
 
 Pre: ``partition_for_vta`` ran; ``segments`` maps every symbol it produced to its Segment.
 Post: no ``call_dps_packed`` to a known segment remains; one PrimFunc per distinct kernel,
-named ``qnn_bitserial_int_<kind>`` with attribute ``"qnn.kernel"`` = ``IntegerKernel.key()``.
+named ``qnn_<kernel kind>_int_<layer kind>`` with attribute ``"qnn.kernel"`` = the kernel's ``key()``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from codegen.bitserial_int import IntegerKernel, integer_kernel_args, integer_scheme, scheduled_integer_primfunc
-from codegen.plan import layer_workload
+from codegen.kernel_choice import integer_layer_kernel
 from tvm_qnn import reference
 from tvm_qnn.errors import CompileError, QnnError, ShapeError
 
@@ -48,10 +48,12 @@ def _shape_of(expr):
 
 @relax.expr_functor.mutator
 class _SegmentCallToKernels(relax.PyExprMutator):
-    def __init__(self, mod, segments, layers, word):
+    def __init__(self, mod, segments, layers, word, target, pins):
         super().__init__(mod)
         self.segments, self.layers, self.word = segments, layers, word
+        self.target, self.pins = target, pins
         self.kernels = {}  # kernel key -> GlobalVar
+        self.layer_kernels = {}  # layer name -> kernel kind ("popcount", "vnni", ...)
 
     def _symbol(self, call):
         if not call.op.same_as(_CALL_DPS_PACKED) or not isinstance(call.args[0], relax.ExternFunc):
@@ -90,28 +92,28 @@ class _SegmentCallToKernels(relax.PyExprMutator):
         layer = self.layers.get(program.name)
         if layer is None:
             raise CompileError(f"layer {program.name!r}: compiled into a segment but not among the layers read")
-        params = program.params
-        wl = layer_workload(layer, self.word, scheme=integer_scheme(params["lut_int"], layer.w_bits))
-        kernel = IntegerKernel(wl, "codes" if node.input_is_codes else "float",
-                               "codes" if program.outputs_codes else "float")
+        chosen = integer_layer_kernel(layer, program.params, "codes" if node.input_is_codes else "float",
+                                      "codes" if program.outputs_codes else "float", self.target,
+                                      self.pins.get(layer.name), self.word)
+        self.layer_kernels[layer.name] = chosen.kind
         args = [data]
-        if kernel.input == "float":
+        if chosen.kernel.input == "float":
             args.append(tensor_const(np.array([reference.act_scale(node.a_clamp, node.a_bits)], np.float32)))
-        args += [tensor_const(a) for a in integer_kernel_args(layer.name, kernel, layer.weight_idx, params)]
-        out_type = relax.TensorType(program.output_shape, kernel.output_dtype)
-        return self.builder_.emit(relax.call_tir(self._kernel(kernel, layer.name), args, out_type))
+        args += [tensor_const(a) for a in chosen.args]
+        out_type = relax.TensorType(program.output_shape, chosen.kernel.output_dtype)
+        return self.builder_.emit(relax.call_tir(self._kernel(chosen, layer.name), args, out_type))
 
-    def _kernel(self, kernel, layer_name):
-        key = kernel.key()
+    def _kernel(self, chosen, layer_name):
+        key = chosen.key()
         if key not in self.kernels:
             try:
-                func = scheduled_integer_primfunc(kernel)
+                func = chosen.make_primfunc(chosen.kernel)
             except QnnError:
                 raise
             except Exception as err:  # noqa: BLE001 - TVM errors become CompileError naming the layer
                 raise CompileError(f"layer {layer_name!r}: building its integer kernel failed: {err}") from err
             func = func.without_attr("global_symbol").with_attr("qnn.kernel", key)
-            self.kernels[key] = self.builder_.add_func(func, "qnn_bitserial_int_" + kernel.wl.kind)
+            self.kernels[key] = self.builder_.add_func(func, f"qnn_{chosen.kind.replace('-', '_')}_int_{chosen.kernel.wl.kind}")
         return self.kernels[key]
 
 
@@ -120,17 +122,28 @@ class LowerSegmentsToIntegerKernels:
     """Replace segment calls by integer-only ``call_tir`` kernels (see the module docstring).
 
     ``segments``: ``{symbol: vta_ext.segment.Segment}``; ``layers``: ``{layer name: QnnLayer}``;
-    ``word``: packing word of the kernels ("uint64").
+    ``word``: packing word of the popcount kernels ("uint64"); ``target``: the build target (dict
+    or Target; decides VNNI or the plain int8 kernel); ``pins``: ``{layer name: kernel}`` from the
+    recipe's ``kernel`` fields. After the pass, ``layer_kernels`` maps each layer to the kernel
+    kind it got (``codegen.kernel_choice``).
     """
 
-    def __init__(self, segments, layers, word="uint64"):
+    def __init__(self, segments, layers, word="uint64", target=None, pins=None):
         self.segments, self.layers, self.word = dict(segments), dict(layers), word
+        self.target, self.pins = target, dict(pins or {})
+        self.layer_kernels = {}
 
     def transform_module(self, mod, _ctx):
         if not self.segments:
             return mod
-        mutator = _SegmentCallToKernels(mod, self.segments, self.layers, self.word)
+        target = self.target
+        if target is None:
+            from codegen.build import cpu_target
+
+            target = cpu_target()
+        mutator = _SegmentCallToKernels(mod, self.segments, self.layers, self.word, target, self.pins)
         for gvar, func in list(mod.functions.items()):
             if isinstance(func, relax.Function):
                 mutator.builder_.update_func(gvar, mutator.visit_expr(func))
+        self.layer_kernels = dict(mutator.layer_kernels)
         return mutator.builder_.get()

@@ -31,6 +31,15 @@ def test_round_trip_and_indices(tmp_path):
     assert rec.load(recipe.to_json()).to_json() == recipe.to_json()
 
 
+def test_kernel_pin_round_trips_and_is_optional():
+    data = _recipe()[0].to_json()
+    assert "kernel" not in data["layers"]["conv2.weight"]
+    data["layers"]["conv2.weight"]["kernel"] = "vnni"
+    loaded = rec.load(data)
+    assert loaded["conv2.weight"].kernel == "vnni"
+    assert loaded.to_json()["layers"]["conv2.weight"]["kernel"] == "vnni"
+
+
 def test_default_thresholds_are_lut_midpoints():
     layer = rec.LayerQuant("fc.weight", 1, "uniform", [[-1.0, 1.0]], 2, 1.0)
     assert layer.thresholds.tolist() == [[0.0]]
@@ -54,6 +63,7 @@ def test_default_thresholds_are_lut_midpoints():
         (lambda d: d["layers"]["conv2.weight"].update(lut=[[0.0, 1.0, 2.0]]), "conv2.weight.*lut"),
         (lambda d: d["layers"]["conv2.weight"].update(lut=[[0.0, float("nan"), 1, 2]]), "conv2.weight.*NaN"),
         (lambda d: d["layers"]["conv2.weight"].update(color="red"), "conv2.weight.*color"),
+        (lambda d: d["layers"]["conv2.weight"].update(kernel="avx2"), r"conv2.weight.*kernel='avx2'.*popcount"),
         (lambda d: d.update(fp32_layers=["conv2.weight"]), "conv2.weight"),
     ],
 )

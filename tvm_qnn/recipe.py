@@ -8,7 +8,8 @@
      "lut": [[-1.2, -0.4, 0.4, 1.2]],          # 1 row (shared) or one row per output channel
      "thresholds": [[-0.8, 0.0, 0.8]],          # optional bin edges; default: LUT midpoints
      "a_bits": 2, "a_clamp": 3.1, "a_zero_point": 0,
-     "weight_shape": [16, 8, 3, 3]}},           # optional: the weight the recipe was made for
+     "weight_shape": [16, 8, 3, 3],             # optional: the weight the recipe was made for
+     "kernel": "vnni"}},                        # optional: pin the CPU kernel (popcount | vnni | fp32)
  "fp32_layers": ["conv1.weight", "fc.weight"]}
 ```
 
@@ -42,6 +43,7 @@ from .errors import QnnError, RecipeError
 FORMAT = "tvm-qnn-recipe/2"
 READS = ("tvm-qnn-recipe/1", FORMAT)  # /1 has no a_zero_point (0)
 W_SCHEMES = ("kquantile", "uniform")
+KERNELS = ("popcount", "vnni", "fp32")  # optional per-layer pin of the CPU kernel choice
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,12 @@ class LayerQuant:
     thresholds: np.ndarray = None  # float64 (rows, 2^w_bits - 1)
     a_zero_point: int = 0
     weight_shape: tuple = None  # shape of the weight the recipe was made for (None: not recorded)
+    kernel: str | None = None  # pins the CPU kernel: one of KERNELS, None = chosen by the cost model
 
     def __post_init__(self):
         where = f"layer {self.name!r}"
+        if self.kernel is not None and self.kernel not in KERNELS:
+            raise RecipeError(f"{where}: kernel={self.kernel!r}; expected one of {list(KERNELS)} (or no field)")
         try:
             reference.check_bits(self.w_bits, "w_bits", self.name)
             reference.check_bits(self.a_bits, "a_bits", self.name)
@@ -133,6 +138,8 @@ class LayerQuant:
         }
         if self.weight_shape is not None:
             data["weight_shape"] = list(self.weight_shape)
+        if self.kernel is not None:
+            data["kernel"] = self.kernel
         return data
 
     def check_weight_shape(self, shape):
@@ -226,7 +233,7 @@ class Recipe:
             missing = [key for key in required if key not in entry]
             if missing:
                 raise RecipeError(f"layer {name!r}: missing field(s) {missing}")
-            optional = {"thresholds", "weight_shape"} | ({"a_zero_point"} if version == FORMAT else set())
+            optional = {"thresholds", "weight_shape", "kernel"} | ({"a_zero_point"} if version == FORMAT else set())
             extra = sorted(set(entry) - set(required) - optional)
             if extra:
                 raise RecipeError(f"layer {name!r}: unknown field(s) {extra}"
@@ -234,7 +241,7 @@ class Recipe:
             layers[name] = LayerQuant(
                 name, entry["w_bits"], entry["w_scheme"], entry["lut"], entry["a_bits"],
                 entry["a_clamp"], entry.get("thresholds"), entry.get("a_zero_point", 0),
-                weight_shape=entry.get("weight_shape"),
+                weight_shape=entry.get("weight_shape"), kernel=entry.get("kernel"),
             )
         fp32 = data.get("fp32_layers", [])
         if not isinstance(fp32, list) or not all(isinstance(n, str) for n in fp32):

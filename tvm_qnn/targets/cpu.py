@@ -68,6 +68,13 @@ class CpuBitserialLowering(Lowering):
 
         from relay_passes.lower_bitserial import LowerQnnToBitserial
 
+        from .lower_cpu_int import recipe_kernel_pins
+
+        pinned = {name: kernel for name, kernel in recipe_kernel_pins(qmod).items() if kernel != "popcount"}
+        if pinned:  # the float contract has popcount kernels only (VNNI runs integer-only layers)
+            name, kernel = sorted(pinned.items())[0]
+            raise CompileError(f"cpu: layer {name!r} pins kernel {kernel!r}, which the float-contract cpu target "
+                               f"does not have; use compile(..., integer_only=True) or pin 'popcount'")
         target_dict = dict(options.target or host_target())
         target = tvm.target.Target(target_dict)
         database = open_tuning_database(options.tuning)

@@ -7,13 +7,15 @@ layer outputs stay codes, the same float32 host code runs around them. Steps of 
 1. ``relay_passes.partition_fpga.partition_for_vta`` -- the fpga target's own partitioning and
    segment compiler, so which layers run integer-only, which outputs are requantized to codes
    and every integer parameter are decided by the code that decides them for the accelerator;
-2. ``relay_passes.LowerSegmentsToIntegerKernels`` -- each segment call becomes bit-serial
-   popcount kernels with an integer epilogue (``codegen.bitserial_int``) instead of the
-   simulator's packed function;
+2. ``relay_passes.LowerSegmentsToIntegerKernels`` -- each segment call becomes integer kernels
+   with an integer epilogue instead of the simulator's packed function: per layer popcount
+   bit-serial (``codegen.bitserial_int``), VNNI int8 (``codegen.vnni_int8``) or depthwise, chosen by
+   ``codegen.kernel_choice`` or pinned by the recipe's ``kernel`` field (``info["layer_kernels"]``
+   shows the choice);
 3. ``tvm_qnn.targets.fpga.build_host_part`` -- the fpga target's host build of everything else.
 
 The result is a plain CPU library (no runtime files): ``export``/``load`` work as for ``cpu``.
-The integer kernels use the float kernels' hand schedule; tuning records (``tuning=``) are for
+The popcount integer kernels use the float kernels' hand schedule; tuning records (``tuning=``) are for
 the float kernels and are not consulted here.
 The accelerator config only matters for what it rejects (bits above its maximum, tiles that
 fit no buffer); by default the largest preset is used, ``BuildOptions.extra["hw_config"]``
@@ -51,6 +53,18 @@ def _recording_reader(read_layer, layers):
     return read
 
 
+def recipe_kernel_pins(qmod):
+    """``{layer: kernel}`` from the ``kernel`` fields of the recipe ``tvm_qnn.quantize`` attached to ``qmod``."""
+    if qmod.attrs is None or "tvm_qnn.recipe" not in qmod.attrs:
+        return {}
+    import json
+
+    from .recipe import Recipe
+
+    recipe = Recipe.from_json(json.loads(str(qmod.attrs["tvm_qnn.recipe"])))
+    return {name: layer.kernel for name, layer in recipe.layers.items() if layer.kernel is not None}
+
+
 class CpuIntegerLowering(Lowering):
     """``cpu`` in integer-only mode (see the module docstring). Not registered: ``compile`` picks it
     for ``integer_only=True``; the artifact is an ordinary ``cpu`` library, loaded by ``cpu``."""
@@ -73,8 +87,10 @@ class CpuIntegerLowering(Lowering):
         layers, segments = {}, {}
         read_layer = _recording_reader(extra.get("read_layer"), layers)
         partitioned = partition_for_vta(qmod, config, segments.__setitem__, read_layer=read_layer)
+        lower = LowerSegmentsToIntegerKernels(segments, layers, extra.get("word", "uint64"), target_dict,
+                                              recipe_kernel_pins(qmod))
         try:
-            lowered = LowerSegmentsToIntegerKernels(segments, layers, extra.get("word", "uint64"))(partitioned)
+            lowered = lower(partitioned)
         except QnnError:
             raise
         except Exception as err:  # noqa: BLE001 - TVM errors stop here, named
@@ -84,5 +100,5 @@ class CpuIntegerLowering(Lowering):
         executable = build_host_part(lowered, target_dict, "cpu (integer_only)")
         integer_layers = [node.program.name for segment in segments.values() for node in segment.nodes]
         info = {"integer_only": True, "integer_kernels": kernels, "integer_layers": integer_layers,
-                "partition_config": config.name}
+                "layer_kernels": lower.layer_kernels, "partition_config": config.name}
         return Artifact(executable, target_dict, info=info)

@@ -1,0 +1,281 @@
+"""int8 kernels for integer-only layers: u8 activation codes x s8 weights -> s32 (AVX-512 VNNI).
+
+DESIGN's integer-only accumulator ``acc[o] = sum lut_int[o, idx] * q_a + bias_int[o]`` is an
+ordinary int8 convolution once the int8 LUT is gathered per weight index on the host
+(``w_s8[o, c, kh, kw] = lut_int[o, idx[o, c, kh, kw]]``, exact: ``lut_int`` is int8). Codes are
+``0 .. 2^a_bits - 1 <= 255`` (uint8) and the contract has no activation zero point, so the
+products are exactly what ``vpdpbusd`` (u8 x s8, four products summed into an s32 lane) computes;
+it does not saturate, and ``vnni_kernel_args`` refuses layers whose worst-case accumulator does
+not fit int32 (as the popcount integer kernels do). The epilogue is the integer kernels' own
+(:mod:`codegen.bitserial_int`): the fixed-point requant to the next layer's codes (uint8 NCHW) or
+the host's float64 dequantization of the accumulator (float32 NCHW).
+
+Internal layout (the API stays NCHW/OIHW):
+
+* ``act_pad``: codes ``(N, Hp, Wp, G, Cg4)`` uint8, spatially pre-padded with code 0 (adds
+  nothing) and each group's channels zero-padded to a multiple of 4 (``Cg4``);
+* ``weight_s8``: ``(G, OB, kh, kw, Cg4/4, 16, 4)`` int8, ``OB = ceil(O/G / 16)`` blocks of 16
+  output channels (zero rows past the group's outputs) by 4 consecutive input channels -- the
+  ``(16, 4)`` operand of the ``dot_16x4`` VNNI intrinsic (``codegen.vnni_intrin``);
+* ``vnni_acc``: ``(N, Ho, Wo, G, OB*16)`` int32, computed per register tile of ``x_tile``
+  pixels x ``16 * o_vectors`` channels (:mod:`codegen.vnni_schedule`);
+* ``epilogue``: NCHW output, or, when output channels need padding (``O/G`` not a multiple of
+  16, or groups), a padded ``(N, G, OB*16, Ho, Wo)`` output that ``crop`` copies to NCHW.
+
+Dense layers are 1x1 convolutions on a 1x1 image, ``(N, C)`` -> ``(N, O)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import te, tirx
+
+from tvm_qnn.errors import QuantizationError, ShapeError
+
+from .bitpack import act_codes_compute
+from .bitserial_int import ENDS, INT32_LIMIT
+from .workload import ConvWorkload
+
+LANES = 16  # s32 lanes of one zmm: output channels per vpdpbusd
+REDUCE = 4  # u8 x s8 products summed per lane
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Int8Kernel:
+    """One int8 kernel: the workload's shapes and bits, the input/output kinds, VNNI or the plain fallback.
+
+    ``wl.scheme`` and ``wl.word`` describe bit planes and do not apply: they are normalised so
+    that equal layers share one kernel.
+    """
+
+    wl: ConvWorkload
+    input: str = "float"
+    output: str = "float"
+    vnni: bool = True
+
+    def __post_init__(self):
+        for field_name in ("input", "output"):
+            value = getattr(self, field_name)
+            if value not in ENDS:
+                raise ShapeError(f"int8 kernel {field_name}={value!r}; expected one of {list(ENDS)}")
+        if self.wl.output != "float":
+            raise ShapeError(f"int8 kernel: workload output={self.wl.output!r}; expected 'float' (the NCHW layout)")
+        object.__setattr__(self, "wl", dataclasses.replace(self.wl, scheme="onehot", word="uint64"))
+
+    @property
+    def output_dtype(self):
+        return "uint8" if self.output == "codes" else "float32"
+
+    @property
+    def channels_padded(self):
+        """``Cg4``: channels per group padded to a multiple of 4."""
+        return _ceil_div(self.wl.channels_per_group, REDUCE) * REDUCE
+
+    @property
+    def out_blocks(self):
+        """``OB``: blocks of 16 output channels per group."""
+        return _ceil_div(self.wl.out_per_group, LANES)
+
+    @property
+    def out_padded(self):
+        """Output channels per group after padding to whole blocks (``OB * 16``)."""
+        return self.out_blocks * LANES
+
+    @property
+    def pads_output(self):
+        """True when the epilogue writes a padded output and ``crop`` copies it to NCHW."""
+        return self.wl.groups > 1 or self.out_padded != self.wl.out_channels
+
+    @property
+    def weight_shape(self):
+        kh, kw = self.wl.kernel
+        return (self.wl.groups, self.out_blocks, kh, kw, self.channels_padded // REDUCE, LANES, REDUCE)
+
+    @property
+    def output_shape(self):
+        wl = self.wl
+        if wl.kind == "dense":
+            return (wl.batch, wl.out_channels)
+        return (wl.batch, wl.out_channels, wl.out_height, wl.out_width)
+
+    def key(self):
+        return f"int8_{'vnni' if self.vnni else 'plain'}_{self.wl.key()}_{self.input}_to_{self.output}"
+
+
+def int8_stages(kernel: Int8Kernel):
+    """TE arguments and output of an int8 kernel.
+
+    Arguments, in PrimFunc order: ``x`` (float32 NCHW / (N, C)) and ``act_scale`` (1,) float32, or
+    ``act_codes_in`` (uint8, same shape); ``weight_s8`` (``kernel.weight_shape``) int8;
+    ``bias`` (O,) int32; then for ``output="codes"`` ``multiplier``, ``rounding``, ``shift`` (O,)
+    int64 and ``code_bounds`` (2,) int64, or for ``output="float"`` ``scale`` (O,) float64 and
+    ``clip_bounds`` (2,) float64 -- the arguments of :func:`codegen.bitserial_int.integer_stages`
+    with the weight planes and LUT coefficients replaced by the gathered int8 weights.
+    """
+    wl = kernel.wl
+    n_b, o_out, groups = wl.batch, wl.out_channels, wl.groups
+    cg, og, cg4, op = wl.channels_per_group, wl.out_per_group, kernel.channels_padded, kernel.out_padded
+    ho, wo = wl.out_height, wl.out_width
+    (kh, kw), (sh, sw), (dh, dw) = wl.kernel, wl.stride, wl.dilation
+    top, left, _, _ = wl.padding
+    dense = wl.kind == "dense"
+    codes_shape = (n_b, 1, 1, wl.in_channels) if dense else (n_b, wl.height, wl.width, wl.in_channels)
+
+    if kernel.input == "float":
+        x = te.placeholder(wl.input_shape, "float32", name="x")
+        act_scale = te.placeholder((1,), "float32", name="act_scale")
+        x_at = (lambda n, h, w, c: x[n, c]) if dense else (lambda n, h, w, c: x[n, c, h, w])
+        codes_at = act_codes_compute(x_at, codes_shape, act_scale, wl.a_bits)
+        args = [x, act_scale]
+    else:
+        x = te.placeholder(wl.input_shape, "uint8", name="act_codes_in")
+        codes_at = (lambda n, h, w, c: x[n, c]) if dense else (lambda n, h, w, c: x[n, c, h, w])
+        args = [x]
+
+    height, width = codes_shape[1], codes_shape[2]
+
+    def padded_code(n, y, xx, g, c):
+        inside = tirx.all(y >= top, y < top + height, xx >= left, xx < left + width, c < cg)
+        value = codes_at(n, tirx.min(tirx.max(y - top, 0), height - 1), tirx.min(tirx.max(xx - left, 0), width - 1),
+                         g * cg + tirx.min(c, cg - 1))
+        return tirx.Select(inside, value, tirx.const(0, "uint8"))
+
+    act_pad = te.compute((n_b, wl.padded_height, wl.padded_width, groups, cg4), padded_code, name="act_pad")
+    weight = te.placeholder(kernel.weight_shape, "int8", name="weight_s8")
+    bias = te.placeholder((o_out,), "int32", name="bias")
+
+    rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
+    rcb, rci = te.reduce_axis((0, cg4 // REDUCE), name="rcb"), te.reduce_axis((0, REDUCE), name="rci")
+    acc = te.compute(
+        (n_b, ho, wo, groups, op),
+        lambda n, y, xx, g, o: te.sum(
+            act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, g, rcb * REDUCE + rci].astype("int32")
+            * weight[g, o // LANES, rh, rw, rcb, o % LANES, rci].astype("int32"),
+            axis=[rh, rw, rcb, rci]),
+        name="vnni_acc")
+
+    store_args, requant = integer_epilogue(kernel.output, o_out)
+    args = args + [weight, bias] + store_args
+
+    def value(n, y, xx, g, o):
+        oc = tirx.min(g * og + o, o_out - 1)  # padded channels read a valid row; their values are dropped
+        return requant(acc[n, y, xx, g, o].astype("int64") + bias[oc].astype("int64"), oc)
+
+    if kernel.pads_output:
+        if dense:
+            padded = te.compute((n_b, groups, op), lambda n, g, o: value(n, 0, 0, g, o), name="epilogue")
+            out = te.compute((n_b, o_out), lambda n, o: padded[n, o // og, o % og], name="crop")
+        else:
+            padded = te.compute((n_b, groups, op, ho, wo), lambda n, g, o, y, xx: value(n, y, xx, g, o),
+                                name="epilogue")
+            out = te.compute((n_b, o_out, ho, wo), lambda n, o, y, xx: padded[n, o // og, o % og, y, xx],
+                             name="crop")
+    elif dense:
+        out = te.compute((n_b, o_out), lambda n, o: value(n, 0, 0, 0, o), name="epilogue")
+    else:
+        out = te.compute((n_b, o_out, ho, wo), lambda n, o, y, xx: value(n, y, xx, 0, o), name="epilogue")
+    return args, out
+
+
+def integer_epilogue(output, out_channels):
+    """``(placeholders, value(acc64, o))``: the integer kernels' store path for an int64 accumulator.
+
+    ``output="codes"``: ``multiplier``, ``rounding``, ``shift`` (O,) int64 and ``code_bounds`` (2,)
+    int64, value ``clip((acc * M + rounding) >> shift, lo, hi)`` as uint8; ``output="float"``:
+    ``scale`` (O,) float64 and ``clip_bounds`` (2,) float64, value
+    ``float32(clip(float64(acc) * scale, lo, hi))`` (what ``LayerProgram.dequantize`` computes).
+    """
+    if output == "codes":
+        multiplier = te.placeholder((out_channels,), "int64", name="multiplier")
+        rounding = te.placeholder((out_channels,), "int64", name="rounding")
+        shift = te.placeholder((out_channels,), "int64", name="shift")
+        code_bounds = te.placeholder((2,), "int64", name="code_bounds")
+
+        def codes(acc64, o):
+            requant = (acc64 * multiplier[o] + rounding[o]) >> shift[o]
+            return tirx.min(tirx.max(requant, code_bounds[0]), code_bounds[1]).astype("uint8")
+
+        return [multiplier, rounding, shift, code_bounds], codes
+    scale = te.placeholder((out_channels,), "float64", name="scale")
+    clip_bounds = te.placeholder((2,), "float64", name="clip_bounds")
+
+    def dequantized(acc64, o):
+        y64 = acc64.astype("float64") * scale[o]
+        return tirx.min(tirx.max(y64, clip_bounds[0]), clip_bounds[1]).astype("float32")
+
+    return [scale, clip_bounds], dequantized
+
+
+def epilogue_args(params, out_channels, output):
+    """Numpy arguments of :func:`integer_epilogue` from a layer's integer-only ``params``."""
+    if output == "codes":
+        shift = np.broadcast_to(np.asarray(params["shift"], dtype=np.int64).reshape(-1), (out_channels,))
+        rounding = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0).astype(np.int64)
+        multiplier = np.broadcast_to(np.asarray(params["multiplier"], dtype=np.int64).reshape(-1), (out_channels,))
+        return [np.ascontiguousarray(multiplier), rounding, np.ascontiguousarray(shift),
+                np.array([params["lo"], params["hi"]], np.int64)]
+    # the same float64 product as LayerProgram.dequantize: acc * (float(s_a) * s_w[o])
+    scale = float(params["s_a"]) * np.asarray(params["s_w"], dtype=np.float64).reshape(-1)
+    lo = -np.inf if params.get("out_min") is None else float(params["out_min"])
+    hi = np.inf if params.get("out_max") is None else float(params["out_max"])
+    return [np.ascontiguousarray(np.broadcast_to(scale, (out_channels,))), np.array([lo, hi], np.float64)]
+
+
+def make_int8_primfunc(kernel: Int8Kernel):
+    """The unscheduled PrimFunc of an int8 kernel."""
+    args, out = int8_stages(kernel)
+    return te.create_prim_func(args + [out]).with_attr("global_symbol", "qnn_" + kernel.key())
+
+
+def gather_weight_s8(kernel: Int8Kernel, weight_idx, lut_int):
+    """``lut_int[o, idx]`` as int8, laid out as ``kernel.weight_shape`` (zeros in padded slots)."""
+    wl = kernel.wl
+    idx = np.asarray(weight_idx, dtype=np.int64)
+    if idx.ndim == 2:
+        idx = idx[:, :, None, None]
+    rows = np.broadcast_to(np.atleast_2d(np.asarray(lut_int, dtype=np.int64)), (wl.out_channels, 1 << wl.w_bits))
+    if np.abs(rows).max(initial=0) > 127:
+        raise QuantizationError(f"lut_int has a level {int(np.abs(rows).max())} outside int8")
+    weight = np.take_along_axis(rows, idx.reshape(wl.out_channels, -1), axis=1).reshape(idx.shape)  # (O, Cg, kh, kw)
+    g, ob, kh, kw, cb, lanes, four = kernel.weight_shape
+    og, cg = wl.out_per_group, wl.channels_per_group
+    full = np.zeros((g, ob * lanes, cb * four, kh, kw), dtype=np.int8)
+    full[:, :og, :cg] = weight.reshape(g, og, cg, kh, kw)
+    # (G, OB, 16, CB, 4, kh, kw) -> (G, OB, kh, kw, CB, 16, 4)
+    blocked = full.reshape(g, ob, lanes, cb, four, kh, kw).transpose(0, 1, 5, 6, 3, 2, 4)
+    return np.ascontiguousarray(blocked)
+
+
+def check_accumulator_fits(name, wl: ConvWorkload, lut_int, bias_int):
+    """``QuantizationError`` naming the layer when the worst-case accumulator does not fit int32."""
+    rows = np.broadcast_to(np.atleast_2d(np.asarray(lut_int, dtype=np.int64)), (wl.out_channels, 1 << wl.w_bits))
+    bias = np.asarray(bias_int, dtype=np.int64).reshape(-1)
+    fan_in = wl.channels_per_group * wl.kernel[0] * wl.kernel[1]
+    worst = fan_in * ((1 << wl.a_bits) - 1) * np.abs(rows).max(axis=1) + np.abs(bias)
+    if worst.max() >= INT32_LIMIT:
+        raise QuantizationError(f"layer {name!r}: integer-only accumulator can reach {int(worst.max())} "
+                                f"(fan-in {fan_in}, a_bits={wl.a_bits}), beyond int32")
+
+
+def int8_kernel_args(name, kernel: Int8Kernel, weight_idx, params):
+    """Numpy arguments (after the input) of ``kernel`` for one layer.
+
+    ``params`` are the layer's integer-only parameters as the accelerator compiler makes them
+    (see :func:`codegen.bitserial_int.integer_kernel_args`). Raises ``QuantizationError`` naming
+    the layer when the worst-case accumulator does not fit int32.
+    """
+    wl = kernel.wl
+    check_accumulator_fits(name, wl, params["lut_int"], params["bias_int"])
+    try:
+        weight = gather_weight_s8(kernel, weight_idx, params["lut_int"])
+    except QuantizationError as err:
+        raise QuantizationError(f"layer {name!r}: {err}") from None
+    bias = np.ascontiguousarray(np.asarray(params["bias_int"], dtype=np.int64).reshape(-1), dtype=np.int32)
+    return [weight, bias] + epilogue_args(params, wl.out_channels, kernel.output)

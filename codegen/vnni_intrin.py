@@ -1,0 +1,76 @@
+"""The ``dot_16x4`` VNNI tensor intrinsic, registered here (one place for two TVM problems).
+
+TVM 0.27 ships it as ``tvm.s_tir.tensor_intrin.x86.dot_16x4_vnni``: description
+``C[i] += int32(A[k]) * int32(B[i, k])`` over ``A`` (4,) uint8, ``B`` (16, 4) int8, ``C`` (16,)
+int32, implemented by one ``llvm.x86.avx512.vpdpbusd.512``. It cannot be used as shipped:
+
+1. its implementation passes the byte operands as ``<16 x i32>``, the intrinsic's signature up to
+   LLVM 21; LLVM 22 (the LLVM in the ``apache-tvm==0.27.0.post1`` wheel,
+   ``tvm.target.codegen.llvm_version_major()``) declares them ``<64 x i8>``
+   (llvm/llvm-project#155194, "Fix VPDPBUSD Argument Types") and LLVM's verifier rejects the
+   module ("Call parameter type does not match function signature");
+2. importing ``tvm.s_tir.tensor_intrin.x86`` runs the package's ``__init__``, which parses and
+   registers every target's intrinsics (CUDA, ARM, ROCm, Hexagon, RISC-V): ~100 CPU-seconds per
+   process here (measured: 97 s user time), paid by every compile that builds an int8 kernel.
+
+So the same description and a ``vpdpbusd`` implementation with the operand types of the LLVM at
+hand are registered under :data:`INTRIN_NAME` on first use. Same instruction, same semantics
+(``vpdpbusd`` reads the first byte operand as unsigned, the second as signed, whatever the IR
+type says); the kernel's assembly is checked for ``vpdpbusd`` in the tests.
+"""
+
+from __future__ import annotations
+
+import functools
+
+LLVM_BYTE_OPERANDS = 22  # first LLVM major version whose vpdpbusd takes <64 x i8> operands
+INTRIN_NAME = "qnn_dot_16x4_vnni"
+
+
+def _description():
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
+             c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
+            T.writes(c[0:16])
+            for lane, k in T.grid(16, 4):
+                with T.sblock("update"):
+                    vl, vk = T.axis.remap("SR", [lane, k])
+                    c[vl] = c[vl] + T.cast(a[vk], "int32") * T.cast(b[vl, vk], "int32")
+
+    return desc
+
+
+def _implementation(byte_dtype):
+    """``vpdpbusd`` with the byte operands typed ``byte_dtype`` ("int8x64" or "int32x16")."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
+             c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
+            T.writes(c[0:16])
+            four_codes = T.reinterpret(a.vload([0], "uint8x4"), dtype="int32")  # one dword, broadcast below
+            c[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                c.vload([0], dtype="int32x16"),
+                T.reinterpret(T.broadcast(four_codes, 16), dtype=byte_dtype),
+                T.reinterpret(b.vload([0, 0], dtype="int8x64"), dtype=byte_dtype),
+                dtype="int32x16")
+
+    return impl
+
+
+@functools.lru_cache(maxsize=None)
+def vnni_intrin_name() -> str:
+    """Name of the registered ``TensorIntrin`` (registered on the first call)."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.target.codegen import llvm_version_major
+
+    byte_dtype = "int8x64" if llvm_version_major() >= LLVM_BYTE_OPERANDS else "int32x16"
+    TensorIntrin.register(INTRIN_NAME, _description(), _implementation(byte_dtype), override=True)
+    return INTRIN_NAME

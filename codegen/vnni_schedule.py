@@ -1,0 +1,162 @@
+"""Hand schedule of the int8 kernels (:mod:`codegen.vnni_int8`), VNNI or plain.
+
+The epilogue is the anchor: its output is tiled as ``x_tile`` pixels x ``16 * o_vectors``
+channels and the accumulator tile ``vnni_acc`` is computed under it in ``local`` scope, with the
+``kh, kw, C/4`` reduction outside the unrolled tile so that the ``x_tile * o_vectors`` zmm
+accumulators stay in registers. Per reduction step one 64-byte weight load per channel vector and
+one 4-byte activation broadcast per pixel feed ``x_tile * o_vectors`` ``vpdpbusd``: the inner
+``(16 channels, 4 input channels)`` block is tensorized with the ``dot_16x4`` VNNI intrinsic
+(``codegen.vnni_intrin``). Without VNNI on the target the same tile is vectorized over the
+16 channels in plain int32 arithmetic (correct on any x86-64, not fast). Rows of output pixels
+(with the batch and groups) are spread over the threads, as are the padding and crop copies.
+"""
+
+from __future__ import annotations
+
+import tvm
+
+from .vnni_int8 import LANES, Int8Kernel
+
+MAX_ACCUMULATORS = 24  # of the 32 zmm registers; the rest hold weight vectors and broadcasts
+VNNI_FEATURES = ("avx512vnni",)  # the dot_16x4 intrinsic is the 512-bit vpdpbusd
+
+
+def target_has_vnni(target) -> bool:
+    """True when ``target`` (a ``tvm.target.Target`` or its dict) can run ``dot_16x4_vnni``.
+
+    Asks LLVM about the target's ``mcpu`` and ``mattr`` (``-avx512vnni`` in ``mattr`` turns it off).
+    """
+    from tvm.target.codegen import target_has_features
+
+    target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
+    if str(target.kind.name) != "llvm":
+        return False
+    return bool(target_has_features(list(VNNI_FEATURES), target))
+
+
+def _divisors(n, limit):
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def default_tile(kernel: Int8Kernel):
+    """``(x_tile, o_vectors)``: the largest register tile whose sizes divide the output."""
+    wl = kernel.wl
+    width = 1 if wl.kind == "dense" else wl.out_width
+    blocks = kernel.out_blocks
+    best = None
+    for x_tile in _divisors(width, 8):
+        for vectors in _divisors(blocks, 8):
+            if x_tile * vectors > MAX_ACCUMULATORS:
+                continue
+            # more products per load ((x * v) per (x + v)), then more accumulators
+            score = (x_tile * vectors / (x_tile + vectors), x_tile * vectors)
+            if best is None or score > best[0]:
+                best = (score, (x_tile, vectors))
+    return best[1]
+
+
+def _has_block(sch, name):
+    try:
+        sch.get_sblock(name)
+        return True
+    except Exception:  # noqa: BLE001 - get_sblock raises a TVM error for a missing block
+        return False
+
+
+def _loops_after(sch, block, anchor, names_extents):
+    """Loops of ``block`` under ``anchor`` by name; compute_at drops extent-1 loops (-> None)."""
+    loops = sch.get_loops(block)
+    anchor_stmt = sch.get(anchor)
+    start = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(anchor_stmt)) + 1
+    inner = loops[start:]
+    kept = [name for name, extent in names_extents if extent > 1]
+    if len(inner) != len(kept):
+        raise RuntimeError(f"unexpected loop nest under the tile: {len(inner)} loops, expected {kept}")
+    found = dict(zip(kept, inner))
+    return {name: found.get(name) for name, _ in names_extents}
+
+
+def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
+    """Schedule ``make_int8_primfunc(kernel)``; tensorized with ``dot_16x4_vnni`` when ``kernel.vnni``."""
+    x_tile, vectors = tile or default_tile(kernel)
+    sch = tvm.s_tir.Schedule(func)
+    wl = kernel.wl
+    dense = wl.kind == "dense"
+    if _has_block(sch, "act_codes"):
+        sch.compute_inline(sch.get_sblock("act_codes"))
+    pad = sch.get_sblock("act_pad")
+    n, y, *_ = sch.get_loops(pad)
+    sch.parallel(sch.fuse(n, y))
+    if _has_block(sch, "crop"):
+        crop = sch.get_sblock("crop")
+        loops = sch.get_loops(crop)
+        sch.parallel(sch.fuse(*loops[:2]))
+        if not dense:
+            sch.vectorize(sch.split(loops[-1], [None, max(_divisors(wl.out_width, 16))])[1])
+
+    epilogue = sch.get_sblock("epilogue")
+    o_tile = vectors * LANES
+    loops = sch.get_loops(epilogue)
+    if dense:  # (n, o) or (n, g, o)
+        n, *g, o = loops
+        oo, oi = sch.split(o, [None, o_tile])
+        outer = sch.fuse(n, *g, oo)
+        sch.parallel(outer)
+        anchor = outer
+        sch.vectorize(oi)
+    else:  # (n, o, y, x) or (n, g, o, y, x)
+        n, *g, o, y, x = loops
+        xo, xi = sch.split(x, [None, x_tile])
+        oo, oi = sch.split(o, [None, o_tile])
+        sch.reorder(n, *g, y, xo, oo, oi, xi)
+        sch.parallel(sch.fuse(n, *g, y))
+        anchor = oo
+        if x_tile > 1:
+            sch.vectorize(xi)  # contiguous NCHW stores along the pixels
+        else:
+            sch.vectorize(oi)
+
+    acc = sch.get_sblock("vnni_acc")
+    sch.compute_at(acc, anchor)
+    kh, kw = wl.kernel
+    loops = _loops_after(sch, acc, anchor, [("x", 1 if dense else x_tile), ("o", o_tile), ("rh", kh), ("rw", kw),
+                                            ("rcb", kernel.channels_padded // 4), ("rci", 4)])
+    pixel = [loops["x"]] if loops["x"] is not None else []
+    o_loop = loops["o"]
+    ob, lane = sch.split(o_loop, [None, LANES])
+    reductions = [loops[name] for name in ("rh", "rw", "rcb") if loops[name] is not None]
+    rci = loops["rci"]
+    if kernel.vnni:
+        sch.reorder(*reductions, *pixel, ob, lane, rci)
+    else:  # annotate before decompose_reduction: vectorize needs the block to still own its init
+        sch.reorder(*reductions, *pixel, ob, rci, lane)
+        sch.unroll(rci)
+        sch.vectorize(lane)
+    for loop in (*pixel, ob):
+        sch.unroll(loop)
+    init = sch.decompose_reduction(acc, (reductions or pixel or [ob])[0])
+    init_loops = sch.get_loops(init)
+    sch.vectorize(init_loops[-1])
+    for loop in init_loops[-1 - len(pixel) - 1:-1]:
+        sch.unroll(loop)
+    if kernel.vnni:
+        from .vnni_intrin import vnni_intrin_name
+
+        sch.tensorize(lane, vnni_intrin_name())
+    # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
+    sch.set_scope(init, 0, "local")
+    return sch
+
+
+def scheduled_int8_primfunc(kernel: Int8Kernel):
+    """The scheduled kernel, marked opaque (FuseOps leaves it whole) and scheduled (dlight skips it)."""
+    from tvm_qnn.errors import CompileError
+
+    from .build import OPAQUE_PATTERN
+    from .vnni_int8 import make_int8_primfunc
+
+    try:
+        func = schedule_int8(kernel, make_int8_primfunc(kernel)).mod["main"]
+    except Exception as err:  # noqa: BLE001 - a TVM schedule error becomes a CompileError naming the kernel
+        raise CompileError(f"schedule failed for int8 kernel {kernel.key()}: {err}") from err
+    return func.with_attr("op_pattern", OPAQUE_PATTERN).with_attr("tirx.is_scheduled", True)

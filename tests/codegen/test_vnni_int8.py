@@ -1,0 +1,105 @@
+"""int8 VNNI kernels (codegen.vnni_int8) against tvm_qnn.reference's integer-only oracle, bit for bit.
+
+The VNNI build runs only where the CPU has AVX-512 VNNI (running it elsewhere would be an illegal
+instruction); its assembly is checked on any machine, and the plain fallback runs everywhere.
+"""
+
+import numpy as np
+import pytest
+import tvm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from int_kernel_cases import expected_output, random_case, random_inputs, run_kernel
+
+from codegen.build import cpu_target, generic_x86_target, kernel_asm
+from codegen.vnni_int8 import Int8Kernel, int8_kernel_args
+from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
+from codegen.workload import ConvWorkload
+from tvm_qnn.errors import QuantizationError
+
+NATIVE = cpu_target()
+ZNVER4 = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4", "num-cores": 2})
+ZNVER4_NO_VNNI = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4",
+                                    "mattr": ["-avx512vnni"], "num-cores": 2})
+needs_vnni = pytest.mark.skipif(not target_has_vnni(NATIVE), reason="this CPU has no AVX-512 VNNI")
+
+
+def _build(kernel, target):
+    func = scheduled_int8_primfunc(kernel).with_attr("global_symbol", "main")
+    return tvm.compile(tvm.IRModule({"main": func}), target=target)
+
+
+@st.composite
+def int8_cases(draw):
+    kind = draw(st.sampled_from(["conv2d", "conv2d", "dense"]))
+    w_bits, a_bits = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    groups = draw(st.sampled_from([1, 1, 2, 3])) if kind == "conv2d" else 1
+    cg = draw(st.integers(1, 21))  # channels per group: often not a multiple of 4 or 16
+    og = draw(st.sampled_from([1, 5, 16, 17, 33]))
+    common = dict(batch=draw(st.integers(1, 2)), in_channels=cg * groups, out_channels=og * groups,
+                  a_bits=a_bits, w_bits=w_bits, groups=groups)
+    if kind == "conv2d":
+        k = draw(st.integers(1, 3))
+        pad = tuple(draw(st.integers(0, 2)) for _ in range(4))
+        h, w = draw(st.integers(k, 9)), draw(st.integers(k, 9))
+        stride = draw(st.integers(1, 2))
+        wl = ConvWorkload("conv2d", height=h, width=w, kernel=(k, k), stride=(stride, stride), padding=pad, **common)
+    else:
+        wl = ConvWorkload("dense", height=1, width=1, **common)
+    ends = (draw(st.sampled_from(["float", "codes"])), draw(st.sampled_from(["float", "codes"])))
+    return wl, ends, draw(st.integers(1, 8)), draw(st.integers(0, 2**16))
+
+
+def _check(case, vnni, target):
+    wl, (input_kind, output_kind), next_bits, seed = case
+    rng = np.random.default_rng(seed)
+    kernel = Int8Kernel(wl, input_kind, output_kind, vnni=vnni)
+    idx, p = random_case(rng, wl, next_bits, out_min=rng.choice([None, 0.0]), out_max=rng.choice([None, 1.5]))
+    inputs, codes = random_inputs(rng, kernel, p)
+    got = run_kernel(kernel, _build(kernel, target), inputs, int8_kernel_args("drawn", kernel, idx, p))
+    want = expected_output(kernel, codes, idx, p, next_bits)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@needs_vnni
+@settings(max_examples=12, deadline=None)
+@given(int8_cases())
+def test_vnni_kernel_matches_the_integer_only_reference(case):
+    _check(case, True, NATIVE)
+
+
+@settings(max_examples=4, deadline=None)
+@given(int8_cases())
+def test_plain_fallback_matches_the_integer_only_reference_on_generic_x86(case):
+    _check(case, False, generic_x86_target())
+
+
+def _resnet_like():
+    return Int8Kernel(ConvWorkload("conv2d", 1, 64, 8, 8, 64, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=8, w_bits=4),
+                      "codes", "codes", vnni=True)
+
+
+def test_vnni_kernel_emits_vpdpbusd_on_zmm():
+    asm = kernel_asm(_build(_resnet_like(), ZNVER4))
+    assert "vpdpbusd" in asm and "zmm" in asm
+    # the register tile keeps the accumulators in registers: no vpdpbusd reads its accumulator from memory
+    lines = [line for line in asm.splitlines() if "vpdpbusd" in line]
+    assert lines and not any("(%" in line.split(",")[-1] for line in lines), lines[:4]
+
+
+def test_targets_without_vnni_get_the_plain_kernel():
+    assert target_has_vnni(ZNVER4)
+    assert not target_has_vnni(ZNVER4_NO_VNNI) and not target_has_vnni(generic_x86_target())
+    plain = Int8Kernel(_resnet_like().wl, "codes", "codes", vnni=False)
+    for target in (ZNVER4_NO_VNNI, generic_x86_target()):
+        assert "vpdpbusd" not in kernel_asm(_build(plain, target))
+
+
+def test_accumulators_beyond_int32_are_named():
+    wl = ConvWorkload("dense", 1, 70000, 1, 1, 2, a_bits=8, w_bits=1)
+    kernel = Int8Kernel(wl, "codes", "codes")
+    idx, p = random_case(np.random.default_rng(0), wl)
+    with pytest.raises(QuantizationError, match="layer 'huge'.*beyond int32"):
+        int8_kernel_args("huge", kernel, idx, p)
