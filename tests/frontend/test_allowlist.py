@@ -93,8 +93,23 @@ class ConvBn(nn.Sequential):
         super().__init__(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.ReLU())
 
 
+class InplaceActs(nn.Module):
+    """torchvision's in-place residual add and ReLU, and a functional ReLU6 (``aten.add_``,
+    ``aten.relu_``, ``aten.relu6`` in torch.export)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3)
+
+    def forward(self, x):
+        y = self.a(x)
+        y += x
+        return torch.nn.functional.relu6(self.b(torch.relu_(y)))
+
+
 TORCH_EXAMPLES = {
     "conv_bn": (ConvBn, (1, 2, 8, 8)),
+    "inplace_acts": (InplaceActs, (1, 2, 8, 8)),
     "cnn": (Cnn, (1, 2, 8, 8)),
     "shapes": (Shapes, (1, 2, 8, 8)),
     "conv1d": (Conv1dNet, (1, 2, 16)),

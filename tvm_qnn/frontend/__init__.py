@@ -246,12 +246,12 @@ def from_float_onnx(path_or_model, shape_dict=None, checked=False):
     from tvm_qnn.frontend.allowlist import check_onnx_graph
     from tvm_qnn.frontend.onnx_rewrite import dense_weights_out_in, fold_constant_nodes
 
-    model = load_onnx_model(path_or_model)
+    # constant-only chains (pads from shape ops, weight scales) -> Constants, then the allow-list on
+    # what computes at run time, before the Relax importer builds anything
+    model = fold_constant_nodes(_integer_initializers_to_constants(load_onnx_model(path_or_model)))
     if not checked:
-        check_onnx_graph(model)  # before the Relax importer builds anything
-    model = _integer_initializers_to_constants(model)
-    # constant pad/shape chains -> Constants; MatMul / Gemm(transB=0) on a constant weight -> dense layers
-    model = dense_weights_out_in(fold_constant_nodes(model))
+        check_onnx_graph(model)
+    model = dense_weights_out_in(model)  # MatMul / Gemm(transB=0) on a constant weight -> dense layers
     shapes = onnx_input_shapes(model, shape_dict)
     float_inits = [init for init in model.graph.initializer]
     try:

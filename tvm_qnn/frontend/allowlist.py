@@ -36,11 +36,14 @@ TORCH_OPS = {
     "aten.conv_transpose2d.input": (FLOAT, "ConvTranspose2d: only conv2d and dense layers are quantized"),
     "aten.batch_norm.default": (GRAPH, "BatchNorm2d not folded into a conv"),
     "aten.relu.default": (GRAPH, "ReLU"),
+    "aten.relu_.default": (GRAPH, "ReLU(inplace=True)"),
+    "aten.relu6.default": (GRAPH, "ReLU6"),
     "aten.hardtanh.default": (GRAPH, "ReLU6 / Hardtanh"),
     "aten.max_pool2d.default": (GRAPH, "MaxPool2d"),
     "aten.avg_pool2d.default": (GRAPH, "AvgPool2d"),
     "aten.adaptive_avg_pool2d.default": (GRAPH, "AdaptiveAvgPool2d"),
     "aten.add.Tensor": (GRAPH, "elementwise add (residual)"),
+    "aten.add_.Tensor": (GRAPH, "in-place add (torchvision's residual `out += identity`)"),
     "aten.mul.Tensor": (GRAPH, "elementwise multiply"),
     "aten.cat.default": (GRAPH, "torch.cat"),
     "aten.mean.dim": (GRAPH, "mean over axes"),
@@ -127,12 +130,19 @@ def check_onnx_graph(model, handled=()):
     """UnsupportedOpError for the first node of an ONNX ``model`` whose op is not in ``ONNX_OPS``.
 
     ``handled``: op types the calling importer replaces itself (QuantizeLinear / DequantizeLinear
-    for QDQ, QONNX's Quant nodes), accepted in any domain; the importer's tests check them.
+    for QDQ, QONNX's Quant nodes), accepted in any domain; the importer's tests check them. Nodes
+    whose inputs are all constant are folded at import, not compiled, and are not checked.
     """
     float_only = []
+    constant = {init.name for init in model.graph.initializer} | {""}  # "" = an omitted optional input
     for index, node in enumerate(model.graph.node):
         domain = node.domain or ""
         if node.op_type in handled:
+            continue
+        if node.op_type == "Constant" or all(name in constant for name in node.input):
+            # evaluated once at import (frontend.onnx_rewrite.fold_constant_nodes, ONNX's own
+            # reference evaluator), never compiled: e.g. a weight scale max(|w|)/127
+            constant.update(node.output)
             continue
         entry = ONNX_OPS.get(node.op_type) if domain in ("", "ai.onnx") else None
         where = f"node {node.name!r} (#{index})" if node.name else f"node #{index}"

@@ -312,5 +312,5 @@ def from_qdq(path_or_model, shape_dict=None):
     float_model, layers, fp32 = analyze(source)  # refuses what it cannot read (QOperator nodes...) by name
     check_onnx_graph(source, handled=("QuantizeLinear", "DequantizeLinear"))  # the user's other ops
     recipe = build_recipe(layers, fp32, source.graph.name or "qdq")
-    mod, params = from_float_onnx(float_model, shape_dict, checked=True)
+    mod, params = from_float_onnx(float_model, shape_dict, checked=True)  # + the arithmetic analyze emitted
     return mod, params, recipe

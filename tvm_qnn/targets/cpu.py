@@ -68,7 +68,7 @@ class CpuBitserialLowering(Lowering):
 
         from relay_passes.lower_bitserial import LowerQnnToBitserial
 
-        from .lower_cpu_int import recipe_kernel_pins
+        from tvm_qnn.targets.cpu_int import recipe_kernel_pins
 
         pinned = {name: kernel for name, kernel in recipe_kernel_pins(qmod).items() if kernel != "popcount"}
         if pinned:  # the float contract has popcount kernels only (VNNI runs integer-only layers)

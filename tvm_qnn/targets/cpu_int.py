@@ -59,7 +59,7 @@ def recipe_kernel_pins(qmod):
         return {}
     import json
 
-    from .recipe import Recipe
+    from tvm_qnn.recipe import Recipe
 
     recipe = Recipe.from_json(json.loads(str(qmod.attrs["tvm_qnn.recipe"])))
     return {name: layer.kernel for name, layer in recipe.layers.items() if layer.kernel is not None}
