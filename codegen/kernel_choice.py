@@ -57,19 +57,29 @@ def plane_products(a_bits, w_bits, scheme):
     return a_bits * w_planes
 
 
-def choose_integer_kernel(layer, lut_int, pin=None, vnni=True):
+def choose_integer_kernel(layer, lut_int, pin=None, vnni=True, out_zero_point=0):
     """``"popcount"``, ``"vnni"`` or ``"depthwise"`` for one integer-only layer (see the module docstring).
+
+    A layer with an activation zero point on its input or its output codes (``out_zero_point``)
+    runs the popcount kernel, the only integer kernel that pads with code ``z`` and adds ``z_next``.
 
     ``vnni=False`` (a target without AVX-512 VNNI): the int8 kernel is the plain int32 one, about
     :data:`PLAIN_INT8_SLOWDOWN` times slower, and the crossover moves up by that factor.
     """
+    zero_points = bool(getattr(layer, "a_zero_point", 0)) or bool(out_zero_point)
     if pin is not None:
+        if pin in ("vnni", "depthwise") and zero_points:
+            raise CompileError(f"layer {layer.name!r}: kernel {pin!r} does not take activation zero points yet "
+                               f"(input z={getattr(layer, 'a_zero_point', 0)}, output z={out_zero_point}); "
+                               f"pin 'popcount' or leave the choice to the cost model")
         if pin == "fp32":
             raise CompileError(f"layer {layer.name!r}: recipe kernel 'fp32' cannot run in integer-only mode "
                                f"(list the layer in fp32_layers instead, or pin 'popcount' or 'vnni')")
         if pin not in KERNELS:
             raise CompileError(f"layer {layer.name!r}: kernel={pin!r}; expected one of {list(KERNELS)}")
         return pin
+    if zero_points:
+        return "popcount"
     if layer.kind == "conv2d" and layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels:
         return "depthwise"
     products = plane_products(layer.a_bits, layer.w_bits, integer_scheme(lut_int, layer.w_bits))
@@ -99,7 +109,7 @@ def integer_layer_kernel(layer, params, input_kind, output_kind, target, pin=Non
     target has AVX-512 VNNI, else as the plain int32 kernel.
     """
     has_vnni = target_has_vnni(target)
-    kind = choose_integer_kernel(layer, params["lut_int"], pin, has_vnni)
+    kind = choose_integer_kernel(layer, params["lut_int"], pin, has_vnni, params.get("out_zero_point", 0))
     if kind == "popcount":
         wl = layer_workload(layer, word, scheme=integer_scheme(params["lut_int"], layer.w_bits))
         kernel = IntegerKernel(wl, input_kind, output_kind)

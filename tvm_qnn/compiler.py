@@ -104,11 +104,11 @@ def compile(qmod_or_float_mod, target="cpu", recipe=None, params=None, tuning=No
     ``integer_only=<preset name | HwConfig>`` also partitions as that core does (which layers it
     accepts); ``True`` uses the largest preset.
     """
+    lowering, target_dict, extra = resolve_target(target)  # an oversized core is refused before the module is read
     checks.check_module(qmod_or_float_mod, "compile")
     if params is not None and not hasattr(params, "items"):
         raise checks.ArgumentError(f"compile: params must be a dict of weight name -> array, "
                                    f"got {type(params).__name__}")
-    lowering, target_dict, extra = resolve_target(target)
     if integer_only:
         from .targets.cpu_int import integer_only_lowering
 

@@ -42,3 +42,16 @@ def test_depthwise_layers_get_the_depthwise_kernel_and_pins_win():
     assert choose_integer_kernel(_layer(1, 1), _lut_int(1, True), pin="vnni") == "vnni"
     with pytest.raises(CompileError, match="layer 'layer1.conv'.*'fp32' cannot run in integer-only mode"):
         choose_integer_kernel(_layer(2, 2), _lut_int(2, True), pin="fp32")
+
+
+def test_zero_points_stay_on_the_popcount_kernel():
+    """Only the popcount integer kernel pads with code z and adds z_next (the int8 / depthwise ones do not yet)."""
+    import dataclasses
+
+    signed = dataclasses.replace(_layer(4, 8), a_zero_point=128)
+    assert choose_integer_kernel(_layer(4, 8), _lut_int(4, False)) == "vnni"
+    assert choose_integer_kernel(signed, _lut_int(4, False)) == "popcount"
+    assert choose_integer_kernel(_layer(4, 8), _lut_int(4, False), out_zero_point=3) == "popcount"
+    assert choose_integer_kernel(_layer(4, 8, groups=16), _lut_int(4, False), out_zero_point=3) == "popcount"
+    with pytest.raises(CompileError, match=r"layer 'layer1.conv': kernel 'vnni' does not take activation zero points"):
+        choose_integer_kernel(signed, _lut_int(4, False), pin="vnni")

@@ -87,7 +87,7 @@ def step_data(state, options):
 def step_fp32(state, options):
     from tvm_qnn.train import TrainConfig, Trainer, evaluate, fold_batchnorm
 
-    from .train.baseline import cached_baselines
+    from tvm_qnn.train.baseline import cached_baselines
 
     model = models.fmnist_resnet()
     shared = None if options.fast else _finished_model_state(SHARED_FP32_CHECKPOINT)

@@ -307,3 +307,25 @@ def layer_quant(name, spec):
         raise RecipeError(f"layer {name!r}: activation zero point {spec['a_zero_point']} needs a recipe with "
                           "a_zero_point (tvm-qnn-recipe/2); this tvm_qnn.recipe has unsigned codes only")
     return LayerQuant(**fields)
+
+
+def rebuild_graph(graph, nodes, rename, new_inits, extra_inits):
+    """Replace ``graph``'s nodes by ``nodes`` and its rewritten initializers (``new_inits``: name ->
+    array, replacing the same names; ``extra_inits``: TensorProtos to add), keep every graph output
+    computable (an output that was folded into a constant gets an ``Identity``), drop unused
+    initializers and sort the nodes topologically. Shared by the QDQ and QONNX importers."""
+    from onnx import helper, numpy_helper
+
+    nodes = list(nodes)
+    for output in graph.output:
+        if output.name in rename:
+            nodes.append(helper.make_node("Identity", [rename[output.name]], [output.name]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [init for init in graph.initializer if init.name not in new_inits]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in new_inits.items())
+    graph.initializer.extend(extra_inits)
+    drop_unused_initializers(graph)
+    topo_sort(graph)

@@ -110,7 +110,7 @@ def analyze(model):
     a_clamp, a_zero_point`` plus ``indices`` (the stored weight integers shifted to 0..2^b-1) and
     ``scale``/``zero_point`` (the ONNX activation parameters it came from).
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     model = oq.normalize(model, keep_ops=QDQ_OPS)
     graph = model.graph
@@ -248,18 +248,7 @@ def analyze(model):
         for i, name in enumerate(node.input):
             node.input[i] = rename.get(name, name)
         out_nodes.append(node)
-    for output in graph.output:  # an output that is a folded constant is unusual; keep it computable
-        if output.name in rename:
-            out_nodes.append(helper.make_node("Identity", [rename[output.name]], [output.name]))
-    del graph.node[:]
-    graph.node.extend(out_nodes)
-    kept = [init for init in graph.initializer if init.name not in new_inits]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in new_inits.items())
-    graph.initializer.extend(extra_inits)
-    oq.drop_unused_initializers(graph)
-    oq.topo_sort(graph)
+    oq.rebuild_graph(graph, out_nodes, rename, new_inits, extra_inits)
     return model, layers, fp32
 
 

@@ -224,8 +224,6 @@ def _input_quantizer(tensor, producer):
 def analyze(model):
     """``(float ModelProto, {weight name: layer spec}, [fp32 weight names])`` of a QONNX model
     (spec: the recipe fields ``w_bits, w_scheme, lut, thresholds, a_bits, a_clamp, a_zero_point``)."""
-    from onnx import numpy_helper
-
     model = oq.normalize(model, keep_ops=QONNX_OPS)
     graph = model.graph
     inits = oq.initializers(graph)
@@ -300,20 +298,7 @@ def analyze(model):
         for i, name in enumerate(node.input):
             node.input[i] = rename.get(name, name)
         out_nodes.append(node)
-    from onnx import helper
-
-    for output in graph.output:
-        if output.name in rename:
-            out_nodes.append(helper.make_node("Identity", [rename[output.name]], [output.name]))
-    del graph.node[:]
-    graph.node.extend(out_nodes)
-    kept = [init for init in graph.initializer if init.name not in new_inits]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in new_inits.items())
-    graph.initializer.extend(extra_inits)
-    oq.drop_unused_initializers(graph)
-    oq.topo_sort(graph)
+    oq.rebuild_graph(graph, out_nodes, rename, new_inits, extra_inits)
     # custom-domain opsets are no longer needed by the float graph
     custom = [o for o in model.opset_import if o.domain not in ("", "ai.onnx")]
     for opset in custom:
