@@ -16,6 +16,7 @@ def random_case(rng, wl, next_bits=4, out_min=0.0, out_max=None):
     s_next = float(reference.act_scale(rng.uniform(0.5, 3.0), next_bits))
     p = dict(reference.integer_requant_params(lut, s_a, rng.normal(size=o), s_next, o), s_a=s_a, out_min=out_min,
              out_max=out_max, lo=0, hi=(1 << next_bits) - 1)
+    assert np.abs(p["lut_int"]).max() <= 127, "the integer-only mode's LUT must fit int8"
     return idx, p
 
 

@@ -51,6 +51,7 @@ def main():
     while not trainer.finished and (args.stop_after is None or trainer.epoch < args.stop_after):
         trainer.train_epoch()
     qat_recipe = export_recipe(qat, "digits")
+    assert set(qat_recipe.layers) == set(recipe.layers), "QAT must export the layers PTQ quantized"
     qat_acc = evaluate(apply_recipe(export_float_model(qat), qat_recipe), test)
     if rank == 0:
         with open(args.out, "w", encoding="utf-8") as handle:
