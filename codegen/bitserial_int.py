@@ -40,6 +40,14 @@ from .bitserial_conv2d import popcount_stages
 from .workload import ConvWorkload, choose_scheme
 
 ENDS = ("float", "codes")  # what an integer kernel reads / writes
+
+
+def check_ends(kernel, what):
+    """ShapeError unless ``kernel.input`` and ``kernel.output`` are in :data:`ENDS` (``what`` names the kernel)."""
+    for field_name in ("input", "output"):
+        value = getattr(kernel, field_name)
+        if value not in ENDS:
+            raise ShapeError(f"{what} {field_name}={value!r}; expected one of {list(ENDS)}")
 INT32_LIMIT = 1 << 31
 
 
@@ -52,10 +60,7 @@ class IntegerKernel:
     output: str = "float"
 
     def __post_init__(self):
-        for field_name in ("input", "output"):
-            value = getattr(self, field_name)
-            if value not in ENDS:
-                raise ShapeError(f"integer kernel {field_name}={value!r}; expected one of {list(ENDS)}")
+        check_ends(self, "integer kernel")
         if self.wl.output != "float":
             raise ShapeError(f"integer kernel: workload output={self.wl.output!r}; expected 'float' (the NCHW layout)")
 

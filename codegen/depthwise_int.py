@@ -26,7 +26,7 @@ from tvm import te, tirx
 from tvm_qnn.errors import CompileError, QuantizationError, ShapeError
 
 from .bitpack import act_codes_compute
-from .bitserial_int import ENDS
+from .bitserial_int import check_ends
 from .vnni_int8 import check_accumulator_fits, epilogue_args, integer_epilogue
 from .workload import ConvWorkload
 
@@ -47,10 +47,7 @@ class DepthwiseKernel:
     output: str = "float"
 
     def __post_init__(self):
-        for field_name in ("input", "output"):
-            value = getattr(self, field_name)
-            if value not in ENDS:
-                raise ShapeError(f"depthwise kernel {field_name}={value!r}; expected one of {list(ENDS)}")
+        check_ends(self, "depthwise kernel")
         if not is_depthwise(self.wl):
             raise ShapeError(f"depthwise kernel: workload {self.wl.key()} is not depthwise "
                              f"(needs groups == in_channels == out_channels > 1)")

@@ -36,7 +36,7 @@ from tvm import te, tirx
 from tvm_qnn.errors import QuantizationError, ShapeError
 
 from .bitpack import act_codes_compute
-from .bitserial_int import ENDS, INT32_LIMIT
+from .bitserial_int import INT32_LIMIT, check_ends
 from .workload import ConvWorkload
 
 LANES = 16  # s32 lanes of one zmm: output channels per vpdpbusd
@@ -61,10 +61,7 @@ class Int8Kernel:
     vnni: bool = True
 
     def __post_init__(self):
-        for field_name in ("input", "output"):
-            value = getattr(self, field_name)
-            if value not in ENDS:
-                raise ShapeError(f"int8 kernel {field_name}={value!r}; expected one of {list(ENDS)}")
+        check_ends(self, "int8 kernel")
         if self.wl.output != "float":
             raise ShapeError(f"int8 kernel: workload output={self.wl.output!r}; expected 'float' (the NCHW layout)")
         object.__setattr__(self, "wl", dataclasses.replace(self.wl, scheme="onehot", word="uint64"))
