@@ -85,6 +85,25 @@ class UpNet(nn.Module):
         return self.up(x)
 
 
+class TorchvisionInplace(nn.Module):
+    """What torchvision's MobileNet / EfficientNet / MNASNet / ShuffleNet blocks export to: in-place
+    ReLU6, Hardswish, SiLU and Dropout (``aten.hardtanh_``, ``hardswish_``, ``silu_``, ``dropout_``),
+    and ShuffleNet's ``chunk`` into two halves (``aten.chunk`` + ``getitem``) with a ``contiguous``
+    channel shuffle."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(2, 2, 1)
+        self.acts = nn.Sequential(nn.ReLU6(inplace=True), nn.Hardswish(inplace=True), nn.SiLU(inplace=True),
+                                  nn.Dropout(0.2, inplace=True))
+
+    def forward(self, x):
+        left, right = self.acts(self.a(x)).chunk(2, dim=1)
+        y = torch.cat((left, self.b(right)), dim=1)
+        y = y.view(1, 2, 2, 8, 8).transpose(1, 2).contiguous()
+        return y.view(1, 4, 8, 8)
+
+
 class ConvBn(nn.Sequential):
     """Conv -> BN -> ReLU. Its BN bias and running mean stay equal (zero): the ONNX exporter without
     constant folding shares identical initializers through Identity nodes."""
@@ -110,6 +129,7 @@ class InplaceActs(nn.Module):
 TORCH_EXAMPLES = {
     "conv_bn": (ConvBn, (1, 2, 8, 8)),
     "inplace_acts": (InplaceActs, (1, 2, 8, 8)),
+    "torchvision_inplace": (TorchvisionInplace, (1, 2, 8, 8)),
     "cnn": (Cnn, (1, 2, 8, 8)),
     "shapes": (Shapes, (1, 2, 8, 8)),
     "conv1d": (Conv1dNet, (1, 2, 16)),
@@ -232,12 +252,16 @@ def test_unlisted_torch_ops_are_refused_by_name_before_any_build(case, monkeypat
 
 
 def test_unlisted_onnx_op_is_refused_naming_the_node(monkeypatch):
+    from tvm_qnn.frontend.onnx_rewrite import fold_constant_nodes
+
     import tvm.relax.frontend.onnx as relax_onnx
 
     monkeypatch.setattr(relax_onnx, "from_onnx", lambda *a, **k: (_ for _ in ()).throw(AssertionError("built")))
     model = _onnx_model(Wrap(nn.LSTM(8, 8, batch_first=True)).eval(), torch.rand(1, 4, 8))
     assert "LSTM" in {n.op_type for n in model.graph.node}
-    index, node = next((i, n) for i, n in enumerate(model.graph.node) if n.op_type not in allowlist.ONNX_OPS)
+    # the first node left after import-time folding (Shape/Expand chains of static shapes become constants)
+    folded = fold_constant_nodes(model)
+    index, node = next((i, n) for i, n in enumerate(folded.graph.node) if n.op_type not in allowlist.ONNX_OPS)
     with pytest.raises(UnsupportedOpError, match=rf"from_onnx: op {node.op_type} at node '{node.name}' \(#{index}\) "
                                                  rf"is not supported.*nothing was compiled"):
         tvm_qnn.from_onnx(model)

@@ -39,6 +39,9 @@ TORCH_OPS = {
     "aten.relu_.default": (GRAPH, "ReLU(inplace=True)"),
     "aten.relu6.default": (GRAPH, "ReLU6"),
     "aten.hardtanh.default": (GRAPH, "ReLU6 / Hardtanh"),
+    "aten.hardtanh_.default": (GRAPH, "ReLU6(inplace=True) (torchvision MobileNetV2)"),
+    "aten.hardswish_.default": (GRAPH, "Hardswish(inplace=True) (torchvision MobileNetV3)"),
+    "aten.silu_.default": (GRAPH, "SiLU(inplace=True) (torchvision EfficientNet)"),
     "aten.max_pool2d.default": (GRAPH, "MaxPool2d"),
     "aten.avg_pool2d.default": (GRAPH, "AvgPool2d"),
     "aten.adaptive_avg_pool2d.default": (GRAPH, "AdaptiveAvgPool2d"),
@@ -51,6 +54,10 @@ TORCH_OPS = {
     "aten.view.default": (GRAPH, "view"),
     "aten.reshape.default": (GRAPH, "reshape"),
     "aten.dropout.default": (GRAPH, "Dropout (identity in eval mode)"),
+    "aten.dropout_.default": (GRAPH, "Dropout(inplace=True) (identity in eval mode)"),
+    "aten.chunk.default": (GRAPH, "Tensor.chunk (ShuffleNetV2's channel split)"),
+    "<built-in function getitem>": (GRAPH, "one output of a multi-output op (chunk)"),
+    "aten.contiguous.default": (GRAPH, "Tensor.contiguous (ShuffleNetV2's channel shuffle)"),
 }
 
 # ONNX op_type (default domain) -> (kind, note)

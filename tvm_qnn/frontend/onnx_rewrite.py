@@ -4,8 +4,10 @@
   ``onnx.reference.ReferenceEvaluator`` and replaced by a ``Constant``. The TorchScript exporter
   writes TF-style asymmetric "same" padding (``F.pad(x, (0, 1, 0, 1))``) as a ``Pad`` whose pads
   come from a ``ConstantOfShape/Concat/Reshape/Slice/Transpose/Cast`` chain; Relax's importer
-  refuses such "dynamic pads", although they are constants. Float initializers are never folded
-  (they are the model's named parameters).
+  refuses such "dynamic pads", although they are constants. A ``Shape`` node of a tensor whose
+  shape ONNX's shape inference knows statically is a constant too: ``Tensor.chunk`` exports its
+  split points as ``Shape -> Gather -> Add -> Div -> Mul -> Slice`` (torchvision's ShuffleNetV2).
+  Float initializers are never folded (they are the model's named parameters).
 * :func:`dense_weights_out_in`: ``MatMul(x, W)`` with a 2-D float initializer ``W`` of shape
   ``(in, out)`` and a 2-D ``x`` (torch's bias-less ``Linear`` exports this way), and
   ``Gemm(x, W, transB=0)`` become ``Gemm(x, W', transB=1)`` with ``W' = W^T`` stored under the same
@@ -25,8 +27,43 @@ def _copy(model):
     return onnx.ModelProto.FromString(model.SerializeToString())
 
 
+def _static_shapes(model):
+    """``{tensor name: shape}`` of every tensor whose shape ONNX's shape inference fixes completely."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - without inference no Shape node is folded; the importer decides
+        return {}
+    shapes = {}
+    for info in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        tensor = info.type.tensor_type
+        if not tensor.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        if all(d is not None for d in dims):
+            shapes[info.name] = dims
+    return shapes
+
+
 def fold_constant_nodes(model):
-    """Copy of ``model`` with every all-constant-input node replaced by a ``Constant`` (module doc)."""
+    """Copy of ``model`` with every all-constant-input node replaced by a ``Constant`` (module doc).
+
+    Folding a ``Shape`` chain can fix the shape of a later ``Reshape`` whose own ``Shape`` then
+    folds (ShuffleNet's channel shuffle), so the pass repeats while it still removes nodes.
+    """
+    while True:
+        folded = _fold_once(model)
+        if _computed_nodes(folded) == _computed_nodes(model):
+            return folded
+        model = folded
+
+
+def _computed_nodes(model):
+    return sum(node.op_type != "Constant" for node in model.graph.node)
+
+
+def _fold_once(model):
     import onnx
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
@@ -36,7 +73,16 @@ def fold_constant_nodes(model):
     constants = {}  # name -> numpy value of a Constant node's output
     new_nodes = []
     opset = [helper.make_opsetid(o.domain, o.version) for o in model.opset_import]
+    static_shapes = _static_shapes(model) if any(node.op_type == "Shape" for node in graph.node) else {}
     for node in graph.node:
+        if node.op_type == "Shape" and node.input[0] in static_shapes:
+            attr = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            shape = static_shapes[node.input[0]]
+            value = np.asarray(shape[slice(attr.get("start", 0), attr.get("end"))], dtype=np.int64)
+            constants[node.output[0]] = value
+            new_nodes.append(helper.make_node("Constant", [], [node.output[0]],
+                                              value=numpy_helper.from_array(value, node.output[0])))
+            continue
         if node.op_type == "Constant" and len(node.output) == 1:
             attr = {a.name: a for a in node.attribute}
             if "value" in attr:
