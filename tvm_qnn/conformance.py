@@ -11,6 +11,12 @@ uniform per-channel recipe on random images, quantizes, compiles for ``cpu-refer
 * top-1 agreement of the compiled model with the torch fake-quant twin of the same recipe
   (``tvm_qnn.train.fakequant.apply_recipe``), contract: >= 0.99.
 
+A randomly initialised torchvision network gives (nearly) every input the same top-1 class, which
+would make any agreement check pass. :func:`torchvision_model` therefore centres the classifier:
+the last conv/dense layer's bias is shifted by minus its mean output on 32 seeded random images
+(not the test inputs), so top-1 depends on the input; ``classes`` (distinct top-1 classes of the
+fake-quant twin over the inputs) is reported and checked.
+
 The tests in ``tests/models/`` and ``benchmarks/conformance.py`` (which writes
 ``results/conformance.json`` for the README table) both call it.
 
@@ -82,7 +88,25 @@ def torchvision_model(name, seed=0, num_classes=NUM_CLASSES):
         kwargs.update(aux_logits=False, init_weights=True)
     model = getattr(torchvision.models, name)(**kwargs).eval()
     _randomize_batchnorm(model, seed)
+    _center_classifier(model, ARCHITECTURES[name], seed)
     return model
+
+
+def _center_classifier(model, resolution, seed, count=32):
+    """Shift the last conv/dense bias by minus its mean output on ``count`` random images (module doc)."""
+    import torch
+
+    head = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][-1]
+    outputs = []
+    hook = head.register_forward_hook(lambda module, args, out: outputs.append(out))
+    generator = torch.Generator().manual_seed(seed + 2)
+    with torch.no_grad():
+        model(torch.randn(count, 3, resolution, resolution, generator=generator))
+        hook.remove()
+        mean = outputs[0].transpose(0, 1).reshape(outputs[0].shape[1], -1).mean(1)
+        if head.bias is None:
+            head.bias = torch.nn.Parameter(torch.zeros_like(mean))
+        head.bias -= mean
 
 
 def _randomize_batchnorm(model, seed):
@@ -148,6 +172,7 @@ class CaseResult:
     agreement: float  # top-1 of compiled cpu vs torch fake-quant
     agreement_reference: float  # top-1 of cpu-reference vs torch fake-quant
     fp32_agreement: float  # top-1 of compiled cpu vs the float torch model (informative)
+    classes: int  # distinct top-1 classes of the fake-quant twin over the inputs (agreement is not trivial)
     ms: float | None  # cpu run time per image (batch 1, mean of 5 timed repeats); None in tests
     seconds: dict
 
@@ -204,7 +229,8 @@ def run_case(name, bits, importer="torch", n_inputs=64, n_calibration=16, seed=0
         cpu_vs_reference=float(np.abs(cpu_out - ref_out).max() / max(np.abs(ref_out).max(), 1e-30)),
         agreement=float((top1 == fake_out.argmax(1)).mean()),
         agreement_reference=float((ref_out.argmax(1) == fake_out.argmax(1)).mean()),
-        fp32_agreement=float((top1 == fp32_out.argmax(1)).mean()), ms=ms, seconds=seconds,
+        fp32_agreement=float((top1 == fp32_out.argmax(1)).mean()), classes=len(set(fake_out.argmax(1).tolist())),
+        ms=ms, seconds=seconds,
     )
 
 

