@@ -459,6 +459,14 @@ def _case_mark(case):
     return "✓" if case.get("status") == "ok" else "✗"
 
 
+def _near_ties(case):
+    """``, 1 near tie`` when a conformance case's disagreements are all within the twin's rounding."""
+    ties = case.get("near_ties", 0)
+    if not case.get("disagreements"):
+        return ""
+    return f", {ties}/{case['disagreements']} misses near ties"
+
+
 def render_conformance(data, path):
     """One row per torchvision architecture from ``benchmarks/conformance.py``'s cases."""
     cases = data.get("cases", [])
@@ -475,14 +483,19 @@ def render_conformance(data, path):
         cpu = "✓" if ok and all(c.get("cpu_vs_reference", 1) <= 1e-5 for c in ok) else ("✗" if runs else "not run")
         fpga_runs = [c["fpga"] for c in runs.values() if "fpga" in c]
         fpga = "not run" if not fpga_runs else ("✓" if all(f == "ok" for f in fpga_runs) else "✗")
-        agreement = ", ".join(f"w{b}a{b} {i} {100 * c['agreement']:.1f}%" if c.get("status") == "ok"
+        agreement = ", ".join(f"w{b}a{b} {i} {100 * c['agreement']:.1f}%"
+                              + (f" ({c['classes']} cl.{_near_ties(c)})" if "classes" in c else "")
+                              if c.get("status") == "ok"
                               else f"w{b}a{b} {i} error" for (b, i), c in sorted(runs.items(), key=lambda kv: (-kv[0][0], kv[0][1])))
         body.append([model, str(len(first["ops"])) if first else "–", str(first["quantized_layers"]) if first else "–",
                      imports, f"{cpu}, {fpga}", agreement, num(first and first.get("ms"), ".1f")])
     errors = [f"- {c['model']} w{c['bits']}a{c['bits']} via {c['importer']}: {c['error']}" for c in cases
               if c.get("status") != "ok"]
     resolution = sorted({c.get("resolution") for c in cases if c.get("resolution")})
-    text = (f"torchvision architectures with random weights (BN statistics randomized), input "
+    text = (f"torchvision architectures with random weights (BN statistics randomized, classifier bias centred on "
+            f"random images so top-1 depends on the input: cl. = distinct top-1 classes of the inputs; a miss is a "
+            f"near tie when the fake-quant twin's top-2 margin is within twice its own batched-vs-per-image float "
+            f"noise), input "
             f"{'/'.join(str(r) for r in resolution) or '?'} px, uniform per-channel PTQ (first conv and last dense fp32); "
             f"top-1 agreement of compiled `cpu` with the torch fake-quant model on {data.get('inputs', '?')} random "
             "images; `cpu` ✓ means `cpu` equals `cpu-reference` within 1e-5 of the output range in every case run; "
