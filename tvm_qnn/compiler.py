@@ -242,6 +242,20 @@ class CompiledModel:
         return {"mean_ms": float(samples_ms.mean()), "std_ms": float(samples_ms.std()),
                 "repeat": int(repeat), "number": int(number), "target": self.target}
 
+    def profile(self, *args, repeat=5, show=True):
+        """Per-kernel wall time of ``main`` with each kernel's kind -> :class:`tvm_qnn.profile.Profile`.
+
+        ``args`` as for ``run`` (default: ``example_inputs()``); printed unless ``show=False``.
+        """
+        from .profile import profile_vm
+
+        repeat = checks.positive_int(repeat, "profile: repeat")
+        arrays = self._check_inputs(args if args else self.example_inputs())
+        result = profile_vm(self.artifact.executable, self._device(), self._tvm_inputs(arrays), repeat)
+        if show:
+            print(result.table())
+        return result
+
     # ---------------------------------------------------------------- export
     def manifest(self, files):
         import tvm
