@@ -494,8 +494,8 @@ def render_conformance(data, path):
     resolution = sorted({c.get("resolution") for c in cases if c.get("resolution")})
     text = (f"torchvision architectures with random weights (BN statistics randomized, classifier bias centred on "
             f"random images so top-1 depends on the input: cl. = distinct top-1 classes of the inputs; a miss is a "
-            f"near tie when the fake-quant twin's top-2 margin is within twice its own batched-vs-per-image float "
-            f"noise), input "
+            f"near tie when it vanishes on every one of 8 copies of the input perturbed by 1e-5, i.e. the input sits "
+            f"on a rounding boundary), input "
             f"{'/'.join(str(r) for r in resolution) or '?'} px, uniform per-channel PTQ (first conv and last dense fp32); "
             f"top-1 agreement of compiled `cpu` with the torch fake-quant model on {data.get('inputs', '?')} random "
             "images; `cpu` ✓ means `cpu` equals `cpu-reference` within 1e-5 of the output range in every case run; "

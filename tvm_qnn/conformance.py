@@ -19,10 +19,10 @@ fake-quant twin over the inputs) is reported and checked.
 
 With a discriminative head, float rounding matters: an activation within float error of a rounding
 boundary gets a different code in torch and in TVM (different summation orders), and the change
-propagates. The twin itself shows it: batched and per-image runs of the same torch model differ
-(``rounding_noise``, the largest logit difference). A top-1 disagreement where the twin's top-2
-margin is at most twice that noise is a ``near_tie``; the contract is agreement >= 0.99, or every
-disagreement a near tie.
+propagates (one such input of resnet18 w4a4 moves a logit by 30 % of the output range). A top-1
+disagreement is a ``near_tie`` (a rounding-boundary input, not a wrong kernel) when, on each of 8
+copies of that input perturbed by N(0, 1e-5), the compiled model and the twin agree in top-1; the
+contract is agreement >= 0.99, or every disagreement a near tie.
 
 The tests in ``tests/models/`` and ``benchmarks/conformance.py`` (which writes
 ``results/conformance.json`` for the README table) both call it.
@@ -181,9 +181,8 @@ class CaseResult:
     agreement_reference: float  # top-1 of cpu-reference vs torch fake-quant
     fp32_agreement: float  # top-1 of compiled cpu vs the float torch model (informative)
     classes: int  # distinct top-1 classes of the fake-quant twin over the inputs (agreement is not trivial)
-    rounding_noise: float  # max |twin batched - twin per image|: the twin's own float-order noise on a logit
     disagreements: int  # inputs whose compiled top-1 differs from the twin's
-    near_ties: int  # top-1 disagreements where the twin's top-2 margin <= 2 * rounding_noise
+    near_ties: int  # disagreements that vanish on every slightly perturbed copy of the input (module doc)
     ms: float | None  # cpu run time per image (batch 1, mean of 5 timed repeats); None in tests
     seconds: dict
 
@@ -230,15 +229,12 @@ def run_case(name, bits, importer="torch", n_inputs=64, n_calibration=16, seed=0
     fake = apply_recipe(model, recipe)
     with torch.no_grad():
         fake_out = fake(torch.from_numpy(inputs)).numpy()
-        fake_single = np.concatenate([fake(torch.from_numpy(x[None])).numpy() for x in inputs])
         fp32_out = model(torch.from_numpy(inputs)).numpy()
     ms = float(compiled.benchmark(repeat=5)["mean_ms"]) if benchmark else None
     lap("torch + benchmark")
     top1 = cpu_out.argmax(1)
-    noise = float(np.abs(fake_out - fake_single).max())
-    ranked = np.sort(fake_out, axis=1)
-    margin = ranked[:, -1] - ranked[:, -2]
-    disagree = top1 != fake_out.argmax(1)
+    disagree = np.nonzero(top1 != fake_out.argmax(1))[0]
+    near_ties = sum(_vanishes_when_perturbed(compiled, fake, inputs[i], seed + int(i)) for i in disagree)
     return CaseResult(
         model=name, bits=bits, importer=importer, resolution=resolution, ops=relax_ops(mod),
         layers=len(recipe.layers) + len(recipe.fp32_layers), quantized_layers=len(recipe.layers),
@@ -246,10 +242,25 @@ def run_case(name, bits, importer="torch", n_inputs=64, n_calibration=16, seed=0
         agreement=float((top1 == fake_out.argmax(1)).mean()),
         agreement_reference=float((ref_out.argmax(1) == fake_out.argmax(1)).mean()),
         fp32_agreement=float((top1 == fp32_out.argmax(1)).mean()), classes=len(set(fake_out.argmax(1).tolist())),
-        rounding_noise=noise, disagreements=int(disagree.sum()), near_ties=int((disagree & (margin <= 2 * noise)).sum()),
+        disagreements=len(disagree), near_ties=int(near_ties),
         ms=ms, seconds=seconds,
     )
 
+
+
+def _vanishes_when_perturbed(compiled, fake, x, seed, copies=8, sigma=1e-5):
+    """True when the compiled model and the fake-quant twin agree in top-1 on every one of ``copies``
+    copies of ``x`` perturbed by N(0, sigma): the disagreement on ``x`` itself is a rounding boundary."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    for _ in range(copies):
+        moved = (x + sigma * rng.standard_normal(x.shape)).astype(np.float32)[None]
+        with torch.no_grad():
+            twin = fake(torch.from_numpy(moved)).numpy()
+        if compiled.run(moved).argmax(1)[0] != twin.argmax(1)[0]:
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------- pretrained EfficientNet-Lite1

@@ -3,8 +3,9 @@
 Each case (``tvm_qnn.conformance.run_case``): import via ``from_torch`` or ONNX, uniform
 per-channel PTQ at w8a8 / w4a4, compile for ``cpu-reference`` and ``cpu``; ``cpu`` equals
 ``cpu-reference`` to 1e-5 of the output range, and the compiled model's top-1 agrees with the
-torch fake-quant twin of the recipe on >= 99 % of 64 random images, which fall into at least 3
-top-1 classes (the classifier is centred, see ``tvm_qnn.conformance``). The fast subset (default
+torch fake-quant twin of the recipe on >= 99 % of 64 random images (or every miss a
+rounding-boundary input), which fall into at least 3 top-1 classes (the classifier is centred, see
+``tvm_qnn.conformance``). The fast subset (default
 suite) runs small cases; the full matrix is ``-m slow``.
 """
 
@@ -16,7 +17,9 @@ from tvm_qnn.conformance import ARCHITECTURES, BITS, IMPORTERS, run_case
 def _check(result):
     assert result.quantized_layers > 0
     assert result.cpu_vs_reference <= 1e-5, result
-    # >= 99 %, or every disagreement a near tie within the twin's own float rounding (tvm_qnn.conformance)
+    # >= 99 %, or every disagreement a rounding-boundary input that a 1e-5 perturbation resolves
+    # (tvm_qnn.conformance); never more than a few of them
+    assert result.agreement >= 0.95, result
     assert result.agreement >= 0.99 or result.near_ties == result.disagreements, result
     assert result.agreement_reference >= 0.99 or result.agreement_reference == result.agreement, result
     assert result.classes >= 3, result  # the centred random head: top-1 depends on the input
