@@ -309,6 +309,28 @@ def layer_quant(name, spec):
     return LayerQuant(**fields)
 
 
+def expand_if_read(node, consumers, direct_input, graph_outputs, expansion, out_nodes, extra_inits):
+    """Keep a quantizer ``node`` as float ops (``expansion()`` -> ``(nodes, initializers)``) when
+    anything other than a quantized layer's own input (``direct_input``: id(layer node) -> the
+    float tensor it reads instead) reads its output, or the output is a graph output."""
+    readers = [c for c in consumers.get(node.output[0], [])
+               if not (id(c) in direct_input and c.input[0] == node.output[0])]
+    if readers or node.output[0] in graph_outputs:
+        nodes, consts = expansion()
+        out_nodes.extend(nodes)
+        extra_inits.extend(consts)
+
+
+def keep_node(node, direct_input, rename, out_nodes):
+    """Append ``node`` to ``out_nodes`` reading its rewired inputs: a quantized layer reads the float
+    tensor in ``direct_input``, every other input goes through ``rename``."""
+    if id(node) in direct_input:
+        node.input[0] = direct_input[id(node)]
+    for i, name in enumerate(node.input):
+        node.input[i] = rename.get(name, name)
+    out_nodes.append(node)
+
+
 def rebuild_graph(graph, nodes, rename, new_inits, extra_inits):
     """Replace ``graph``'s nodes by ``nodes`` and its rewritten initializers (``new_inits``: name ->
     array, replacing the same names; ``extra_inits``: TensorProtos to add), keep every graph output

@@ -236,18 +236,10 @@ def analyze(model):
             if others:
                 raise UnsupportedOpError(f"{oq.where(others[0])} consumes the integer output of {oq.where(q_node)}; "
                                          "only DequantizeLinear may")
-            readers = [c for c in consumers.get(node.output[0], [])
-                       if not (direct_input.get(id(c)) and c.input[0] == node.output[0])]
-            if readers or node.output[0] in graph_outputs:
-                nodes, consts = _pair_expansion(q_node, node, inits)
-                out_nodes.extend(nodes)
-                extra_inits.extend(consts)
+            oq.expand_if_read(node, consumers, direct_input, graph_outputs,
+                              lambda: _pair_expansion(q_node, node, inits), out_nodes, extra_inits)
             continue
-        if id(node) in direct_input:
-            node.input[0] = direct_input[id(node)]
-        for i, name in enumerate(node.input):
-            node.input[i] = rename.get(name, name)
-        out_nodes.append(node)
+        oq.keep_node(node, direct_input, rename, out_nodes)
     oq.rebuild_graph(graph, out_nodes, rename, new_inits, extra_inits)
     return model, layers, fp32
 

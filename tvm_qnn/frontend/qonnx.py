@@ -286,18 +286,10 @@ def analyze(model):
         if node.op_type in QONNX_OPS and node.output[0] in rename:
             continue
         if node.op_type in QONNX_OPS:
-            readers = [c for c in consumers.get(node.output[0], [])
-                       if not (id(c) in direct_input and c.input[0] == node.output[0])]
-            if readers or node.output[0] in graph_outputs:
-                nodes, consts = _expansion(node, inits)
-                out_nodes.extend(nodes)
-                extra_inits.extend(consts)
+            oq.expand_if_read(node, consumers, direct_input, graph_outputs, lambda: _expansion(node, inits),
+                              out_nodes, extra_inits)
             continue
-        if id(node) in direct_input:
-            node.input[0] = direct_input[id(node)]
-        for i, name in enumerate(node.input):
-            node.input[i] = rename.get(name, name)
-        out_nodes.append(node)
+        oq.keep_node(node, direct_input, rename, out_nodes)
     oq.rebuild_graph(graph, out_nodes, rename, new_inits, extra_inits)
     # custom-domain opsets are no longer needed by the float graph
     custom = [o for o in model.opset_import if o.domain not in ("", "ai.onnx")]
