@@ -232,16 +232,16 @@ def run_case(name, bits, importer="torch", n_inputs=64, n_calibration=16, seed=0
         fp32_out = model(torch.from_numpy(inputs)).numpy()
     ms = float(compiled.benchmark(repeat=5)["mean_ms"]) if benchmark else None
     lap("torch + benchmark")
-    top1 = cpu_out.argmax(1)
-    disagree = np.nonzero(top1 != fake_out.argmax(1))[0]
+    top1, fake_top1 = cpu_out.argmax(1), fake_out.argmax(1)
+    disagree = np.nonzero(top1 != fake_top1)[0]
     near_ties = sum(_vanishes_when_perturbed(compiled, fake, inputs[i], seed + int(i)) for i in disagree)
     return CaseResult(
         model=name, bits=bits, importer=importer, resolution=resolution, ops=relax_ops(mod),
         layers=len(recipe.layers) + len(recipe.fp32_layers), quantized_layers=len(recipe.layers),
         cpu_vs_reference=float(np.abs(cpu_out - ref_out).max() / max(np.abs(ref_out).max(), 1e-30)),
-        agreement=float((top1 == fake_out.argmax(1)).mean()),
-        agreement_reference=float((ref_out.argmax(1) == fake_out.argmax(1)).mean()),
-        fp32_agreement=float((top1 == fp32_out.argmax(1)).mean()), classes=len(set(fake_out.argmax(1).tolist())),
+        agreement=float((top1 == fake_top1).mean()),
+        agreement_reference=float((ref_out.argmax(1) == fake_top1).mean()),
+        fp32_agreement=float((top1 == fp32_out.argmax(1)).mean()), classes=len(set(fake_top1.tolist())),
         disagreements=len(disagree), near_ties=int(near_ties),
         ms=ms, seconds=seconds,
     )
