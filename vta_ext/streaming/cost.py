@@ -1,13 +1,15 @@
 """Devices and the cost of one dedicated streaming block: cycles (initiation interval) and
 resources (LUT / FF / BRAM36-equivalents / DSP).
 
-Timing (exact for the block model the planner and ``streaming.sim`` share)
+Timing (the planner's; ``streaming.sim.block_cycles`` derives it again on its own)
 ---------------------------------------------------------------------
 A conv2d/dense block has ``pe`` output-channel lanes x ``simd`` input lanes and is bit-serial
-over the activation bits of its input stream, so per image it needs
-``II = positions * (C_out / pe) * (C_in/groups * kh * kw / simd) * b_in`` cycles (``pe`` divides
+over the activation bits of its input stream, so per image it computes for
+``positions * (C_out / pe) * (C_in/groups * kh * kw / simd) * b_in`` cycles (``pe`` divides
 ``C_out``, ``simd`` divides the fan-in: no idle lanes). Pool and add blocks handle ``lanes``
-channels of one pixel per cycle. ``row_cycles = II / rows_out`` is the time to emit one row.
+channels of one pixel per cycle. A block's II is that, or the time its input streams (each
+``pe * mmv * b`` bits per clock of its producer) take to deliver an image when longer
+(``planner._Evaluator.block_ii``). ``row_cycles = II / rows_out`` is the time to emit one row.
 
 Resources
 ---------

@@ -19,8 +19,11 @@ Every layer is a dedicated block; blocks are connected by row streams through FI
    hold 2 rows. The row-level simulation finds this safe with margin (ResNet-18's first skip:
    planned 6 rows, full rate from 4, stalls at 2-3, deadlock at 1).
 
-``streaming.sim.simulate(plan)`` replays the plan row by row and checks the throughput and the
-absence of deadlock. Too few devices raises ``DeviceCountError`` with the number needed.
+A block's II is its compute II, or the time its input streams take to deliver an image when
+they are narrower (that never exceeds the producer's II, so it moves no period, only the
+block's stated II). ``streaming.sim.simulate(plan)`` derives every block's II again from its
+folding and stream widths (its own formula), replays the plan row by row with those times, and
+checks the throughput, the per-block IIs and the absence of deadlock. Too few devices raises ``DeviceCountError`` with the number needed.
 """
 
 from __future__ import annotations
@@ -69,6 +72,27 @@ class _Evaluator:
             spec = self.specs[name]
             self._cost_cache[key] = {r: 0 for r in RESOURCES} if spec.op == "input" else spec.resources(*fold)
         return self._cost_cache[key]
+
+    def stream_width(self, name, folds):
+        """Bits per clock of ``name``'s output stream: ``pe * mmv`` outputs of ``out_bits`` per clock
+        (the image source: the host link)."""
+        spec = self.specs[name]
+        if spec.op == "input":
+            return self.device.link_bits_per_cycle
+        pe, _, mmv = folds[name]
+        return pe * mmv * spec.out_bits
+
+    def block_ii(self, name, folds):
+        """Cycles per image of block ``name`` in the pipeline: its compute II, or the time its
+        input streams take to deliver an image when they are narrower (a block cannot run ahead
+        of its input; that time never exceeds the producer's own II, so the period is unchanged,
+        but the block's II and the row-0 schedule are)."""
+        spec = self.specs[name]
+        if spec.op == "input":
+            return self.source_row_cycles * spec.rows_out
+        read = max(self.specs[src].rows_out * math.ceil(self.specs[src].row_bits_out / self.stream_width(src, folds))
+                   for src in spec.inputs)
+        return max(spec.ii(*folds[name]), read)
 
     def candidate_iis(self):
         values = {self.source_row_cycles * self.specs[self.order[0]].rows_out}
@@ -121,7 +145,7 @@ class _Evaluator:
                 lag = latest - t
                 depths[(src, name)] = (MIN_FIFO_ROWS + math.ceil(lag / row_interval - 1e-9), lag)
             row_in = period / spec.rows_in
-            compute = spec.ii(*folds[name]) / spec.rows_out
+            compute = spec.ii(*folds[name]) / spec.rows_out  # reading overlaps the input rows' arrival
             arrival[name] = latest + spec.need(0) * row_in + compute
         return depths, arrival
 
@@ -196,7 +220,7 @@ class _Evaluator:
         folds = self.folds_at(target_ii)
         if folds is None:
             return None, None
-        period = max(self.specs[n].ii(*folds[n]) for n in self.order[1:])
+        period = max(self.block_ii(n, folds) for n in self.order[1:])
         depths, _ = self.fifo_depths(folds, period)
         fifo = self.fifo_cost(folds, depths)
         totals = {n: {r: self.cost(n, folds[n])[r] + fifo[n][r] for r in RESOURCES} for n in self.order}
@@ -278,7 +302,7 @@ def plan(model_graph, devices=1, device="vu9p", target_fps=None, a_bits=2, w_bit
 def _build_plan(graph, ev, folds, target, devices, a_bits, w_bits, target_fps):
     specs, device = ev.specs, ev.device
     order = ev.order
-    period_blocks = max(specs[n].ii(*folds[n]) for n in order[1:])
+    period_blocks = max(ev.block_ii(n, folds) for n in order[1:])
     _, totals = ev.totals_at(target)
     # a throughput target is met on as few devices as possible; a throughput maximum spreads
     # the blocks over every device given, balancing their utilisation
@@ -304,7 +328,7 @@ def _build_plan(graph, ev, folds, target, devices, a_bits, w_bits, target_fps):
     for name in order:
         spec = specs[name]
         pe, simd, mmv = folds[name]
-        ii = source_ii if spec.op == "input" else spec.ii(pe, simd, mmv)
+        ii = source_ii if spec.op == "input" else ev.block_ii(name, folds)
         blocks.append(BlockPlan(name, spec.op, device_of[name], pe, simd, mmv, ii, ii / spec.rows_out, spec.rows_out,
                                 spec.in_bits, spec.w_bits, arrival[name], ev.cost(name, folds[name])))
     fifos = []

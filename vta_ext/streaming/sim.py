@@ -17,11 +17,36 @@ plan's link II (the link's fixed latency is not simulated; it only delays).
 The simulation stops when all images are out, when no event is pending although work remains
 (a **deadlock**: reported with what every stuck stage waits for), or after ``max_steps``
 (reported as a stall; the simulation never hangs).
+
+Block timing (derived here, not taken from the plan)
+---------------------------------------------------
+Each stage's time per row comes from ``block_cycles``, written from the layer's own shape and
+folding and not from the planner's cost code, so "simulation vs plan" is a real check. A block
+is a FINN-style matrix-vector-activation unit (MVAU, ``vta_ext/rtl/verilog/mvau_stream.v``):
+``PE`` output channels x ``SIMD`` fan-in lanes x ``MMV`` output pixels, bit-serial over the
+``b_a`` activation bits of its input stream (one bit plane per clock, MSB first; a lane multiplies
+a ``b_w``-bit weight by one activation bit, so ``b_w`` costs area, not time). Per image::
+
+    compute = H_out * ceil(W_out / MMV) * ceil(C_out / PE) * ceil(C_in/groups * K_h * K_w / SIMD) * b_a
+              (dense: K = H_in x W_in, one "row"; the RTL's fold is NF * SF * b_a clocks)
+    pool    = H_out * ceil(W_out / MMV) * ceil(C / PE) * K_h * K_w   (global pool: ceil(C/PE) * H_in * W_in)
+    add     = H * ceil(W / MMV) * ceil(C / PE)
+    read    = H_in  * ceil(W_in * C_in * b_in / width_in)     per input stream
+    write   = H_out * ceil(W_out * C_out * b_out / width_out)
+    II      = max(compute, read, write)
+
+A stream is as wide as its producer's output port: ``PE * MMV * b_out`` bits per clock for a
+block, the device link's bits per clock for the image source (``width_in`` of a consumer is its
+producer's ``width_out``). A row of ``C x W x b`` bits takes ``ceil(bits / width)`` clocks to
+cross. ``SimResult.blocks`` lists, per block, this II next to the plan's. In the event loop a
+stage spends ``max(compute, write) / H_out`` per row; the read bound is enforced by the rows'
+arrival (a stream's read time is its producer's write time), so it is not charged twice.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
 
 from tvm_qnn.errors import QnnError
@@ -79,6 +104,12 @@ class SimResult:
     report: str               # what the stuck stages wait for ('' when all images completed)
     steps: int
     fifo_max_rows: dict       # FIFO name -> highest occupancy seen
+    blocks: dict = field(default_factory=dict)  # block -> {"plan_ii", "sim_ii", "compute", "read", "write", "bound"}
+
+    def ii_differences(self, rel=1e-9):
+        """Blocks whose derived II differs from the plan's: {name: (plan_ii, sim_ii, bound)}."""
+        return {name: (b["plan_ii"], b["sim_ii"], b["bound"]) for name, b in self.blocks.items()
+                if abs(b["sim_ii"] - b["plan_ii"]) > rel * max(1.0, b["plan_ii"])}
 
     @property
     def completed(self):
@@ -107,17 +138,78 @@ class SimResult:
         return self
 
 
+def block_cycles(layer, in_shape, out_shape, in_bits, out_bits, fold, in_widths, out_width):
+    """Cycles per image of one streaming block from its own parameters (see the module docstring).
+
+    ``layer``: the ``StreamLayer``; ``in_shape``/``out_shape``: (C, H, W); ``fold``: (pe, simd, mmv);
+    ``in_widths``: (bits per clock, bits per value) of each input stream; ``out_width``: bits per
+    clock of its output stream; ``in_bits``: the bit-serial depth (the widest input's bits).
+    Returns {"compute", "read", "write", "ii", "bound"} (``bound``: which term sets the II).
+    """
+    pe, simd, mmv = fold
+    c_in, h_in, w_in = in_shape
+    c_out, h_out, w_out = out_shape
+    op = layer.op
+    if op == "conv2d":
+        kh, kw = layer.kernel
+        lanes_in = c_in // layer.groups * kh * kw
+        compute = h_out * math.ceil(w_out / mmv) * math.ceil(c_out / pe) * math.ceil(lanes_in / simd) * in_bits
+    elif op == "dense":
+        compute = math.ceil(c_out / pe) * math.ceil(c_in * h_in * w_in / simd) * in_bits
+    elif op == "add":
+        compute = h_out * math.ceil(w_out / mmv) * math.ceil(c_out / pe)
+    elif layer.kernel is None:  # global average pool: one element per channel lane per clock
+        compute = math.ceil(c_in / pe) * h_in * w_in
+    else:  # max / average pool with a window
+        kh, kw = layer.kernel
+        compute = h_out * math.ceil(w_out / mmv) * math.ceil(c_out / pe) * kh * kw
+    read = max(h_in * math.ceil(w_in * c_in * bits / width) for width, bits in in_widths)
+    write = h_out * math.ceil(w_out * c_out * out_bits / out_width)
+    terms = {"compute": compute, "read": read, "write": write}
+    bound = max(terms, key=lambda k: (terms[k], k == "compute"))
+    return {**terms, "ii": terms[bound], "bound": bound}
+
+
+def derive_block_iis(plan, graph, specs):
+    """{block: derived timing} of every block of ``plan`` (the source: its rows over the link)."""
+    widths, bits_of, derived = {}, {}, {}
+    link = plan.device.link_bits_per_cycle
+    for block in plan.blocks:
+        layer = graph[block.name]
+        spec = specs[block.name]
+        bits_of[block.name] = spec.out_bits
+        if layer.op == "input":
+            c, h, w = graph.shapes[block.name]
+            widths[block.name] = link
+            cycles = h * math.ceil(w * c * spec.out_bits / link)
+            derived[block.name] = {"compute": 0, "read": cycles, "write": cycles, "ii": cycles, "bound": "read"}
+            continue
+        widths[block.name] = block.pe * block.mmv * spec.out_bits
+        in_shape = graph.shapes[layer.inputs[0]]
+        in_bits = max(bits_of[src] for src in layer.inputs)
+        derived[block.name] = block_cycles(layer, in_shape, graph.shapes[block.name], in_bits, spec.out_bits,
+                                           (block.pe, block.simd, block.mmv),
+                                           [(widths[s], bits_of[s]) for s in layer.inputs],
+                                           widths[block.name])
+    return derived
+
+
 def _build(plan, fifo_depths):
     graph = plan.graph
     if graph is None:
         raise StreamDeadlockError(f"plan of {plan.model!r} carries no layer graph; make it with streaming.plan")
     specs = block_specs(graph, plan.a_bits, plan.w_bits)
+    derived = derive_block_iis(plan, graph, specs)
     stages, index = [], {}
     for block in plan.blocks:
         spec = specs[block.name]
         index[block.name] = len(stages)
+        # a stage's row time is its compute or its output port, whichever is slower; its input
+        # port's bound arrives with the rows (a stream's read time is its producer's write time)
+        timing = derived[block.name]
+        row_cycles = max(timing["compute"], timing["write"]) / spec.rows_out
         stages.append(_Stage(block.name, spec.rows_in if spec.op != "input" else 0, spec.rows_out,
-                             spec.window_rows, spec.stride_rows, spec.pad_top, spec.linebuf_rows, block.row_cycles))
+                             spec.window_rows, spec.stride_rows, spec.pad_top, spec.linebuf_rows, row_cycles))
     fifos = []
 
     def connect(src, dst, depth, name):
@@ -145,14 +237,16 @@ def _build(plan, fifo_depths):
             connect(previous, index[layer.name], depth, f"{src}->{layer.name}")
     for stage in stages:
         stage.absorbed = [0] * len(stage.inputs)
-    return stages, fifos
+    blocks = {b.name: {"plan_ii": b.ii_cycles, "sim_ii": derived[b.name]["ii"],
+                       **{k: derived[b.name][k] for k in ("compute", "read", "write", "bound")}} for b in plan.blocks}
+    return stages, fifos, blocks
 
 
 def simulate(plan, images=6, fifo_depths=None, max_steps=None):
     """Run ``images`` images through ``plan``; ``fifo_depths`` overrides {(src, dst): rows}."""
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise StreamDeadlockError(f"images={images!r}; expected an int >= 1")
-    stages, fifos = _build(plan, fifo_depths)
+    stages, fifos, blocks = _build(plan, fifo_depths)
     for fifo in fifos:
         if isinstance(fifo.depth, bool) or fifo.depth < 1:
             raise StreamDeadlockError(f"FIFO {fifo.name!r}: depth={fifo.depth!r}; expected an int >= 1")
@@ -225,7 +319,7 @@ def simulate(plan, images=6, fifo_depths=None, max_steps=None):
     if deadlocked or stalled:
         report = _report(plan, stages, fifos, now, deadlocked, steps, len(done), images)
     return SimResult(images, tuple(done), tuple(started[:len(done)]), plan.period_cycles, deadlocked, stalled,
-                     report, steps, {f.name: f.max_count for f in fifos})
+                     report, steps, {f.name: f.max_count for f in fifos}, blocks)
 
 
 def _report(plan, stages, fifos, now, deadlocked, steps, done, images, max_lines=12):

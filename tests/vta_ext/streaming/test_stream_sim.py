@@ -96,3 +96,49 @@ def test_planned_fifos_never_deadlock_and_reach_predicted_rate(graph, devices, a
         return  # too small for the device count drawn: covered by the planner tests
     result = simulate(plan, images=5).raise_if_failed()
     assert abs(result.throughput_error) < 0.03
+
+
+@pytest.mark.parametrize("model, devices, device, a_bits, w_bits", [
+    ("small_resnet", 2, "vu9p", 1, 1),   # the global pool is bound by its narrow input stream
+    ("resnet18", 2, "vu9p", 2, 2),
+    ("alexnet", 4, "vu9p", 1, 1),        # a maxpool bound by its input stream
+])
+def test_simulation_derives_every_block_ii_and_agrees_with_plan(model, devices, device, a_bits, w_bits):
+    plan = streaming.plan(model, devices=devices, device=device, a_bits=a_bits, w_bits=w_bits)
+    result = simulate(plan, images=4).raise_if_failed()
+    assert set(result.blocks) == {b.name for b in plan.blocks}
+    assert result.ii_differences() == {}
+    for block in plan.blocks:
+        timing = result.blocks[block.name]
+        assert timing["sim_ii"] == max(timing["compute"], timing["read"], timing["write"])
+    if model != "resnet18":
+        assert any(t["bound"] == "read" and t["read"] > t["compute"] for t in result.blocks.values())
+
+
+def test_block_cycles_follow_the_folding_formula():
+    """A 3x3 conv, 8 -> 16 channels, 14x14 output, a2: H*ceil(W/MMV)*ceil(C_out/PE)*ceil(C_in*9/SIMD)*b_a."""
+    from vta_ext.streaming.sim import block_cycles
+
+    layer = StreamLayer("c", "conv2d", ("x",), out_channels=16, kernel=3, padding=1)
+    timing = block_cycles(layer, (8, 14, 14), (16, 14, 14), 2, 2, (4, 12, 2), [(8, 2)], 4 * 2 * 2)
+    assert timing["compute"] == 14 * 7 * 4 * 6 * 2
+    assert timing["read"] == 14 * (14 * 8 * 2 // 8)
+    assert timing["write"] == 14 * (14 * 16 * 2 // 16)
+    assert timing["ii"] == timing["compute"] and timing["bound"] == "compute"
+    # a stream of 3 bits per clock carrying 224-bit rows: ceil(224 / 3) = 75 clocks per row
+    slow = block_cycles(layer, (8, 14, 14), (16, 14, 14), 2, 2, (16, 144, 14), [(3, 2)], 512)
+    assert slow["read"] == 14 * 75 and slow["bound"] == "read"
+
+
+def test_simulation_catches_a_plan_whose_ii_is_wrong():
+    """A plan that states a block faster than its folding allows is caught, not replayed."""
+    import dataclasses
+
+    plan = streaming.plan("small_resnet", devices=1, device="vu9p")
+    victim = next(b for b in plan.blocks if b.op == "conv2d" and b.pe > 1)
+    wrong = dataclasses.replace(victim, ii_cycles=victim.ii_cycles / 2, row_cycles=victim.row_cycles / 2)
+    bad = dataclasses.replace(plan, blocks=tuple(wrong if b is victim else b for b in plan.blocks))
+    result = simulate(bad, images=4)
+    assert set(result.ii_differences()) == {victim.name}
+    plan_ii, sim_ii, bound = result.ii_differences()[victim.name]
+    assert sim_ii == pytest.approx(2 * plan_ii) and bound == "compute"
