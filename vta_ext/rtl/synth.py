@@ -26,6 +26,7 @@ TOPS = {
     "gemm_unit": ("gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount"),
     "alu_lanes": ("alu_lanes",),
     "lut_apply": ("lut_apply",),
+    "mvau_stream": ("mvau_stream",),
     "pnr_harness": ("pnr_harness", "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc",
                     "popcount"),
 }
