@@ -121,3 +121,96 @@ def cosim_mvau(weights, thresholds, acts, pe, simd, w_bits, a_bits, o_bits, stal
 def mvau_ii(pe, simd, mw, mh, a_bits):
     """Clocks per input vector of ``mvau_stream`` (its fold count times the activation bits)."""
     return (mh // pe) * (mw // simd) * a_bits
+
+
+# --------------------------------------------------------------------------- resource fit
+FIT_PATH = Path(__file__).resolve().parents[1] / "rtl_fit" / "mvau_fit.json"
+FIT_FORMAT = "tvm-qnn-mvau-fit/1"
+# the block's logic, term by term (what mvau_stream.v instantiates per PE):
+#   pe_simd_wbit  PE x SIMD x W_BITS   AND gates and popcount trees of the weight bit planes
+#   pe_acc        PE x ACC_W           accumulator (adder and register)
+#   pe_run        PE x ACC_W if A_BITS > 1   the running sum's shift-add and register (at one
+#                                      activation bit there is nothing to shift: yosys removes it)
+#   pe_thr        PE x T x ACC_W       threshold comparators (T = 2^O_BITS - 1)
+#   simd_abit     SIMD x A_BITS        activation bit-plane select
+#   intercept                          fold counters, bank flags, stream handshakes
+LUT_TERMS = ("pe_simd_wbit", "pe_acc", "pe_run", "pe_thr", "simd_abit", "intercept")
+FF_TERMS = ("pe_acc", "pe_run", "pe_obit", "intercept")  # accumulator, running sum, output register, control
+
+
+def fit_features(pe, simd, w_bits, a_bits, o_bits, fan_in):
+    """Feature values of one block (``fan_in`` = MW sets the accumulator width)."""
+    width = acc_bits(fan_in, w_bits, a_bits)
+    if o_bits > 8:  # a network's last layer emits its accumulators: no threshold stage
+        levels, o_bits = 0, width
+    else:
+        levels = (1 << o_bits) - 1
+    return {"pe_simd_wbit": pe * simd * w_bits, "pe_acc": pe * width, "pe_run": pe * width * (a_bits > 1),
+            "pe_thr": pe * levels * width,
+            "simd_abit": simd * a_bits, "pe_obit": pe * o_bits, "intercept": 1.0}
+
+
+def _features_of(row, terms):
+    p = row["params"]
+    f = fit_features(p["PE"], p["SIMD"], p["W_BITS"], p["A_BITS"], p["O_BITS"], p["MW"])
+    return [f[t] for t in terms]
+
+
+def fit_block(rows):
+    """Non-negative least squares of relative residuals on the ``fit`` rows (LUTs and FFs);
+    returns {"lut": {term: coef}, "ff": {...}, "heldout": [...], "fit_rel_errors": {...}}."""
+    from scipy.optimize import nnls
+
+    fit_rows = [r for r in rows if r["role"] == "fit"]
+    held = [r for r in rows if r["role"] == "heldout"]
+    out = {}
+    for key, measured, terms in (("lut", "luts", LUT_TERMS), ("ff", "ffs", FF_TERMS)):
+        x = np.asarray([_features_of(r, terms) for r in fit_rows], float)
+        y = np.asarray([r[measured] for r in fit_rows], float)
+        scale = x.max(axis=0)
+        scale[scale == 0] = 1.0
+        sol, _ = nnls(x / scale / y[:, None], np.ones_like(y))
+        sol = sol / scale
+        out[key] = {t: round(float(v), 4) for t, v in zip(terms, sol)}
+        out[f"{key}_fit_max_rel_error"] = round(float(np.max(np.abs(x @ sol - y) / y)), 4)
+    heldout = []
+    for r in held:
+        pred = predict_block(out, r["params"]["PE"], r["params"]["SIMD"], r["params"]["W_BITS"],
+                             r["params"]["A_BITS"], r["params"]["O_BITS"], r["params"]["MW"])
+        heldout.append({"params": r["params"], "measured_luts": r["luts"], "predicted_luts": round(pred["lut"], 1),
+                        "lut_rel_error": round(abs(pred["lut"] - r["luts"]) / r["luts"], 4),
+                        "measured_ffs": r["ffs"], "predicted_ffs": round(pred["ff"], 1),
+                        "ff_rel_error": round(abs(pred["ff"] - r["ffs"]) / r["ffs"], 4)})
+    out["heldout"] = heldout
+    out["heldout_max_lut_rel_error"] = max((h["lut_rel_error"] for h in heldout), default=None)
+    out["heldout_max_ff_rel_error"] = max((h["ff_rel_error"] for h in heldout), default=None)
+    return out
+
+
+def predict_block(fit, pe, simd, w_bits, a_bits, o_bits, fan_in, copies=1):
+    """LUT/FF of the block's logic (memories excluded) from a fit; ``copies`` replicates the
+    PE array (MMV output pixels in parallel share the control, not the lanes)."""
+    f = fit_features(pe, simd, w_bits, a_bits, o_bits, fan_in)
+    out = {}
+    for key, terms in (("lut", LUT_TERMS), ("ff", FF_TERMS)):
+        coef = fit[key]
+        out[key] = sum(coef[t] * f[t] * (1 if t == "intercept" else copies) for t in terms)
+    return out
+
+
+_FIT_CACHE = {}
+
+
+def load_block_fit(path=FIT_PATH):
+    """The committed fit (``vta_ext/rtl_fit/mvau_fit.json``) or None when it has not been written."""
+    path = Path(path)
+    if path not in _FIT_CACHE:
+        import json
+
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        if data.get("format") != FIT_FORMAT or "lut" not in data.get("fit", {}):
+            raise ShapeError(f"{path}: expected format {FIT_FORMAT!r} with a 'fit' mapping")
+        _FIT_CACHE[path] = data
+    return _FIT_CACHE[path]

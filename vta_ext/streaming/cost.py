@@ -13,10 +13,12 @@ channels of one pixel per cycle. A block's II is that, or the time its input str
 
 Resources
 ---------
-``block_resources``: a conv2d/dense block's lanes cost what the core's lanes cost in
-``vta_ext.resources`` (the coefficients fitted to yosys, ``vta_ext.rtl.resource_fit``); pool and
-add blocks, which the core has no unit for, use the per-lane comparator/adder model below.
-Memories (weights, line buffers, FIFOs) are mapped to BRAM36 by geometry (``memory_bram36``).
+``block_resources``: a conv2d/dense block is the streaming MVAU of ``vta_ext/rtl/verilog/
+mvau_stream.v``; its logic LUTs and FFs come from the fit to yosys syntheses of that block
+(``benchmarks/rtl_mvau.py`` -> ``vta_ext/rtl_fit/mvau_fit.json``, terms in ``vta_ext.rtl.mvau``),
+``mmv`` output pixels replicating the PE array. Pool and add blocks, which have no RTL yet, use
+the per-lane comparator/adder model below. Memories (weights, thresholds, line buffers, FIFOs)
+are mapped to BRAM36 by geometry (``memory_bram36``).
 """
 
 from __future__ import annotations
@@ -151,38 +153,41 @@ def memory_bram36(width_bits, total_bits):
 BLOCK_FF = 200  # pool/add block control registers
 
 
-def block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weight_count, linebuf_bits,
-                    coefficients=None, lut_mode="decode"):
+def block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weight_count, linebuf_bits, fit=None):
     """LUT/FF/BRAM36/DSP of one dedicated block.
 
-    A conv2d/dense block is ``pe x simd x mmv`` bit-serial lanes: datapath
-    ``lut_per_lane_wbit * lanes * b_w``, LUT-weight decode ``lut_per_lane_level_* * lanes * 2^b_w``,
-    a requant ALU per output and ``lut_per_block`` of control, with the core's coefficients
-    (``vta_ext.resources.coefficients_for``; a FINN-style lane multiplies a b_w-bit operand, not
-    the core's decoded int8 level, so this is not ``gemm_terms``). A pool/add block has ``pe``
-    channel lanes: a comparator (max) or adder (avg) per lane in the input width, and for ``add``
-    a rescale of one operand (one DSP per lane), add, clamp and requantize. ``mmv`` output pixels
-    in parallel replicate the lanes and the line buffer's read port. Weights and line buffer are
-    mapped to memory by ``memory_bram36``.
+    A conv2d/dense block is ``mvau_stream.v`` with ``PE = pe``, ``SIMD = simd``, ``A_BITS = in_bits``
+    (bit-serial depth), ``W_BITS = w_bits`` and ``O_BITS = out_bits`` thresholds per output (none
+    for a 32-bit last layer): its logic by the synthesized fit (``fit``: a ``tvm-qnn-mvau-fit/1``
+    ``"fit"`` mapping, default the committed one), ``mmv`` copies of the PE array sharing the
+    control; no DSP (the block multiplies nothing). A pool/add block has ``pe`` channel lanes: a
+    comparator (max) or adder (avg) per lane in the input width, and for ``add`` a rescale of one
+    operand (one DSP per lane), add, clamp and requantize. ``mmv`` output pixels in parallel
+    replicate the lanes and the line buffer's read port. Weights (``pe * simd * w_bits`` bits per
+    clock), thresholds (``pe`` outputs' per clock) and the line buffer are mapped to memory by
+    ``memory_bram36``.
     """
-    from vta_ext.config import HwConfig
-    from vta_ext.resources import coefficients_for
+    from vta_ext.rtl.mvau import acc_bits, load_block_fit, predict_block
 
-    acc_bits = in_bits + w_bits + math.ceil(math.log2(max(fan_in, 2)))
+    acc_width = in_bits + w_bits + math.ceil(math.log2(max(fan_in, 2)))
     outputs = pe * mmv  # results produced in parallel
     if kind in ("conv2d", "dense"):
-        c = coefficients or coefficients_for(HwConfig())[0]
-        lanes, levels = pe * simd * mmv, 1 << w_bits
-        per_level = c.lut_per_lane_level_decode if lut_mode == "decode" else c.lut_per_lane_level_onehot
-        lut = c.lut_per_block + c.lut_per_lane_wbit * lanes * w_bits + per_level * lanes * levels
-        lut += c.lut_per_alu_lane * outputs
-        ff = c.ff_per_block + c.ff_per_lane_wbit * lanes * w_bits + c.ff_per_lane_level * lanes * levels
-        ff += c.ff_per_alu_lane * outputs
-        dsp = math.ceil(c.dsp_per_alu_lane * outputs)
+        if fit is None:
+            data = load_block_fit()
+            if data is None:
+                raise HwConfigError("no streaming block fit (vta_ext/rtl_fit/mvau_fit.json); run benchmarks/rtl_mvau.py")
+            fit = data["fit"]
+        logic = predict_block(fit, pe, simd, w_bits, in_bits, out_bits, fan_in, copies=mmv)
+        lut, ff, dsp = logic["lut"], logic["ff"], 0
         bram, lutram = memory_bram36(pe * simd * w_bits, weight_count * w_bits)
+        if out_bits <= 8:  # thresholds: 2^b - 1 accumulator-wide values per output channel
+            thr_width = ((1 << out_bits) - 1) * acc_bits(fan_in, w_bits, in_bits)
+            channels = weight_count // max(fan_in, 1)
+            thr_bram, thr_lutram = memory_bram36(pe * thr_width, channels * thr_width)
+            bram, lutram = bram + thr_bram, lutram + thr_lutram
         port_lanes = simd * mmv
     elif kind == "add":
-        lut, ff, dsp, bram, lutram = outputs * 3 * acc_bits, BLOCK_FF + outputs * 2 * acc_bits, outputs, 0, 0
+        lut, ff, dsp, bram, lutram = outputs * 3 * acc_width, BLOCK_FF + outputs * 2 * acc_width, outputs, 0, 0
         port_lanes = outputs
     else:  # maxpool / avgpool
         lut = outputs * 2 * (in_bits + math.ceil(math.log2(max(fan_in, 2))))
@@ -193,7 +198,8 @@ def block_resources(kind, pe, simd, mmv, in_bits, w_bits, out_bits, fan_in, weig
             "bram": int(bram + line_bram), "dsp": int(dsp)}
 
 
-COST_MODEL_NAME = "vta_ext.streaming.cost.block_resources (core lane coefficients of vta_ext.resources)"
+COST_MODEL_NAME = ("vta_ext.streaming.cost.block_resources (conv/dense: yosys fit of the block RTL mvau_stream.v, "
+                   "vta_ext/rtl_fit/mvau_fit.json; pool/add: per-lane model)")
 
 
 def fifo_resources(depth_rows, row_bits, width_bits):

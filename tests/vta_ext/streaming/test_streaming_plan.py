@@ -147,18 +147,24 @@ def test_unknown_network_lists_known():
 
 
 def test_block_costs_by_hand():
-    from vta_ext.config import HwConfig
-    from vta_ext.resources import coefficients_for
+    from vta_ext.rtl.mvau import acc_bits, load_block_fit
     from vta_ext.streaming.cost import block_resources
 
-    # conv block, pe=2, simd=4 (8 lanes), w2 weights (4 levels), 2-bit input, 72 weights in 9 x 16-bit words
-    c = coefficients_for(HwConfig())[0]
+    # conv block = mvau_stream.v at PE=2, SIMD=4, w2 weights, 2-bit input and output codes, fan-in 36,
+    # 72 weights (2 output channels); logic from the synthesized fit, memories by geometry
+    fit = load_block_fit()["fit"]
     cost = block_resources("conv2d", 2, 4, 1, 2, 2, 2, 36, 72, 0)
-    lut = c.lut_per_block + c.lut_per_lane_wbit * 8 * 2 + c.lut_per_lane_level_decode * 8 * 4 + c.lut_per_alu_lane * 2
-    ff = c.ff_per_block + c.ff_per_lane_wbit * 8 * 2 + c.ff_per_lane_level * 8 * 4 + c.ff_per_alu_lane * 2
-    weight_lutram = 16  # 9 deep -> distributed RAM, one LUT per bit of width
-    assert cost == {"lut": math.ceil(lut + weight_lutram), "ff": math.ceil(ff), "bram": 0,
-                    "dsp": math.ceil(c.dsp_per_alu_lane * 2)}
+    width = acc_bits(36, 2, 2)
+    assert width == 2 + 2 + 6 + 1
+    lut = (fit["lut"]["pe_simd_wbit"] * 2 * 4 * 2 + (fit["lut"]["pe_acc"] + fit["lut"]["pe_run"]) * 2 * width
+           + fit["lut"]["pe_thr"] * 2 * 3 * width + fit["lut"]["simd_abit"] * 4 * 2 + fit["lut"]["intercept"])
+    ff = (fit["ff"]["pe_acc"] + fit["ff"]["pe_run"]) * 2 * width + fit["ff"]["pe_obit"] * 2 * 2 + fit["ff"]["intercept"]
+    weight_lutram = 16          # 9 x 16-bit words -> distributed RAM, one LUT per bit of width
+    threshold_lutram = 2 * 3 * width  # one word of 2 channels x 3 thresholds
+    assert cost == {"lut": math.ceil(lut + weight_lutram + threshold_lutram), "ff": math.ceil(ff), "bram": 0, "dsp": 0}
+    # MMV copies of the PE array share the control (the intercept)
+    two = block_resources("conv2d", 2, 4, 2, 2, 2, 2, 36, 72, 0)
+    assert two["lut"] - cost["lut"] == pytest.approx(lut - fit["lut"]["intercept"], abs=2)
     # max pool, 4 channel lanes of 2-bit codes over a 3x3 window: a comparator tree per lane
     assert block_resources("maxpool", 4, 1, 1, 2, 0, 2, 9, 0, 0) == {
         "lut": 4 * 2 * (2 + 4), "ff": 200 + 4 * 2 * 2, "bram": 0, "dsp": 0}
@@ -219,7 +225,7 @@ def test_planned_block_resources_are_the_block_model_at_the_chosen_folding():
     from vta_ext.streaming import cost as stream_cost
 
     plan = streaming.plan("small_resnet", devices=1, device="vu9p", target_fps=1000.0)
-    assert plan.cost_model == stream_cost.COST_MODEL_NAME
+    assert plan.cost_model == stream_cost.COST_MODEL_NAME and "mvau_fit.json" in plan.cost_model
     block = plan.block("layer1.0.conv1")
     spec = block_specs(plan.graph, 2, 2)["layer1.0.conv1"]
     assert block.resources == spec.resources(block.pe, block.simd, block.mmv)
@@ -230,3 +236,15 @@ def test_fps_target_uses_fewest_devices_and_maximum_uses_all():
     assert cheap.devices_used == 1 and cheap.fps >= 1000.0
     fastest = streaming.plan("resnet18", devices=2, device="vu9p")
     assert fastest.devices_used == 2
+
+
+def test_block_fit_comes_from_synthesized_block_rtl():
+    """The committed fit names its source (yosys runs of mvau_stream.v) and predicts its held-out
+    syntheses (larger than any fitted point) within 15 % LUT / FF."""
+    from vta_ext.rtl.mvau import LUT_TERMS, load_block_fit
+
+    data = load_block_fit()
+    assert "mvau_stream.v" in data["source"] and "yosys" in data["source"]
+    assert sum(r["role"] == "fit" for r in data["rows"]) >= len(LUT_TERMS) + 5
+    assert data["fit"]["heldout"] and data["fit"]["heldout_max_lut_rel_error"] < 0.15
+    assert data["fit"]["heldout_max_ff_rel_error"] < 0.15
