@@ -5,7 +5,7 @@ Every block of the plan becomes a *stage*; every stream a bounded FIFO of rows. 
 * absorbs input rows from its FIFOs into its line buffer while the buffer has room
   (``linebuf_rows`` rows from the first row its current output row still needs);
 * starts output row ``r`` when every input has delivered row ``need(r)`` and it is idle,
-  computes for ``row_cycles`` (its II / rows), then holds the row until **every** output FIFO
+  computes for ``row_cycles`` (derived below, not the plan's), then holds the row until **every** output FIFO
   has room (a stream fork writes all its consumers at once) and pushes it;
 * moves on to the next image when all rows are out and all input rows consumed; its line
   buffer keeps absorbing across the image boundary (rows are counted over all images).
@@ -41,6 +41,15 @@ producer's ``width_out``). A row of ``C x W x b`` bits takes ``ceil(bits / width
 cross. ``SimResult.blocks`` lists, per block, this II next to the plan's. In the event loop a
 stage spends ``max(compute, write) / H_out`` per row; the read bound is enforced by the rows'
 arrival (a stream's read time is its producer's write time), so it is not charged twice.
+
+What the comparison found: the compute terms agree with the planner on every plan tried; the
+planner stated blocks fed by a narrower stream (a global pool or maxpool after a lightly folded
+producer) at their compute II. The derived II is the right one (a block cannot run ahead of its
+input), so the planner now charges the input stream as well; the period never moved (the read
+time is within the producer's II). The measured period can still exceed the plan's by a row or
+two per image (<= 0.25 % on AlexNet): a conv whose first window reaches into the top padding
+needs more fresh rows for row 0 of the next image than its ``window + stride`` line buffer can
+prefetch during the last row of the current one.
 """
 
 from __future__ import annotations
