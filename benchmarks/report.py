@@ -347,20 +347,38 @@ def _plan_rows(rows):
             continue
         res = r["resources"]
         des = f"{r['sim_error']:+.1%}" if r.get("sim_completed") else "FAILED"
+        if r.get("sim_completed") and "sim_blocks_compared" in r:  # per-block II derived by the simulator
+            des += f", II {len(r['sim_block_ii_differences'])}/{r['sim_blocks_compared']} differ"
         body.append([name, r["device"], r["devices"], r["devices_used"], f"{r['fps']:,.1f}",
                      f"{r['time_per_image_ms']:.3f}", f"{r['latency_ms']:.3f}", f"{res['lut']:,}", f"{res['ff']:,}",
                      f"{res['bram']:,}", f"{res['dsp']:,}", des])
     return table(["model", "device", "n", "used", "fps", "ms/image", "latency ms", "LUT", "FF", "BRAM36", "DSP",
-                  "DES vs plan"], body)
+                  "sim vs plan"], body)
 
 
 def render_streaming(data, path):
     out = ["Multi-FPGA streaming plans (one block per layer, pipeline cut across devices), each replayed by the "
-           "discrete-event simulation.\n", _plan_rows([r for r in data.get("max_throughput", [])
-                                                       if r["model"] != "plain18"])]
+           "discrete-event simulation, which derives every block's II from its folding and stream widths on its own "
+           "(sim vs plan: simulated period vs planned, and how many blocks' derived II differs from the plan's).\n",
+           _plan_rows([r for r in data.get("max_throughput", []) if r["model"] != "plain18"])]
     cost = next((r.get("cost_model") for r in data.get("max_throughput", []) if r.get("cost_model")), None)
     if cost:
         out.append(f"\nBlock costs: `{cost}`.")
+    fit_path = REPO / "vta_ext" / "rtl_fit" / "mvau_fit.json"
+    if fit_path.is_file() and cost and "mvau_fit" in cost:
+        fit = json.loads(fit_path.read_text())
+        f = fit["fit"]
+        n_fit = sum(r["role"] == "fit" for r in fit["rows"])
+        out.append(f"\nBlock RTL fit ({fit['source']}, {fit['tools'].get('yosys', '')}, {fit['sweep_seconds']:.0f} s of "
+                   f"synthesis): {n_fit} fitted points, max error LUT {f['lut_fit_max_rel_error']:.1%}, FF "
+                   f"{f['ff_fit_max_rel_error']:.1%}; held-out points (larger PE, SIMD or bits than any fitted one):\n")
+        out.append(table(["PE", "SIMD", "w/a/o bits", "LUT yosys", "LUT fit", "LUT error", "FF yosys", "FF fit",
+                          "FF error"],
+                         [[h["params"]["PE"], h["params"]["SIMD"],
+                           f"{h['params']['W_BITS']}/{h['params']['A_BITS']}/{h['params']['O_BITS']}",
+                           f"{h['measured_luts']:,}", f"{h['predicted_luts']:,.0f}", f"{h['lut_rel_error']:.1%}",
+                           f"{h['measured_ffs']:,}", f"{h['predicted_ffs']:,.0f}", f"{h['ff_rel_error']:.1%}"]
+                          for h in f["heldout"]]))
     over = data.get("skip_overhead", [])
     if over:
         out.append("\nSkip connections (paper: ResNet-18 +17.5% time vs AlexNet):\n")
@@ -378,6 +396,15 @@ def render_streaming(data, path):
     if data.get("bits"):
         out.append("\nResNet-18 on one device vs bits:\n")
         out.append(_plan_rows(data["bits"]))
+    blocks = data.get("block_iis")
+    if blocks:
+        out.append(f"\nPer block, {blocks['model']} on {blocks['devices']} × {blocks['device']}: the plan's II and the "
+                   "simulator's (compute = H·⌈W/MMV⌉·⌈C_out/PE⌉·⌈fan-in/SIMD⌉·b_a; read/write = rows × "
+                   "⌈row bits / stream bits per clock⌉):\n")
+        out.append(table(["block", "PE × SIMD × MMV", "plan II", "sim II", "compute", "read", "write", "bound"],
+                         [[b["block"], " × ".join(map(str, b["fold"])), f"{b['plan_ii']:,.0f}", f"{b['sim_ii']:,.0f}",
+                           f"{b['compute']:,}", f"{b['read']:,}", f"{b['write']:,}", b["bound"]]
+                          for b in blocks["rows"]]))
     sweep = data.get("skip_depth_sweep")
     if sweep:
         dead = [r["depth"] for r in sweep["rows"] if r["deadlocked"]]
