@@ -31,6 +31,22 @@ def test_kquantile_levels_are_gaussian_quantile_midpoints():
         assert np.array_equal(idx[o], direct.astype(np.uint8))
 
 
+def test_uniform_default_clip_is_nice_up_to_4_bits_then_the_row_max():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 50))
+    w[1, 7] = 12.0  # an outlier weight, as BN folding gives pretrained depthwise rows
+    for bits in (2, 4):
+        lut, _ = R.uniform_params(w, bits, None, per_channel=True)
+        clips = np.array([R.nice_clip(r) for r in w])
+        np.testing.assert_allclose(lut[:, -1], clips, rtol=1e-4)
+    for bits in (5, 8):
+        idx, lut = R.uniform_lut(w, bits, per_channel=True)
+        np.testing.assert_allclose(lut[:, -1], np.abs(w).max(axis=1), rtol=1e-4)
+        step = (lut[:, 1] - lut[:, 0]).astype(np.float64)
+        err = np.abs(R.dequant_weight(idx, lut) - w).max(axis=1)
+        assert np.all(err <= step / 2 * (1 + 1e-3)), (err, step)  # nothing is clipped, the outlier included
+
+
 def test_uniform_lut_symmetric_with_nice_clip():
     w = np.random.default_rng(1).normal(0.05, 1.0, size=10_000)
     idx, lut = R.uniform_lut(w, 2)

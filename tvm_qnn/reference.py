@@ -39,6 +39,10 @@ from .errors import QuantizationError, ShapeError
 
 WORD_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64}
 NICE_CLIP_SIGMAS = 3.45  # NICE's weight clip |mu + sign(mu) * 3.45 sigma|
+# NICE's clip is tuned for the 2-4-bit grids it trains; from 5 bits on the default uniform clip is
+# the row's max |w| (the int8 convention of TFLite / onnxruntime): the grid is fine enough that
+# clipping a pretrained row's outlier weights costs more than the finer step gains.
+NICE_CLIP_MAX_BITS = 4
 
 
 # --------------------------------------------------------------------------- validation
@@ -185,18 +189,26 @@ def nice_clip(w):
     return abs(mu + sign * NICE_CLIP_SIGMAS * sigma)
 
 
+def default_uniform_clip(row, bits):
+    """Default symmetric clip of one weight row: :func:`nice_clip` up to ``NICE_CLIP_MAX_BITS``
+    bits, the row's max ``|w|`` above (see ``NICE_CLIP_MAX_BITS``)."""
+    row = np.asarray(row, dtype=np.float64)
+    return nice_clip(row) if bits <= NICE_CLIP_MAX_BITS else float(np.abs(row).max())
+
+
 def uniform_params(w, bits, clip=None, per_channel=False):
     """Symmetric uniform levels ``lut[q] = -clip + q * 2 clip / (2^b - 1)`` and midpoint edges
     (the step rounded to 16 significant bits so that the float32 LUT is exactly affine).
 
-    ``clip`` defaults to NICE's ``|mu + sign(mu) 3.45 sigma|`` (per row). With b = 1 the levels
+    ``clip`` defaults to NICE's ``|mu + sign(mu) 3.45 sigma|`` (per row) up to 4 bits and to the
+    row's max ``|w|`` from 5 bits on (:func:`default_uniform_clip`). With b = 1 the levels
     are ``+-clip`` (binary weights). Returns ``(lut float32 (rows, 2^b), thresholds float64)``.
     """
     bits = check_bits(bits, "w_bits")
     rows = _rows(check_finite(w), per_channel)
     n = 1 << bits
     if clip is None:
-        clips = np.array([nice_clip(r) for r in rows])[:, None]
+        clips = np.array([default_uniform_clip(r, bits) for r in rows])[:, None]
     else:
         clips = np.broadcast_to(np.asarray(clip, dtype=np.float64).reshape(-1, 1), (rows.shape[0], 1))
         if not np.all(np.isfinite(clips)) or np.any(clips <= 0):

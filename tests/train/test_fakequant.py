@@ -44,6 +44,29 @@ def test_fold_batchnorm_preserves_outputs(name):
         assert torch.equal(a, b), k
 
 
+class _SamePaddingConv(nn.Conv2d):
+    """A Conv2d subclass padding in its own forward, as efficientnet's Conv2dStaticSamePadding does."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.static_padding = nn.ZeroPad2d((0, 1, 0, 1))
+
+    def forward(self, x):
+        return nn.functional.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, 0, 1, self.groups)
+
+
+def test_fold_batchnorm_folds_into_conv2d_subclasses():
+    torch.manual_seed(0)
+    model = _randomize_bn(nn.Sequential(_SamePaddingConv(3, 8, 3, stride=2, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+                                        _SamePaddingConv(8, 8, 3, groups=8, bias=False), nn.BatchNorm2d(8)))
+    folded = fold_batchnorm(model)
+    assert [type(m) for m in folded] == [_SamePaddingConv, nn.Identity, nn.ReLU6, _SamePaddingConv, nn.Identity]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected, got = model(x).numpy(), folded(x).numpy()
+    assert _rel(got, expected) < 1e-5
+
+
 def test_act_fake_quant_equals_reference_codes():
     x = np.random.default_rng(0).normal(0.5, 1.5, size=(4, 3, 9, 9)).astype(np.float32)
     for bits, clamp in [(1, 0.7), (2, 1.3), (3, 2.9), (8, 5.0)]:

@@ -24,9 +24,21 @@ from torch import fx, nn
 from ..errors import UnsupportedOpError
 
 
+class _ConvLeafTracer(fx.Tracer):
+    """fx tracer that keeps every ``nn.Conv2d`` subclass a leaf module.
+
+    The default tracer only stops at modules defined in ``torch.nn``; a subclass such as
+    efficientnet's ``Conv2dStaticSamePadding`` (TF "same" padding, then ``F.conv2d``) would be
+    traced through, its conv would become a ``call_function`` and its BN would not be folded.
+    """
+
+    def is_leaf_module(self, module, qualified_name):
+        return isinstance(module, nn.Conv2d) or super().is_leaf_module(module, qualified_name)
+
+
 def _conv_bn_pairs(model):
     try:
-        graph = fx.symbolic_trace(model).graph
+        graph = _ConvLeafTracer().trace(model)
     except Exception as err:  # fx cannot trace data-dependent control flow
         raise UnsupportedOpError(
             f"fold_batchnorm: cannot trace {type(model).__name__} with torch.fx ({err}); "
