@@ -61,6 +61,39 @@ def test_uniform_lut_symmetric_with_nice_clip():
     np.testing.assert_allclose(binary[0], [-0.7, 0.7], rtol=2e-5)
 
 
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("mean", [0.02, -0.02])
+def test_uniform_int8_grid_is_exact_in_the_integer_only_mode(bits, mean):
+    # The integer-only mode rounds lut / s_w (s_w = max|lut| / 127) to int8: a symmetric uniform LUT
+    # comes back changed (3 bits: levels *127/7 = 18.14, 54.43, 90.71 -> 18, 54, 91, not affine) and the
+    # float contract and the integer-only mode compute different weights. On the int8 grid they agree.
+    w = np.random.default_rng(bits).normal(mean, 0.1, (5, 4, 3, 3))
+    sym, _ = R.uniform_params(w, bits, None, per_channel=True)
+    rounded = R.integer_requant_params(sym, 1.0)
+    if bits not in (1, 7):  # 127 / (2^b - 1) is an integer only at 1 and 7 bits
+        assert not np.array_equal(rounded["lut_int"] * rounded["s_w"][:, None], sym.astype(np.float64))
+    lut, thresholds = R.uniform_params(w, bits, None, per_channel=True, int8_grid=True)
+    p = R.integer_requant_params(lut, 1.0)
+    np.testing.assert_array_equal(p["lut_int"] * p["s_w"][:, None], lut.astype(np.float64))  # exact
+    assert R.lut_is_affine(lut) and R.lut_is_affine(p["lut_int"].astype(np.float64), rtol=0)
+    step = 254 // ((1 << bits) - 1)
+    assert np.all(np.diff(p["lut_int"].astype(int), axis=1) == step)
+    clips = np.array([R.default_uniform_clip(r, bits) for r in w.reshape(5, -1)])
+    full = np.abs(lut).max(axis=1)  # one end is the clip (to 16 significant bits), on the side of the mean
+    np.testing.assert_allclose(full, clips, rtol=2**-15)
+    up = w.reshape(5, -1).mean(axis=1) >= 0
+    np.testing.assert_array_equal(np.where(up, lut[:, -1], -lut[:, 0]), full)
+    np.testing.assert_allclose(thresholds, (lut[:, 1:].astype(np.float64) + lut[:, :-1]) / 2)
+    idx = R.assign_indices(w, thresholds)  # nearest level
+    nearest = np.abs(w.reshape(5, -1, 1) - lut[:, None, :]).argmin(axis=2).reshape(w.shape)
+    np.testing.assert_array_equal(idx, nearest)
+
+
+def test_uniform_int8_grid_refuses_8_bits():
+    with pytest.raises(QuantizationError, match="int8 grid"):
+        R.uniform_params(np.ones((2, 3)), 8, None, True, int8_grid=True)
+
+
 def test_act_codes_formula_and_range():
     x = np.array([-1.0, 0.0, 0.49, 0.5, 1.0, 2.9, 3.0, 99.0, np.nan], dtype=np.float32)
     codes = R.act_codes(x, clamp=3.0, bits=2)  # s_a = 1

@@ -196,13 +196,21 @@ def default_uniform_clip(row, bits):
     return nice_clip(row) if bits <= NICE_CLIP_MAX_BITS else float(np.abs(row).max())
 
 
-def uniform_params(w, bits, clip=None, per_channel=False):
+def uniform_params(w, bits, clip=None, per_channel=False, int8_grid=False):
     """Symmetric uniform levels ``lut[q] = -clip + q * 2 clip / (2^b - 1)`` and midpoint edges
     (the step rounded to 16 significant bits so that the float32 LUT is exactly affine).
 
     ``clip`` defaults to NICE's ``|mu + sign(mu) 3.45 sigma|`` (per row) up to 4 bits and to the
     row's max ``|w|`` from 5 bits on (:func:`default_uniform_clip`). With b = 1 the levels
     are ``+-clip`` (binary weights). Returns ``(lut float32 (rows, 2^b), thresholds float64)``.
+
+    ``int8_grid=True`` puts the levels on the int8 grid of the integer-only mode instead
+    (:func:`uniform_int8_levels`): ``lut[q] = s_w (a + d q)`` with ``s_w = clip / 127`` and integers
+    ``a, d``, so that :func:`integer_requant_params` gives back ``lut_int = a + d q`` exactly (the
+    float contract and the integer-only mode then compute the same weights, and ``lut_int`` stays
+    affine for the bit-plane integer kernels). Symmetric levels cannot be on that grid (127 is
+    prime): ``d = floor(254 / (2^b - 1))``, one end of the range is the clip and the other falls
+    short of it by ``254 - d (2^b - 1)`` int8 units (2 of 254 at 2 and 3 bits). Up to 7 bits.
     """
     bits = check_bits(bits, "w_bits")
     rows = _rows(check_finite(w), per_channel)
@@ -214,15 +222,41 @@ def uniform_params(w, bits, clip=None, per_channel=False):
         if not np.all(np.isfinite(clips)) or np.any(clips <= 0):
             raise QuantizationError(f"uniform clip={clip!r} must be finite and > 0")
     clips = np.where(clips > 0, clips, np.finfo(np.float32).tiny)
-    # The half step keeps 16 significant bits, so every level (2q - (2^b - 1)) * half_step (an odd
-    # integer below 2^8 times 16 bits) is exact in float32: the LUT is exactly affine and bit-plane
-    # kernels reproduce sum_q lut[q] S[q] to float64 rounding (the clip moves by < 2^-16).
-    mantissa, exponent = np.frexp(clips / (n - 1))
-    half_step = np.ldexp(np.round(np.ldexp(mantissa, 16)), exponent - 16)
-    levels = (2.0 * np.arange(n)[None, :] - (n - 1)) * half_step
+    if int8_grid:
+        # s_w with 16 significant bits times an integer below 2^8: every level exact in float32, and
+        # max|lut| / 127 gives back s_w exactly (an exact quotient), hence lut_int = a + d q exactly
+        mantissa, exponent = np.frexp(clips / 127.0)
+        s_w = np.ldexp(np.round(np.ldexp(mantissa, 16)), exponent - 16)
+        side = np.where(rows.mean(axis=1, keepdims=True) >= 0, 1.0, -1.0)  # the end NICE's clip measures
+        levels = s_w * uniform_int8_levels(bits, side)
+    else:
+        # The half step keeps 16 significant bits, so every level (2q - (2^b - 1)) * half_step (an odd
+        # integer below 2^8 times 16 bits) is exact in float32: the LUT is exactly affine and bit-plane
+        # kernels reproduce sum_q lut[q] S[q] to float64 rounding (the clip moves by < 2^-16).
+        mantissa, exponent = np.frexp(clips / (n - 1))
+        half_step = np.ldexp(np.round(np.ldexp(mantissa, 16)), exponent - 16)
+        levels = (2.0 * np.arange(n)[None, :] - (n - 1)) * half_step
     lut = levels.astype(np.float32)
     lut64 = lut.astype(np.float64)
     return lut, (lut64[:, 1:] + lut64[:, :-1]) / 2.0
+
+
+def uniform_int8_levels(bits, side=1.0):
+    """Integer levels ``a + d q`` (q = 0 .. 2^b - 1) of a uniform LUT on the int8 grid, as float64.
+
+    ``d = floor(254 / (2^b - 1))``; the end on ``side`` (+1: the top, -1: the bottom; one value or a
+    column per row) is ``+-127``, the other end falls short of 127 by ``254 - d (2^b - 1)``.
+    QuantizationError at 8 bits (256 levels do not fit int8's 255 values ``-127 .. 127``).
+    """
+    bits = check_bits(bits, "w_bits")
+    n = 1 << bits
+    if n - 1 > 254:
+        raise QuantizationError(f"w_bits={bits}: {n} uniform levels do not fit the int8 grid -127..127")
+    d = 254 // (n - 1)
+    side = np.asarray(side, dtype=np.float64).reshape(-1, 1)
+    up = d * np.arange(n)[None, :] - 127.0  # bottom at -127
+    down = 127.0 - d * (n - 1 - np.arange(n))[None, :]  # top at +127
+    return np.where(side >= 0, down, up)
 
 
 def uniform_lut(w, bits, clip=None, per_channel=False):

@@ -32,7 +32,10 @@ class QuantConfig:
     """How to quantize a model: bits, weight scheme, which layers stay fp32, noise and clamp init.
 
     ``fp32_layers=None`` keeps the first conv and the last linear in fp32 (NICE/UNIQ default).
-    ``layer_bits`` overrides ``(w_bits, a_bits)`` for named layers.
+    ``layer_bits`` overrides ``(w_bits, a_bits)`` for named layers. ``int8_grid`` puts uniform
+    (NICE) weight levels on the integer-only mode's int8 grid (``reference.uniform_params``), so
+    the float contract and the integer-only mode compute the same weights (k-quantile LUTs get
+    there at export: ``export_recipe(int8_lut=True)``).
     """
 
     w_bits: int = 2
@@ -43,6 +46,7 @@ class QuantConfig:
     noise_fraction: float = 0.05
     clamp_init: str = "mse"
     layer_bits: tuple = ()  # ((name, w_bits, a_bits), ...)
+    int8_grid: bool = False  # uniform weights: levels on the int8 grid of the integer-only mode
 
     def __post_init__(self):
         reference.check_bits(self.w_bits, "w_bits")
@@ -73,7 +77,8 @@ class _QuantMixin:
         w_bits, a_bits = config.bits_of(name)
         self.layer_name = name
         self.weight_quant = make_weight_quantizer(config.w_scheme, w_bits, config.per_channel, name,
-                                                  noise_fraction=config.noise_fraction, rows=self.weight.shape[0])
+                                                  noise_fraction=config.noise_fraction, rows=self.weight.shape[0],
+                                                  int8_grid=config.int8_grid)
         if hasattr(self.weight_quant, "reset"):
             self.weight_quant.reset(self.weight)
         self.act_quant = LearnedClampAct(a_bits, 1.0, name)

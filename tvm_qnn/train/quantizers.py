@@ -116,26 +116,30 @@ class UniformNoisyWeight(_WeightQuantizer):
 
     Training noise (NICE): a random ``noise_fraction`` (~5%) of the weights get uniform noise of
     one quantization step added to their clipped value instead of being rounded; the rest are
-    rounded with a straight-through gradient.
+    rounded with a straight-through gradient. ``int8_grid=True``: the levels of
+    ``reference.uniform_params(..., int8_grid=True)`` (on the integer-only mode's int8 grid, one end
+    2 int8 units short of the clip at 2-3 bits), so the integer-only mode computes the same weights.
     """
 
     scheme = "uniform"
 
-    def __init__(self, bits, per_channel=False, layer="", noise_fraction=0.05):
+    def __init__(self, bits, per_channel=False, layer="", noise_fraction=0.05, int8_grid=False):
         super().__init__(bits, per_channel, layer)
         if not 0.0 <= float(noise_fraction) <= 1.0:
             raise QuantizationError(f"layer {layer!r}: noise_fraction={noise_fraction!r} must be in [0, 1]")
         self.noise_fraction = float(noise_fraction)
+        self.int8_grid = bool(int8_grid)
 
     def params(self, weight):
-        return reference.uniform_params(weight, self.bits, None, self.per_channel)
+        return reference.uniform_params(weight, self.bits, None, self.per_channel, int8_grid=self.int8_grid)
 
     def noisy(self, weight):
         lut, _ = self.params(weight.cpu().numpy())
-        clip = torch.from_numpy(np.abs(lut[:, :1]).astype(np.float32)).to(weight.device)  # (rows, 1)
-        step = 2.0 * clip / ((1 << self.bits) - 1)
+        lut = torch.from_numpy(lut).to(weight.device)
+        low, high = lut[:, :1], lut[:, -1:]  # (rows, 1); -clip and clip without int8_grid
+        step = lut[:, 1:2] - low if lut.shape[1] > 1 else high - low
         rows = weight.reshape(weight.shape[0], -1) if self.per_channel else weight.reshape(1, -1)
-        clipped = torch.maximum(torch.minimum(rows, clip), -clip)
+        clipped = torch.maximum(torch.minimum(rows, high), low)
         noise = (torch.rand_like(rows) - 0.5) * step
         chosen = torch.rand_like(rows) < self.noise_fraction
         rounded = self.hard(weight).reshape(rows.shape)
@@ -216,11 +220,12 @@ WEIGHT_QUANTIZERS = {"kquantile": KQuantileWeight, "uniform": UniformNoisyWeight
 
 
 def make_weight_quantizer(scheme, bits, per_channel=False, layer="", **options):
-    """``scheme``: ``kquantile`` (UNIQ), ``uniform`` (NICE), ``lsq`` (learned step; ``rows`` = out channels)."""
+    """``scheme``: ``kquantile`` (UNIQ), ``uniform`` (NICE; ``int8_grid``), ``lsq`` (learned step; ``rows`` = out channels)."""
     if scheme not in WEIGHT_QUANTIZERS:
         raise QuantizationError(f"layer {layer!r}: w_scheme={scheme!r}; expected one of {sorted(WEIGHT_QUANTIZERS)}")
     if scheme == "uniform":
-        return UniformNoisyWeight(bits, per_channel, layer, options.get("noise_fraction", 0.05))
+        return UniformNoisyWeight(bits, per_channel, layer, options.get("noise_fraction", 0.05),
+                                  options.get("int8_grid", False))
     if scheme == "lsq":
         return LSQWeight(bits, per_channel, layer, options.get("rows", 1))
     return KQuantileWeight(bits, per_channel, layer)
