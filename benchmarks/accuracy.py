@@ -4,6 +4,8 @@
     python benchmarks/accuracy.py --ptq-only           # fp32 + PTQ rows only (minutes)
     python benchmarks/accuracy.py --compare            # + k-quantile vs uniform vs LSQ at equal BOPs
     python benchmarks/accuracy.py --fast               # tiny smoke version (a few hundred images)
+    python benchmarks/accuracy.py --merge --variants w2a2-kquantile --epochs-per-stage 2 --final-epochs 4
+                                                       # re-run some rows, keep the others of the JSON
 
 The fp32 model is ``train.baseline.load_baseline()``: the cached, config-keyed baseline (crop +
 flip augmentation, cosine LR, weight decay; trained here, with a tqdm bar, when it is not cached).
@@ -14,20 +16,29 @@ Each row reports two top-1 accuracies on the test set:
 
 * ``accuracy`` -- the float contract: ``apply_recipe(exported float model, recipe)``, what the
   compiler's float kernels compute (to float rounding); k-quantile LUTs are exported on the
-  int8 grid of the integer-only mode (``export_recipe(int8_lut=True)``; ``--no-int8-lut``: as
-  fitted), uniform / LSQ LUTs stay affine (the bit-plane kernels need it);
+  int8 grid of the integer-only mode (``export_recipe(int8_lut=True)``) and uniform (NICE) weights
+  are quantized to affine levels on that grid (``QuantConfig(int8_grid=True)``, affine as the
+  bit-plane kernels need; ``--no-int8-lut``: neither), so both modes compute the same weights;
+  LSQ LUTs keep their learned step (the integer-only mode rounds them);
 * ``int_accuracy`` -- the integer-only arithmetic of ``fpga`` / ``cpu integer_only`` (int8 LUT,
   int32 bias, fixed-point requant), simulated in torch (``train.intsim``; its kernels equal
   ``reference.qconv2d_int`` bit for bit, the requant is matched up to the rounding of ``M``),
   and the top-1 agreement of the two.
 
 Writes ``results/accuracy.json`` (rows, per-epoch QAT curves, targets met or missed, wall time)
-and ``results/accuracy_vs_bops.png``.
+and ``results/accuracy_vs_bops.png``. Every row records when it was measured (``measured``) and its
+own wall time; a QAT row also records the schedule it was trained with (``schedule``). With
+``--merge`` the rows of this run replace the rows of the same kind and tag in the existing JSON and
+the other rows are kept -- only when that JSON was measured against the same fp32 baseline (key and
+accuracy), so every row of the file shares one baseline; ``meta.runs`` lists each run (date, rows,
+wall time), ``meta.qat`` keeps the schedule fields common to every QAT row and
+``meta.qat_per_row`` the fields in which a row differs from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import itertools
 import json
 import os
@@ -81,7 +92,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-integer-final", action="store_true",
                         help="do not simulate the integer arithmetic in the last QAT epoch")
     parser.add_argument("--no-int8-lut", action="store_true",
-                        help="export k-quantile LUTs as fitted, not on the integer-only mode's int8 grid")
+                        help="export k-quantile LUTs as fitted and quantize uniform weights to symmetric levels, "
+                             "not on the integer-only mode's int8 grid")
     parser.add_argument("--distill", type=float, default=0.5, help="distillation weight alpha (0: off)")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--qat-lr", type=float, default=0.003)
@@ -93,8 +105,59 @@ def parse_args(argv=None):
                              "made 2 threads 5-10x slower than 1)")
     parser.add_argument("--variants", default=None,
                         help="comma-separated subset of tags, e.g. w2a2-kquantile,w3a3-lsq (default: the main six)")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the rows run here in the existing JSON (same fp32 baseline required)")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
+
+
+KIND_ORDER = {"fp32": 0, "ptq": 1, "qat": 2}
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def load_previous(path, meta, fp32_accuracy):
+    """Rows of the JSON at ``path`` to merge into (SystemExit unless it shares this run's baseline)."""
+    if not os.path.exists(path):
+        return {"meta": {}, "results": []}
+    with open(path, encoding="utf-8") as handle:
+        previous = json.load(handle)
+    old_fp32 = next((r["accuracy"] for r in previous.get("results", []) if r["kind"] == "fp32"), None)
+    old_key = previous.get("meta", {}).get("baseline", {}).get("key")
+    if old_key != meta["baseline"]["key"] or old_fp32 != fp32_accuracy:
+        raise SystemExit(f"--merge: {path} was measured against baseline {old_key} ({old_fp32}), this run against "
+                         f"{meta['baseline']['key']} ({fp32_accuracy}): run every row instead of merging")
+    for row in previous.get("results", []):
+        if row["kind"] == "qat" and "schedule" not in row:
+            row["schedule"] = previous["meta"].get("qat")  # written before rows carried their schedule
+    return previous
+
+
+def merged_rows(old_rows, new_rows):
+    """``old_rows`` with each row of the same (kind, tag) as a new row replaced by it, new ones added
+    (fp32, PTQ, QAT; each kind in the order of ``VARIANTS + COMPARE``)."""
+    rows = {(r["kind"], r["tag"]): r for r in old_rows}
+    rows.update({(r["kind"], r["tag"]): r for r in new_rows})
+    order = {f"w{w}a{a}-{s}": i for i, (_, w, a, s) in enumerate(VARIANTS + COMPARE)}
+    return sorted(rows.values(), key=lambda r: (KIND_ORDER.get(r["kind"], 3), order.get(r["tag"], len(order))))
+
+
+def schedule_meta(meta, rows):
+    """``meta.qat``: the schedule fields shared by every QAT row; ``meta.qat_per_row``: each row's others."""
+    schedules = {r["tag"]: r["schedule"] for r in rows if r["kind"] == "qat" and r.get("schedule")}
+    if not schedules:
+        return
+    first = next(iter(schedules.values()))
+    common = {k: v for k, v in first.items() if all(s.get(k) == v for s in schedules.values())}
+    per_row = {tag: {k: v for k, v in s.items() if k not in common} for tag, s in schedules.items()}
+    meta["qat"] = common
+    per_row = {tag: fields for tag, fields in per_row.items() if fields}
+    if per_row:
+        meta["qat_per_row"] = per_row
+    else:
+        meta.pop("qat_per_row", None)
 
 
 def write_json(path, payload):
@@ -205,7 +268,7 @@ def main(argv=None):
                     "temperature": args.temperature, "augmentation": "crop+flip"},
             "per_channel": True, "torch_threads": torch.get_num_threads(),
             "integer_only": "torch simulation (train.intsim): int8 LUT, int32 bias, requant up to M rounding",
-            "int8_lut_export": not args.no_int8_lut}
+            "int8_lut_export": not args.no_int8_lut, "uniform_int8_grid": not args.no_int8_lut}
     try:
         from report import machine_info  # provenance (date, CPU, load) when run from benchmarks/
 
@@ -213,11 +276,33 @@ def main(argv=None):
     except Exception:  # noqa: BLE001 - provenance is optional
         pass
     results = []
+    previous = None
+    this_run = {"date": utc_now(), "rows": [], "wall_s": 0.0, "machine": meta.get("machine")}
 
     def record(row):
+        nonlocal previous
+        row["measured"] = utc_now()
         results.append(row)
-        write_json(json_path, {"meta": meta, "results": results, "targets": targets(results),
-                               "wall_s_total": time.perf_counter() - start_all})
+        if args.merge and previous is None:  # the first row is the fp32 one: check the baseline
+            previous = load_previous(json_path, meta, row["accuracy"])
+        old = previous or {"meta": {}, "results": []}
+        rows = merged_rows(old["results"], results) if args.merge else list(results)
+        this_run["rows"] = [f"{r['kind']} {r['tag']}" for r in results]
+        this_run["wall_s"] = time.perf_counter() - start_all
+        runs = [run for run in old["meta"].get("runs", []) if args.merge] + [this_run]
+        if args.merge and not old["meta"].get("runs") and old["results"]:
+            runs.insert(0, {"date": old["meta"].get("machine", {}).get("date"), "wall_s": old.get("wall_s_total"),
+                            "rows": [f"{r['kind']} {r['tag']}" for r in old["results"]],
+                            "machine": old["meta"].get("machine")})
+        run_meta = dict(meta, runs=runs)
+        ran = {r["tag"] for r in results if r["kind"] == "qat"}
+        skipped = (set(old["meta"].get("skipped", [])) - ran) | set(meta.get("skipped", []))
+        if skipped:
+            run_meta["skipped"] = sorted(skipped)
+        schedule_meta(run_meta, rows)
+        # the wall time of the rows in the file: the sum over the runs that produced them
+        write_json(json_path, {"meta": run_meta, "results": rows, "targets": targets(rows),
+                               "wall_s_total": sum(run["wall_s"] or 0.0 for run in runs)})
         extra = f"  int {100 * row['int_accuracy']:6.2f}% (agree {100 * row['agreement']:.2f}%)" \
             if row.get("int_accuracy") is not None else ""
         print(f"[{row['kind']:>4}] {row['tag']:<16} acc {100 * row['accuracy']:6.2f}%{extra}  "
@@ -246,7 +331,7 @@ def main(argv=None):
         variants = [known[tag] for tag in args.variants.split(",")]
 
     def prepared(w_bits, a_bits, scheme):
-        qat = prepare_qat(folded, QuantConfig(w_bits, a_bits, scheme, per_channel=True))
+        qat = prepare_qat(folded, QuantConfig(w_bits, a_bits, scheme, per_channel=True, int8_grid=not args.no_int8_lut))
         return calibrate_clamps(qat, calibration)
 
     def measure(kind, label, w_bits, a_bits, scheme, qat, t0, **extra):
@@ -281,13 +366,15 @@ def main(argv=None):
         # the checkpoint name carries what the Trainer's config check cannot see (data, schedule, baseline)
         run_key = (f"{baseline.key}-n{limit}-s{args.stages}x{args.epochs_per_stage}+{args.final_epochs}"
                    f"-{args.active}-{args.later}-i{int(not args.no_integer_final)}-lr{args.qat_lr:g}"
-                   f"-kd{args.distill:g}t{args.temperature:g}")
+                   f"-kd{args.distill:g}t{args.temperature:g}{'-int8' if not args.no_int8_lut else ''}")
         config = TrainConfig(lr=args.qat_lr, weight_decay=1e-4, distill_alpha=args.distill,
                              distill_temperature=args.temperature)
         history = Trainer(qat, qat_loader, test_loader, config, schedule=schedule, teacher=folded,
                           checkpoint=os.path.join(ckpt_dir, f"{prefix}qat-{tag}-{run_key}.pt"),
                           progress=progress, desc=f"QAT {tag}").fit()
-        measure("qat", label, w_bits, a_bits, scheme, qat, t0, history=history)
+        measure("qat", label, w_bits, a_bits, scheme, qat, t0, history=history, schedule=dict(meta["qat"]))
+    with open(json_path, encoding="utf-8") as handle:
+        results = json.load(handle)["results"]  # with --merge: every row of the file
     plot(results, os.path.join(out, f"{prefix}accuracy_vs_bops.png"))
     for name, check in targets(results).items():
         print(f"target {name}: {'met' if check['met'] else 'MISSED'} ({check['value_pt']} vs {check['bound_pt']})")

@@ -128,11 +128,18 @@ def render_accuracy(data, path):
         out.append("**FAST MODE (`--fast` smoke run on a data subset): not the real figures.**\n")
     meta = data.get("meta", {})
     qat = meta.get("qat_schedule") or meta.get("qat") or {}
+    per_row = meta.get("qat_per_row") or {}
+    own = "".join(f"; {tag} trained with {json.dumps(fields, sort_keys=True)}" for tag, fields in sorted(per_row.items()))
+    runs = meta.get("runs") or []
+    wall = (f"Total wall time {num(data.get('wall_s_total'), '.0f', ' s')}"
+            + (f" over {len(runs)} runs (" + "; ".join(f"{r.get('date') or '?'}: {len(r.get('rows', []))} rows, "
+                                                       f"{num(r.get('wall_s'), '.0f', ' s')}" for r in runs) + ")"
+               if len(runs) > 1 else ""))
     out.append(f"Model `{meta.get('model', '?')}`, {meta.get('train_images', '?')} training / "
                f"{meta.get('test_images', '?')} test images, top-1 on the test set; BOPs in UNIQ's count "
-               f"(accumulator term included). QAT: {json.dumps(qat, sort_keys=True)}. "
-               f"Integer-only: {meta.get('integer_only', 'not measured')}. "
-               f"Total wall time {num(data.get('wall_s_total'), '.0f', ' s')}.\n")
+               f"(accumulator term included). QAT{' (every row unless stated)' if per_row else ''}: "
+               f"{json.dumps(qat, sort_keys=True)}{own}. "
+               f"Integer-only: {meta.get('integer_only', 'not measured')}. {wall}.\n")
     body = []
     if fp32:
         body.append(["fp32", "fp32", num(fp32["gbops"], ".3f"), num(100 * fp32_acc), "", "", "", "",

@@ -163,6 +163,22 @@ def test_fast_accuracy_is_labelled(report, tmp_path):
     assert "FAST MODE" not in report.render(results, tmp_path / "no_fit.json")
 
 
+def test_accuracy_rows_with_their_own_schedule_and_runs(report, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    data = _accuracy()
+    data["meta"]["qat"] = {"stages": 2, "epochs_per_stage": 1, "lr": 0.003}
+    data["meta"]["qat_per_row"] = {"w2a2-kquantile": {"epochs_per_stage": 2, "final_epochs": 4}}
+    data["meta"]["runs"] = [{"date": "2030-01-01T00:00:00+00:00", "rows": ["fp32 fp32", "qat w3a3-uniform"],
+                             "wall_s": 100.0},
+                            {"date": "2030-01-02T00:00:00+00:00", "rows": ["qat w2a2-kquantile"], "wall_s": 23.0}]
+    _write(results, "accuracy.json", data)
+    block = report.render(results, tmp_path / "no_fit.json")
+    assert 'QAT (every row unless stated): {"epochs_per_stage": 1, "lr": 0.003, "stages": 2}' in block
+    assert 'w2a2-kquantile trained with {"epochs_per_stage": 2, "final_epochs": 4}' in block
+    assert "Total wall time 123 s over 2 runs (2030-01-01T00:00:00+00:00: 2 rows, 100 s; " in block
+
+
 def test_readme_block_replaced_nothing_else_touched_and_check(report, tmp_path):
     results = _all_results(tmp_path)
     readme = tmp_path / "README.md"
