@@ -88,6 +88,21 @@ def test_qat_integer_sim_computes_the_deployed_accumulator():
     assert layer.weight.grad is not None and layer.bias.grad is not None
 
 
+def _assert_contract_layer_equals_simulation(name, layer, module):
+    """The float-contract ``module`` equals the integer-simulated QAT ``layer`` on random inputs, up to
+    the simulation's int32 bias rounding (<= s_a s_w / 2 per output channel)."""
+    shape = (8, layer.in_channels, 14, 14) if isinstance(layer, torch.nn.Conv2d) else (8, layer.in_features)
+    x = torch.rand(shape) * 2
+    with torch.no_grad():
+        simulated = layer.eval()(x).numpy()
+        got = module(x).numpy()
+    params = intsim.integer_params_of(layer)
+    unit = float(reference.act_scale(layer.act_quant.clamp_value(), layer.act_quant.bits)) * params["s_w"]
+    axis = (1, -1) + (1,) * (simulated.ndim - 2)
+    bound = (0.5 * unit).reshape(axis) + 1e-5 * np.abs(simulated).max()
+    assert np.all(np.abs(got - simulated) <= bound), (name, float(np.abs(got - simulated).max()))
+
+
 def test_int8_lut_export_makes_float_contract_equal_the_integer_simulation():
     from tvm_qnn.train import apply_recipe, export_float_model, export_recipe
     from tvm_qnn.train.export import int8_exact_lut
@@ -107,17 +122,7 @@ def test_int8_lut_export_makes_float_contract_equal_the_integer_simulation():
     contract = dict(apply_recipe(export_float_model(qat), recipe).named_modules())
     set_integer_sim(qat, True)
     for name, layer in quant_layers(qat).items():
-        module = contract[name[: -len(".weight")]]
-        shape = (8, layer.in_channels, 14, 14) if isinstance(layer, torch.nn.Conv2d) else (8, layer.in_features)
-        x = torch.rand(shape) * 2
-        with torch.no_grad():
-            simulated = layer.eval()(x).numpy()
-            got = module(x).numpy()
-        params = intsim.integer_params_of(layer)
-        unit = float(reference.act_scale(layer.act_quant.clamp_value(), layer.act_quant.bits)) * params["s_w"]
-        axis = (1, -1) + (1,) * (simulated.ndim - 2)
-        bound = (0.5 * unit).reshape(axis) + 1e-5 * np.abs(simulated).max()
-        assert np.all(np.abs(got - simulated) <= bound), (name, float(np.abs(got - simulated).max()))
+        _assert_contract_layer_equals_simulation(name, layer, contract[name[: -len(".weight")]])
 
 
 @pytest.mark.parametrize("w_bits", [2, 3])
@@ -144,16 +149,7 @@ def test_uniform_int8_grid_makes_float_contract_equal_the_integer_simulation(w_b
             if not int8_grid:
                 continue
             assert reference.lut_is_affine(params["lut_int"].astype(np.float64), rtol=0)  # bit-plane kernels apply
-            module = contract[name[: -len(".weight")]]
-            shape = (8, layer.in_channels, 14, 14) if isinstance(layer, torch.nn.Conv2d) else (8, layer.in_features)
-            x = torch.rand(shape) * 2
-            with torch.no_grad():
-                simulated = layer.eval()(x).numpy()
-                got = module(x).numpy()
-            unit = float(reference.act_scale(layer.act_quant.clamp_value(), layer.act_quant.bits)) * params["s_w"]
-            axis = (1, -1) + (1,) * (simulated.ndim - 2)
-            bound = (0.5 * unit).reshape(axis) + 1e-5 * np.abs(simulated).max()  # the int32 bias rounding only
-            assert np.all(np.abs(got - simulated) <= bound), (name, float(np.abs(got - simulated).max()))
+            _assert_contract_layer_equals_simulation(name, layer, contract[name[: -len(".weight")]])
         assert all(exact) if int8_grid else not any(exact)
         # the NICE noise stage trains on the same grid (clipped to its ends, noise of one step)
         layer = next(iter(quant_layers(qat).values())).train()
