@@ -144,6 +144,18 @@ def merged_rows(old_rows, new_rows):
     return sorted(rows.values(), key=lambda r: (KIND_ORDER.get(r["kind"], 3), order.get(r["tag"], len(order))))
 
 
+def live_runs(runs):
+    """``runs`` (oldest first) without those every row of which a later run measured again: the file
+    holds none of their rows, so neither their entry nor their wall time belongs to it."""
+    later, live = set(), []
+    for run in reversed(runs):
+        rows = set(run.get("rows") or [])
+        if not rows or rows - later:
+            live.append(run)
+        later |= rows
+    return live[::-1]
+
+
 def schedule_meta(meta, rows):
     """``meta.qat``: the schedule fields shared by every QAT row; ``meta.qat_per_row``: each row's others."""
     schedules = {r["tag"]: r["schedule"] for r in rows if r["kind"] == "qat" and r.get("schedule")}
@@ -294,7 +306,7 @@ def main(argv=None):
             runs.insert(0, {"date": old["meta"].get("machine", {}).get("date"), "wall_s": old.get("wall_s_total"),
                             "rows": [f"{r['kind']} {r['tag']}" for r in old["results"]],
                             "machine": old["meta"].get("machine")})
-        run_meta = dict(meta, runs=runs)
+        run_meta = dict(meta, runs=live_runs(runs))
         ran = {r["tag"] for r in results if r["kind"] == "qat"}
         skipped = (set(old["meta"].get("skipped", [])) - ran) | set(meta.get("skipped", []))
         if skipped:
@@ -302,7 +314,7 @@ def main(argv=None):
         schedule_meta(run_meta, rows)
         # the wall time of the rows in the file: the sum over the runs that produced them
         write_json(json_path, {"meta": run_meta, "results": rows, "targets": targets(rows),
-                               "wall_s_total": sum(run["wall_s"] or 0.0 for run in runs)})
+                               "wall_s_total": sum(run["wall_s"] or 0.0 for run in run_meta["runs"])})
         extra = f"  int {100 * row['int_accuracy']:6.2f}% (agree {100 * row['agreement']:.2f}%)" \
             if row.get("int_accuracy") is not None else ""
         print(f"[{row['kind']:>4}] {row['tag']:<16} acc {100 * row['accuracy']:6.2f}%{extra}  "

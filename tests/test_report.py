@@ -235,3 +235,15 @@ def test_conformance_table_one_row_per_model_with_failed_cases_listed(report, tm
     assert rows[1] == ("| resnet18 | 3 | 19 | ✓ / ✗ | ✓, not run | w8a8 onnx error, w8a8 torch 100.0%, "
                        "w4a4 torch 98.4% | 12.3 |")
     assert "- resnet18 w8a8 via onnx: UnsupportedOpError: x" in body
+
+
+def test_accuracy_merge_keeps_only_runs_whose_rows_the_file_still_holds():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", SCRIPT.parent / "accuracy.py")
+    accuracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(accuracy)
+    runs = [{"date": "a", "rows": ["fp32 fp32", "ptq w2a2", "qat w2a2"], "wall_s": 100.0},
+            {"date": "b", "rows": ["fp32 fp32", "qat w3a3"], "wall_s": 50.0},
+            {"date": "c", "rows": ["fp32 fp32", "ptq w2a2", "qat w2a2"], "wall_s": 120.0}]
+    # run a: every row measured again by c; run b still holds qat w3a3
+    assert [r["date"] for r in accuracy.live_runs(runs)] == ["b", "c"]
+    assert [r["date"] for r in accuracy.live_runs(runs[:2])] == ["a", "b"]
