@@ -326,6 +326,30 @@ def test_integer_requant_approximates_float_path():
     assert np.mean(codes == float_codes) > 0.99
 
 
+def test_integer_mode_dead_channel_keeps_its_bias():
+    """A channel with ~1e-8 weights and a bias of ~1 (dead channels of pretrained nets) needs a bias
+    beyond int32 at its weights' scale: its weight scale is coarsened instead, the other channels keep
+    theirs, and the integer layer still follows the float one (the dead channel is its bias)."""
+    rng = np.random.default_rng(7)
+    act = rng.integers(0, 256, size=(1, 8, 5, 5)).astype(np.uint8)
+    w = rng.normal(size=(4, 8, 3, 3)) * 0.1
+    w[2] *= 1e-7
+    bias = np.array([0.1, -0.2, 1.5, 0.05])
+    lut, thresholds = R.uniform_params(w, 8, per_channel=True)
+    idx = R.assign_indices(w, thresholds)
+    s_a, s_next = 6.0 / 255, 0.02
+    p = R.integer_requant_params(lut, s_a, bias, s_next=s_next)
+    plain = R.integer_requant_params(lut, s_a, None)
+    assert np.abs(bias[2] / (s_a * plain["s_w"][2])) >= 2**31  # the bias would not fit at the weights' scale
+    np.testing.assert_array_equal(p["s_w"][[0, 1, 3]], plain["s_w"][[0, 1, 3]])
+    assert np.abs(p["bias_int"].astype(np.int64)).max() <= 2**30
+    codes = R.qconv2d_int(act, idx, p["lut_int"], p["bias_int"], p["multiplier"], p["shift"], 8, padding=1)
+    y = R.qconv2d(act, s_a, idx, lut, bias, padding=1)
+    float_codes = R.act_codes(y, s_next * 255, 8)
+    assert np.abs(codes.astype(int) - float_codes.astype(int)).max() <= 1
+    np.testing.assert_array_equal(codes[:, 2], float_codes[:, 2])  # the dead channel: its bias, 75
+
+
 def test_layer_bops_hand_values():
     # ResNet-18 layer1.0.conv1: 56x56 outputs, 64 -> 64, 3x3, w2a2
     expected = 56 * 56 * 64 * 64 * 9 * (2 * 2 + 2 + 2 + np.log2(64 * 9))

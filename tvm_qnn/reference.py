@@ -496,7 +496,12 @@ def integer_requant_params(lut, s_a, bias=None, s_next=None, out_channels=None, 
     """Integer-only parameters of one layer (DESIGN's integer-only mode).
 
     * ``s_w[o] = max_q |lut[o, q]| / 127``; ``lut_int[o, q] = round(lut[o, q] / s_w[o])`` (int8);
-    * ``bias_int[o] = round(bias[o] / (s_a * s_w[o]))`` (int32);
+    * ``bias_int[o] = round(bias[o] / (s_a * s_w[o]))`` (int32). A channel whose weights are
+      (nearly) zero but whose bias is not (the dead channels of pretrained networks: max |w| ~1e-8
+      after BN folding, bias ~1) would need ``|bias_int|`` beyond int32; its ``s_w`` is raised to
+      ``|bias| / (s_a 2^30)``, so its weights round to a few int8 units or 0 (they move that
+      channel's output by at most ``|bias| K (2^b - 1) / 2^31`` over ``K`` inputs, against a bias of
+      ``|bias|``), and ``bias_int`` keeps a factor-2 margin below 2^31;
     * when ``s_next`` (the next layer's activation scale) is given, the requant multiplier
       ``M[o] / 2^sh[o] ~= s_a * s_w[o] / s_next`` with int32 ``M`` in [2^30, 2^31) where the shift
       allows (``sh <= max_shift``).
@@ -507,8 +512,9 @@ def integer_requant_params(lut, s_a, bias=None, s_next=None, out_channels=None, 
     s_a = float(s_a)
     s_w = np.abs(rows).max(axis=1) / 127.0
     s_w = np.where(s_w > 0, s_w, 1.0)
-    lut_int = np.clip(np.round(rows / s_w[:, None]), -127, 127).astype(np.int8)
     bias = np.zeros(rows.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64)
+    s_w = np.maximum(s_w, np.abs(bias) / (s_a * 2.0**30))
+    lut_int = np.clip(np.round(rows / s_w[:, None]), -127, 127).astype(np.int8)
     bias_int = np.round(bias / (s_a * s_w))
     if np.any(np.abs(bias_int) >= 2**31):
         raise QuantizationError("bias does not fit int32 at this activation/weight scale")
