@@ -9,6 +9,8 @@ still a parameter fed by a constant at the call site in ``main``. Emits, inside 
 with ``idx = LayerQuant.indices(weight)`` (the recipe's bin edges) as a uint8 constant of the
 weight's shape and ``lut`` a float32 constant; the weight argument is dropped from the call.
 Stock TVM runs the result (``take``/``gather_elements`` rebuild exactly ``lut[o, idx]``).
+A layer whose recipe entry has ``bias_correction`` gets it added to its constant bias argument
+(RecipeError when the layer has no bias to add it to).
 
 Preconditions: AnnotateQuantLayers ran; the weight argument is a constant (``BindParams`` and
 ``FoldConstant`` ran); the recipe has the layer. Violations raise QnnError naming the layer.
@@ -74,7 +76,29 @@ class InsertWeightLUT:
             except QnnError as err:
                 message = str(err) if repr(layer) in str(err) else f"layer {layer!r}: {err}"
                 raise type(err)(message) from None
+            replace = _corrected_bias(func, call, layer, layer_quant)
             new_func = rewrite.replace_param(func, param, weight_rebuild(idx, layer_quant.lut))
             keep = [i != position for i in range(len(call.args))]
-            out = rewrite.swap_function(out, gvar, new_func, keep)
+            out = rewrite.swap_function(out, gvar, new_func, keep, replace)
         return out
+
+
+def _corrected_bias(func, call, layer, layer_quant):
+    """``{argument position: bias + recipe bias_correction}`` for ``swap_function`` ({} without one)."""
+    correction = layer_quant.bias_correction
+    if correction is None:
+        return {}
+    param = rewrite.bias_param(func)
+    if param is None:
+        raise RecipeError(f"InsertWeightLUT: layer {layer!r} has a bias_correction in the recipe but no bias")
+    position = [p.same_as(param) for p in func.params].index(True)
+    bias = call.args[position]
+    if not rewrite.is_constant(bias):
+        raise QnnError(f"InsertWeightLUT: layer {layer!r}: the bias argument is not a constant; bind the "
+                       "parameters first (relax.transform.BindParams, then FoldConstant)")
+    value = bias.value.numpy()
+    if value.size != correction.size:
+        raise RecipeError(f"InsertWeightLUT: layer {layer!r}: bias_correction has {correction.size} entries; "
+                          f"the bias has {value.size}")
+    corrected = (value.astype(np.float64) + correction.reshape(value.shape)).astype(value.dtype)
+    return {position: relax.const(corrected)}

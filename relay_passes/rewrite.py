@@ -74,20 +74,23 @@ def single_call(main, gvar, layer, pass_name):
 
 @relax.expr_functor.mutator
 class _CallRewriter(relax.PyExprMutator):
-    def __init__(self, old_gvar, new_gvar, keep):
+    def __init__(self, old_gvar, new_gvar, keep, replace):
         super().__init__()
-        self.old_gvar, self.new_gvar, self.keep = old_gvar, new_gvar, keep
+        self.old_gvar, self.new_gvar, self.keep, self.replace = old_gvar, new_gvar, keep, replace
 
     def visit_call_(self, call):
         call = self.visit_expr_post_order(call)
         if _is_callee(call.op, self.old_gvar):
-            args = list(call.args) if self.keep is None else [a for a, k in zip(call.args, self.keep) if k]
+            args = [self.replace.get(i, a) for i, a in enumerate(call.args)]
+            args = args if self.keep is None else [a for a, k in zip(args, self.keep) if k]
             return relax.Call(self.new_gvar, args, call.attrs, call.ty_args, call.span)
         return call
 
 
-def swap_function(mod, gvar, func, keep=None):
+def swap_function(mod, gvar, func, keep=None, replace=None):
     """A new module where ``gvar``'s function is ``func`` and main's calls drop args per ``keep``.
+
+    ``replace`` maps an argument position (before dropping) to the expression passed there instead.
 
     The function gets a fresh GlobalVar (same name) typed with its new signature: the input
     module's GlobalVar is never re-typed, so the input module stays valid and unchanged.
@@ -95,7 +98,7 @@ def swap_function(mod, gvar, func, keep=None):
     new_gvar = relax.GlobalVar(gvar.name_hint)
     relax.expr._update_type(new_gvar, func.ty)
     main_gvar = mod.get_global_var("main")
-    main = _CallRewriter(gvar, new_gvar, keep).visit_expr(mod["main"])
+    main = _CallRewriter(gvar, new_gvar, keep, dict(replace or {})).visit_expr(mod["main"])
     functions = {gv: f for gv, f in mod.functions.items() if gv.name_hint not in (gvar.name_hint, "main")}
     functions[new_gvar] = func
     functions[main_gvar] = main
@@ -137,6 +140,12 @@ def data_param(func):
                 continue
         break
     raise QnnError(f"layer {func.attrs.get('qnn.layer', '?')!r}: cannot find the layer's input parameter")
+
+
+def bias_param(func):
+    """The parameter of ``func`` holding the layer's bias, or None for a layer without one."""
+    others = [p for p in func.params if not p.same_as(data_param(func)) and not p.same_as(weight_param(func))]
+    return others[0] if len(others) == 1 else None
 
 
 def _through_permute(expr, bindings):

@@ -135,3 +135,70 @@ def test_activation_range_rules():
     assert activation_range(relu, 4, 100.0, signed=True)[1] == 0
     with pytest.raises(RecipeError, match="zero_point='mid'"):
         activation_range(signed, 4, 99.0, zero_point="mid")
+
+
+def _depthwise_net():
+    """Conv (BN) -> depthwise stride-2 conv with TF-style asymmetric padding -> bias-less 1x1 conv -> linear."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
+        torch.nn.ZeroPad2d((0, 1, 0, 1)), torch.nn.Conv2d(8, 8, 3, stride=2, groups=8), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 1, bias=False), torch.nn.Flatten(), torch.nn.Linear(16 * 8 * 8, 10)).eval()
+
+
+def test_bias_correction_cancels_the_mean_output_shift_of_weight_rounding():
+    """calibrate(bias_correction=True): each layer's correction is minus the mean shift that rounding its
+    weights causes on the calibration data, measured here with torch (layer input of the float model,
+    output with quantized minus float weight); a layer without a bias gets none; quantize applies it."""
+    from tvm_qnn.train.fakequant import apply_recipe, layer_modules, lut_weight
+
+    model = _depthwise_net()
+    data = np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32)
+    mod, params = tvm_qnn.from_torch(model, torch.from_numpy(data[:1]))
+    plain = tvm_qnn.calibrate(mod, params, data, w_bits=3, a_bits=8, w_scheme="uniform", per_channel=True,
+                              fp32_layers=None, progress=False)
+    recipe = tvm_qnn.calibrate(mod, params, data, w_bits=3, a_bits=8, w_scheme="uniform", per_channel=True,
+                               fp32_layers=None, progress=False, bias_correction=True)
+    assert all(layer.bias_correction is None for layer in plain.layers.values())
+    assert recipe["6.weight"].bias_correction is None  # no bias to put it in
+    inputs = {}
+    folded = fold_batchnorm(model)
+    modules = layer_modules(folded)
+    hooks = [modules[name].register_forward_pre_hook(lambda m, args, name=name: inputs.__setitem__(name, args[0]))
+             for name in recipe.layers]
+    with torch.no_grad():
+        folded(torch.from_numpy(data))
+    for hook in hooks:
+        hook.remove()
+    for name in ("0.weight", "4.weight", "8.weight"):
+        module = modules[name]
+        float_weight = module.weight.detach().clone()
+        with torch.no_grad():
+            y_float = module(inputs[name])
+            module.weight.copy_(torch.from_numpy(lut_weight(recipe[name], float_weight.numpy())))
+            shift = (module(inputs[name]) - y_float).double()
+            module.weight.copy_(float_weight)
+        shift = shift.mean(dim=(0, 2, 3) if shift.ndim == 4 else (0,)).numpy()
+        assert np.abs(shift).max() > 1e-4  # 3-bit weights do shift the mean: the check can fail
+        np.testing.assert_allclose(recipe[name].bias_correction, -shift, rtol=1e-4, atol=1e-6)
+    # quantize puts it into the bias: cpu-reference equals the torch twin, which adds it to the bias
+    qmod = tvm_qnn.quantize(mod, params, recipe)
+    compiled = tvm_qnn.compile(qmod, target="cpu-reference")
+    out = np.concatenate([compiled.run(x[None]) for x in data[:4]])
+    with torch.no_grad():
+        twin = apply_recipe(model, recipe)(torch.from_numpy(data[:4])).numpy()
+        twin_plain = apply_recipe(model, plain)(torch.from_numpy(data[:4])).numpy()
+    np.testing.assert_allclose(out, twin, rtol=1e-4, atol=1e-4 * np.abs(twin).max())
+    assert np.abs(twin - twin_plain).max() > 1e-3 * np.abs(twin).max()
+
+
+def test_bias_correction_on_a_layer_without_bias_is_refused():
+    model = _depthwise_net()
+    data = np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    mod, params = tvm_qnn.from_torch(model, torch.from_numpy(data[:1]))
+    recipe = tvm_qnn.calibrate(mod, params, data, w_bits=4, a_bits=8, fp32_layers=None, progress=False)
+    layer = recipe["6.weight"]
+    import dataclasses
+    bad = recipe.replace(layers={**recipe.layers, "6.weight": dataclasses.replace(layer, bias_correction=[0.1] * 16)})
+    with pytest.raises(RecipeError, match="6.weight.*bias_correction.*no bias"):
+        tvm_qnn.quantize(mod, params, bad)

@@ -40,6 +40,16 @@ def test_kernel_pin_round_trips_and_is_optional():
     assert loaded.to_json()["layers"]["conv2.weight"]["kernel"] == "vnni"
 
 
+def test_bias_correction_round_trips_and_is_optional():
+    data = _recipe()[0].to_json()
+    assert "bias_correction" not in data["layers"]["conv2.weight"]
+    assert rec.load(data)["conv2.weight"].bias_correction is None
+    data["layers"]["conv2.weight"]["bias_correction"] = [0.5, -0.25, 0.0, 1e-3]
+    loaded = rec.load(data)
+    np.testing.assert_array_equal(loaded["conv2.weight"].bias_correction, [0.5, -0.25, 0.0, 1e-3])
+    assert loaded.to_json()["layers"]["conv2.weight"]["bias_correction"] == [0.5, -0.25, 0.0, 1e-3]
+
+
 def test_default_thresholds_are_lut_midpoints():
     layer = rec.LayerQuant("fc.weight", 1, "uniform", [[-1.0, 1.0]], 2, 1.0)
     assert layer.thresholds.tolist() == [[0.0]]
@@ -65,6 +75,12 @@ def test_default_thresholds_are_lut_midpoints():
         (lambda d: d["layers"]["conv2.weight"].update(color="red"), "conv2.weight.*color"),
         (lambda d: d["layers"]["conv2.weight"].update(kernel="avx2"), r"conv2.weight.*kernel='avx2'.*popcount"),
         (lambda d: d.update(fp32_layers=["conv2.weight"]), "conv2.weight"),
+        (lambda d: d["layers"]["conv2.weight"].update(bias_correction=[0.1] * 3),
+         "conv2.weight.*bias_correction has 3 entries.*4 output channels"),
+        (lambda d: d["layers"]["conv2.weight"].update(bias_correction=[0.0, float("inf"), 0, 0]),
+         "conv2.weight.*bias_correction.*NaN/inf"),
+        (lambda d: d["layers"]["conv2.weight"].update(bias_correction=[[0.0] * 4] * 2),
+         "conv2.weight.*bias_correction must be one list"),
     ],
 )
 def test_validation_names_layer_and_field(mutate, message):

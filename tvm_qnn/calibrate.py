@@ -16,6 +16,14 @@
   ``z = 2^(b-1)`` and ``s_a = max(-lo, hi) / (2^(b-1) - 1)`` (needs ``a_bits >= 2``).
   ``signed=False`` clips negatives to 0 (z = 0) on request; ``signed=True`` gives every layer a
   zero point from its range.
+* Bias correction (``bias_correction=True``; Nagel et al. 2019, "Data-Free Quantization Through
+  Weight Equalization and Bias Correction", the empirical variant): rounding a layer's weights
+  shifts the mean of each output channel by ``E[(W - W_q) x]``, which is not noise but a bias, and
+  a network of depthwise convs (few weights per channel whose rounding errors do not average out)
+  compounds it layer after layer. With the mean input image of each layer over the calibration
+  data, ``m``, the shift is exactly ``mean over positions of conv(m, W - W_q)`` (padding, stride
+  and groups as the layer has them); it goes into the recipe as ``bias_correction`` and
+  ``quantize`` adds it to the layer's bias. Layers without a bias are left as they are.
 """
 
 from __future__ import annotations
@@ -110,13 +118,14 @@ def auto_fp32_layers(kinds):
 
 def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_channel=False,
               fp32_layers="auto", percentile=99.99, max_batches=None, model_name="", progress=True,
-              signed=None, zero_point="asymmetric"):
+              signed=None, zero_point="asymmetric", bias_correction=False):
     """Post-training recipe for ``mod`` (``from_torch``/``from_onnx`` output) from ``data``.
 
     ``data``: an array ``(N, ...)``, a list of arrays, or a loader yielding ``(x, y)``; batches
     are cut to the module's batch size. ``fp32_layers``: "auto" (first conv + last dense), a
     list of names, or None. ``signed`` / ``zero_point``: how a layer input with negative values
     is coded (module doc; by default it gets an asymmetric zero point, never a clip to 0).
+    ``bias_correction``: compensate the mean output shift of weight rounding (module doc).
     Returns a ``Recipe`` covering every conv2d/dense layer.
     """
     import tvm
@@ -166,6 +175,7 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     input_shape = [int(d) for d in mod["main"].params[0].ty.shape]
     rng = np.random.default_rng(0)
     samples = {name: [] for name in quantized}
+    input_sums = {}  # layer -> sum over calibration samples of its input (bias correction)
     weights = {}
     seen = 0
     batches = _batches(data)
@@ -182,6 +192,9 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
                 if flat.size > _SAMPLES_PER_BATCH:
                     flat = rng.choice(flat, _SAMPLES_PER_BATCH, replace=False)
                 samples[name].append(flat)
+                if bias_correction:
+                    total = fields[i].astype(np.float64).sum(axis=0)
+                    input_sums[name] = input_sums[name] + total if name in input_sums else total
                 weights.setdefault(name, fields[len(quantized) + i])
             seen += 1
     if quantized and seen == 0:
@@ -193,4 +206,49 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
                                     zero_point, name)
         layers[name] = LayerQuant.from_weight(name, weights[name], w_bits, a_bits, clamp, w_scheme, per_channel,
                                               a_zero_point=z)
-    return Recipe(layers, tuple(fp32), model_name)
+    recipe = Recipe(layers, tuple(fp32), model_name)
+    if bias_correction:
+        means = {name: total / (seen * input_shape[0]) for name, total in input_sums.items()}
+        recipe = correct_biases(mod, recipe, weights, means)
+    return recipe
+
+
+def correct_biases(mod, recipe, weights, mean_inputs):
+    """``recipe`` with ``bias_correction`` set on every quantized layer that has a bias (module doc).
+
+    ``weights``: each layer's float weight as the recipe quantizes it (BN folded); ``mean_inputs``:
+    each layer's input averaged over the calibration samples (without the batch axis).
+    """
+    import dataclasses
+
+    import torch
+    import torch.nn.functional as F
+
+    import relay_passes
+    from relay_passes import rewrite
+    from relay_passes.annotate import annotated_functions
+
+    from .train.fakequant import lut_weight
+
+    annotated = relay_passes.AnnotateQuantLayers(recipe)(relay_passes.FoldBatchNorm()(mod))
+    layers = dict(recipe.layers)
+    for name, (_, func) in annotated_functions(annotated).items():
+        if rewrite.bias_param(func) is None:
+            continue
+        weight = np.asarray(weights[name], dtype=np.float64)
+        error = torch.from_numpy(weight - lut_weight(layers[name], weights[name]).astype(np.float64))
+        mean = torch.from_numpy(np.asarray(mean_inputs[name], dtype=np.float64))
+        call, _ = rewrite.layer_op(func)
+        if call.op.name == "relax.nn.conv2d":
+            attrs = call.attrs
+            if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW":
+                continue  # the importers emit NCHW/OIHW; another layout is left uncorrected
+            top, left, bottom, right = (int(p) for p in attrs.padding)
+            padded = F.pad(mean[None], (left, right, top, bottom))
+            shift = F.conv2d(padded, error, stride=[int(v) for v in attrs.strides],
+                             dilation=[int(v) for v in attrs.dilation], groups=int(attrs.groups))
+            shift = shift.mean(dim=(0, 2, 3))
+        else:  # dense: x (..., K) @ W.T
+            shift = error @ mean.reshape(-1, error.shape[1]).mean(dim=0)
+        layers[name] = dataclasses.replace(layers[name], bias_correction=shift.numpy())
+    return recipe.replace(layers=layers)

@@ -9,7 +9,8 @@
      "thresholds": [[-0.8, 0.0, 0.8]],          # optional bin edges; default: LUT midpoints
      "a_bits": 2, "a_clamp": 3.1, "a_zero_point": 0,
      "weight_shape": [16, 8, 3, 3],             # optional: the weight the recipe was made for
-     "kernel": "vnni"}},                        # optional: pin the CPU kernel (popcount | vnni | fp32)
+     "kernel": "vnni",                          # optional: pin the CPU kernel (popcount | vnni | fp32)
+     "bias_correction": [0.01, ...]}},          # optional: added to the layer's bias, per output channel
  "fp32_layers": ["conv1.weight", "fc.weight"]}
 ```
 
@@ -24,6 +25,10 @@ the width of the representable range); ``a_zero_point`` is an integer in ``0 .. 
 ``tvm-qnn-recipe/1`` files (no zero point) are read with ``a_zero_point = 0``; ``to_json`` writes
 ``/2``. ``weight_shape`` (optional, absent in older recipes) lets ``quantize`` refuse a recipe made
 for another model (RecipeError naming the first layer whose weight shape differs).
+``bias_correction`` (optional, one float per output channel; ``calibrate(bias_correction=True)``
+writes it) is added to the layer's float bias by ``quantize`` (so every target and the integer
+bias see it) and by the torch twin ``apply_recipe``: it cancels the mean output shift the weight
+rounding causes on the calibration data.
 Validation errors name the layer and field; ``save`` writes atomically.
 """
 
@@ -60,6 +65,7 @@ class LayerQuant:
     a_zero_point: int = 0
     weight_shape: tuple = None  # shape of the weight the recipe was made for (None: not recorded)
     kernel: str | None = None  # pins the CPU kernel: one of KERNELS, None = chosen by the cost model
+    bias_correction: np.ndarray = None  # float64 (out_channels,) added to the bias; None = none
 
     def __post_init__(self):
         where = f"layer {self.name!r}"
@@ -95,6 +101,17 @@ class LayerQuant:
                     isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
                 raise RecipeError(f"{where}: weight_shape={shape!r}; expected a list of positive integers")
             object.__setattr__(self, "weight_shape", tuple(int(d) for d in shape))
+        if self.bias_correction is not None:
+            correction = _float_rows(self.bias_correction, where, "bias_correction", np.float64)
+            if correction.shape[0] != 1:
+                raise RecipeError(f"{where}: bias_correction must be one list of numbers (one per output channel)")
+            correction = correction[0]
+            channels = self.weight_shape[0] if self.weight_shape is not None else (
+                lut.shape[0] if lut.shape[0] > 1 else None)
+            if channels is not None and correction.shape[0] != channels:
+                raise RecipeError(f"{where}: bias_correction has {correction.shape[0]} entries; the layer has "
+                                  f"{channels} output channels")
+            object.__setattr__(self, "bias_correction", correction)
         object.__setattr__(self, "lut", lut)
         object.__setattr__(self, "thresholds", thresholds)
         object.__setattr__(self, "w_bits", int(self.w_bits))
@@ -140,6 +157,8 @@ class LayerQuant:
             data["weight_shape"] = list(self.weight_shape)
         if self.kernel is not None:
             data["kernel"] = self.kernel
+        if self.bias_correction is not None:
+            data["bias_correction"] = self.bias_correction.tolist()
         return data
 
     def check_weight_shape(self, shape):
@@ -233,7 +252,7 @@ class Recipe:
             missing = [key for key in required if key not in entry]
             if missing:
                 raise RecipeError(f"layer {name!r}: missing field(s) {missing}")
-            optional = {"thresholds", "weight_shape", "kernel"} | ({"a_zero_point"} if version == FORMAT else set())
+            optional = {"thresholds", "weight_shape", "kernel", "bias_correction"} | ({"a_zero_point"} if version == FORMAT else set())
             extra = sorted(set(entry) - set(required) - optional)
             if extra:
                 raise RecipeError(f"layer {name!r}: unknown field(s) {extra}"
@@ -242,6 +261,7 @@ class Recipe:
                 name, entry["w_bits"], entry["w_scheme"], entry["lut"], entry["a_bits"],
                 entry["a_clamp"], entry.get("thresholds"), entry.get("a_zero_point", 0),
                 weight_shape=entry.get("weight_shape"), kernel=entry.get("kernel"),
+                bias_correction=entry.get("bias_correction"),
             )
         fp32 = data.get("fp32_layers", [])
         if not isinstance(fp32, list) or not all(isinstance(n, str) for n in fp32):

@@ -8,7 +8,8 @@ quantizes computes exactly ``tvm_qnn.layer.QnnLayer.reference`` (up to float32 s
 * its input is replaced by ``(act_codes(x) - z) * s_a`` computed in float32 as ``reference.act_codes``
   does: ``s_a = float32(c) / float32(2^b - 1)``, ``(clip(floor(x / s_a + 0.5) + z, 0, 2^b - 1) - z) * s_a``
   with the recipe's zero point ``z`` (0 for unsigned inputs)
-  (a forward pre-hook, so parameter names stay those of the folded model).
+  (a forward pre-hook, so parameter names stay those of the folded model);
+* a recipe ``bias_correction`` is added to its bias (as ``quantize`` does).
 
 The compiled TVM model (``tvm_qnn.quantize`` + ``compile``) is compared against this.
 """
@@ -79,6 +80,12 @@ def apply_recipe(model, recipe):
         if weight.shape != tuple(module.weight.shape):
             raise RecipeError(f"layer {name!r}: quantized weight shape {weight.shape} != {tuple(module.weight.shape)}")
         module.weight = nn.Parameter(torch.from_numpy(weight), requires_grad=False)
+        if layer_quant.bias_correction is not None:
+            if module.bias is None:
+                raise RecipeError(f"layer {name!r} has a bias_correction in the recipe but no bias")
+            # summed in float64 and rounded once, as quantize does
+            corrected = module.bias.detach().double() + torch.from_numpy(layer_quant.bias_correction)
+            module.bias = nn.Parameter(corrected.to(module.bias.dtype), requires_grad=False)
         module.register_forward_pre_hook(_ActQuantHook(layer_quant.a_clamp, layer_quant.a_bits, layer_quant.a_zero_point))
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
