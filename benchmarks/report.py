@@ -527,11 +527,12 @@ def render_conformance(data, path):
               if c.get("status") != "ok"]
     resolution = sorted({c.get("resolution") for c in cases if c.get("resolution")})
     text = (f"torchvision architectures with random weights (BN statistics randomized, classifier bias centred on "
-            f"random images so top-1 depends on the input: cl. = distinct top-1 classes of the inputs; a miss is a "
+            f"random images, on the float model and again on the fake-quant model, so top-1 depends on the input: "
+            f"cl. = distinct top-1 classes of the inputs; a miss is a "
             f"near tie when it vanishes on every one of 8 copies of the input perturbed by 1e-5, i.e. the input sits "
             f"on a rounding boundary), input "
             f"{'/'.join(str(r) for r in resolution) or '?'} px, uniform per-channel PTQ (first conv and last dense fp32); "
-            f"top-1 agreement of compiled `cpu` with the torch fake-quant model on {data.get('inputs', '?')} random "
+            f"top-1 agreement of compiled `cpu` with the torch fake-quant model (quantized layers summed in float64 and rounded once, as compiled) on {data.get('inputs', '?')} random "
             "images; `cpu` ✓ means `cpu` equals `cpu-reference` within 1e-5 of the output range in every case run; "
             "ops = distinct Relax ops of the imported float module; ms = `cpu` at batch 1 (w8a8, mean of 5).\n\n"
             + table(["model", "ops", "quantized layers", "imports via torch / ONNX", "compiles cpu, fpga",

@@ -104,6 +104,38 @@ def test_fake_quant_conv_equals_reference(scheme, w_bits, a_bits, per_channel, g
     assert _rel(got, expected) < 1e-5
 
 
+@pytest.mark.parametrize("make_layer", [
+    lambda: nn.Conv2d(64, 16, 3, padding=1), lambda: nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64),
+    lambda: nn.Linear(300, 10)])
+def test_exact_twin_is_the_float_contract_rounded_once(make_layer):
+    """apply_recipe(exact=True): a quantized layer outputs float32(exact sums) + float32 bias, the
+    compiled layers' arithmetic; the float32 twin's own summation order is further from it."""
+    torch.manual_seed(3)
+    layer_module = make_layer()
+    weight = layer_module.weight.detach().numpy()
+    layer = LayerQuant.from_weight("0.weight", weight, 4, 8, 2.5, "uniform", True, a_zero_point=100)
+    recipe = Recipe({"0.weight": layer})
+    x = torch.randn((4, 64, 9, 9) if weight.ndim == 4 else (4, 300))
+    with torch.no_grad():
+        exact = apply_recipe(nn.Sequential(layer_module), recipe, exact=True)(x).numpy()
+        plain = apply_recipe(nn.Sequential(layer_module), recipe)(x).numpy()
+    codes = reference.act_codes(x.numpy(), 2.5, 8, 100)
+    idx, bias = layer.indices(weight), layer_module.bias.detach().numpy()
+    if weight.ndim == 4:
+        conv = layer_module
+        sums = reference.qconv2d(codes, layer.s_a, idx, layer.lut, None, conv.stride[0], conv.padding[0],
+                                 conv.groups, zero_point=100)
+        expected = sums.astype(np.float32) + bias.astype(np.float32)[None, :, None, None]
+    else:
+        sums = reference.qdense(codes, layer.s_a, idx, layer.lut, None, zero_point=100)
+        expected = sums.astype(np.float32) + bias.astype(np.float32)
+    assert exact.dtype == np.float32
+    # equal but where the float64 sum itself sits within 1e-16 of a float32 rounding boundary
+    assert np.mean(exact != expected) < 1e-3
+    np.testing.assert_allclose(exact, expected, rtol=2 ** -22, atol=0)
+    assert np.abs(exact - expected).max() < np.abs(plain - expected).max()
+
+
 def test_fake_quant_dense_equals_reference():
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(40, 7))

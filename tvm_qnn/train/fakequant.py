@@ -12,9 +12,16 @@ quantizes computes exactly ``tvm_qnn.layer.QnnLayer.reference`` (up to float32 s
 * a recipe ``bias_correction`` is added to its bias (as ``quantize`` does).
 
 The compiled TVM model (``tvm_qnn.quantize`` + ``compile``) is compared against this.
+``exact=True`` gives the twin of the compiled arithmetic: every quantized layer computes
+``float32(conv_float64(x_hat, lut[o, idx])) + float32 bias``, as the compiled layers compute
+``float32(s_a * sum lut * S)`` from exact integer sums and then add the bias in float32 (DESIGN's
+float contract). A float32 convolution rounds in its own summation order instead; in a deep
+network those differences move activations across rounding boundaries in several layers at once.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -27,13 +34,19 @@ from ..recipe import load as load_recipe
 from .fold_bn import fold_batchnorm
 
 
-def act_fake_quant(x, clamp, bits, zero_point=0):
-    """``(act_codes(x, clamp, bits, z) - z) * s_a`` in float32 torch, identical to the numpy reference."""
+def _codes(x, clamp, bits, zero_point):
+    """``(act_codes(x) - z, s_a)``: the centred codes as a float32 tensor of integers and the float32 scale."""
     s_a = torch.tensor(reference.act_scale(clamp, bits), dtype=torch.float32)
     z = reference.check_zero_point(zero_point, bits)
     codes = torch.floor(x.float() / s_a + 0.5) + float(z)
     codes = torch.nan_to_num(codes, nan=0.0).clamp(0, (1 << bits) - 1)
-    return (codes - float(z)) * s_a
+    return codes - float(z), s_a
+
+
+def act_fake_quant(x, clamp, bits, zero_point=0):
+    """``(act_codes(x, clamp, bits, z) - z) * s_a`` in float32 torch, identical to the numpy reference."""
+    centred, s_a = _codes(x, clamp, bits, zero_point)
+    return centred * s_a
 
 
 def lut_weight(layer_quant, weight):
@@ -53,14 +66,33 @@ class _ActQuantHook:
         return (act_fake_quant(args[0], self.clamp, self.bits, self.zero_point),) + tuple(args[1:])
 
 
+class _ExactLayer:
+    """A quantized layer's forward as compiled: ``float32(s_a (q - z) conv lut[o, idx], in float64) +
+    float32 bias`` (``x_hat`` formed exactly in float64, one rounding at the end)."""
+
+    def __init__(self, module, clamp, bits, zero_point):
+        self.core = copy.deepcopy(module).double()
+        self.core.bias = None
+        self.bias = None if module.bias is None else module.bias.detach()
+        self.clamp, self.bits, self.zero_point = float(clamp), int(bits), int(zero_point)
+
+    def __call__(self, x, *rest):
+        centred, s_a = _codes(x, self.clamp, self.bits, self.zero_point)
+        out = self.core(centred.double() * s_a.double(), *rest).float()
+        if self.bias is None:
+            return out
+        return out + (self.bias.view(1, -1, 1, 1) if out.ndim == 4 else self.bias)
+
+
 def layer_modules(model):
     """``{weight name: module}`` of every Conv2d / Linear of ``model``."""
     modules = dict(model.named_modules())
     return {name: modules[name[: -len(".weight")]] for name in quantizable_layers(model)}
 
 
-def apply_recipe(model, recipe):
-    """BN-folded, eval-mode fake-quant deep copy of ``model`` under ``recipe`` (see module doc).
+def apply_recipe(model, recipe, exact=False):
+    """BN-folded, eval-mode fake-quant deep copy of ``model`` under ``recipe`` (see module doc;
+    ``exact``: quantized layers sum in float64 and round once, as the compiled layers do).
 
     The recipe must cover exactly the model's conv/linear weights (quantized or fp32_layers);
     otherwise RecipeError names the missing/extra layers. NaN/inf weights raise
@@ -86,7 +118,11 @@ def apply_recipe(model, recipe):
             # summed in float64 and rounded once, as quantize does
             corrected = module.bias.detach().double() + torch.from_numpy(layer_quant.bias_correction)
             module.bias = nn.Parameter(corrected.to(module.bias.dtype), requires_grad=False)
-        module.register_forward_pre_hook(_ActQuantHook(layer_quant.a_clamp, layer_quant.a_bits, layer_quant.a_zero_point))
+        if exact:  # the instance attribute replaces the class's forward for this module only
+            module.forward = _ExactLayer(module, layer_quant.a_clamp, layer_quant.a_bits, layer_quant.a_zero_point)
+        else:
+            module.register_forward_pre_hook(_ActQuantHook(layer_quant.a_clamp, layer_quant.a_bits,
+                                                           layer_quant.a_zero_point))
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
     return folded.eval()
