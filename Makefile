@@ -38,6 +38,7 @@ bench: setup
 	$(PY) benchmarks/rtl.py
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/conformance.py
+	$(PY) benchmarks/pretrained.py
 	$(PY) benchmarks/report.py
 
 # The same, small: a smoke run of every benchmark script (minutes).

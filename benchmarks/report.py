@@ -542,6 +542,32 @@ def render_conformance(data, path):
     return text, []
 
 
+def render_pretrained(data, path):
+    """EfficientNet-Lite1 w8a8 PTQ vs fp32 from ``benchmarks/pretrained.py``."""
+    r = data["efficientnet_lite1"]
+    rows = [[f"torch twin, {label}", f"{100 * t['agreement']:.1f}%", f"{100 * t['agreement_first_24']:.1f}%",
+             f"{100 * t['relative_logit_error']:.1f}%"]
+            for label, t in (("no bias correction", r["twin"]["plain"]),
+                             ("bias correction", r["twin"]["bias_correction"]))]
+    rows += [[f"compiled `{name}`, bias correction", f"{100 * c['agreement']:.1f}%", f"{100 * c['agreement_first_24']:.1f}%",
+              f"{100 * c['relative_logit_error']:.1f}%"] for name, c in r["compiled"].items()]
+    notes = [f"{r['quantized_layers']} layers w8a8 uniform per-channel, fp32: {', '.join(f'`{n}`' for n in r['fp32_layers'])}; "
+             f"calibrated on {r['calibration_crops']} crops, evaluated on {r['crops']} other crops of scikit-learn's "
+             f"two sample photos (fp32 median top-1 probability {r['fp32_median_top1_probability']:.2f}; "
+             f"{r['fp32_crops_with_top2_logit_margin_below_0.1']} crops have their two best logits within 0.1)."]
+    if "cpu_vs_reference" in r:
+        notes.append(f"`cpu` vs `cpu-reference`: max difference {r['cpu_vs_reference']:.1e} of the output range.")
+    if "integer_cpu_equals_fpga" in r:
+        notes.append(f"Integer-only `cpu` and `fpga` (simulator, preset `{r['fpga_preset']}`: 8-bit weights; depthwise "
+                     f"convs on the host) outputs identical on {r['integer_checks']} crops: "
+                     f"{'yes' if r['integer_cpu_equals_fpga'] else 'NO'}.")
+    if "cpu_ms" in r:
+        notes.append(f"`cpu` batch 1: {r['cpu_ms']:.1f} ms per crop.")
+    body = table(["EfficientNet-Lite1 w8a8", "top-1 agreement with fp32", "first 24 crops", "mean relative logit error"],
+                 rows)
+    return " ".join(notes) + "\n\n" + body, []
+
+
 # (title, JSON file names in order of preference, script, renderer)
 SECTIONS = [
     ("Accuracy vs BOPs (Fashion-MNIST)", ("accuracy.json", "fast-accuracy.json"), "accuracy.py", render_accuracy),
@@ -555,6 +581,7 @@ SECTIONS = [
     ("FPGA accelerator: cycles, fps, GOP/s, resources", ("fpga.json",), "fpga.py", render_fpga),
     ("Multi-FPGA streaming plans", ("fpga_streaming.json",), "fpga_streaming.py", render_streaming),
     ("Model-zoo conformance (torchvision)", ("conformance.json",), "conformance.py", render_conformance),
+    ("Pretrained EfficientNet-Lite1 w8a8 PTQ vs fp32", ("pretrained.json",), "pretrained.py", render_pretrained),
 ]
 
 

@@ -323,3 +323,94 @@ def photo_crops(count=24, size=LITE1_RESOLUTION, seed=0):
         patch = F.interpolate(patch[None].float() / 255.0, size=(size, size), mode="bilinear", align_corners=False)
         crops.append(((patch - mean) / std)[0])
     return torch.stack(crops).numpy().astype(np.float32)
+
+
+def _top1_agreement(outputs, reference_top1):
+    return float((np.asarray(outputs).argmax(1) == reference_top1).mean())
+
+
+def _relative_logit_error(outputs, fp32):
+    return float(np.abs(np.asarray(outputs) - fp32).mean() / np.abs(fp32).mean())
+
+
+# the default fpga preset (pynq_z1) takes up to 4-bit weights; ultrascale_plus takes the 8-bit layers,
+# depthwise convs stay on the host either way
+LITE1_FPGA_PRESET = "ultrascale_plus"
+LITE1_BUILDS = {"cpu-reference": {"target": "cpu-reference"}, "cpu": {"target": "cpu"},
+                "cpu integer-only": {"target": "cpu", "integer_only": True}, "fpga": {"target": LITE1_FPGA_PRESET}}
+
+
+def run_lite1(n_crops=64, n_calibration=8, integer_checks=4, builds=tuple(LITE1_BUILDS), progress=False):
+    """EfficientNet-Lite1 (ImageNet weights) w8a8 uniform per-channel PTQ against fp32 on photo crops.
+
+    Calibrates on ``n_calibration`` crops (seed 1) with and without bias correction; on
+    ``n_crops`` other crops (seed 2) measures the torch fake-quant twin of both recipes (top-1
+    agreement with fp32, mean relative logit error), then compiles the bias-corrected recipe for
+    ``builds`` (default ``cpu-reference``, ``cpu``, integer-only ``cpu`` and ``fpga``): agreement of
+    each, ``cpu`` vs ``cpu-reference`` (max difference over the output range) and whether
+    integer-only ``cpu`` and ``fpga`` give identical outputs on the first ``integer_checks`` crops,
+    and the ``cpu`` latency per crop. Returns a dict of numbers.
+    """
+    import torch
+    from tqdm import tqdm
+
+    import tvm_qnn
+    from tvm_qnn.train.fakequant import apply_recipe
+
+    seconds = {}
+    clock = time.perf_counter()
+    model = efficientnet_lite1()
+    calibration = photo_crops(n_calibration, seed=1)
+    crops = photo_crops(n_crops, seed=2)
+    with torch.no_grad():
+        fp32 = model(torch.from_numpy(crops)).numpy()
+    top1 = fp32.argmax(1)
+    probabilities = torch.softmax(torch.from_numpy(fp32), 1).numpy()
+    ordered = np.sort(fp32, 1)
+    mod, params = tvm_qnn.from_torch(model, torch.from_numpy(crops[:1]))
+    settings = dict(w_bits=8, a_bits=8, w_scheme="uniform", per_channel=True, progress=False,
+                    model_name="efficientnet-lite1")
+    result = {"crops": n_crops, "calibration_crops": n_calibration,
+              "fp32_median_top1_probability": float(np.median(probabilities.max(1))),
+              "fp32_crops_with_top2_logit_margin_below_0.1": int(((ordered[:, -1] - ordered[:, -2]) < 0.1).sum()),
+              "twin": {}, "compiled": {}}
+    recipes = {}
+    for corrected in (False, True):
+        recipes[corrected] = tvm_qnn.calibrate(mod, params, calibration, bias_correction=corrected, **settings)
+        with torch.no_grad():
+            twin = apply_recipe(model, recipes[corrected])(torch.from_numpy(crops)).numpy()
+        result["twin"]["bias_correction" if corrected else "plain"] = {
+            "agreement": _top1_agreement(twin, top1), "agreement_first_24": _top1_agreement(twin[:24], top1[:24]),
+            "relative_logit_error": _relative_logit_error(twin, fp32)}
+    result["quantized_layers"] = len(recipes[True].layers)
+    result["fp32_layers"] = list(recipes[True].fp32_layers)
+    seconds["import + calibrate"] = round(time.perf_counter() - clock, 1)
+    qmod = tvm_qnn.quantize(mod, params, recipes[True])
+    outputs = {}
+    for name in tqdm(builds, desc="Lite1 builds", disable=not progress):
+        clock = time.perf_counter()
+        kwargs = dict(LITE1_BUILDS[name])
+        if name == "fpga":
+            from vta_ext.config import HwConfig
+
+            kwargs["target"] = HwConfig.preset(kwargs["target"])
+        compiled = tvm_qnn.compile(qmod, **kwargs)
+        seconds[f"compile {name}"] = round(time.perf_counter() - clock, 1)
+        count = n_crops if name != "fpga" else integer_checks  # the accelerator simulator is slow
+        outputs[name] = np.concatenate([compiled.run(x[None]) for x in crops[:count]])
+        if name != "fpga":
+            result["compiled"][name] = {"agreement": _top1_agreement(outputs[name], top1),
+                                        "agreement_first_24": _top1_agreement(outputs[name][:24], top1[:24]),
+                                        "relative_logit_error": _relative_logit_error(outputs[name], fp32)}
+        if name == "cpu":
+            result["cpu_ms"] = float(compiled.benchmark(repeat=3)["mean_ms"])
+    if {"cpu", "cpu-reference"} <= set(outputs):
+        ref = outputs["cpu-reference"]
+        result["cpu_vs_reference"] = float(np.abs(outputs["cpu"] - ref).max() / np.abs(ref).max())
+    if {"cpu integer-only", "fpga"} <= set(outputs):
+        result["integer_cpu_equals_fpga"] = bool(np.array_equal(outputs["cpu integer-only"][:integer_checks],
+                                                                outputs["fpga"]))
+        result["integer_checks"] = integer_checks
+        result["fpga_preset"] = LITE1_FPGA_PRESET
+    result["seconds"] = seconds
+    return result

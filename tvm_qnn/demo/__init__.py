@@ -16,6 +16,9 @@ bops           ``bops_fp32``, ``bops_quant`` (BopsTable)
 plot           ``plot_path``
 =============  ==========================================================================
 
+Then ``tvm_qnn.demo.deploy``'s steps (import, compile_cpu, speed, fpga, export, rpc, summary) and,
+before the summary, ``tvm_qnn.demo.pretrained`` (EfficientNet-Lite1 w8a8 post-training).
+
 Trained models are reused on re-run: the fp32 model from the baseline cache
 (``train.baseline``, the best finished one) or ``results/checkpoints/`` or ``<out>/fp32.pt``, and
 the QAT run from ``<out>/qat-*.pt``.
@@ -35,6 +38,7 @@ import torch
 from tvm_qnn import data, models
 from tvm_qnn.bops import bops
 from tvm_qnn.demo.deploy import STEPS as DEPLOY_STEPS
+from tvm_qnn.demo.pretrained import step_pretrained
 from tvm_qnn.errors import QnnError
 from tvm_qnn.recipe import save as save_recipe
 
@@ -191,6 +195,9 @@ def add_step(name, function, after=None, steps=STEPS):
     else:
         raise QnnError(f"demo step {after!r} does not exist; steps: {names}")
     return steps
+
+
+add_step("pretrained", step_pretrained, after="rpc")  # a pretrained ImageNet network, before the summary
 
 
 def run(options=DemoOptions(), steps=None, state=None):

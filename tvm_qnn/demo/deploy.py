@@ -12,6 +12,7 @@ fpga           ``fpga`` in the simulator vs ``cpu`` integer-only (identical) and
                cycles, fps, resources -> ``fpga``
 export         ``cpu`` and ``fpga`` exports under ``<out>/export-*`` -> ``export_dirs``
 rpc            tracker + cpu board + fpga board on 127.0.0.1, remote runs compared bit for bit -> ``rpc``
+pretrained     EfficientNet-Lite1 (ImageNet) w8a8 PTQ on ``cpu`` vs fp32 (``tvm_qnn.demo.pretrained``)
 summary        every figure of the story in one table (and ``<out>/summary.json``)
 =============  ==========================================================================
 """
@@ -118,6 +119,11 @@ def step_summary(state, options):
                      f"{fp['fps']:.0f} fps (accelerator layers)"))
         rows.append(("fpga resources (estimate)", f"{res['luts']:,} LUT, {res['ffs']:,} FF, {res['bram36']} BRAM36, "
                      f"{res['dsps']} DSP, {res['power_w']:.2f} W"))
+    if "pretrained" in state:
+        pt = state["pretrained"]
+        rows.append(("EfficientNet-Lite1 w8a8 PTQ (cpu)", f"top-1 agreement with fp32 "
+                     f"{100 * pt['compiled']['cpu']['agreement']:.1f}% on {pt['crops']} photo crops (bias correction; "
+                     f"without: {100 * pt['twin']['plain']['agreement']:.1f}% in torch); {pt['cpu_ms']:.1f} ms per crop"))
     for item in state.get("rpc", []):
         rows.append((f"rpc {item['key']} board", f"{item['mean_ms']:.3f} ms ± {item['std_ms']:.3f}; output "
                      f"bit-identical to local: {item['identical']}"))
