@@ -11,7 +11,8 @@ records its error (type and first line) instead of numbers.
 Writes results/conformance.json (rendered into the README by ``benchmarks/report.py``).
 Run: ``nice python benchmarks/conformance.py [--models a,b] [--bits 8,4] [--importers torch,onnx] [--fpga]``.
 Two cores: run ``--importers torch --out A`` and ``--importers onnx --out B`` side by side, then
-``--combine A B`` writes their union to ``--out`` (each part's machine record kept in ``meta.parts``).
+``--combine A B [C]`` writes their union to ``--out`` (each part's machine record kept in
+``meta.parts``; a case in several runs comes from the last, listed in ``meta.replaced``).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "results" / "conformance.json"))
     parser.add_argument("--merge", action="store_true", help="keep the cases of an existing JSON not re-run")
     parser.add_argument("--combine", nargs="+", metavar="JSON",
-                        help="write the union of the cases of these runs' JSONs to --out (runs nothing)")
+                        help="write the union of the cases of these runs' JSONs to --out, later runs replacing "
+                             "earlier ones' cases (runs nothing)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,21 +98,23 @@ def main(argv=None) -> int:
 
 
 def _combine(paths, out):
-    """The union of the cases of several runs (a case in two runs is an error: which one counts?)."""
+    """The union of the cases of several runs; a case in several runs is taken from the last of them
+    (a re-run of some cases after a change), and ``meta.replaced`` lists it."""
     parts = [json.loads(p.read_text()) for p in paths]
     if len({part["inputs"] for part in parts}) != 1:
         raise SystemExit(f"--combine: the runs used different --inputs: {[part['inputs'] for part in parts]}")
-    cases = {}
+    cases, replaced = {}, []
     for path, part in zip(paths, parts):
         for case in part["cases"]:
             key = (case["model"], case["bits"], case["importer"])
             if key in cases:
-                raise SystemExit(f"--combine: case {key} is in more than one run ({path})")
+                replaced.append({"case": list(key), "by": path.name})
             cases[key] = case
-    data = {"meta": {**machine_info(), "parts": [part["meta"] for part in parts]}, "inputs": parts[0]["inputs"],
+    data = {"meta": {**machine_info(), "parts": [part["meta"] for part in parts], "replaced": replaced},
+            "inputs": parts[0]["inputs"],
             "cases": [cases[key] for key in sorted(cases, key=lambda k: (k[0], -k[1], k[2]))]}
     out.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"{len(cases)} cases from {len(paths)} runs -> {out}")
+    print(f"{len(cases)} cases from {len(paths)} runs ({len(replaced)} replaced by a later run) -> {out}")
     return 0
 
 
