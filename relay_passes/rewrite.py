@@ -144,7 +144,8 @@ def data_param(func):
 
 def bias_param(func):
     """The parameter of ``func`` holding the layer's bias, or None for a layer without one."""
-    others = [p for p in func.params if not p.same_as(data_param(func)) and not p.same_as(weight_param(func))]
+    data, weight = data_param(func), weight_param(func)
+    others = [p for p in func.params if not p.same_as(data) and not (weight is not None and p.same_as(weight))]
     return others[0] if len(others) == 1 else None
 
 
