@@ -327,12 +327,12 @@ def photo_crops(count=24, size=LITE1_RESOLUTION, seed=0):
     return torch.stack(crops).numpy().astype(np.float32)
 
 
-def _top1_agreement(outputs, reference_top1):
-    return float((np.asarray(outputs).argmax(1) == reference_top1).mean())
-
-
-def _relative_logit_error(outputs, fp32):
-    return float(np.abs(np.asarray(outputs) - fp32).mean() / np.abs(fp32).mean())
+def _scores_vs_fp32(outputs, fp32):
+    """Top-1 agreement with ``fp32`` (all inputs and the first 24) and the mean relative logit error."""
+    outputs, top1 = np.asarray(outputs), fp32.argmax(1)
+    return {"agreement": float((outputs.argmax(1) == top1).mean()),
+            "agreement_first_24": float((outputs[:24].argmax(1) == top1[:24]).mean()),
+            "relative_logit_error": float(np.abs(outputs - fp32).mean() / np.abs(fp32).mean())}
 
 
 # the default fpga preset (pynq_z1) takes up to 4-bit weights; ultrascale_plus takes the 8-bit layers,
@@ -366,7 +366,6 @@ def run_lite1(n_crops=64, n_calibration=8, integer_checks=4, builds=tuple(LITE1_
     crops = photo_crops(n_crops, seed=2)
     with torch.no_grad():
         fp32 = model(torch.from_numpy(crops)).numpy()
-    top1 = fp32.argmax(1)
     probabilities = torch.softmax(torch.from_numpy(fp32), 1).numpy()
     ordered = np.sort(fp32, 1)
     mod, params = tvm_qnn.from_torch(model, torch.from_numpy(crops[:1]))
@@ -381,9 +380,7 @@ def run_lite1(n_crops=64, n_calibration=8, integer_checks=4, builds=tuple(LITE1_
         recipes[corrected] = tvm_qnn.calibrate(mod, params, calibration, bias_correction=corrected, **settings)
         with torch.no_grad():
             twin = apply_recipe(model, recipes[corrected])(torch.from_numpy(crops)).numpy()
-        result["twin"]["bias_correction" if corrected else "plain"] = {
-            "agreement": _top1_agreement(twin, top1), "agreement_first_24": _top1_agreement(twin[:24], top1[:24]),
-            "relative_logit_error": _relative_logit_error(twin, fp32)}
+        result["twin"]["bias_correction" if corrected else "plain"] = _scores_vs_fp32(twin, fp32)
     result["quantized_layers"] = len(recipes[True].layers)
     result["fp32_layers"] = list(recipes[True].fp32_layers)
     seconds["import + calibrate"] = round(time.perf_counter() - clock, 1)
@@ -401,9 +398,7 @@ def run_lite1(n_crops=64, n_calibration=8, integer_checks=4, builds=tuple(LITE1_
         count = n_crops if name != "fpga" else integer_checks  # the accelerator simulator is slow
         outputs[name] = np.concatenate([compiled.run(x[None]) for x in crops[:count]])
         if name != "fpga":
-            result["compiled"][name] = {"agreement": _top1_agreement(outputs[name], top1),
-                                        "agreement_first_24": _top1_agreement(outputs[name][:24], top1[:24]),
-                                        "relative_logit_error": _relative_logit_error(outputs[name], fp32)}
+            result["compiled"][name] = _scores_vs_fp32(outputs[name], fp32)
         if name == "cpu":
             result["cpu_ms"] = float(compiled.benchmark(repeat=3)["mean_ms"])
     if {"cpu", "cpu-reference"} <= set(outputs):
