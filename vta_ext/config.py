@@ -304,7 +304,8 @@ class HwConfig:
             if value is not None and value > limit:
                 raise HwConfigError(
                     f"layer {layer_name!r}: {field_name}={value} exceeds the core's "
-                    f"max_{'w' if field_name == 'w_bits' else 'a'}_bits={limit} (config {self.name!r})"
+                    f"max_{'w' if field_name == 'w_bits' else 'a'}_bits={limit} (config {self.name!r}); "
+                    + _presets_taking(a_bits, w_bits, out_bits)
                 )
 
 
@@ -328,3 +329,18 @@ def _checked_init(cls):
 
 _checked_init(HwConfig)
 _checked_init(ResourceCoefficients)
+
+
+def _presets_taking(a_bits, w_bits, out_bits=None):
+    """The sentence naming the shipped presets whose core takes these bit widths (or saying none does)."""
+    fits = []
+    for path in sorted(CONFIG_DIR.glob("*.json")):
+        if path.stem == "devices":
+            continue
+        cfg = HwConfig.from_json(path)
+        if all(v is None or v <= lim for v, lim in ((a_bits, cfg.max_a_bits), (w_bits, cfg.max_w_bits),
+                                                      (out_bits, cfg.max_a_bits))):
+            fits.append(path.stem)
+    if not fits:
+        return "no shipped preset takes it: quantize the layer to fewer bits"
+    return f"presets whose core takes it: {', '.join(fits)} (target=HwConfig.preset(name))"

@@ -71,6 +71,11 @@ def test_layer_bits_beyond_the_core():
         cfg.check_layer_bits("conv", 5, 2)
     with pytest.raises(QnnError, match="w_bits=3"):
         cfg.check_layer_bits("conv", 2, 3)
+    # the error names the shipped presets whose core takes the layer, read from their configs
+    takes_8 = [n for n in ("pynq_z1", "ultrascale_plus") if HwConfig.preset(n).max_w_bits >= 8]
+    assert takes_8  # a preset with 8-bit weights ships: the suggestion below is not empty
+    with pytest.raises(HwConfigError, match="w_bits=8.*presets whose core takes it: " + ", ".join(takes_8)):
+        HwConfig.preset("pynq_z1").check_layer_bits("conv", 8, 8)
 
 
 @pytest.mark.parametrize("name", ["pynq_z1", "ultrascale_plus"])
