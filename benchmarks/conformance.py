@@ -110,7 +110,12 @@ def _combine(paths, out):
             if key in cases:
                 replaced.append({"case": list(key), "by": path.name})
             cases[key] = case
-    data = {"meta": {**machine_info(), "parts": [part["meta"] for part in parts], "replaced": replaced},
+    metas = [part["meta"] for part in parts]
+    # the measurement's own record: the last part's date and CPU, the highest load any part saw
+    meta = {**metas[-1], "date": max(m["date"] for m in metas),
+            "load_average": [max(m["load_average"][i] for m in metas) for i in range(3)],
+            "combined": machine_info()["date"], "parts": metas, "replaced": replaced}
+    data = {"meta": meta,
             "inputs": parts[0]["inputs"],
             "cases": [cases[key] for key in sorted(cases, key=lambda k: (k[0], -k[1], k[2]))]}
     out.write_text(json.dumps(data, indent=1) + "\n")
