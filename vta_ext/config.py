@@ -228,7 +228,7 @@ class HwConfig:
     @classmethod
     def preset(cls, name):
         """A shipped preset (``vta_ext/configs/<name>.json``), e.g. ``"pynq_z1"``."""
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.json") if p.stem != "devices")
+        known = preset_names()
         if name not in known:
             raise HwConfigError(f"unknown hardware preset {name!r}; known presets: {known}")
         return cls.from_json(CONFIG_DIR / f"{name}.json")
@@ -299,14 +299,22 @@ class HwConfig:
 
     def check_layer_bits(self, layer_name, a_bits, w_bits, out_bits=None):
         """Raise HwConfigError unless the core supports a layer with these bit widths."""
+        exceeded = self._bits_exceeded(a_bits, w_bits, out_bits)
+        if exceeded:
+            field_name, value, limit = exceeded
+            raise HwConfigError(
+                f"layer {layer_name!r}: {field_name}={value} exceeds the core's "
+                f"max_{'w' if field_name == 'w_bits' else 'a'}_bits={limit} (config {self.name!r}); "
+                + _presets_taking(a_bits, w_bits, out_bits)
+            )
+
+    def _bits_exceeded(self, a_bits, w_bits, out_bits=None):
+        """``(field, value, limit)`` of the first bit width beyond the core's, or None."""
         for field_name, value, limit in (("a_bits", a_bits, self.max_a_bits), ("w_bits", w_bits, self.max_w_bits),
                                          ("out_bits", out_bits, self.max_a_bits)):
             if value is not None and value > limit:
-                raise HwConfigError(
-                    f"layer {layer_name!r}: {field_name}={value} exceeds the core's "
-                    f"max_{'w' if field_name == 'w_bits' else 'a'}_bits={limit} (config {self.name!r}); "
-                    + _presets_taking(a_bits, w_bits, out_bits)
-                )
+                return field_name, value, limit
+        return None
 
 
 def _checked_init(cls):
@@ -331,16 +339,14 @@ _checked_init(HwConfig)
 _checked_init(ResourceCoefficients)
 
 
+def preset_names():
+    """Names of the shipped presets (``vta_ext/configs/<name>.json``; ``devices.json`` is not one)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json") if p.stem != "devices")
+
+
 def _presets_taking(a_bits, w_bits, out_bits=None):
     """The sentence naming the shipped presets whose core takes these bit widths (or saying none does)."""
-    fits = []
-    for path in sorted(CONFIG_DIR.glob("*.json")):
-        if path.stem == "devices":
-            continue
-        cfg = HwConfig.from_json(path)
-        if all(v is None or v <= lim for v, lim in ((a_bits, cfg.max_a_bits), (w_bits, cfg.max_w_bits),
-                                                      (out_bits, cfg.max_a_bits))):
-            fits.append(path.stem)
+    fits = [name for name in preset_names() if not HwConfig.preset(name)._bits_exceeded(a_bits, w_bits, out_bits)]
     if not fits:
         return "no shipped preset takes it: quantize the layer to fewer bits"
     return f"presets whose core takes it: {', '.join(fits)} (target=HwConfig.preset(name))"
