@@ -545,12 +545,11 @@ def render_conformance(data, path):
 def render_pretrained(data, path):
     """EfficientNet-Lite1 w8a8 PTQ vs fp32 from ``benchmarks/pretrained.py``."""
     r = data["efficientnet_lite1"]
-    rows = [[f"torch twin, {label}", f"{100 * t['agreement']:.1f}%", f"{100 * t['agreement_first_24']:.1f}%",
-             f"{100 * t['relative_logit_error']:.1f}%"]
-            for label, t in (("no bias correction", r["twin"]["plain"]),
-                             ("bias correction", r["twin"]["bias_correction"]))]
-    rows += [[f"compiled `{name}`, bias correction", f"{100 * c['agreement']:.1f}%", f"{100 * c['agreement_first_24']:.1f}%",
-              f"{100 * c['relative_logit_error']:.1f}%"] for name, c in r["compiled"].items()]
+    labelled = [("torch twin, no bias correction", r["twin"]["plain"]),
+                ("torch twin, bias correction", r["twin"]["bias_correction"])]
+    labelled += [(f"compiled `{name}`, bias correction", scores) for name, scores in r["compiled"].items()]
+    rows = [[label] + [f"{100 * scores[k]:.1f}%" for k in ("agreement", "agreement_first_24", "relative_logit_error")]
+            for label, scores in labelled]
     notes = [f"{r['quantized_layers']} layers w8a8 uniform per-channel, fp32: {', '.join(f'`{n}`' for n in r['fp32_layers'])}; "
              f"calibrated on {r['calibration_crops']} crops, evaluated on {r['crops']} other crops of scikit-learn's "
              f"two sample photos (fp32 median top-1 probability {r['fp32_median_top1_probability']:.2f}; "
