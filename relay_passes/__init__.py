@@ -2,7 +2,7 @@
 
 Each pass is one ``tvm.transform`` pass with one job; ``tvm_qnn.quantize`` chains them:
 
-    FoldBatchNorm -> AnnotateQuantLayers(recipe) -> BindParams -> FoldConstant
+    FoldBatchNorm -> LowerBatchNorm -> AnnotateQuantLayers(recipe) -> BindParams -> FoldConstant
       -> InsertWeightLUT(recipe) -> InsertActQuant -> GroupQnnLayers
 
 ``composite.read_qnn_layer`` turns the resulting ``qnn.conv2d``/``qnn.dense`` composites into
@@ -28,6 +28,7 @@ _register_errors_with_tvm_ffi()
 
 _PASSES = {
     "FoldBatchNorm": "relay_passes.fold_batchnorm",
+    "LowerBatchNorm": "relay_passes.lower_batchnorm",
     "AnnotateQuantLayers": "relay_passes.annotate",
     "InsertWeightLUT": "relay_passes.insert_weight_lut",
     "InsertActQuant": "relay_passes.insert_act_quant",

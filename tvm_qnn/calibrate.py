@@ -163,6 +163,7 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     quantized = [name for name in kinds if name not in fp32]
     exposed = tvm.transform.Sequential([
         relay_passes.FoldBatchNorm(),
+        relay_passes.LowerBatchNorm(),
         relay_passes.ExposeLayerInputs(quantized),
         relax.transform.BindParams("main", values),
     ])(mod)

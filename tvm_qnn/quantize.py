@@ -34,6 +34,9 @@ def quantization_pipeline(recipe, params):
             # BN left by the importer (ONNX, ...) goes into the conv weight/bias *expressions*;
             # first, because the layer patterns expect conv [+ bias] and names must still resolve.
             relay_passes.FoldBatchNorm(),
+            # BN that no conv feeds (pre-activation nets) -> affine rounded as torch rounds it, so the
+            # quantized layers after it see the float input the torch twin sees.
+            relay_passes.LowerBatchNorm(),
             # Match conv2d/dense layers, check the recipe covers exactly them, outline each quantized
             # one with its qnn.* attributes. Needs the weights as *named* parameters: before BindParams.
             relay_passes.AnnotateQuantLayers(recipe),
