@@ -35,7 +35,7 @@ from tvm_qnn.errors import UnsupportedOpError
 def _pattern():
     data, gamma, beta, mean, var = wildcard(), wildcard(), wildcard(), wildcard(), wildcard()
     bn = is_op("relax.nn.batch_norm")(data, gamma, beta, mean, var)
-    return TupleGetItemPattern(bn, 0), {"bn": bn, "data": data}
+    return TupleGetItemPattern(bn, 0), {"bn": bn}
 
 
 def _broadcast(vector, axis, shape):
