@@ -3,7 +3,7 @@
 Each pass is one ``tvm.transform`` pass with one job; ``tvm_qnn.quantize`` chains them:
 
     FoldBatchNorm -> LowerBatchNorm -> AnnotateQuantLayers(recipe) -> BindParams -> FoldConstant
-      -> InsertWeightLUT(recipe) -> InsertActQuant -> GroupQnnLayers
+      -> InsertWeightLUT(recipe) -> InsertActQuant -> GroupQnnLayers [-> WidenFloatLayers]
 
 ``composite.read_qnn_layer`` turns the resulting ``qnn.conv2d``/``qnn.dense`` composites into
 ``tvm_qnn.layer.QnnLayer`` data for the backends. Names resolve lazily so importing one pass
@@ -35,6 +35,7 @@ _PASSES = {
     "GroupQnnLayers": "relay_passes.group_qnn_layers",
     "ExposeLayerInputs": "relay_passes.expose_layer_inputs",
     "WidenQnnAccumulation": "relay_passes.widen_accumulation",
+    "WidenFloatLayers": "relay_passes.widen_accumulation",
     "read_qnn_layer": "relay_passes.composite",
     "read_qnn_layers": "relay_passes.composite",
     "is_qnn_composite": "relay_passes.composite",

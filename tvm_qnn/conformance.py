@@ -4,12 +4,13 @@ One case is (architecture, bits, importer). :func:`run_case` builds the torchvis
 with random weights (seeded), imports it with ``from_torch`` or through ONNX
 (``torch.onnx.export(fold_batchnorm(model), dynamo=False, do_constant_folding=False)`` ->
 ``from_onnx``), calibrates a
-uniform per-channel recipe on random images, quantizes, compiles for ``cpu-reference`` and
-``cpu`` and checks on ``n_inputs`` further random images:
+uniform per-channel recipe on random images, quantizes (``exact_float_layers=True``: the fp32
+first conv and classifier sum in float64 and round once, as the twin's do), compiles for
+``cpu-reference`` and ``cpu`` and checks on ``n_inputs`` further random images:
 
 * ``cpu`` equals ``cpu-reference`` (``max |cpu - ref| / max |ref|``, contract: <= 1e-5);
 * top-1 agreement of the compiled model with the torch fake-quant twin of the same recipe
-  (``tvm_qnn.train.fakequant.apply_recipe(exact=True)``: each quantized layer sums in float64 and
+  (``tvm_qnn.train.fakequant.apply_recipe(exact=True)``: each conv/dense layer sums in float64 and
   rounds once, as the compiled layers do), contract: >= 0.99.
 
 A randomly initialised torchvision network gives (nearly) every input the same top-1 class, which
@@ -235,7 +236,7 @@ def run_case(name, bits, importer="torch", n_inputs=64, n_calibration=16, seed=0
     _center_classifier(model, resolution, seed, measured_on=apply_recipe(model, recipe, exact=True))
     mod, params = import_model(model, torch.from_numpy(inputs[:1]), importer)
     lap("centre on the twin + import")
-    qmod = tvm_qnn.quantize(mod, params, recipe)
+    qmod = tvm_qnn.quantize(mod, params, recipe, exact_float_layers=True)
     lap("quantize")
     reference = tvm_qnn.compile(qmod, target="cpu-reference")
     lap("compile cpu-reference")

@@ -78,15 +78,23 @@ def check_recipe_shapes(recipe, values):
             layer.check_weight_shape(np.shape(values[name]))
 
 
-def quantize(mod, params, recipe):
+def quantize(mod, params, recipe, exact_float_layers=False):
     """Quantize a float Relax module (``from_torch``/``from_onnx`` output) with ``recipe``.
 
     ``params`` maps the weight parameter names of ``main`` to numpy arrays; ``recipe`` is a
     Recipe, a dict or a path. Layers in ``recipe.fp32_layers`` stay float. Raises RecipeError when
     the recipe does not cover exactly the model's conv/dense layers, UnsupportedOpError when it
     names a weight used by an op that cannot be quantized. The input module is not modified.
+
+    ``exact_float_layers=True``: the fp32 layers' conv2d/matmul accumulate in float64 and round
+    once (``relay_passes.WidenFloatLayers``), as ``train.fakequant.apply_recipe(exact=True)``
+    does, so every target's output can be compared with that torch twin bit for bit; without it
+    they sum in float32 in the target's own order (faster; the first conv in float64 costs about
+    twice its float32 time), and a code boundary downstream may resolve differently than in torch.
     """
     import tvm
+
+    import relay_passes
 
     from .checks import ArgumentError, check_module
 
@@ -102,6 +110,8 @@ def quantize(mod, params, recipe):
     try:
         with tvm.transform.PassContext(opt_level=3):
             qmod = quantization_pipeline(recipe, values)(mod)
+            if exact_float_layers:
+                qmod = relay_passes.WidenFloatLayers()(qmod)
         # the recipe travels with the module so compile(qmod).export() can write recipe.json
         qmod = qmod.with_attr(RECIPE_ATTR, json.dumps(recipe.to_json()))
         return qmod.with_attr(PARAM_COUNT_ATTR, str(parameter_count(values)))

@@ -1,11 +1,13 @@
-"""WidenQnnAccumulation: quantized layers accumulate in float64 (cpu-reference lowering only)."""
+"""WidenQnnAccumulation: quantized layers accumulate in float64 (cpu-reference lowering only).
+WidenFloatLayers: the fp32 layers outside the qnn composites do (quantize(exact_float_layers=True))."""
 
+import numpy as np
 import tvm
 from qnn_pass_helpers import FloatNet
 from tvm.script import ir as I
 from tvm.script import relax as R
 
-from relay_passes import WidenQnnAccumulation
+from relay_passes import WidenFloatLayers, WidenQnnAccumulation
 
 
 @I.ir_module
@@ -140,3 +142,59 @@ def test_zero_point_input_is_rebuilt_exactly_from_the_codes():
     # (codes - z) * s_a in float64 is exact too (9 x 24 bits)
     widened = WidenQnnAccumulation()(ZeroPointBefore)["qnn_dense_w"]
     tvm.ir.assert_structural_equal(widened, ZeroPointExpected["qnn_dense_w"])
+
+
+@I.ir_module
+class FloatDense:
+    @R.function
+    def main(x: R.Tensor((1, 4), "float32"), w: R.Tensor((3, 4), "float32")) -> R.Tensor((1, 3), "float32"):
+        with R.dataflow():
+            lv = R.permute_dims(w, axes=[1, 0])
+            gv = R.matmul(x, lv)
+            R.output(gv)
+        return gv
+
+
+@I.ir_module
+class FloatDenseWide:
+    @R.function
+    def main(x: R.Tensor((1, 4), "float32"), w: R.Tensor((3, 4), "float32")) -> R.Tensor((1, 3), "float32"):
+        with R.dataflow():
+            lv = R.permute_dims(w, axes=[1, 0])
+            x64 = R.astype(x, "float64")
+            w64 = R.astype(lv, "float64")
+            wide = R.matmul(x64, w64, out_dtype="float64")
+            gv = R.astype(wide, "float32")
+            R.output(gv)
+        return gv
+
+
+def test_float_layers_widen_outside_qnn_functions_only_and_idempotently():
+    tvm.ir.assert_structural_equal(WidenFloatLayers()(FloatDense), FloatDenseWide)
+    tvm.ir.assert_structural_equal(WidenFloatLayers()(FloatDenseWide), FloatDenseWide)
+    # the composite's matmul is a quantized layer's (WidenQnnAccumulation's job), main has none
+    tvm.ir.assert_structural_equal(WidenFloatLayers()(Before), Before)
+
+
+def test_float_layer_constant_weight_becomes_a_float64_constant():
+    from tvm import relax
+
+    weight = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4), "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            out = builder.emit_output(relax.op.matmul(x, relax.const(weight)))
+        builder.emit_func_output(out)
+    widened = WidenFloatLayers()(builder.get())
+    text = widened.script(show_meta=True)
+    assert 'R.astype(metadata' not in text and '"float64"' in text
+    constants = [c.value.numpy() for c in _constants(widened["main"])]
+    assert [c.dtype for c in constants] == [np.float64]
+    np.testing.assert_array_equal(constants[0], weight.astype(np.float64))
+
+
+def _constants(func):
+    found = []
+    tvm.relax.analysis.post_order_visit(func, lambda e: found.append(e) if isinstance(e, tvm.ir.expr.Constant) else None)
+    return [c for c in found if hasattr(c.value, "numpy")]  # tensor constants, not shape integers

@@ -163,3 +163,44 @@ def test_apply_recipe_checks_coverage_and_nan():
         model.conv2.weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(QuantizationError, match="conv2.weight"):
         apply_recipe(model, Recipe({"conv2.weight": layer}, ("conv1.weight", "fc1.weight", "fc2.weight")))
+
+
+class _StemNet(nn.Module):
+    """fp32 7x7 stem (fan-in 147) -> two quantized 3x3 convs -> fp32 linear head, as NICE keeps it
+    (flattened, not pooled: a float mean sums in its own order too, which is not what is checked)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+        self.conv1 = nn.Conv2d(16, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.head = nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(torch.relu(self.stem(x))))
+        return self.head(torch.relu(self.conv2(x)).flatten(1))
+
+
+def test_exact_float_layers_make_every_target_equal_the_exact_twin():
+    # the fp32 stem sums 147 products; in float32 TVM and torch round some outputs differently and an
+    # 8-bit code of conv1 moves (the precondition below measures it); with the fp32 layers summed in
+    # float64 on both sides, cpu and cpu-reference equal the twin on every element
+    import tvm_qnn
+
+    torch.manual_seed(0)
+    model = _StemNet().eval()
+    images = torch.randn(12, 1, 3, 32, 32)
+    mod, params = tvm_qnn.from_torch(model, images[0])
+    recipe = tvm_qnn.calibrate(mod, params, [x.numpy() for x in images[:4]], w_bits=8, a_bits=8,
+                               w_scheme="uniform", progress=False)
+    assert set(recipe.fp32_layers) == {"stem.weight", "head.weight"}
+    twin = apply_recipe(model, recipe, exact=True)
+    with torch.no_grad():
+        expected = [twin(x).numpy() for x in images]
+    default = tvm_qnn.compile(tvm_qnn.quantize(mod, params, recipe), target="cpu-reference")
+    assert any((default.run(x.numpy()) != e).any() for x, e in zip(images, expected))
+    exact = tvm_qnn.quantize(mod, params, recipe, exact_float_layers=True)
+    for target in ("cpu-reference", "cpu"):
+        compiled = tvm_qnn.compile(exact, target=target)
+        for x, e in zip(images, expected):
+            np.testing.assert_array_equal(compiled.run(x.numpy()), e, err_msg=target)

@@ -17,6 +17,9 @@ The compiled TVM model (``tvm_qnn.quantize`` + ``compile``) is compared against 
 ``float32(s_a * sum lut * S)`` from exact integer sums and then add the bias in float32 (DESIGN's
 float contract). A float32 convolution rounds in its own summation order instead; in a deep
 network those differences move activations across rounding boundaries in several layers at once.
+For the same reason the fp32 layers (``recipe.fp32_layers``) of an ``exact`` twin compute
+``float32(conv_float64(x, w)) + float32 bias`` too, as ``quantize(..., exact_float_layers=True)``
+compiles them.
 """
 
 from __future__ import annotations
@@ -66,22 +69,36 @@ class _ActQuantHook:
         return (act_fake_quant(args[0], self.clamp, self.bits, self.zero_point),) + tuple(args[1:])
 
 
-class _ExactLayer:
+class _ExactFloatLayer:
+    """An fp32 layer's forward as ``exact_float_layers`` compiles it: ``float32(x conv w, in float64)
+    + float32 bias``."""
+
+    def __init__(self, module):
+        self.core = copy.deepcopy(module).double()
+        self.core.bias = None
+        self.bias = None if module.bias is None else module.bias.detach()
+
+    def _round_and_add_bias(self, wide):
+        out = wide.float()
+        if self.bias is None:
+            return out
+        return out + (self.bias.view(1, -1, 1, 1) if out.ndim == 4 else self.bias)
+
+    def __call__(self, x, *rest):
+        return self._round_and_add_bias(self.core(x.double(), *rest))
+
+
+class _ExactLayer(_ExactFloatLayer):
     """A quantized layer's forward as compiled: ``float32(s_a (q - z) conv lut[o, idx], in float64) +
     float32 bias`` (``x_hat`` formed exactly in float64, one rounding at the end)."""
 
     def __init__(self, module, clamp, bits, zero_point):
-        self.core = copy.deepcopy(module).double()
-        self.core.bias = None
-        self.bias = None if module.bias is None else module.bias.detach()
+        super().__init__(module)
         self.clamp, self.bits, self.zero_point = float(clamp), int(bits), int(zero_point)
 
     def __call__(self, x, *rest):
         centred, s_a = _codes(x, self.clamp, self.bits, self.zero_point)
-        out = self.core(centred.double() * s_a.double(), *rest).float()
-        if self.bias is None:
-            return out
-        return out + (self.bias.view(1, -1, 1, 1) if out.ndim == 4 else self.bias)
+        return self._round_and_add_bias(self.core(centred.double() * s_a.double(), *rest))
 
 
 def layer_modules(model):
@@ -92,7 +109,8 @@ def layer_modules(model):
 
 def apply_recipe(model, recipe, exact=False):
     """BN-folded, eval-mode fake-quant deep copy of ``model`` under ``recipe`` (see module doc;
-    ``exact``: quantized layers sum in float64 and round once, as the compiled layers do).
+    ``exact``: every conv/linear, quantized or fp32, sums in float64 and rounds once, as the
+    compiled quantized layers do and the fp32 layers do under ``quantize(exact_float_layers=True)``).
 
     The recipe must cover exactly the model's conv/linear weights (quantized or fp32_layers);
     otherwise RecipeError names the missing/extra layers. NaN/inf weights raise
@@ -123,6 +141,9 @@ def apply_recipe(model, recipe, exact=False):
         else:
             module.register_forward_pre_hook(_ActQuantHook(layer_quant.a_clamp, layer_quant.a_bits,
                                                            layer_quant.a_zero_point))
+    if exact:
+        for name in recipe.fp32_layers:
+            modules[name].forward = _ExactFloatLayer(modules[name])
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
     return folded.eval()
