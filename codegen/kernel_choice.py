@@ -21,6 +21,11 @@ model predicts 6 / 3.8 = 1.6x) and 29-32x at w4a8 (120). At 4 the two are within
 Depthwise layers (``groups == in == out channels``) use :mod:`codegen.depthwise_int` whatever the
 bits: neither bit planes nor VNNI's 4-channel reduction fit a fan-in of ``kh * kw``.
 
+Float-contract layers (target ``cpu``) choose the same way between the bit-serial float kernel
+and the float-contract int8 kernel (``codegen.vnni_int8``, ``contract="float"``), which takes the
+weight *indices* and so needs a uniform LUT: k-quantile LUTs and depthwise layers stay on popcount
+(:func:`choose_float_kernel`).
+
 A recipe's ``kernel`` field pins the choice per layer ("popcount" | "vnni"); "fp32" cannot run
 in integer-only mode (the layer would leave the accelerator's partition and the result would no
 longer equal the ``fpga`` target's) and is refused naming the layer.
@@ -85,6 +90,33 @@ def choose_integer_kernel(layer, lut_int, pin=None, vnni=True, out_zero_point=0)
     products = plane_products(layer.a_bits, layer.w_bits, integer_scheme(lut_int, layer.w_bits))
     crossover = CROSSOVER_PLANE_PRODUCTS * (1 if vnni else PLAIN_INT8_SLOWDOWN)
     return "vnni" if products > crossover else "popcount"
+
+
+def choose_float_kernel(layer, pin=None, vnni=True, auto=True):
+    """``"popcount"`` or ``"vnni"`` for one float-contract layer (module docstring).
+
+    ``pin``: the recipe's ``kernel`` field; "vnni" on a k-quantile LUT and "fp32" (the layer belongs
+    in ``fp32_layers``) are ``CompileError`` naming the layer. ``auto=False``: unpinned layers stay on
+    popcount. ``vnni=False``: the int8 kernel would be the plain int32 one (crossover moves up).
+    """
+    uniform = bool(layer.lut_is_uniform)
+    if pin is not None:
+        if pin == "fp32":
+            raise CompileError(f"layer {layer.name!r}: recipe kernel 'fp32' is not a kernel of a quantized layer "
+                               f"(list the layer in the recipe's fp32_layers to keep it float)")
+        if pin not in KERNELS:
+            raise CompileError(f"layer {layer.name!r}: kernel={pin!r}; expected one of {list(KERNELS)}")
+        if pin == "vnni" and not uniform:
+            raise CompileError(f"layer {layer.name!r}: kernel 'vnni' needs uniform weights in the float contract "
+                               f"(the int8 core takes the weight indices); this layer's {layer.w_scheme} LUT runs "
+                               f"on 'popcount', or use compile(..., integer_only=True)")
+        return pin
+    if not auto or not uniform:
+        return "popcount"
+    if layer.kind == "conv2d" and layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels:
+        return "popcount"
+    crossover = CROSSOVER_PLANE_PRODUCTS * (1 if vnni else PLAIN_INT8_SLOWDOWN)
+    return "vnni" if plane_products(layer.a_bits, layer.w_bits, "bitplane") > crossover else "popcount"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,22 @@ Internal layout (the API stays NCHW/OIHW):
   16, or groups), a padded ``(N, G, OB*16, Ho, Wo)`` output that ``crop`` copies to NCHW.
 
 Dense layers are 1x1 convolutions on a 1x1 image, ``(N, C)`` -> ``(N, O)``.
+
+**Float contract** (``contract="float"``, float input and output): a quantized layer of the float
+contract whose LUT is uniform, ``lut[o, q] = a[o] + d[o] q`` (``reference.lut_is_affine``), runs on
+the same int8 core with the *indices* as weights, ``v = idx - off`` (``off = 128`` at 8-bit weights
+so that ``v`` fits int8, else 0). With the activation zero point ``z`` (codes, and the spatial
+padding, hold ``q``; ``q - z`` is the contract's value) and ``K = C/G kh kw``:
+
+    sum lut (q - z) = (a + d off) T_c + d (acc - z V[o]),   T_c = T - z K
+
+where ``acc = sum v q`` (``vnni_acc``), ``V[o] = sum v`` over the kernel (host) and ``T = sum q``
+over the window (``window_total``, from the per-pixel channel sums ``channel_sum``: ``kh kw``
+adds per output pixel, not ``K``). The epilogue is the bit-serial kernels' ``combine``:
+``float32(alpha T_c + beta (acc - z V)) `` in float64 with ``alpha = s_a (a + d off)``, ``beta = s_a
+d``, then the float32 bias and the clip -- the exact integer sums of the contract combined in
+float64 and rounded once, as ``codegen.bitserial_conv2d`` does; one ``vpdpbusd`` per 64 MACs
+whatever the bits, where bit-serial popcount needs ``a_bits x w_bits`` plane products.
 """
 
 from __future__ import annotations
@@ -59,9 +75,15 @@ class Int8Kernel:
     input: str = "float"
     output: str = "float"
     vnni: bool = True
+    contract: str = "integer"  # "integer": DESIGN's integer-only accumulator; "float": the float contract
 
     def __post_init__(self):
         check_ends(self, "int8 kernel")
+        if self.contract not in ("integer", "float"):
+            raise ShapeError(f"int8 kernel: contract={self.contract!r}; expected 'integer' or 'float'")
+        if self.contract == "float" and (self.input, self.output) != ("float", "float"):
+            raise ShapeError(f"int8 kernel: the float contract reads and writes float "
+                             f"(got input={self.input!r}, output={self.output!r})")
         if self.wl.output != "float":
             raise ShapeError(f"int8 kernel: workload output={self.wl.output!r}; expected 'float' (the NCHW layout)")
         object.__setattr__(self, "wl", dataclasses.replace(self.wl, scheme="onehot", word="uint64"))
@@ -103,7 +125,8 @@ class Int8Kernel:
         return (wl.batch, wl.out_channels, wl.out_height, wl.out_width)
 
     def key(self):
-        return f"int8_{'vnni' if self.vnni else 'plain'}_{self.wl.key()}_{self.input}_to_{self.output}"
+        contract = "_float_contract" if self.contract == "float" else ""
+        return f"int8_{'vnni' if self.vnni else 'plain'}_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
 
 
 def int8_stages(kernel: Int8Kernel):
@@ -125,11 +148,13 @@ def int8_stages(kernel: Int8Kernel):
     dense = wl.kind == "dense"
     codes_shape = (n_b, 1, 1, wl.in_channels) if dense else (n_b, wl.height, wl.width, wl.in_channels)
 
+    float_contract = kernel.contract == "float"
+    zero = wl.a_zero_point if float_contract else 0
     if kernel.input == "float":
         x = te.placeholder(wl.input_shape, "float32", name="x")
         act_scale = te.placeholder((1,), "float32", name="act_scale")
         x_at = (lambda n, h, w, c: x[n, c]) if dense else (lambda n, h, w, c: x[n, c, h, w])
-        codes_at = act_codes_compute(x_at, codes_shape, act_scale, wl.a_bits)
+        codes_at = act_codes_compute(x_at, codes_shape, act_scale, wl.a_bits, zero_point=zero)
         args = [x, act_scale]
     else:
         x = te.placeholder(wl.input_shape, "uint8", name="act_codes_in")
@@ -139,14 +164,16 @@ def int8_stages(kernel: Int8Kernel):
     height, width = codes_shape[1], codes_shape[2]
 
     def padded_code(n, y, xx, g, c):
-        inside = tirx.all(y >= top, y < top + height, xx >= left, xx < left + width, c < cg)
+        # spatial padding holds code z (value 0); the channels padded to a multiple of 4 hold 0 (no weight)
+        inside = tirx.all(y >= top, y < top + height, xx >= left, xx < left + width)
         value = codes_at(n, tirx.min(tirx.max(y - top, 0), height - 1), tirx.min(tirx.max(xx - left, 0), width - 1),
                          g * cg + tirx.min(c, cg - 1))
-        return tirx.Select(inside, value, tirx.const(0, "uint8"))
+        spatial = tirx.Select(inside, value, tirx.const(zero, "uint8"))
+        return tirx.Select(c < cg, spatial, tirx.const(0, "uint8"))
 
     act_pad = te.compute((n_b, wl.padded_height, wl.padded_width, groups, cg4), padded_code, name="act_pad")
     weight = te.placeholder(kernel.weight_shape, "int8", name="weight_s8")
-    bias = te.placeholder((o_out,), "int32", name="bias")
+    bias = te.placeholder((o_out,), "float64" if float_contract else "int32", name="bias")
 
     rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
     rcb, rci = te.reduce_axis((0, cg4 // REDUCE), name="rcb"), te.reduce_axis((0, REDUCE), name="rci")
@@ -158,12 +185,16 @@ def int8_stages(kernel: Int8Kernel):
             axis=[rh, rw, rcb, rci]),
         name="vnni_acc")
 
-    store_args, requant = integer_epilogue(kernel.output, o_out)
-    args = args + [weight, bias] + store_args
+    if float_contract:
+        value = _FloatContractValue(kernel, act_pad, acc, bias)
+        args = args + [weight] + value.args
+    else:
+        store_args, requant = integer_epilogue(kernel.output, o_out)
+        args = args + [weight, bias] + store_args
 
-    def value(n, y, xx, g, o):
-        oc = tirx.min(g * og + o, o_out - 1)  # padded channels read a valid row; their values are dropped
-        return requant(acc[n, y, xx, g, o].astype("int64") + bias[oc].astype("int64"), oc)
+        def value(n, y, xx, g, o):
+            oc = tirx.min(g * og + o, o_out - 1)  # padded channels read a valid row; their values are dropped
+            return requant(acc[n, y, xx, g, o].astype("int64") + bias[oc].astype("int64"), oc)
 
     if kernel.pads_output:
         if dense:
@@ -179,6 +210,45 @@ def int8_stages(kernel: Int8Kernel):
     else:
         out = te.compute((n_b, o_out, ho, wo), lambda n, o, y, xx: value(n, y, xx, 0, o), name="epilogue")
     return args, out
+
+
+class _FloatContractValue:
+    """The float-contract epilogue ``value(n, y, x, g, o)`` and its placeholders (module doc):
+    ``alpha``, ``beta`` (O,) float64, ``weight_zero`` (O,) int64 (``z V[o]``), ``bias`` (O,) float64,
+    ``clip_bounds`` (2,) float32."""
+
+    def __init__(self, kernel, act_pad, acc, bias):
+        wl = kernel.wl
+        o_out, og = wl.out_channels, wl.out_per_group
+        (kh, kw), (sh, sw), (dh, dw) = wl.kernel, wl.stride, wl.dilation
+        n_b, groups, cg4 = wl.batch, wl.groups, kernel.channels_padded
+        self.alpha = te.placeholder((o_out,), "float64", name="alpha")
+        self.beta = te.placeholder((o_out,), "float64", name="beta")
+        self.weight_zero = te.placeholder((o_out,), "int64", name="weight_zero")
+        self.clip_bounds = te.placeholder((2,), "float32", name="clip_bounds")
+        self.bias, self.acc, self.og, self.o_out = bias, acc, og, o_out
+        self.args = [self.alpha, self.beta, self.weight_zero, bias, self.clip_bounds]
+        rc = te.reduce_axis((0, cg4), name="rc")
+        channel_sum = te.compute((n_b, wl.padded_height, wl.padded_width, groups),
+                                 lambda n, h, w, g: te.sum(act_pad[n, h, w, g, rc].astype("int32"), axis=rc),
+                                 name="channel_sum")
+        rh, rw = te.reduce_axis((0, kh), name="th"), te.reduce_axis((0, kw), name="tw")
+        self.total = te.compute((n_b, wl.out_height, wl.out_width, groups),
+                                lambda n, y, xx, g: te.sum(channel_sum[n, y * sh + rh * dh, xx * sw + rw * dw, g],
+                                                           axis=[rh, rw]),
+                                name="window_total")
+        self.total_offset = wl.a_zero_point * wl.fan_in
+
+    def __call__(self, n, y, xx, g, o):
+        oc = tirx.min(g * self.og + o, self.o_out - 1)  # padded channels read a valid row; values dropped
+        window = self.total[n, y, xx, g].astype("int64")
+        if self.total_offset:
+            window = window - tirx.const(self.total_offset, "int64")
+        centred = self.acc[n, y, xx, g, o].astype("int64") - self.weight_zero[oc]
+        # rounded to float32 before the float32 bias, as codegen.bitserial_conv2d's combine
+        combined = (self.beta[oc] * centred.astype("float64") + self.alpha[oc] * window.astype("float64"))
+        full = combined.astype("float32") + self.bias[oc].astype("float32")
+        return tirx.min(tirx.max(full, self.clip_bounds[0]), self.clip_bounds[1])
 
 
 def integer_epilogue(output, out_channels):
@@ -238,8 +308,9 @@ def gather_weight_s8(kernel: Int8Kernel, weight_idx, lut_int):
     if idx.ndim == 2:
         idx = idx[:, :, None, None]
     rows = np.broadcast_to(np.atleast_2d(np.asarray(lut_int, dtype=np.int64)), (wl.out_channels, 1 << wl.w_bits))
-    if np.abs(rows).max(initial=0) > 127:
-        raise QuantizationError(f"lut_int has a level {int(np.abs(rows).max())} outside int8")
+    if rows.min(initial=0) < -128 or rows.max(initial=0) > 127:
+        bad = int(rows.min()) if rows.min(initial=0) < -128 else int(rows.max())
+        raise QuantizationError(f"lut_int has a level {bad} outside int8")
     weight = np.take_along_axis(rows, idx.reshape(wl.out_channels, -1), axis=1).reshape(idx.shape)  # (O, Cg, kh, kw)
     g, ob, kh, kw, cb, lanes, four = kernel.weight_shape
     og, cg = wl.out_per_group, wl.channels_per_group
@@ -276,3 +347,37 @@ def int8_kernel_args(name, kernel: Int8Kernel, weight_idx, params):
         raise QuantizationError(f"layer {name!r}: {err}") from None
     bias = np.ascontiguousarray(np.asarray(params["bias_int"], dtype=np.int64).reshape(-1), dtype=np.int32)
     return [weight, bias] + epilogue_args(params, wl.out_channels, kernel.output)
+
+
+def float_contract_weight_offset(w_bits):
+    """``off``: the weights are ``idx - off`` in int8 (module doc)."""
+    return 128 if w_bits == 8 else 0
+
+
+def float_int8_kernel_args(layer, kernel: Int8Kernel):
+    """Numpy arguments (after ``x``) of a float-contract int8 kernel for a ``QnnLayer`` with a uniform LUT:
+    ``act_scale, weight_s8, alpha, beta, weight_zero, bias, clip_bounds`` (module doc)."""
+    from tvm_qnn import reference
+
+    wl = kernel.wl
+    if not reference.lut_is_affine(layer.lut):
+        raise QuantizationError(f"layer {layer.name!r}: the int8 kernel of the float contract needs a uniform "
+                                f"(affine) LUT; this one is not (k-quantile levels run on the popcount kernel)")
+    rows = reference.lut_rows(layer.lut, layer.out_channels)  # float64 (O, L)
+    step = (rows[:, -1] - rows[:, 0]) / (rows.shape[1] - 1)  # the bit-plane scheme's affine fit (codegen.plan)
+    off = float_contract_weight_offset(wl.w_bits)
+    levels = np.arange(1 << wl.w_bits, dtype=np.int64) - off
+    weight = gather_weight_s8(kernel, layer.weight_idx, levels)
+    fan = wl.channels_per_group * wl.kernel[0] * wl.kernel[1]
+    check_accumulator_fits(layer.name, wl, levels, np.zeros(wl.out_channels, np.int64))
+    s_a = float(layer.s_a)
+    idx = np.asarray(layer.weight_idx, dtype=np.int64).reshape(wl.out_channels, fan)
+    weight_zero = wl.a_zero_point * (idx - off).sum(axis=1)
+    bias = np.zeros(wl.out_channels) if layer.bias is None else np.asarray(layer.bias, np.float64)
+    lo = -np.inf if layer.out_min is None else layer.out_min
+    hi = np.inf if layer.out_max is None else layer.out_max
+    return [np.array([layer.s_a], dtype=np.float32), weight,
+            np.ascontiguousarray(s_a * (rows[:, 0] + step * off), dtype=np.float64),
+            np.ascontiguousarray(s_a * step, dtype=np.float64),
+            np.ascontiguousarray(weight_zero, dtype=np.int64),
+            np.ascontiguousarray(bias, dtype=np.float64), np.array([lo, hi], dtype=np.float32)]

@@ -8,7 +8,8 @@ one 4-byte activation broadcast per pixel feed ``x_tile * o_vectors`` ``vpdpbusd
 ``(16 channels, 4 input channels)`` block is tensorized with the ``dot_16x4`` VNNI intrinsic
 (``codegen.vnni_intrin``). Without VNNI on the target the same tile is vectorized over the
 16 channels in plain int32 arithmetic (correct on any x86-64, not fast). Rows of output pixels
-(with the batch and groups) are spread over the threads, as are the padding and crop copies.
+(with the batch and groups) are spread over the threads, as are the padding and crop copies and,
+for the float contract, the window sums of the codes.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     pad = sch.get_sblock("act_pad")
     n, y, *_ = sch.get_loops(pad)
     sch.parallel(sch.fuse(n, y))
+    for name in ("channel_sum", "window_total"):  # the float contract's window sums of the codes
+        if _has_block(sch, name):
+            n, y, *_ = sch.get_loops(sch.get_sblock(name))
+            sch.parallel(sch.fuse(n, y))
     if _has_block(sch, "crop"):
         crop = sch.get_sblock("crop")
         loops = sch.get_loops(crop)

@@ -7,10 +7,17 @@ clip_bounds], out_ty=float32 NCHW / (N, O))`` (``zero_sums`` for a layer with a 
 ``codegen`` for the layer's workload (one PrimFunc per distinct workload) and the other
 arguments are constants made once here (weight indices packed into bit planes).
 
+Per layer the kernel is chosen by ``codegen.kernel_choice.choose_float_kernel`` (or pinned by the
+recipe's ``kernel`` field, ``pins``): the bit-serial popcount kernel above, or for a uniform-LUT
+layer with many bit-plane products the float-contract int8 kernel (``codegen.vnni_int8``,
+``R.call_tir(kernel, [x, act_scale, weight_s8, alpha, beta, weight_zero, bias, clip_bounds])``,
+``dot_16x4`` VNNI where the target has it). ``layer_kernels`` records the choice per layer.
+
 Chained layers: when a quantized conv's result is used once, directly as the data argument
 of another quantized conv (no op in between), the first kernel emits the next layer's *packed codes* and the
 second reads them (``packed_input``): consecutive quantized layers pass packed words, not
-floats (``pass_packed=False`` turns this off). Only conv2d -> conv2d chains are fused this way.
+floats (``pass_packed=False`` turns this off). Only conv2d -> conv2d chains of two popcount
+kernels are fused this way.
 
 Pre: composites as ``GroupQnnLayers`` makes them (``relay_passes.composite.read_qnn_layer`` reads them);
 static shapes. Post: no call to a qnn composite remains; the composite functions are removed;
@@ -26,7 +33,10 @@ import tvm
 from tvm import relax
 
 from codegen.build import scheduled_primfunc
+from codegen.kernel_choice import choose_float_kernel
 from codegen.plan import kernel_args, layer_workload
+from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args
+from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
 from tvm_qnn.errors import CompileError, QnnError, ShapeError
 
 QNN_COMPOSITES = ("qnn.conv2d", "qnn.dense")
@@ -101,7 +111,7 @@ def _index_of(call, calls):
 class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
-    def __init__(self, mod, composites, read_layer, target, database, word, chains=()):
+    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None):
         super().__init__(mod)
         self.composites = composites
         self.read_layer = read_layer
@@ -109,6 +119,25 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.kernels = {}  # (workload key, packed input) -> GlobalVar of the scheduled PrimFunc
         self.producers = [producer for producer, _ in chains]
         self.consumers = [consumer for _, consumer in chains]
+        self.choose = choose
+
+    def _int8_call(self, layer, data):
+        has_vnni = target_has_vnni(self.target) if self.target is not None else False
+        kernel = Int8Kernel(layer_workload(layer, self.word, scheme="onehot"), "float", "float", vnni=has_vnni,
+                            contract="float")
+        args = float_int8_kernel_args(layer, kernel)
+        key = (kernel.key(), False)
+        if key not in self.kernels:
+            try:
+                func = scheduled_int8_primfunc(kernel)
+            except QnnError:
+                raise
+            except Exception as err:  # noqa: BLE001
+                raise CompileError(f"layer {layer.name!r}: building its int8 kernel failed: {err}") from err
+            name = f"qnn_{'vnni' if has_vnni else 'int8_plain'}_float_{layer.kind}"
+            self.kernels[key] = self.builder_.add_func(func.without_attr("global_symbol"), name)
+        out_type = relax.TensorType(kernel.output_shape, "float32")
+        return relax.call_tir(self.kernels[key], [data] + [tensor_const(a) for a in args], out_type)
 
     def _kernel(self, wl, layer_name, packed_input):
         key = (wl.key(), packed_input)
@@ -137,6 +166,8 @@ class _CompositeToKernel(relax.PyExprMutator):
             if shape is None or tuple(shape) != tuple(layer.input_shape):
                 raise ShapeError(f"layer {layer.name!r}: input shape {shape} does not match the layer's "
                                  f"{layer.input_shape}; the bit-serial lowering needs static shapes")
+            if self.choose is not None and self.choose(layer) == "vnni":
+                return self._int8_call(layer, data)
         chain = _index_of(original, self.producers)
         extra_args, output = [], {}
         if chain is not None:
@@ -166,10 +197,20 @@ class LowerQnnToBitserial:
     ``read_layer``: composite -> QnnLayer (default ``relay_passes.composite.read_qnn_layer``).
     """
 
-    def __init__(self, target=None, database=None, word="uint64", read_layer=None, pass_packed=True):
+    def __init__(self, target=None, database=None, word="uint64", read_layer=None, pass_packed=True, pins=None,
+                 auto_int8=True):
         self.target, self.database, self.word = target, database, word
         self.read_layer = read_layer
         self.pass_packed = pass_packed
+        self.pins, self.auto_int8 = dict(pins or {}), auto_int8
+        self.layer_kernels = {}  # layer name -> "popcount" | "vnni" | "int8-plain", after the pass ran
+
+    def _choose(self, layer):
+        if layer.name not in self.layer_kernels:
+            has_vnni = target_has_vnni(self.target) if self.target is not None else False
+            kind = choose_float_kernel(layer, self.pins.get(layer.name), has_vnni, self.auto_int8)
+            self.layer_kernels[layer.name] = "int8-plain" if kind == "vnni" and not has_vnni else kind
+        return "popcount" if self.layer_kernels[layer.name] == "popcount" else "vnni"
 
     def transform_module(self, mod, _ctx):
         composites = qnn_composites(mod)
@@ -180,7 +221,10 @@ class LowerQnnToBitserial:
             if not isinstance(func, relax.Function) or gv in composites:
                 continue
             chains = packed_chains(func, composites) if self.pass_packed else []
-            mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains)
+            chains = [(producer, consumer) for producer, consumer in chains  # popcount -> popcount only
+                      if all(self._choose(read_layer(composites[call.op])) == "popcount" for call in (producer, consumer))]
+            mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains,
+                                         self._choose)
             mod = _with_func(mutator, gv, func)
         for gv in composites:
             mod = _without(mod, gv)

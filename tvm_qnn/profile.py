@@ -9,6 +9,7 @@ which ``codegen`` names after the kernel it chose:
 
 * ``popcount`` / ``vnni`` / ``int8_plain`` / ``depthwise``: integer kernels (``qnn_<kind>_int_*``);
 * ``bit-serial``: the float-contract popcount kernels (``qnn_bitserial_*``);
+* ``vnni`` / ``int8_plain`` too for the float-contract int8 kernels (``qnn_<kind>_float_*``);
 * ``float``: every other compiled function (fp32 layers, pooling, adds, (de)quantize, packing);
 * ``runtime``: the VM's own builtins (allocation, shape checks).
 
@@ -33,6 +34,8 @@ def kernel_kind(symbol):
         return "bit-serial"
     if symbol.startswith("qnn_") and "_int_" in symbol:
         return symbol[len("qnn_"):].split("_int_")[0]
+    if symbol.startswith("qnn_") and "_float_" in symbol:  # float-contract int8 kernels
+        return symbol[len("qnn_"):].split("_float_")[0]
     return "float"
 
 

@@ -1,5 +1,6 @@
 """Whole models compiled for target ``cpu`` (bit-serial lowering) agree with ``cpu-reference``."""
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -14,20 +15,23 @@ BATCH = 64
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(w_bits, a_bits, scheme):
+def _compiled(w_bits, a_bits, scheme, alternate_pins=False):
     torch.manual_seed(0)
     model = models.fmnist_resnet().eval()
     images, _ = data.load_fashion_mnist(split="train", limit=256)
     mod, params = tvm_qnn.from_torch(model, images[:BATCH])
     recipe = tvm_qnn.calibrate(mod, params, np.asarray(images), w_bits=w_bits, a_bits=a_bits, w_scheme=scheme,
                                progress=False)
+    if alternate_pins:  # every other layer pinned to the int8 kernel, the rest to popcount
+        for i, name in enumerate(sorted(recipe.layers)):
+            recipe.layers[name] = dataclasses.replace(recipe.layers[name], kernel="vnni" if i % 2 else "popcount")
     qmod = tvm_qnn.quantize(mod, params, recipe)
     return tvm_qnn.compile(qmod, target="cpu"), tvm_qnn.compile(qmod, target="cpu-reference")
 
 
-def _agreement(w_bits, a_bits, scheme, limit):
-    ours, ref = _compiled(w_bits, a_bits, scheme)
-    assert ours.artifact.info.get("bitserial_kernels"), "target cpu did not lower to bit-serial kernels"
+def _agreement(w_bits, a_bits, scheme, limit, alternate_pins=False):
+    ours, ref = _compiled(w_bits, a_bits, scheme, alternate_pins)
+    assert ours.artifact.info.get("layer_kernels"), "target cpu did not lower the quantized layers to kernels"
     images, _ = data.load_fashion_mnist(split="test", limit=limit)
     images = np.asarray(images, dtype=np.float32)
     worst, same = 0.0, 0
@@ -44,6 +48,14 @@ def _agreement(w_bits, a_bits, scheme, limit):
 
 def test_fmnist_net_cpu_matches_cpu_reference():
     worst, top1 = _agreement(2, 2, "kquantile", limit=256)
+    assert top1 == 1.0
+    assert worst <= 1e-4
+
+
+def test_fmnist_net_with_int8_and_popcount_layers_mixed_matches_cpu_reference():
+    worst, top1 = _agreement(4, 4, "uniform", limit=256, alternate_pins=True)
+    kinds = set(_compiled(4, 4, "uniform", True)[0].artifact.info["layer_kernels"].values())
+    assert "popcount" in kinds and kinds & {"vnni", "int8-plain"}, kinds
     assert top1 == 1.0
     assert worst <= 1e-4
 

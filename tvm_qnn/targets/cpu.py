@@ -5,7 +5,10 @@ Listed under ``"cpu"`` in ``tvm_qnn.targets.BUILTIN_TARGETS``
 
 1. ``relay_passes.LowerQnnToBitserial`` replaces each ``qnn.*`` composite by ``call_tir`` to its
    hand-scheduled (or tuned, when ``options.tuning`` names a MetaSchedule database / work dir
-   with a record for the workload) bit-serial kernel;
+   with a record for the workload) bit-serial kernel, or for a uniform-weight layer where the cost
+   model (``codegen.kernel_choice.choose_float_kernel``) or the recipe's ``kernel`` pin says so,
+   the float-contract int8 (VNNI) kernel; ``info["layer_kernels"]`` shows the choice
+   (``BuildOptions.extra["auto_int8"] = False`` keeps unpinned layers on popcount);
 2. any remaining composite marks are dropped (stock ops);
 3. ``tvm.compile`` with :func:`cpu_pipeline`: Relax's default CPU pipeline (legalize, fuse) plus,
    after fusion, ``codegen.float_schedules.FloatCpuSchedule`` on the float PrimFuncs (parallel,
@@ -70,17 +73,15 @@ class CpuBitserialLowering(Lowering):
 
         from tvm_qnn.targets.cpu_int import recipe_kernel_pins
 
-        pinned = {name: kernel for name, kernel in recipe_kernel_pins(qmod).items() if kernel != "popcount"}
-        if pinned:  # the float contract has popcount kernels only (VNNI runs integer-only layers)
-            name, kernel = sorted(pinned.items())[0]
-            raise CompileError(f"cpu: layer {name!r} pins kernel {kernel!r}, which the float-contract cpu target "
-                               f"does not have; use compile(..., integer_only=True) or pin 'popcount'")
         target_dict = dict(options.target or host_target())
         target = tvm.target.Target(target_dict)
         database = open_tuning_database(options.tuning)
         word = options.extra.get("word", "uint64") if options.extra else "uint64"
+        auto_int8 = options.extra.get("auto_int8", True) if options.extra else True
         try:
-            lowered = LowerQnnToBitserial(target=target, database=database, word=word)(qmod)
+            lower = LowerQnnToBitserial(target=target, database=database, word=word, pins=recipe_kernel_pins(qmod),
+                                        auto_int8=auto_int8)
+            lowered = lower(qmod)
         except QnnError:
             raise
         except Exception as err:  # noqa: BLE001 - TVM errors stop here, named
@@ -92,7 +93,7 @@ class CpuBitserialLowering(Lowering):
             executable = tvm.compile(lowered, target=target, relax_pipeline=cpu_pipeline(target))
         except Exception as err:  # noqa: BLE001
             raise CompileError(f"cpu: building the lowered module for {target_dict} failed: {err}") from err
-        return Artifact(executable, target_dict, info={"bitserial_kernels": kernels,
-                                                       "tuned": database is not None})
+        return Artifact(executable, target_dict, info={"bitserial_kernels": kernels, "tuned": database is not None,
+                                                       "layer_kernels": dict(lower.layer_kernels)})
 
 

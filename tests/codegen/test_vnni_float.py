@@ -1,0 +1,163 @@
+"""Float-contract int8 kernels (codegen.vnni_int8, contract="float") against the bit-serial float kernels
+(the same exact integer sums combined in float64 and rounded once) and tvm_qnn.reference.
+
+Uniform-LUT layers only (the int8 core takes the weight indices; k-quantile LUTs stay on popcount).
+Drawn: conv2d and dense, bits 1..8, groups, strides, asymmetric padding, channel counts not a
+multiple of 4 or 16, activation zero points.
+"""
+
+import numpy as np
+import pytest
+import tvm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codegen.build import cpu_target, generic_x86_target
+from codegen.plan import kernel_args, layer_workload
+from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args
+from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
+from tvm_qnn.errors import QuantizationError
+
+from codegen_kernel_cache import hand_kernel
+from codegen_layers import random_input, random_layer
+
+NATIVE = cpu_target()
+needs_vnni = pytest.mark.skipif(not target_has_vnni(NATIVE), reason="this CPU has no AVX-512 VNNI")
+
+
+def _build(kernel, target):
+    func = scheduled_int8_primfunc(kernel).with_attr("global_symbol", "main")
+    return tvm.compile(tvm.IRModule({"main": func}), target=target)
+
+
+def _run(executable, x, args, out_shape):
+    out = tvm.runtime.empty(out_shape, "float32")
+    executable["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in args], out)
+    return out.numpy()
+
+
+cases = st.fixed_dictionaries({
+    "kind": st.sampled_from(["conv2d", "conv2d", "dense"]),
+    "channels": st.integers(1, 40), "out_channels": st.sampled_from([1, 5, 16, 17, 33]), "size": st.integers(3, 7),
+    "kernel": st.sampled_from([1, 3]), "stride": st.sampled_from([1, 2]), "padding": st.sampled_from([0, 1, (1, 0, 2, 1)]),
+    "groups": st.sampled_from([1, 1, 2]), "w_bits": st.integers(1, 8), "a_bits": st.integers(1, 8),
+    "zero_point": st.booleans(), "epilogue": st.sampled_from(["none", "relu", "relu6"]), "seed": st.integers(0, 2**16),
+})
+
+
+def _layer(case):
+    case = dict(case)
+    rng = np.random.default_rng(case.pop("seed"))
+    groups = case.pop("groups") if case["kind"] == "conv2d" else 1
+    wants_zero = case.pop("zero_point")
+    zero = int(rng.integers(1, 1 << case["a_bits"])) if wants_zero and case["a_bits"] > 1 else 0
+    if case["kind"] == "dense":
+        for key in ("size", "kernel", "stride", "padding"):
+            case.pop(key)
+    layer = random_layer(rng, **{**case, "channels": case["channels"] * groups,
+                                 "out_channels": case["out_channels"] * groups, "scheme": "uniform",
+                                 "a_zero_point": zero, **({"groups": groups} if case["kind"] == "conv2d" else {})})
+    return layer, rng
+
+
+def _check(case, vnni, target, target_name):
+    layer, rng = _layer(case)
+    wl = layer_workload(layer)
+    kernel = Int8Kernel(wl, "float", "float", vnni=vnni, contract="float")
+    x = random_input(rng, layer)
+    got = _run(_build(kernel, target), x, float_int8_kernel_args(layer, kernel), wl.output_shape)
+    popcount = tvm.runtime.empty(wl.output_shape, "float32")
+    hand_kernel(wl, target_name)["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in
+                                                                   kernel_args(layer, wl).as_list()], popcount)
+    # the same exact integers combined in float64 and rounded once: equal up to float64 rounding order
+    np.testing.assert_array_equal(got, popcount.numpy())
+    expected = layer.reference(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+
+
+@needs_vnni
+@settings(max_examples=16, deadline=None)
+@given(cases)
+def test_float_contract_vnni_kernel_equals_the_bitserial_kernel_and_the_reference(case):
+    _check(case, True, NATIVE, "native")
+
+
+@settings(max_examples=4, deadline=None)
+@given(cases)
+def test_float_contract_plain_fallback_on_generic_x86(case):
+    _check(case, False, generic_x86_target(), "native")
+
+
+def test_kquantile_lut_is_refused_naming_the_layer():
+    rng = np.random.default_rng(0)
+    layer = random_layer(rng, w_bits=3, scheme="kquantile")
+    kernel = Int8Kernel(layer_workload(layer), "float", "float", contract="float")
+    with pytest.raises(QuantizationError, match="test.layer"):
+        float_int8_kernel_args(layer, kernel)
+
+
+def _chain(rng, w_bits, a_bits, scheme="uniform"):
+    from tvm_qnn.layer import QnnLayer
+
+    first = random_layer(rng, channels=12, out_channels=20, size=7, w_bits=w_bits, a_bits=a_bits, scheme=scheme)
+    second = random_layer(rng, channels=20, out_channels=8, size=7, w_bits=w_bits, a_bits=a_bits, scheme=scheme,
+                          epilogue="none", a_clamp=3.0)
+    second = QnnLayer(**{**{f: getattr(second, f) for f in second.__dataclass_fields__}, "name": "test.second"})
+    return first, second
+
+
+def _lower(layers, **options):
+    from codegen_composites import chain_module
+
+    from relay_passes.lower_bitserial import LowerQnnToBitserial
+
+    mod, read_layer = chain_module(layers)
+    lower = LowerQnnToBitserial(target=NATIVE, read_layer=read_layer, **options)
+    return mod, lower(mod), lower.layer_kernels
+
+
+def _run_module(mod, x):
+    from tvm import relax
+
+    ex = tvm.compile(mod, target=NATIVE, relax_pipeline=relax.get_default_pipeline(NATIVE))
+    return relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+
+
+@needs_vnni
+def test_cost_model_sends_many_plane_products_to_int8_and_keeps_1_bit_on_popcount():
+    rng = np.random.default_rng(3)
+    first, second = _chain(rng, 8, 8)
+    _, lowered, kinds = _lower([first, second])
+    assert kinds == {"test.layer": "vnni", "test.second": "vnni"}
+    script = lowered.script()
+    assert script.count("qnn_vnni_float_conv2d") >= 2 and "qnn_bitserial" not in script
+    x = random_input(rng, first)
+    expected = second.reference(first.reference(x).astype(np.float32)) + 1.0
+    np.testing.assert_allclose(_run_module(lowered, x), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    _, _, kinds = _lower(list(_chain(rng, 1, 1)))
+    assert set(kinds.values()) == {"popcount"}
+    _, _, kinds = _lower(list(_chain(rng, 3, 3, scheme="kquantile")))  # a k-quantile LUT is not affine
+    assert set(kinds.values()) == {"popcount"}
+
+
+@needs_vnni
+def test_pins_override_the_cost_model_and_mixed_chains_stay_exact():
+    rng = np.random.default_rng(4)
+    first, second = _chain(rng, 8, 8)
+    mod, lowered, kinds = _lower([first, second], pins={"test.layer": "popcount"})
+    assert kinds == {"test.layer": "popcount", "test.second": "vnni"}
+    x = random_input(rng, first)
+    bitserial_only = _run_module(_lower([first, second], auto_int8=False)[1], x)
+    np.testing.assert_array_equal(_run_module(lowered, x), bitserial_only)
+    _, _, kinds = _lower(list(_chain(rng, 1, 2)), pins={"test.second": "vnni"})
+    assert kinds == {"test.layer": "popcount", "test.second": "vnni"}
+
+
+@pytest.mark.parametrize("pin, match", [("vnni", "needs uniform weights"), ("fp32", "fp32_layers")])
+def test_impossible_pins_are_compile_errors_naming_the_layer(pin, match):
+    from tvm_qnn.errors import CompileError
+
+    rng = np.random.default_rng(5)
+    layers = list(_chain(rng, 3, 3, scheme="kquantile"))
+    with pytest.raises(CompileError, match=f"test.second.*{match}"):
+        _lower(layers, pins={"test.second": pin})
