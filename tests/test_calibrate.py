@@ -202,3 +202,31 @@ def test_bias_correction_on_a_layer_without_bias_is_refused():
     bad = recipe.replace(layers={**recipe.layers, "6.weight": dataclasses.replace(layer, bias_correction=[0.1] * 16)})
     with pytest.raises(RecipeError, match="6.weight.*bias_correction.*no bias"):
         tvm_qnn.quantize(mod, params, bad)
+
+
+def test_first_layer_bits_quantizes_the_first_conv_uniform_per_channel(imported):
+    model, mod, params, data = imported
+    signed = data - 0.5  # a normalised image: the first conv's input is signed
+    recipe = tvm_qnn.calibrate(mod, params, signed, w_bits=2, a_bits=2, first_layer_bits=8, percentile=99.0,
+                               progress=False)
+    assert recipe.fp32_layers == ("fc2.weight",)
+    first = recipe["conv1.weight"]
+    assert (first.w_bits, first.a_bits, first.w_scheme) == (8, 8, "uniform")
+    np.testing.assert_array_equal(first.lut, reference.uniform_params(params["conv1.weight"], 8, None, True)[0])
+    assert first.a_zero_point > 0  # its negative half is coded, not clipped
+    assert (recipe["conv2.weight"].w_bits, recipe["conv2.weight"].w_scheme) == (2, "kquantile")
+    # the compiled first layer equals the reference on every output (the int8 kernel where the CPU has VNNI)
+    qmod = tvm_qnn.quantize(mod, params, recipe)
+    ours, ref = tvm_qnn.compile(qmod, target="cpu"), tvm_qnn.compile(qmod, target="cpu-reference")
+    assert ours.artifact.info["layer_kernels"]["conv1.weight"] in ("vnni", "int8-plain")
+    x = signed[:4].numpy()
+    np.testing.assert_array_equal(ours.run(x), ref.run(x))
+
+
+@pytest.mark.parametrize("bits, match", [(9, "first_layer_bits=9"), (True, "first_layer_bits=True")])
+def test_bad_first_layer_bits_are_named(imported, bits, match):
+    _, mod, params, data = imported
+    with pytest.raises(RecipeError, match=match):
+        tvm_qnn.calibrate(mod, params, data, first_layer_bits=bits, progress=False)
+    with pytest.raises(RecipeError, match="'conv1.weight' float and first_layer_bits=8"):
+        tvm_qnn.calibrate(mod, params, data, first_layer_bits=8, fp32_layers=["conv1.weight"], progress=False)

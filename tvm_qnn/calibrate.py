@@ -24,6 +24,11 @@
   data, ``m``, the shift is exactly ``mean over positions of conv(m, W - W_q)`` (padding, stride
   and groups as the layer has them); it goes into the recipe as ``bias_correction`` and
   ``quantize`` adds it to the layer's bias. Layers without a bias are left as they are.
+* First layer (``first_layer_bits=b``): NICE keeps the first conv in fp32 (the default); with ``b``
+  it is quantized instead, at ``w_bits = a_bits = b`` with uniform per-channel weights whatever the
+  other layers use, its input (the normalised image, usually signed) getting a zero point like any
+  other. At 8 bits the ``cpu`` target runs it on the int8 VNNI kernel, where the fp32 first conv
+  is the largest float op of a quantized CNN.
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ def auto_fp32_layers(kinds):
 
 def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_channel=False,
               fp32_layers="auto", percentile=99.99, max_batches=None, model_name="", progress=True,
-              signed=None, zero_point="asymmetric", bias_correction=False):
+              signed=None, zero_point="asymmetric", bias_correction=False, first_layer_bits=None):
     """Post-training recipe for ``mod`` (``from_torch``/``from_onnx`` output) from ``data``.
 
     ``data``: an array ``(N, ...)``, a list of arrays, or a loader yielding ``(x, y)``; batches
@@ -126,6 +131,8 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     list of names, or None. ``signed`` / ``zero_point``: how a layer input with negative values
     is coded (module doc; by default it gets an asymmetric zero point, never a clip to 0).
     ``bias_correction``: compensate the mean output shift of weight rounding (module doc).
+    ``first_layer_bits``: quantize the first conv at that many bits (uniform, per channel) instead
+    of keeping it fp32 (module doc).
     Returns a ``Recipe`` covering every conv2d/dense layer.
     """
     import tvm
@@ -160,6 +167,19 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
         unknown = sorted(set(fp32) - set(kinds))
         if unknown:
             raise RecipeError(f"calibrate: fp32_layers names {unknown}, not conv2d/dense layers of the module")
+    first = None
+    if first_layer_bits is not None:
+        if isinstance(first_layer_bits, bool) or not isinstance(first_layer_bits, int) or not 1 <= first_layer_bits <= 8:
+            raise RecipeError(f"calibrate: first_layer_bits={first_layer_bits!r}; expected None or an integer in 1..8")
+        convs = [n for n in kinds if kinds[n] == "conv2d"]
+        if not convs:
+            raise RecipeError("calibrate: first_layer_bits is set but the module has no conv2d layer")
+        first = convs[0]
+        if fp32_layers == "auto":
+            fp32 = [n for n in fp32 if n != first]
+        elif first in fp32:
+            raise RecipeError(f"calibrate: fp32_layers keeps {first!r} float and first_layer_bits="
+                              f"{first_layer_bits} quantizes it; drop one of the two")
     quantized = [name for name in kinds if name not in fp32]
     exposed = tvm.transform.Sequential([
         relay_passes.FoldBatchNorm(),
@@ -203,9 +223,11 @@ def calibrate(mod, params, data, w_bits=2, a_bits=2, w_scheme="kquantile", per_c
     layers = {}
     for name in quantized:
         flat = np.concatenate(samples[name])
-        clamp, z = activation_range(flat, reference.check_bits(a_bits, "a_bits", name), percentile, signed,
+        bits = (first_layer_bits, first_layer_bits, "uniform", True) if name == first else (
+            w_bits, a_bits, w_scheme, per_channel)
+        clamp, z = activation_range(flat, reference.check_bits(bits[1], "a_bits", name), percentile, signed,
                                     zero_point, name)
-        layers[name] = LayerQuant.from_weight(name, weights[name], w_bits, a_bits, clamp, w_scheme, per_channel,
+        layers[name] = LayerQuant.from_weight(name, weights[name], bits[0], bits[1], clamp, bits[2], bits[3],
                                               a_zero_point=z)
     recipe = Recipe(layers, tuple(fp32), model_name)
     if bias_correction:
