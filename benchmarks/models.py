@@ -1,15 +1,20 @@
-"""End-to-end latency at batch 1: ResNet-18 (224) and the Fashion-MNIST net, quantized on target ``cpu``.
+"""End-to-end latency at batch 1: ResNet-18 (224), MobileNetV2 (224) and the Fashion-MNIST net on target ``cpu``.
 
-For each model: PyTorch fp32, onnxruntime fp32 and int8 (static QOperator quantization),
-TVM fp32 (the float module compiled for target ``cpu``: Relax's default pipeline plus the
-default float schedules ``codegen.float_schedules``; untuned -- MetaSchedule-tuning a whole
-ResNet-18 does not fit this benchmark's budget), and ours at w1a1 / w2a2 / w3a3
-(k-quantile LUT weights by default, ``--scheme uniform`` for NICE uniform ones; first conv and
-last dense fp32 as NICE, recipe from
-``tvm_qnn.calibrate``). Weights are random (latency does not depend on them); timing as in
-``benchmarks/roofline.py``: thread CPU time at 1 thread (primary) and wall-clock at 2 threads.
+For each model: PyTorch fp32, PyTorch int8 (``torch.ao`` FX post-training quantization, x86
+backend, default per-channel qconfig), onnxruntime fp32 and int8 (static QOperator quantization,
+per-channel), TVM fp32 (the float module compiled for target ``cpu``: Relax's default pipeline
+plus the default float schedules ``codegen.float_schedules``; untuned), and ours at the variants
+``w<b>a<b>`` (first conv and last dense fp32, as NICE) or ``w<b>a<b>+f8`` (first conv quantized at
+8 bits, ``calibrate(first_layer_bits=8)``), recipe from ``tvm_qnn.calibrate`` with ``--scheme``
+weights (uniform by default: the int8 kernels take uniform LUTs; ``codegen.kernel_choice`` picks
+popcount or int8 VNNI per layer). Weights are random (latency does not depend on them; MobileNetV2
+is torchvision's architecture). Timing: ``tvm_qnn.demo.speed.measure`` -- thread CPU time and wall
+time at 1 thread, wall time at 2 threads (best of 5). For ours, ``cm.profile`` at 1 thread splits the
+time by kernel kind: ``kernel_share`` is the quantized kernels' share, the rest is fp32 layers,
+pooling, adds and runtime.
 
-Writes results/models.json. Run: ``python benchmarks/models.py [--quick] [--skip-resnet18]``.
+Writes results/models.json. Run: ``python benchmarks/models.py [--quick] [--models resnet18,...]
+[--variants w1a1,w2a2+f8] [--scheme uniform|kquantile]``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ from roofline import RESULTS, measure, set_tvm_threads  # noqa: E402
 from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 
 THREADS = 2
-BITS = (1, 2, 3)
+MODELS = ("fmnist_resnet", "resnet18", "mobilenet_v2")
+VARIANTS = {  # the issue's rows: popcount at 1-2 bits, int8 VNNI from w2a2 on, an 8-bit first conv
+    "fmnist_resnet": ("w1a1", "w2a2", "w3a3"),
+    "resnet18": ("w1a1", "w1a1+f8", "w2a2", "w2a2+f8", "w4a4+f8", "w4a8+f8"),
+    "mobilenet_v2": ("w8a8+f8", "w4a4+f8"),
+}
+QUICK = {"fmnist_resnet": ("w2a2",), "resnet18": ("w2a2",), "mobilenet_v2": ("w8a8+f8",)}
 
 
 def _calibration_data(name, shape, count=8):
@@ -40,7 +51,47 @@ def _calibration_data(name, shape, count=8):
 
         images, _ = data.load_fashion_mnist(split="train", limit=count)
         return np.asarray(images, dtype=np.float32)
-    return np.random.default_rng(0).uniform(0, 1, size=(count,) + tuple(shape[1:])).astype(np.float32)
+    # normalised images: signed, so the first layer's input has a zero point when it is quantized
+    return np.random.default_rng(0).standard_normal(size=(count,) + tuple(shape[1:])).astype(np.float32)
+
+
+def parse_variant(variant):
+    """``"w4a8+f8"`` -> ``(4, 8, 8)``; ``"w2a2"`` -> ``(2, 2, None)`` (first conv fp32)."""
+    import re
+
+    match = re.fullmatch(r"w([1-8])a([1-8])(\+f([1-8]))?", variant)
+    if match is None:
+        raise SystemExit(f"models.py: variant {variant!r}; expected w<bits>a<bits> or w<bits>a<bits>+f<bits>")
+    return int(match.group(1)), int(match.group(2)), int(match.group(4)) if match.group(4) else None
+
+
+def load_model(name):
+    import torch
+
+    from tvm_qnn import models
+
+    torch.manual_seed(0)
+    if name == "mobilenet_v2":
+        from tvm_qnn.conformance import import_torchvision
+
+        return import_torchvision().models.mobilenet_v2().eval(), (1, 3, 224, 224)
+    return models.get_model(name).eval(), (1,) + tuple(models.example_input(name, batch=1).shape[1:])
+
+
+def bench_torch_int8(model, x, calib):
+    """PyTorch's own x86 int8: FX post-training static quantization (fbgemm/x86 kernels)."""
+    import copy
+
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), (torch.from_numpy(x),))
+    with torch.inference_mode():
+        for sample in calib:
+            prepared(torch.from_numpy(np.ascontiguousarray(sample[None])))
+    return bench_torch(convert_fx(prepared), x)
 
 
 def bench_torch(model, x):
@@ -102,39 +153,23 @@ def _bench_compiled(compiled, x):
     return measure(lambda: fn(*inputs), set_tvm_threads, THREADS, repeat=5)
 
 
-def bench_kernels_alone(qmod):
-    """Sum over the model's quantized layers of the bit-serial kernel's 1-thread CPU time (the share
-    of the end-to-end time spent in our kernels; the rest is the fp32 layers and glue ops)."""
-    import tvm
-
-    from codegen.build import build_kernel, cpu_target
-    from codegen.plan import kernel_args, layer_workload
-    from relay_passes.composite import read_qnn_layers
-
-    total = 0.0
-    target = cpu_target(THREADS)
-    for layer in read_qnn_layers(qmod).values():
-        wl = layer_workload(layer)
-        kernel = build_kernel(wl, target)
-        x = np.random.default_rng(0).uniform(0, 1, size=layer.input_shape).astype(np.float32)
-        args = [tvm.runtime.tensor(x)] + [tvm.runtime.tensor(a) for a in kernel_args(layer, wl).as_list()]
-        args.append(tvm.runtime.empty(wl.output_shape, "float32"))
-        fn = kernel["main"]
-        total += measure(lambda fn=fn, args=args: fn(*args), set_tvm_threads, THREADS, repeat=3)["cpu_1t_s"]
-    return total
+def profile_kinds(compiled, x):
+    """``({kind: ms}, quantized kernels' share)`` from ``cm.profile`` at 1 thread."""
+    set_tvm_threads(1)
+    profile = compiled.profile(x, repeat=5, show=False)
+    kinds = profile.by_kind()
+    total = sum(kinds.values())
+    quantized = sum(ms for kind, ms in kinds.items() if kind not in ("float", "runtime"))
+    return {k: round(v, 4) for k, v in kinds.items()}, (quantized / total if total else None)
 
 
-def bench_model(name, bits_list, workdir, bar, scheme="kquantile"):
-    import torch
-
+def bench_model(name, variants, workdir, bar, scheme="uniform"):
     import tvm_qnn
-    from tvm_qnn import models
 
-    torch.manual_seed(0)
-    model = models.get_model(name).eval()
-    x = np.asarray(models.example_input(name, batch=1), dtype=np.float32)
-    calib = _calibration_data(name, x.shape)
-    result = {"torch": bench_torch(model, x)}
+    model, shape = load_model(name)
+    samples = _calibration_data(name, shape, count=9)
+    calib, x = samples[:8], samples[8:]
+    result = {"torch": bench_torch(model, x), "torch_int8": bench_torch_int8(model, x, calib)}
     result.update(bench_ort(model, x, calib, workdir, name))
     bar.update(1)
     mod, params = tvm_qnn.from_torch(model, x)
@@ -142,30 +177,39 @@ def bench_model(name, bits_list, workdir, bar, scheme="kquantile"):
     # (FloatCpuSchedule); the stock pipeline alone leaves convs single-threaded scalar (~35x slower)
     result["tvm_fp32"] = _bench_compiled(tvm_qnn.compile(mod, target="cpu", params=params), x)
     bar.update(1)
-    for bits in bits_list:
-        recipe = tvm_qnn.calibrate(mod, params, calib, w_bits=bits, a_bits=bits, w_scheme=scheme, progress=False)
-        qmod = tvm_qnn.quantize(mod, params, recipe)
-        compiled = tvm_qnn.compile(qmod, target="cpu")
+    for variant in variants:
+        w_bits, a_bits, first = parse_variant(variant)
+        recipe = tvm_qnn.calibrate(mod, params, calib, w_bits=w_bits, a_bits=a_bits, w_scheme=scheme,
+                                   per_channel=True, first_layer_bits=first, progress=False)
+        compiled = tvm_qnn.compile(tvm_qnn.quantize(mod, params, recipe), target="cpu")
         timing = _bench_compiled(compiled, x)
-        timing["bitserial_kernels"] = len(compiled.artifact.info.get("bitserial_kernels", []))
-        timing["kernels_alone_cpu_1t_s"] = bench_kernels_alone(qmod)
-        result[f"ours_w{bits}a{bits}"] = timing
+        kernels = {}
+        for kind in compiled.artifact.info.get("layer_kernels", {}).values():
+            kernels[kind] = kernels.get(kind, 0) + 1
+        timing["layer_kernels"] = kernels
+        timing["profile_ms_1t"], timing["kernel_share"] = profile_kinds(compiled, x)
+        result[f"ours_{variant}"] = timing
         bar.update(1)
     return result
 
 
 def summarize(results):
-    lines = [f"{'model':>14} {'variant':>12} {'cpu 1t ms':>10} {'wall 2t ms':>11} {'x torch':>8} {'x ort-int8':>10}"]
+    """Adds the ratios to every row (1 thread: CPU time; 2 threads: wall) and returns a text table."""
+    lines = [f"{'model':>14} {'variant':>16} {'cpu 1t ms':>10} {'wall 2t ms':>11} {'2t/1t':>6} {'x torch':>8}"
+             f" {'x ort-int8 1t':>13} {'x ort-int8 2t':>13} {'x torch-int8 2t':>15} {'kernels':>8}"]
     for name, result in results.items():
-        torch_t, int8_t = result["torch"]["cpu_1t_s"], result["ort_int8"]["cpu_1t_s"]
+        base = {key: result[key] for key in ("torch", "ort_int8", "torch_int8")}
         for variant, timing in result.items():
-            t = timing["cpu_1t_s"]
-            timing["vs_torch"] = torch_t / t
-            timing["vs_ort_int8"] = int8_t / t
-            share = (f"  (bit-serial kernels {timing['kernels_alone_cpu_1t_s'] * 1e3:.3f} ms = "
-                     f"{100 * timing['kernels_alone_cpu_1t_s'] / t:.0f}%)") if "kernels_alone_cpu_1t_s" in timing else ""
-            lines.append(f"{name:>14} {variant:>12} {t * 1e3:10.3f} {timing['wall_s'] * 1e3:11.3f}"
-                         f" {torch_t / t:8.2f} {int8_t / t:10.2f}{share}")
+            t, wall = timing["cpu_1t_s"], timing["wall_s"]
+            timing["vs_torch"] = base["torch"]["cpu_1t_s"] / t
+            timing["vs_ort_int8"] = base["ort_int8"]["cpu_1t_s"] / t
+            timing["vs_ort_int8_2t"] = base["ort_int8"]["wall_s"] / wall
+            timing["vs_torch_int8_2t"] = base["torch_int8"]["wall_s"] / wall
+            timing["two_over_one_thread"] = wall / timing["wall_1t_s"]
+            share = timing.get("kernel_share")
+            lines.append(f"{name:>14} {variant:>16} {t * 1e3:10.3f} {wall * 1e3:11.3f} {timing['two_over_one_thread']:6.2f}"
+                         f" {timing['vs_torch']:8.2f} {timing['vs_ort_int8']:13.2f} {timing['vs_ort_int8_2t']:13.2f}"
+                         f" {timing['vs_torch_int8_2t']:15.2f} {'' if share is None else f'{100 * share:.0f}%':>8}")
     return "\n".join(lines)
 
 
@@ -173,21 +217,27 @@ def main():
     from tqdm import tqdm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="w2a2 only")
-    parser.add_argument("--skip-resnet18", action="store_true")
-    parser.add_argument("--skip-fmnist", action="store_true")
-    parser.add_argument("--scheme", default="kquantile", choices=["kquantile", "uniform"],
-                        help="weight scheme of the quantized variants (uniform LUTs use bit planes)")
-    parser.add_argument("--bits", default="1,2,3", help="comma-separated bit widths (w = a)")
+    parser.add_argument("--quick", action="store_true", help="one variant per model")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--scheme", default="uniform", choices=["kquantile", "uniform"],
+                        help="weight scheme of the quantized variants (the int8 kernels take uniform LUTs)")
+    parser.add_argument("--variants", default=None, help="comma-separated variants for every model (w2a2, w4a8+f8)")
     parser.add_argument("--name", default="models", help="results/<name>.json")
     args = parser.parse_args()
-    bits_list = (2,) if args.quick else tuple(int(b) for b in args.bits.split(","))
-    names = ([] if args.skip_fmnist else ["fmnist_resnet"]) + ([] if args.skip_resnet18 else ["resnet18"])
+    names = [n for n in args.models.split(",") if n]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"models.py: unknown models {unknown}; known: {list(MODELS)}")
+    table = QUICK if args.quick else VARIANTS
+    variants = {n: tuple(args.variants.split(",")) if args.variants else table[n] for n in names}
+    for chosen in variants.values():
+        for variant in chosen:
+            parse_variant(variant)
     workdir = tempfile.mkdtemp(prefix="qnn_models_")
     results = {}
-    with tqdm(total=len(names) * (2 + len(bits_list)), desc="models") as bar:
+    with tqdm(total=sum(2 + len(v) for v in variants.values()), desc="models") as bar:
         for name in names:
-            results[name] = bench_model(name, bits_list, workdir, bar, args.scheme)
+            results[name] = bench_model(name, variants[name], workdir, bar, args.scheme)
     set_tvm_threads(THREADS)
     table = summarize(results)
     print(table)

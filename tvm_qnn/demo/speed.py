@@ -14,10 +14,10 @@ import numpy as np
 
 
 def measure(fn, threads_fn=None, threads=2, repeat=7, number=None, min_seconds=0.02):
-    """``{"cpu_1t_s", "wall_s", "number"}``: per-call thread CPU time at 1 thread and wall time at
-    ``threads``, the best of ``repeat`` rounds of ``number`` calls (``None``: enough calls for
-    ``min_seconds``). ``threads_fn(n)`` switches the library under test to ``n`` threads.
-    (The benchmarks time with this too.)
+    """``{"cpu_1t_s", "wall_1t_s", "wall_s", "number"}``: per-call thread CPU time and wall time at 1
+    thread and wall time at ``threads``, the best of ``repeat`` rounds of ``number`` calls (``None``:
+    enough calls for ``min_seconds``). ``threads_fn(n)`` switches the library under test to ``n``
+    threads. (The benchmarks time with this too.)
     """
     if threads_fn:
         threads_fn(1)
@@ -26,12 +26,13 @@ def measure(fn, threads_fn=None, threads=2, repeat=7, number=None, min_seconds=0
         start = time.perf_counter()
         fn()
         number = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-7)))
-    cpu = []
+    cpu, wall_1t = [], []
     for _ in range(repeat):
-        start = time.thread_time()
+        start, start_wall = time.thread_time(), time.perf_counter()
         for _ in range(number):
             fn()
         cpu.append((time.thread_time() - start) / number)
+        wall_1t.append((time.perf_counter() - start_wall) / number)
     wall = []
     if threads_fn:
         threads_fn(threads)
@@ -41,7 +42,7 @@ def measure(fn, threads_fn=None, threads=2, repeat=7, number=None, min_seconds=0
         for _ in range(number):
             fn()
         wall.append((time.perf_counter() - start) / number)
-    return {"cpu_1t_s": min(cpu), "wall_s": min(wall), "number": number}
+    return {"cpu_1t_s": min(cpu), "wall_1t_s": min(wall_1t), "wall_s": min(wall), "number": number}
 
 
 def _best_times(call, set_threads, threads, repeat):
