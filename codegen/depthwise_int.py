@@ -12,6 +12,14 @@ the float64 dequantization, NCHW.
 
 Arguments: ``x`` (float32 NCHW) and ``act_scale`` (1,), or ``act_codes_in`` (uint8 NCHW);
 ``weight`` (kh, kw, C16) int32; ``bias`` (C,) int32; then the epilogue's.
+
+**Float contract** (``contract="float"``, target ``cpu``, any LUT): the weights are
+``s_a * lut[c, idx]`` in float64 and each output is ``float32(sum w (q - z)) + float32 bias`` (then
+the clip), the window sum in float64 over the centred codes (spatial padding holds code ``z``).
+Each product of a float64 weight and an integer below 2^9 carries one float64 rounding, so the
+result is the contract's ``s_a sum lut S`` to ~1e-16 before the float32 rounding, as
+``cpu-reference`` computes it. Arguments: ``x``, ``act_scale``, ``weight`` (kh, kw, C16) float64,
+``bias`` (C,) float64, ``clip_bounds`` (2,) float32.
 """
 
 from __future__ import annotations
@@ -45,9 +53,15 @@ class DepthwiseKernel:
     wl: ConvWorkload
     input: str = "float"
     output: str = "float"
+    contract: str = "integer"  # "integer": DESIGN's integer-only accumulator; "float": the float contract
 
     def __post_init__(self):
         check_ends(self, "depthwise kernel")
+        if self.contract not in ("integer", "float"):
+            raise ShapeError(f"depthwise kernel: contract={self.contract!r}; expected 'integer' or 'float'")
+        if self.contract == "float" and (self.input, self.output) != ("float", "float"):
+            raise ShapeError(f"depthwise kernel: the float contract reads and writes float "
+                             f"(got input={self.input!r}, output={self.output!r})")
         if not is_depthwise(self.wl):
             raise ShapeError(f"depthwise kernel: workload {self.wl.key()} is not depthwise "
                              f"(needs groups == in_channels == out_channels > 1)")
@@ -67,7 +81,8 @@ class DepthwiseKernel:
         return (wl.batch, wl.out_channels, wl.out_height, wl.out_width)
 
     def key(self):
-        return f"dw_{self.wl.key()}_{self.input}_to_{self.output}"
+        contract = "_float_contract" if self.contract == "float" else ""
+        return f"dw_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
 
 
 def depthwise_stages(kernel: DepthwiseKernel):
@@ -77,10 +92,13 @@ def depthwise_stages(kernel: DepthwiseKernel):
     c16, ho, wo = kernel.channels_padded, wl.out_height, wl.out_width
     (kh, kw), (sh, sw), (dh, dw) = wl.kernel, wl.stride, wl.dilation
     top, left, _, _ = wl.padding
+    float_contract = kernel.contract == "float"
+    zero = wl.a_zero_point if float_contract else 0
     if kernel.input == "float":
         x = te.placeholder(wl.input_shape, "float32", name="x")
         act_scale = te.placeholder((1,), "float32", name="act_scale")
-        codes_at = act_codes_compute(lambda n, y, xx, ch: x[n, ch, y, xx], (n_b, h, w, c), act_scale, wl.a_bits)
+        codes_at = act_codes_compute(lambda n, y, xx, ch: x[n, ch, y, xx], (n_b, h, w, c), act_scale, wl.a_bits,
+                                     zero_point=zero)
         args = [x, act_scale]
     else:
         x = te.placeholder(wl.input_shape, "uint8", name="act_codes_in")
@@ -88,19 +106,34 @@ def depthwise_stages(kernel: DepthwiseKernel):
         args = [x]
 
     def padded_code(n, y, xx, ch):
-        inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w, ch < c)
+        inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w)
         value = codes_at(n, tirx.min(tirx.max(y - top, 0), h - 1), tirx.min(tirx.max(xx - left, 0), w - 1),
                          tirx.min(ch, c - 1))
-        return tirx.Select(inside, value, tirx.const(0, "uint8"))
+        spatial = tirx.Select(inside, value, tirx.const(zero, "uint8"))  # padding: code z, value 0
+        return tirx.Select(ch < c, spatial, tirx.const(0, "uint8"))
 
     act_pad = te.compute((n_b, wl.padded_height, wl.padded_width, c16), padded_code, name="act_pad")
-    weight = te.placeholder((kh, kw, c16), "int32", name="weight")
-    bias = te.placeholder((c,), "int32", name="bias")
+    weight = te.placeholder((kh, kw, c16), "float64" if float_contract else "int32", name="weight")
+    bias = te.placeholder((c,), "float64" if float_contract else "int32", name="bias")
     rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
-    acc = te.compute((n_b, ho, wo, c16),
-                     lambda n, y, xx, ch: te.sum(act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, ch].astype("int32")
-                                                 * weight[rh, rw, ch], axis=[rh, rw]),
+    if float_contract:
+        def product(n, y, xx, ch):
+            code = act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, ch].astype("int32") - tirx.const(zero, "int32")
+            return code.astype("float64") * weight[rh, rw, ch]
+    else:
+        def product(n, y, xx, ch):
+            return act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, ch].astype("int32") * weight[rh, rw, ch]
+    acc = te.compute((n_b, ho, wo, c16), lambda n, y, xx, ch: te.sum(product(n, y, xx, ch), axis=[rh, rw]),
                      name="dw_acc")
+    if float_contract:
+        clip_bounds = te.placeholder((2,), "float32", name="clip_bounds")
+
+        def value(n, ch, y, xx):  # rounded to float32 before the float32 bias, as the other float kernels
+            full = acc[n, y, xx, ch].astype("float32") + bias[ch].astype("float32")
+            return tirx.min(tirx.max(full, clip_bounds[0]), clip_bounds[1])
+
+        out = te.compute((n_b, c, ho, wo), value, name="epilogue")
+        return args + [weight, bias, clip_bounds], out
     store_args, requant = integer_epilogue(kernel.output, c)
     out = te.compute((n_b, c, ho, wo),
                      lambda n, ch, y, xx: requant(acc[n, y, xx, ch].astype("int64") + bias[ch].astype("int64"), ch),
@@ -184,3 +217,22 @@ def depthwise_kernel_args(name, kernel: DepthwiseKernel, weight_idx, params):
     weight[..., :c] = np.transpose(gathered, (1, 2, 0))
     bias = np.ascontiguousarray(np.asarray(params["bias_int"], dtype=np.int64).reshape(-1), dtype=np.int32)
     return [weight, bias] + epilogue_args(params, c, kernel.output)
+
+
+def float_depthwise_kernel_args(layer, kernel: DepthwiseKernel):
+    """Numpy arguments (after ``x``) of a float-contract depthwise kernel for a ``QnnLayer``:
+    ``act_scale, weight, bias, clip_bounds`` (module doc)."""
+    from tvm_qnn import reference
+
+    wl = kernel.wl
+    c = wl.out_channels
+    rows = reference.lut_rows(layer.lut, c)  # float64 (C, L)
+    idx = np.asarray(layer.weight_idx, dtype=np.int64)  # (C, 1, kh, kw)
+    gathered = float(layer.s_a) * np.take_along_axis(rows, idx.reshape(c, -1), axis=1).reshape(c, *wl.kernel)
+    weight = np.zeros((*wl.kernel, kernel.channels_padded), np.float64)
+    weight[..., :c] = np.transpose(gathered, (1, 2, 0))
+    bias = np.zeros(c) if layer.bias is None else np.asarray(layer.bias, np.float64)
+    lo = -np.inf if layer.out_min is None else layer.out_min
+    hi = np.inf if layer.out_max is None else layer.out_max
+    return [np.array([layer.s_a], dtype=np.float32), weight, np.ascontiguousarray(bias, dtype=np.float64),
+            np.array([lo, hi], dtype=np.float32)]

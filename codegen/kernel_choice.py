@@ -23,7 +23,8 @@ bits: neither bit planes nor VNNI's 4-channel reduction fit a fan-in of ``kh * k
 
 Float-contract layers (target ``cpu``) choose the same way between the bit-serial float kernel
 and the float-contract int8 kernel (``codegen.vnni_int8``, ``contract="float"``), which takes the
-weight *indices* and so needs a uniform LUT: k-quantile LUTs and depthwise layers stay on popcount
+weight *indices* and so needs a uniform LUT (k-quantile LUTs stay on popcount); depthwise layers,
+any LUT, run the float-contract depthwise kernel (``codegen.depthwise_int``, ``contract="float"``)
 (:func:`choose_float_kernel`).
 
 A recipe's ``kernel`` field pins the choice per layer ("popcount" | "vnni"); "fp32" cannot run
@@ -93,7 +94,7 @@ def choose_integer_kernel(layer, lut_int, pin=None, vnni=True, out_zero_point=0)
 
 
 def choose_float_kernel(layer, pin=None, vnni=True, auto=True):
-    """``"popcount"`` or ``"vnni"`` for one float-contract layer (module docstring).
+    """``"popcount"``, ``"vnni"`` or ``"depthwise"`` for one float-contract layer (module docstring).
 
     ``pin``: the recipe's ``kernel`` field; "vnni" on a k-quantile LUT and "fp32" (the layer belongs
     in ``fp32_layers``) are ``CompileError`` naming the layer. ``auto=False``: unpinned layers stay on
@@ -111,9 +112,11 @@ def choose_float_kernel(layer, pin=None, vnni=True, auto=True):
                                f"(the int8 core takes the weight indices); this layer's {layer.w_scheme} LUT runs "
                                f"on 'popcount', or use compile(..., integer_only=True)")
         return pin
-    if not auto or not uniform:
+    if not auto:
         return "popcount"
     if layer.kind == "conv2d" and layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels:
+        return "depthwise"
+    if not uniform:
         return "popcount"
     crossover = CROSSOVER_PLANE_PRODUCTS * (1 if vnni else PLAIN_INT8_SLOWDOWN)
     return "vnni" if plane_products(layer.a_bits, layer.w_bits, "bitplane") > crossover else "popcount"

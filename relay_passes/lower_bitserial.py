@@ -8,10 +8,12 @@ clip_bounds], out_ty=float32 NCHW / (N, O))`` (``zero_sums`` for a layer with a 
 arguments are constants made once here (weight indices packed into bit planes).
 
 Per layer the kernel is chosen by ``codegen.kernel_choice.choose_float_kernel`` (or pinned by the
-recipe's ``kernel`` field, ``pins``): the bit-serial popcount kernel above, or for a uniform-LUT
+recipe's ``kernel`` field, ``pins``): the bit-serial popcount kernel above, for a uniform-LUT
 layer with many bit-plane products the float-contract int8 kernel (``codegen.vnni_int8``,
 ``R.call_tir(kernel, [x, act_scale, weight_s8, alpha, beta, weight_zero, bias, clip_bounds])``,
-``dot_16x4`` VNNI where the target has it). ``layer_kernels`` records the choice per layer.
+``dot_16x4`` VNNI where the target has it), for a depthwise layer the float-contract depthwise
+kernel (``codegen.depthwise_int``, ``[x, act_scale, weight, bias, clip_bounds]``).
+``layer_kernels`` records the choice per layer.
 
 Chained layers: when a quantized conv's result is used once, directly as the data argument
 of another quantized conv (no op in between), the first kernel emits the next layer's *packed codes* and the
@@ -33,6 +35,7 @@ import tvm
 from tvm import relax
 
 from codegen.build import scheduled_primfunc
+from codegen.depthwise_int import DepthwiseKernel, float_depthwise_kernel_args, scheduled_depthwise_primfunc
 from codegen.kernel_choice import choose_float_kernel
 from codegen.plan import kernel_args, layer_workload
 from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args
@@ -121,21 +124,27 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.consumers = [consumer for _, consumer in chains]
         self.choose = choose
 
-    def _int8_call(self, layer, data):
-        has_vnni = target_has_vnni(self.target) if self.target is not None else False
-        kernel = Int8Kernel(layer_workload(layer, self.word, scheme="onehot"), "float", "float", vnni=has_vnni,
-                            contract="float")
-        args = float_int8_kernel_args(layer, kernel)
+    def _direct_call(self, layer, data, kind):
+        """``call_tir`` to the float-contract int8 (``kind="vnni"``) or depthwise kernel of ``layer``."""
+        wl = layer_workload(layer, self.word, scheme="onehot")
+        if kind == "depthwise":
+            kernel, make = DepthwiseKernel(wl, "float", "float", contract="float"), scheduled_depthwise_primfunc
+            args, symbol = float_depthwise_kernel_args(layer, kernel), "depthwise"
+        else:
+            has_vnni = target_has_vnni(self.target) if self.target is not None else False
+            kernel = Int8Kernel(wl, "float", "float", vnni=has_vnni, contract="float")
+            make, args = scheduled_int8_primfunc, float_int8_kernel_args(layer, kernel)
+            symbol = "vnni" if has_vnni else "int8_plain"
         key = (kernel.key(), False)
         if key not in self.kernels:
             try:
-                func = scheduled_int8_primfunc(kernel)
+                func = make(kernel)
             except QnnError:
                 raise
             except Exception as err:  # noqa: BLE001
-                raise CompileError(f"layer {layer.name!r}: building its int8 kernel failed: {err}") from err
-            name = f"qnn_{'vnni' if has_vnni else 'int8_plain'}_float_{layer.kind}"
-            self.kernels[key] = self.builder_.add_func(func.without_attr("global_symbol"), name)
+                raise CompileError(f"layer {layer.name!r}: building its {symbol} kernel failed: {err}") from err
+            self.kernels[key] = self.builder_.add_func(func.without_attr("global_symbol"),
+                                                       f"qnn_{symbol}_float_{layer.kind}")
         out_type = relax.TensorType(kernel.output_shape, "float32")
         return relax.call_tir(self.kernels[key], [data] + [tensor_const(a) for a in args], out_type)
 
@@ -166,8 +175,9 @@ class _CompositeToKernel(relax.PyExprMutator):
             if shape is None or tuple(shape) != tuple(layer.input_shape):
                 raise ShapeError(f"layer {layer.name!r}: input shape {shape} does not match the layer's "
                                  f"{layer.input_shape}; the bit-serial lowering needs static shapes")
-            if self.choose is not None and self.choose(layer) == "vnni":
-                return self._int8_call(layer, data)
+            kind = self.choose(layer) if self.choose is not None else "popcount"
+            if kind != "popcount":
+                return self._direct_call(layer, data, kind)
         chain = _index_of(original, self.producers)
         extra_args, output = [], {}
         if chain is not None:
@@ -210,7 +220,8 @@ class LowerQnnToBitserial:
             has_vnni = target_has_vnni(self.target) if self.target is not None else False
             kind = choose_float_kernel(layer, self.pins.get(layer.name), has_vnni, self.auto_int8)
             self.layer_kernels[layer.name] = "int8-plain" if kind == "vnni" and not has_vnni else kind
-        return "popcount" if self.layer_kernels[layer.name] == "popcount" else "vnni"
+        kind = self.layer_kernels[layer.name]
+        return "vnni" if kind == "int8-plain" else kind
 
     def transform_module(self, mod, _ctx):
         composites = qnn_composites(mod)

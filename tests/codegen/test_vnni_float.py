@@ -161,3 +161,48 @@ def test_impossible_pins_are_compile_errors_naming_the_layer(pin, match):
     layers = list(_chain(rng, 3, 3, scheme="kquantile"))
     with pytest.raises(CompileError, match=f"test.second.*{match}"):
         _lower(layers, pins={"test.second": pin})
+
+
+depthwise_cases = st.fixed_dictionaries({
+    "channels": st.sampled_from([3, 16, 24, 33]), "size": st.sampled_from([5, 7, 12]),
+    "kernel": st.sampled_from([3, 5]), "stride": st.sampled_from([1, 2]), "padding": st.sampled_from([0, 1, (1, 0, 2, 1)]),
+    "w_bits": st.integers(1, 8), "a_bits": st.integers(1, 8), "scheme": st.sampled_from(["uniform", "kquantile"]),
+    "zero_point": st.booleans(), "epilogue": st.sampled_from(["none", "relu6"]), "seed": st.integers(0, 2**16),
+})
+
+
+@settings(max_examples=12, deadline=None)
+@given(depthwise_cases)
+def test_float_contract_depthwise_kernel_matches_the_reference(case):
+    from codegen.depthwise_int import DepthwiseKernel, float_depthwise_kernel_args, scheduled_depthwise_primfunc
+
+    case = dict(case)
+    rng = np.random.default_rng(case.pop("seed"))
+    wants_zero = case.pop("zero_point")
+    if case["scheme"] == "kquantile" and case["w_bits"] == 1:
+        case["scheme"] = "uniform"  # a 1-bit LUT is affine whatever the scheme (random_layer checks)
+    zero = int(rng.integers(1, 1 << case["a_bits"])) if wants_zero and case["a_bits"] > 1 else 0
+    layer = random_layer(rng, **case, out_channels=case["channels"], groups=case["channels"], a_zero_point=zero)
+    kernel = DepthwiseKernel(layer_workload(layer), "float", "float", contract="float")
+    func = scheduled_depthwise_primfunc(kernel).with_attr("global_symbol", "main")
+    executable = tvm.compile(tvm.IRModule({"main": func}), target=NATIVE)
+    x = random_input(rng, layer)
+    got = _run(executable, x, float_depthwise_kernel_args(layer, kernel), kernel.output_shape)
+    expected = layer.reference(x)  # float64 sums of the contract, then float32 + bias
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(expected).max())))
+    popcount = tvm.runtime.empty(kernel.output_shape, "float32")
+    hand_kernel(layer_workload(layer), "native")["main"](
+        tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in kernel_args(layer, layer_workload(layer)).as_list()],
+        popcount)
+    np.testing.assert_array_equal(got, popcount.numpy())
+
+
+def test_depthwise_layers_choose_the_depthwise_kernel_unless_pinned():
+    from codegen.kernel_choice import choose_float_kernel
+
+    rng = np.random.default_rng(7)
+    for scheme in ("uniform", "kquantile"):
+        layer = random_layer(rng, channels=8, out_channels=8, groups=8, w_bits=3, a_bits=3, scheme=scheme)
+        assert choose_float_kernel(layer) == "depthwise"
+        assert choose_float_kernel(layer, pin="popcount") == "popcount"
+        assert choose_float_kernel(layer, auto=False) == "popcount"
