@@ -31,10 +31,12 @@ import numpy as np
 import tvm
 from tvm import te, tirx
 
+from tvm_qnn import reference
 from tvm_qnn.errors import CompileError, QuantizationError, ShapeError
 
 from .bitpack import act_codes_compute
 from .bitserial_int import check_ends
+from .plan import clip_bounds
 from .vnni_int8 import check_accumulator_fits, epilogue_args, integer_epilogue
 from .workload import ConvWorkload
 
@@ -222,8 +224,6 @@ def depthwise_kernel_args(name, kernel: DepthwiseKernel, weight_idx, params):
 def float_depthwise_kernel_args(layer, kernel: DepthwiseKernel):
     """Numpy arguments (after ``x``) of a float-contract depthwise kernel for a ``QnnLayer``:
     ``act_scale, weight, bias, clip_bounds`` (module doc)."""
-    from tvm_qnn import reference
-
     wl = kernel.wl
     c = wl.out_channels
     rows = reference.lut_rows(layer.lut, c)  # float64 (C, L)
@@ -232,7 +232,5 @@ def float_depthwise_kernel_args(layer, kernel: DepthwiseKernel):
     weight = np.zeros((*wl.kernel, kernel.channels_padded), np.float64)
     weight[..., :c] = np.transpose(gathered, (1, 2, 0))
     bias = np.zeros(c) if layer.bias is None else np.asarray(layer.bias, np.float64)
-    lo = -np.inf if layer.out_min is None else layer.out_min
-    hi = np.inf if layer.out_max is None else layer.out_max
     return [np.array([layer.s_a], dtype=np.float32), weight, np.ascontiguousarray(bias, dtype=np.float64),
-            np.array([lo, hi], dtype=np.float32)]
+            clip_bounds(layer)]

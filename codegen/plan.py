@@ -64,6 +64,19 @@ def layer_workload(layer, word="uint64", scheme=None, **output):
                         w_bits=layer.w_bits, scheme=scheme, word=word, a_zero_point=layer.a_zero_point, **output)
 
 
+def affine_lut(rows):
+    """``(a, d)`` per output channel of LUT rows ``a + d q`` (float64; the least-error affine fit
+    through the two end levels, exact for ``reference.lut_is_affine`` LUTs)."""
+    return rows[:, 0], (rows[:, -1] - rows[:, 0]) / (rows.shape[1] - 1)
+
+
+def clip_bounds(layer):
+    """``[lo, hi]`` float32 of the layer's epilogue clip (+-inf where it has none)."""
+    lo = -np.inf if layer.out_min is None else layer.out_min
+    hi = np.inf if layer.out_max is None else layer.out_max
+    return np.array([lo, hi], dtype=np.float32)
+
+
 def kernel_args(layer, wl: ConvWorkload):
     """Host-side constants of ``layer`` for workload ``wl`` (weights packed once, float64 coefficients)."""
     check_layer(layer)
@@ -72,15 +85,13 @@ def kernel_args(layer, wl: ConvWorkload):
     if wl.scheme == "bitplane":
         if not reference.lut_is_affine(layer.lut):
             raise QuantizationError(f"layer {layer.name!r}: scheme 'bitplane' needs a uniform LUT")
-        step = (rows[:, -1] - rows[:, 0]) / (rows.shape[1] - 1)  # least-error affine fit
+        first, step = affine_lut(rows)
         coef = s_a * step[:, None] * (2.0 ** np.arange(wl.w_bits))[None, :]
-        alpha = s_a * rows[:, 0]
+        alpha = s_a * first
     else:
         coef = s_a * (rows[:, :-1] - rows[:, -1:])
         alpha = s_a * rows[:, -1]
     bias = np.zeros(layer.out_channels) if layer.bias is None else np.asarray(layer.bias, np.float64)
-    lo = -np.inf if layer.out_min is None else layer.out_min
-    hi = np.inf if layer.out_max is None else layer.out_max
     weight_planes = pack_weight_planes(layer.weight_idx, wl.scheme, wl.w_bits, wl.groups, wl.word)
     zero_sums = None
     if wl.a_zero_point:
@@ -92,6 +103,6 @@ def kernel_args(layer, wl: ConvWorkload):
         coef=np.ascontiguousarray(coef, dtype=np.float64),
         alpha=np.ascontiguousarray(alpha, dtype=np.float64),
         bias=np.ascontiguousarray(bias, dtype=np.float64),
-        clip_bounds=np.array([lo, hi], dtype=np.float32),
+        clip_bounds=clip_bounds(layer),
         zero_sums=zero_sums,
     )

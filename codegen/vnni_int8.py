@@ -49,10 +49,12 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te, tirx
 
+from tvm_qnn import reference
 from tvm_qnn.errors import QuantizationError, ShapeError
 
 from .bitpack import act_codes_compute
 from .bitserial_int import INT32_LIMIT, check_ends
+from .plan import affine_lut, clip_bounds
 from .workload import ConvWorkload
 
 LANES = 16  # s32 lanes of one zmm: output channels per vpdpbusd
@@ -357,14 +359,11 @@ def float_contract_weight_offset(w_bits):
 def float_int8_kernel_args(layer, kernel: Int8Kernel):
     """Numpy arguments (after ``x``) of a float-contract int8 kernel for a ``QnnLayer`` with a uniform LUT:
     ``act_scale, weight_s8, alpha, beta, weight_zero, bias, clip_bounds`` (module doc)."""
-    from tvm_qnn import reference
-
     wl = kernel.wl
     if not reference.lut_is_affine(layer.lut):
         raise QuantizationError(f"layer {layer.name!r}: the int8 kernel of the float contract needs a uniform "
                                 f"(affine) LUT; this one is not (k-quantile levels run on the popcount kernel)")
-    rows = reference.lut_rows(layer.lut, layer.out_channels)  # float64 (O, L)
-    step = (rows[:, -1] - rows[:, 0]) / (rows.shape[1] - 1)  # the bit-plane scheme's affine fit (codegen.plan)
+    first, step = affine_lut(reference.lut_rows(layer.lut, layer.out_channels))  # as the bit-plane kernels
     off = float_contract_weight_offset(wl.w_bits)
     levels = np.arange(1 << wl.w_bits, dtype=np.int64) - off
     weight = gather_weight_s8(kernel, layer.weight_idx, levels)
@@ -374,10 +373,8 @@ def float_int8_kernel_args(layer, kernel: Int8Kernel):
     idx = np.asarray(layer.weight_idx, dtype=np.int64).reshape(wl.out_channels, fan)
     weight_zero = wl.a_zero_point * (idx - off).sum(axis=1)
     bias = np.zeros(wl.out_channels) if layer.bias is None else np.asarray(layer.bias, np.float64)
-    lo = -np.inf if layer.out_min is None else layer.out_min
-    hi = np.inf if layer.out_max is None else layer.out_max
     return [np.array([layer.s_a], dtype=np.float32), weight,
-            np.ascontiguousarray(s_a * (rows[:, 0] + step * off), dtype=np.float64),
+            np.ascontiguousarray(s_a * (first + step * off), dtype=np.float64),
             np.ascontiguousarray(s_a * step, dtype=np.float64),
             np.ascontiguousarray(weight_zero, dtype=np.int64),
-            np.ascontiguousarray(bias, dtype=np.float64), np.array([lo, hi], dtype=np.float32)]
+            np.ascontiguousarray(bias, dtype=np.float64), clip_bounds(layer)]
