@@ -76,7 +76,7 @@ def _check(case, vnni, target, target_name):
 
 
 @needs_vnni
-@settings(max_examples=16, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(cases)
 def test_float_contract_vnni_kernel_equals_the_bitserial_kernel_and_the_reference(case):
     _check(case, True, NATIVE, "native")
@@ -171,7 +171,7 @@ depthwise_cases = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(depthwise_cases)
 def test_float_contract_depthwise_kernel_matches_the_reference(case):
     from codegen.depthwise_int import DepthwiseKernel, float_depthwise_kernel_args, scheduled_depthwise_primfunc
