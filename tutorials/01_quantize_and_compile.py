@@ -68,8 +68,12 @@ def main(argv=None):
     print(f"BOPs: {table.total / 1e9:.4f} G quantized vs {fp32_table.total / 1e9:.4f} G fp32 "
           f"({fp32_table.total / table.total:.1f}x fewer)")
 
-    # 4. compile for the CPU (bit-serial kernels) and compare with torch's fake-quant model
+    # 4. compile for the CPU and compare with torch's fake-quant model. Each layer gets a kernel:
+    #    bit-serial popcount (these k-quantile LUTs), int8 VNNI for uniform weights past ~4 bit-plane
+    #    products per MAC, a direct kernel for depthwise convs; the recipe's "kernel" field pins it
     compiled = tvm_qnn.compile(qmod, target="cpu")
+    kinds = list(compiled.artifact.info["layer_kernels"].values())
+    print("kernels: " + ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))))
     fake_quant = apply_recipe(model, recipe).eval()
     worst, agree = 0.0, 0
     n_check = 16 if args.fast else 256
