@@ -90,13 +90,22 @@ def latency_vs_torch(model, example_input, recipe, target="cpu", threads=2, repe
         "ours_ms_1t": ours_1t, "torch_ms_1t": torch_1t, "speedup_1t": torch_1t / ours_1t,
         "ours_ms_wall": ours_wall, "torch_ms_wall": torch_wall, "speedup_wall": torch_wall / ours_wall,
         "top1_agree": float(np.mean(np.asarray(ours_out).argmax(-1) == float_out.argmax(-1))),
-        "bitserial_kernels": len(compiled.artifact.info.get("bitserial_kernels", [])),
+        "layer_kernels": _kernel_counts(compiled),
     }
+
+
+def _kernel_counts(compiled):
+    """``{kernel kind: quantized layers}`` of a compiled model (``info["layer_kernels"]``)."""
+    counts = {}
+    for kind in compiled.artifact.info.get("layer_kernels", {}).values():
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def format_latency(result):
     """One human-readable paragraph of :func:`latency_vs_torch`'s result."""
-    return (f"target {result['target']} ({result['bitserial_kernels']} bit-serial kernels): "
+    kernels = ", ".join(f"{n} {kind}" for kind, n in sorted(result["layer_kernels"].items())) or "no quantized layer"
+    return (f"target {result['target']} (kernels per layer: {kernels}): "
             f"{result['ours_ms_1t']:.3f} ms vs PyTorch fp32 {result['torch_ms_1t']:.3f} ms at 1 thread "
             f"({result['speedup_1t']:.2f}x); wall at {result['threads']} threads {result['ours_ms_wall']:.3f} ms vs "
             f"{result['torch_ms_wall']:.3f} ms ({result['speedup_wall']:.2f}x); top-1 agreement with the float "
