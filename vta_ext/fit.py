@@ -32,7 +32,7 @@ MEASURED_PATH = Path(__file__).resolve().parent / "rtl_fit" / "whole_core.json"
 # the HwConfig fields the synthesized hardware depends on (clock and DMA timing do not change the netlist)
 HARDWARE_FIELDS = ("batch", "block_in", "block_out", "max_a_bits", "max_w_bits", "lut_entries", "lut_mode",
                    "inp_buff_bytes", "wgt_buff_bytes", "acc_buff_bytes", "uop_buff_bytes", "prm_buff_bytes",
-                   "dma_bytes_per_cycle", "part")
+                   "dma_bytes_per_cycle", "alu_lanes", "part")
 NAMES = {"lut": "LUT", "ff": "FF", "bram": "block RAM", "dsp": "DSP"}
 
 

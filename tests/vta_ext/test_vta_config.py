@@ -34,6 +34,7 @@ def test_pynq_preset_has_vta_default_lanes_and_fits_its_part():
     ("batch", 0), ("block_in", 12), ("block_out", 1024), ("max_a_bits", 9), ("max_w_bits", 0),
     ("lut_entries", 3), ("lut_mode", "magic"), ("inp_buff_bytes", 8), ("dma_bytes_per_cycle", 3),
     ("clock_mhz", -5), ("clock_mhz", float("nan")), ("block_in", True), ("name", ""),
+    ("alu_lanes", 3), ("alu_lanes", 32), ("alu_lanes", 0),
 ])
 def test_bad_field_is_named(field, value):
     with pytest.raises(HwConfigError, match=field):
@@ -127,3 +128,11 @@ def test_compile_refuses_an_oversized_core_before_building():
     big = {**HwConfig.preset("ultrascale_plus").to_dict(), "block_in": 64, "block_out": 64}
     with pytest.raises(HwConfigError, match=r"does not fit its part xcvu9p: LUT [\d,]+ needed > 1,182,240"):
         tvm_qnn.compile(None, target=big)  # refused while reading the target, before the module is touched
+
+
+def test_output_bits_that_do_not_fill_whole_bytes_are_refused_by_name():
+    """4 outputs at 3 bits are 12 bits: the layer is refused naming out_bits, not a ZeroDivisionError later."""
+    cfg = HwConfig(batch=1, block_in=8, block_out=4, max_a_bits=4, max_w_bits=2, lut_entries=4)
+    with pytest.raises(HwConfigError, match="out_bits=3 .* 12 bits"):
+        cfg.check_layer_bits("conv", 2, 2, 3)
+    cfg.check_layer_bits("conv", 2, 2, 2)  # 8 bits: one byte

@@ -81,8 +81,10 @@ class SynthResult:
 FLOWS = {
     "xilinx": "synth_xilinx -flatten -noiopad -top {top}",
     "xilinx-nodsp": "synth_xilinx -flatten -noiopad -nodsp -top {top}",
-    "ice40": "synth_ice40 -top {top}",
-    "ice40-dsp": "synth_ice40 -dsp -top {top}",
+    # up to (not including) the "check" label: its autoname pass took the most memory of the whole
+    # run on the whole core (over 4 GB for a 32-lane core) and renames wires only
+    "ice40": "synth_ice40 -top {top} -run :check",
+    "ice40-dsp": "synth_ice40 -dsp -top {top} -run :check",
 }
 
 
@@ -145,7 +147,7 @@ def ice40_fmax(top, params, device="hx8k", package="ct256", timeout_s=600.0, mem
     where = f"{top} ice40-{device} {params}"
     with tempfile.TemporaryDirectory(prefix="qnn_pnr_") as tmp:
         work = Path(tmp)
-        script = yosys_script(top, params, "ice40").replace("synth_ice40 -top", "synth_ice40 -json design.json -top")
+        script = yosys_script(top, params, "ice40", json_out="design.json")
         (work / "run.ys").write_text(script)
         run = run_bounded([yosys, "-q", "run.ys"], cwd=work, timeout_s=timeout_s, mem_mb=mem_mb)
         if run.returncode != 0 or run.timed_out:

@@ -22,7 +22,8 @@
 //   rd_addr [24], rd_data [BATCH*BLOCK_OUT*32]   accumulator read port (the store path)
 // Timing: the accepting clock, one clock to issue the first micro-op step (read its micro-op,
 // form its buffer addresses), then per step: GEMM a_bits clocks (one activation bit plane per
-// clock, most significant first), GEMM reset 1, ALU 1, LUT_APPLY 2^w_bits (one level per clock);
+// clock, most significant first), GEMM reset 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU
+// lanes per clock), LUT_APPLY 2^w_bits (one level per clock);
 // the next step is issued during the current one's last clock, so steps follow each other with
 // no bubbles. An instruction with no steps takes the accepting clock only; otherwise cycles =
 // 2 + steps * per_step (RTL_PIPELINE_CYCLES = 2 in vta_ext/rtl/cosim.py).
@@ -47,6 +48,9 @@ module qnn_compute #(
     parameter ACC_DEPTH = 256,
     parameter UOP_DEPTH = 256,
     parameter PRM_DEPTH = 16,
+    // ALU lanes: an ALU micro-op passes over the BATCH*BLOCK_OUT elements in BATCH*BLOCK_OUT/ALU_LANES
+    // clocks (a power of two dividing BLOCK_OUT; HwConfig.alu_lanes)
+    parameter ALU_LANES = BATCH * BLOCK_OUT,
     // width of the host write port: the widest buffer entry (derived; do not override)
     parameter WR_W = BLOCK_OUT * (LUT_ENTRIES * 8 + 72) > BLOCK_OUT * BLOCK_IN * W_BITS
                      ? BLOCK_OUT * (LUT_ENTRIES * 8 + 72) : BLOCK_OUT * BLOCK_IN * W_BITS
@@ -76,6 +80,7 @@ module qnn_compute #(
     localparam GROUP = (LUT_MODE == 1) ? LEVELS : 1;  // accumulator entries per GEMM destination
     localparam SCOPE_UOP = 0, SCOPE_WGT = 1, SCOPE_INP = 2, SCOPE_ACC = 3, SCOPE_PRM = 4;
     localparam OPC_GEMM = 2, OPC_ALU = 3, ALU_LUT_APPLY = 5;
+    localparam ALU_PASSES = BATCH * BLOCK_OUT / ALU_LANES, ALU_PART_W = ALU_LANES * 32;
 
     // ------------------------------------------------------------------ buffers
     reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
@@ -126,7 +131,7 @@ module qnn_compute #(
     reg        ex_valid = 1'b0;
     reg [23:0] dst_q, src_q, wgt_q, prm_q, accb_q;  // accb_q: acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
     reg [8:0]  k;
-    wire [8:0] per_step = is_gemm ? (reset_dst ? 9'd1 : {5'd0, a_bits}) : is_lut_apply ? levels_insn : 9'd1;
+    wire [8:0] per_step = is_gemm ? (reset_dst ? 9'd1 : {5'd0, a_bits}) : is_lut_apply ? levels_insn : ALU_PASSES;
     wire last_k = k == per_step - 1'b1;
     wire write_back = running && ex_valid && last_k;
     wire issue = running && agen_more && (!ex_valid || last_k);
@@ -172,15 +177,41 @@ module qnn_compute #(
         apply (.clk(clk), .enable(ex_valid && is_lut_apply), .first(k == 0),
                .level_sum(acc_src), .lut_column(lut_column), .acc_next(lut_next), .acc(lut_acc));
 
-    reg [ACC_W-1:0] alu_rhs;
-    always @*
-        for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
-            alu_rhs[n*32 +: 32] = use_imm ? imm : acc_src[n*32 +: 32];
+    // ALU: pass k covers elements k*ALU_LANES .. (k+1)*ALU_LANES-1, whose outputs o are consecutive
+    // (ALU_LANES divides BLOCK_OUT) from (k*ALU_LANES) % BLOCK_OUT; the passes before the last are held
     wire [ACC_W-1:0] alu_result;
-    alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
-        alu (.alu_op(alu_op), .lhs(acc_dst), .rhs(alu_rhs),
-             .bias(prm[LUT_W +: BLOCK_OUT*32]), .multiplier(prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
-             .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
+    generate
+        if (ALU_PASSES == 1) begin : alu_whole_vector
+            reg [ACC_W-1:0] rhs;
+            always @*
+                for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
+                    rhs[n*32 +: 32] = use_imm ? imm : acc_src[n*32 +: 32];
+            alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
+                alu (.alu_op(alu_op), .lhs(acc_dst), .rhs(rhs),
+                     .bias(prm[LUT_W +: BLOCK_OUT*32]), .multiplier(prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
+                     .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
+        end else begin : alu_passes
+            wire [8:0] o0 = (k * ALU_LANES) % BLOCK_OUT;
+            reg [ALU_PART_W-1:0] rhs;
+            always @*
+                for (n = 0; n < ALU_LANES; n = n + 1)
+                    rhs[n*32 +: 32] = use_imm ? imm : acc_src[(k*ALU_LANES + n)*32 +: 32];
+            wire [ALU_PART_W-1:0] part;
+            alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES))
+                alu (.alu_op(alu_op), .lhs(acc_dst[k*ALU_PART_W +: ALU_PART_W]), .rhs(rhs),
+                     .bias(prm[LUT_W + o0*32 +: ALU_PART_W]),
+                     .multiplier(prm[LUT_W + BLOCK_OUT*32 + o0*32 +: ALU_PART_W]),
+                     .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part));
+            reg [ACC_W-1:0] held, merged;
+            always @* begin
+                merged = held;
+                merged[k*ALU_PART_W +: ALU_PART_W] = part;
+            end
+            always @(posedge clk)
+                if (ex_valid) held <= merged;
+            assign alu_result = merged;
+        end
+    endgenerate
 
     // ------------------------------------------------------------------ buffer writes (one port each)
     wire ld_wgt = ld_en && ld_scope == SCOPE_WGT, ld_inp = ld_en && ld_scope != SCOPE_WGT;
