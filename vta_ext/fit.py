@@ -64,11 +64,12 @@ def measured(cfg, path=MEASURED_PATH):
     return None
 
 
-def modelled(cfg):
-    """``{resource: count}`` from the resource model, block RAM in the part's own block size."""
+def modelled(cfg, part=None):
+    """``{resource: count}`` from the resource model, block RAM in the block size of ``part`` (default
+    ``cfg.part``)."""
     from .resources import estimate
 
-    part = get_part(cfg.part)
+    part = get_part(part or cfg.part)
     e = estimate(cfg)
     buffers = (cfg.inp_buff_bytes, cfg.wgt_buff_bytes, cfg.acc_buff_bytes, cfg.uop_buff_bytes, cfg.prm_buff_bytes)
     bram = sum(math.ceil(b * 8 / (part.bram_kbits * 1024)) for b in buffers)

@@ -89,14 +89,19 @@ module qnn_compute #(
     reg [63:0]      uop_mem [0:UOP_DEPTH-1];
     reg [PRM_W-1:0] prm_mem [0:PRM_DEPTH-1];
     assign rd_data = acc_mem[rd_addr];
+`ifndef SYNTHESIS
+    // buffers power up cleared, like the simulator's CoreState. Block RAMs power up cleared on
+    // both families anyway, and yosys (which defines SYNTHESIS) would unroll these loops into one
+    // write per entry: minutes of elaboration for a preset's 10k entries
     integer init;
-    initial begin  // buffers power up cleared, like the simulator's CoreState
+    initial begin
         for (init = 0; init < INP_DEPTH; init = init + 1) inp_mem[init] = 0;
         for (init = 0; init < WGT_DEPTH; init = init + 1) wgt_mem[init] = 0;
         for (init = 0; init < ACC_DEPTH; init = init + 1) acc_mem[init] = 0;
         for (init = 0; init < UOP_DEPTH; init = init + 1) uop_mem[init] = 0;
         for (init = 0; init < PRM_DEPTH; init = init + 1) prm_mem[init] = 0;
     end
+`endif
 
     // ------------------------------------------------------------------ decoded instruction
     reg        running = 1'b0;
