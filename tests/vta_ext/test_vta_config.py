@@ -19,15 +19,18 @@ def test_presets_load_and_round_trip(name, tmp_path):
 
 def test_pynq_preset_is_the_measured_core_that_fits_its_part():
     """VTA's default core (1x16x16 int8) does not fit a Zynq-7020 with per-lane LUT decode; the whole
-    core synthesized at 1x32x8 w4 needed 90,588 LUT and 180 BRAM36 (DMA byte reassembly over its
-    200-byte parameter rows): the preset is 1x16x4 at a8/w4 with 64/128 KB accumulator/weight buffers."""
+    core synthesized at 1x32x8 w4 needed 90,588 LUT and 180 BRAM36 (DMA reassembly over its 200-byte
+    parameter rows): the preset is 2x8x4 at a8/w4 (100-byte parameter rows; 8 output elements so
+    every output width 1..8 packs whole bytes) with 4 ALU lanes and 64/128 KB accumulator/weight buffers."""
     cfg = HwConfig.preset("pynq_z1")
-    assert (cfg.batch, cfg.block_in, cfg.block_out, cfg.clock_mhz, cfg.part) == (1, 16, 4, 100.0, "xc7z020")
-    assert cfg.lanes == 64 and cfg.max_w_bits == 4 and cfg.max_a_bits == 8
+    assert (cfg.batch, cfg.block_in, cfg.block_out, cfg.clock_mhz, cfg.part) == (2, 8, 4, 100.0, "xc7z020")
+    assert cfg.lanes == 64 and cfg.max_w_bits == 4 and cfg.max_a_bits == 8 and cfg.alu_passes == 2
     # packing: an 8-bit input vector is 16 bytes, a 1-bit one 2 bytes -> 8x the depth
     assert cfg.inp_vector_bytes(8) == 16 and cfg.inp_depth(1) == 8 * cfg.inp_depth(8)
-    assert cfg.acc_depth == cfg.acc_buff_bytes // (4 * 4)
+    assert cfg.acc_depth == cfg.acc_buff_bytes // (8 * 4)
     assert cfg.peak_gops(8) == pytest.approx(2 * 64 * 100e6 / 8 / 1e9)
+    for out_bits in range(1, 9):
+        cfg.check_layer_bits("conv", 8, 4, out_bits)
     assert HwConfig.preset("ultrascale_plus").lanes >= 4 * cfg.lanes
 
 
