@@ -54,8 +54,9 @@ def test_gemm_cycles_scale_with_activation_bits():
 
 
 def test_cycles_scale_with_array_size():
-    small = HwConfig.preset("pynq_z1").replace(part=None)  # cycles only: the 4x core need not fit a part
-    big = small.replace(block_in=32, block_out=32, inp_buff_bytes=4 * small.inp_buff_bytes,
+    # cycles only (the 4x core need not fit a part); batch 1 so a batch-1 layer uses every lane
+    small = HwConfig.preset("pynq_z1").replace(part=None, batch=1, block_in=2 * HwConfig.preset("pynq_z1").block_in)
+    big = small.replace(block_in=2 * small.block_in, block_out=2 * small.block_out, inp_buff_bytes=4 * small.inp_buff_bytes,
                         wgt_buff_bytes=4 * small.wgt_buff_bytes, acc_buff_bytes=2 * small.acc_buff_bytes)
     layer = conv_layer(64, 64, 14, 4)
     r_small, r_big = simulate_program(compile_layer(layer, small)), simulate_program(compile_layer(layer, big))
