@@ -593,6 +593,39 @@ def render_pretrained(data, path):
 
 
 # (title, JSON file names in order of preference, script, renderer)
+def render_fpga_build(data, path):
+    rows = []
+    for name, c in sorted(data.get("cores", {}).items()):
+        cap, need = c["capacity"], c.get("measured")
+        if need is None:
+            cells = ["not synthesized: " + c.get("skipped", "?")] + [""] * 3
+        else:
+            cells = [f"{need[r]:,} / {cap[r]:,} ({100 * need[r] / cap[r]:.0f}%)" if cap[r] else f"{need[r]:,} / 0"
+                     for r in ("lut", "ff", "bram", "dsp")]
+        fits = "–" if need is None else ("**yes**" if c.get("fits") else "no")
+        rows.append([f"`{name}`", c["part"], c["flow"], c["array"], f"{c['bits'][0]}/{c['bits'][1]}", c["lut_mode"],
+                     c["alu_lanes"], *cells, fits, f"{c['model']['lut']:,}", num(c.get("wall_s"), ".0f")])
+    out = ["Whole core (`qnn_core`: fetch, queues, DMA, buffers as block RAM, GEMM, ALU) synthesized by yosys with "
+           "its part's flow (`vta_ext.rtl.core_synth`; recorded in `vta_ext/rtl_fit/whole_core.json`, which the "
+           "fit check reads), measured / part capacity:\n",
+           table(["preset", "part", "flow", "array", "a/w", "LUT mode", "ALU lanes", "LUT", "FF", "BRAM", "DSP",
+                  "fits", "LUT (model)", "yosys s"], rows)]
+    for name, b in sorted(data.get("bitstreams", {}).items()):
+        if "error" in b:
+            out.append(f"\n- `{name}` bitstream: **failed** at {b['stage']}: {b['error']}")
+            continue
+        lc = b["utilisation"].get("ICESTORM_LC", {})
+        ram = b["utilisation"].get("ICESTORM_RAM", {})
+        out.append(f"\n- `{name}` bitstream (`tvm-qnn bitstream`, nextpnr-ice40 {b['device']} {b['package']}, seed "
+                   f"{b['seed']}): Fmax **{b['fmax_mhz']:.2f} MHz** at a {b['clock_mhz']:g} MHz clock "
+                   f"(timing {'met' if b['timing_met'] else 'missed'}); {lc.get('used', 0):,} / "
+                   f"{lc.get('available', 0):,} logic cells, {ram.get('used', 0)} / {ram.get('available', 0)} "
+                   f"block RAMs; {b['bitstream_bytes']:,}-byte `core.bin`.")
+    if data.get("tools"):
+        out.append("\n- Tools: " + "; ".join(data["tools"].values()) + ".")
+    return "\n".join(out), []
+
+
 SECTIONS = [
     ("Accuracy vs BOPs (Fashion-MNIST)", ("accuracy.json", "fast-accuracy.json"), "accuracy.py", render_accuracy),
     ("Bit-serial kernels vs baselines (ResNet-18 3×3 layers)", ("kernels.json",), "kernels.py", render_kernels),
@@ -603,6 +636,7 @@ SECTIONS = [
     ("BOPs-aware cost model", ("cost_model.json",), "cost_model.py", render_cost_model),
     ("Compile time", ("compile_time.json",), "compile_time.py", render_compile_time),
     ("FPGA accelerator: cycles, fps, GOP/s, resources", ("fpga.json",), "fpga.py", render_fpga),
+    ("FPGA whole-core synthesis and bitstream", ("fpga_build.json",), "fpga_build.py", render_fpga_build),
     ("Multi-FPGA streaming plans", ("fpga_streaming.json",), "fpga_streaming.py", render_streaming),
     ("Model-zoo conformance (torchvision)", ("conformance.json",), "conformance.py", render_conformance),
     ("Pretrained EfficientNet-Lite1 w8a8 PTQ vs fp32", ("pretrained.json",), "pretrained.py", render_pretrained),

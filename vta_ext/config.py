@@ -15,6 +15,9 @@ The core (see ``vta_ext/isa.py`` for the instruction set):
 * SRAM buffers (``*_buff_bytes``) holding activations and weight indices packed at their bit
   width, int32 accumulators, 64-bit micro-ops and per-channel parameters (LUT row, bias,
   requant multiplier and shift);
+* a vector ALU of ``alu_lanes`` lanes (``None``: one per output element, ``batch * block_out``);
+  with fewer lanes an ALU micro-op passes over the vector in ``alu_passes`` clocks (each lane's
+  32 x 32 requant multiplier is the core's largest block where a part has no DSP);
 * a DMA engine moving ``dma_bytes_per_cycle`` after ``dma_latency_cycles`` of set-up;
 * the FPGA ``part`` it is built for (``vta_ext/parts.py``): a config naming a part is refused
   (``HwConfigError`` naming the resource and both numbers) unless its core fits that part
@@ -137,6 +140,7 @@ class HwConfig:
     gemm_pipeline_cycles: int = 4
     alu_pipeline_cycles: int = 4
     clock_mhz: float = 100.0
+    alu_lanes: int | None = None
     part: str | None = None
     resources: ResourceCoefficients = field(default_factory=ResourceCoefficients)
 
@@ -150,6 +154,9 @@ class HwConfig:
         for name in _POW2:
             if not _is_pow2(getattr(self, name)):
                 raise HwConfigError(f"{name}={getattr(self, name)!r} must be a power of two")
+        if self.alu_lanes is not None and not (_is_pow2(self.alu_lanes) and self.alu_lanes <= self.block_out):
+            raise HwConfigError(f"alu_lanes={self.alu_lanes!r}; expected null or a power of two <= block_out="
+                                f"{self.block_out}")
         if self.lut_mode not in LUT_MODES:
             raise HwConfigError(f"lut_mode={self.lut_mode!r}; expected one of {list(LUT_MODES)}")
         if self.lut_entries < 1 << self.max_w_bits:
@@ -252,6 +259,16 @@ class HwConfig:
         """Multiply lanes of the GEMM array (each handles one activation bit per cycle)."""
         return self.batch * self.block_in * self.block_out
 
+    @property
+    def alu_lane_count(self):
+        """Physical ALU lanes (``alu_lanes``, or one per output element)."""
+        return self.alu_lanes or self.batch * self.block_out
+
+    @property
+    def alu_passes(self):
+        """Clocks an ALU micro-op (other than LUT_APPLY) takes: the output vector over the ALU lanes."""
+        return self.batch * self.block_out // self.alu_lane_count
+
     def inp_vector_bytes(self, a_bits):
         """Bytes of one input vector (``batch x block_in`` codes at ``a_bits``)."""
         return self.batch * self.block_in * a_bits // 8
@@ -299,6 +316,13 @@ class HwConfig:
 
     def check_layer_bits(self, layer_name, a_bits, w_bits, out_bits=None):
         """Raise HwConfigError unless the core supports a layer with these bit widths."""
+        outputs = self.batch * self.block_out
+        if out_bits is not None and (outputs * out_bits) % 8:
+            # a stored output vector is whole bytes: batch*block_out codes at out_bits
+            raise HwConfigError(
+                f"layer {layer_name!r}: out_bits={out_bits} on config {self.name!r} (batch*block_out={outputs}) "
+                f"stores {outputs * out_bits} bits per output vector, not whole bytes; use out_bits with "
+                f"{outputs}*out_bits a multiple of 8")
         exceeded = self._bits_exceeded(a_bits, w_bits, out_bits)
         if exceeded:
             field_name, value, limit = exceeded

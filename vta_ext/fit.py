@@ -32,7 +32,7 @@ MEASURED_PATH = Path(__file__).resolve().parent / "rtl_fit" / "whole_core.json"
 # the HwConfig fields the synthesized hardware depends on (clock and DMA timing do not change the netlist)
 HARDWARE_FIELDS = ("batch", "block_in", "block_out", "max_a_bits", "max_w_bits", "lut_entries", "lut_mode",
                    "inp_buff_bytes", "wgt_buff_bytes", "acc_buff_bytes", "uop_buff_bytes", "prm_buff_bytes",
-                   "dma_bytes_per_cycle", "part")
+                   "dma_bytes_per_cycle", "alu_lanes", "part")
 NAMES = {"lut": "LUT", "ff": "FF", "bram": "block RAM", "dsp": "DSP"}
 
 
@@ -64,11 +64,12 @@ def measured(cfg, path=MEASURED_PATH):
     return None
 
 
-def modelled(cfg):
-    """``{resource: count}`` from the resource model, block RAM in the part's own block size."""
+def modelled(cfg, part=None):
+    """``{resource: count}`` from the resource model, block RAM in the block size of ``part`` (default
+    ``cfg.part``)."""
     from .resources import estimate
 
-    part = get_part(cfg.part)
+    part = get_part(part or cfg.part)
     e = estimate(cfg)
     buffers = (cfg.inp_buff_bytes, cfg.wgt_buff_bytes, cfg.acc_buff_bytes, cfg.uop_buff_bytes, cfg.prm_buff_bytes)
     bram = sum(math.ceil(b * 8 / (part.bram_kbits * 1024)) for b in buffers)

@@ -15,8 +15,9 @@ Each weight storage mode (``lut_mode``) has only the terms its hardware has (``L
   ``lut_per_output_level * outputs * L`` (and their registers). There is no per-lane multiply, so
   no lanes x b_w term: the RTL fit with it mis-predicted a held-out 32x16 b_w=3 core by 14%,
   without it every held-out one-hot core is within 5% (``vta_ext/rtl/resource_fit.py``).
-* ALU (requant multiply, rounding shift, clamp, LUT apply multiplier) per output lane:
-  ``lut_per_alu_lane * outputs`` LUTs, ``dsp_per_alu_lane * outputs`` DSPs (32x32 on 18x25).
+* ALU (requant multiply, rounding shift, clamp, LUT apply multiplier) per ALU lane
+  (``HwConfig.alu_lane_count``: one per output unless ``alu_lanes`` says fewer):
+  ``lut_per_alu_lane * alu_lanes`` LUTs, ``dsp_per_alu_lane * alu_lanes`` DSPs (32x32 on 18x25).
 * control, fetch, DMA, queues: ``lut_base`` / ``ff_base``.
 * BRAM: every SRAM buffer rounded up to whole ``bram_kbits`` blocks.
 * power: ``static_power_w`` + clock x (per-kLUT, per-kFF, per-BRAM, per-DSP dynamic mW/MHz).
@@ -133,13 +134,14 @@ def estimate(config, a_bits=None, w_bits=None, coefficients=None, lut_mode=None)
     mode = lut_mode or config.lut_mode
     lanes, outputs = config.lanes, config.batch * config.block_out
     gemm_luts, gemm_ffs = gemm_terms(c, mode, lanes, outputs, w)
-    terms = {"control": c.lut_base, **gemm_luts, "alu": c.lut_per_alu_lane * outputs}
-    ffs = c.ff_base + gemm_ffs + c.ff_per_alu_lane * outputs
+    alu_lanes = config.alu_lane_count  # the requant ALU is built per physical lane, not per output
+    terms = {"control": c.lut_base, **gemm_luts, "alu": c.lut_per_alu_lane * alu_lanes}
+    ffs = c.ff_base + gemm_ffs + c.ff_per_alu_lane * alu_lanes
     luts = sum(terms.values())
     buffer_bytes = (config.inp_buff_bytes, config.wgt_buff_bytes, config.acc_buff_bytes, config.uop_buff_bytes,
                     config.prm_buff_bytes)
     bram = sum(math.ceil(b * 8 / (c.bram_kbits * 1024)) for b in buffer_bytes)
-    dsps = c.dsp_per_alu_lane * outputs
+    dsps = c.dsp_per_alu_lane * alu_lanes
     dynamic_mw = config.clock_mhz * (c.dynamic_mw_per_klut_mhz * luts / 1e3 + c.dynamic_mw_per_kff_mhz * ffs / 1e3
                                      + c.dynamic_mw_per_bram_mhz * bram + c.dynamic_mw_per_dsp_mhz * dsps)
     _ = a_bits  # area does not depend on b_a (bit-serial): it sets cycles, see sim.timing

@@ -13,7 +13,7 @@ import torch
 
 from tvm_qnn import cli
 
-COMMANDS = ("train", "calibrate", "compile", "tune", "bench", "plan", "serve", "run", "demo")
+COMMANDS = ("train", "calibrate", "compile", "tune", "bench", "plan", "serve", "run", "bitstream", "demo")
 
 
 def run_cli(capsys, *argv):

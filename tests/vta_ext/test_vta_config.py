@@ -17,16 +17,20 @@ def test_presets_load_and_round_trip(name, tmp_path):
     assert HwConfig.from_json(path) == cfg
 
 
-def test_pynq_preset_has_vta_default_lanes_and_fits_its_part():
-    """VTA's default core (1x16x16 int8) does not fit a Zynq-7020 with per-lane LUT decode at 8-bit
-    weights (~210k LUT by the model): the preset keeps its 256 lanes as 1x32x8 at w4."""
+def test_pynq_preset_is_the_measured_core_that_fits_its_part():
+    """VTA's default core (1x16x16 int8) does not fit a Zynq-7020 with per-lane LUT decode; the whole
+    core synthesized at 1x32x8 w4 needed 90,588 LUT and 180 BRAM36 (DMA reassembly over its 200-byte
+    parameter rows): the preset is 2x8x4 at a8/w4 (100-byte parameter rows; 8 output elements so
+    every output width 1..8 packs whole bytes) with 4 ALU lanes and 64/128 KB accumulator/weight buffers."""
     cfg = HwConfig.preset("pynq_z1")
-    assert (cfg.batch, cfg.block_in, cfg.block_out, cfg.clock_mhz, cfg.part) == (1, 32, 8, 100.0, "xc7z020")
-    assert cfg.lanes == 256 and cfg.max_w_bits == 4
-    # packing: an 8-bit input vector is 32 bytes, a 1-bit one 4 bytes -> 8x the depth
-    assert cfg.inp_vector_bytes(8) == 32 and cfg.inp_depth(1) == 8 * cfg.inp_depth(8)
+    assert (cfg.batch, cfg.block_in, cfg.block_out, cfg.clock_mhz, cfg.part) == (2, 8, 4, 100.0, "xc7z020")
+    assert cfg.lanes == 64 and cfg.max_w_bits == 4 and cfg.max_a_bits == 8 and cfg.alu_passes == 2
+    # packing: an 8-bit input vector is 16 bytes, a 1-bit one 2 bytes -> 8x the depth
+    assert cfg.inp_vector_bytes(8) == 16 and cfg.inp_depth(1) == 8 * cfg.inp_depth(8)
     assert cfg.acc_depth == cfg.acc_buff_bytes // (8 * 4)
-    assert cfg.peak_gops(8) == pytest.approx(2 * 256 * 100e6 / 8 / 1e9)
+    assert cfg.peak_gops(8) == pytest.approx(2 * 64 * 100e6 / 8 / 1e9)
+    for out_bits in range(1, 9):
+        cfg.check_layer_bits("conv", 8, 4, out_bits)
     assert HwConfig.preset("ultrascale_plus").lanes >= 4 * cfg.lanes
 
 
@@ -34,6 +38,7 @@ def test_pynq_preset_has_vta_default_lanes_and_fits_its_part():
     ("batch", 0), ("block_in", 12), ("block_out", 1024), ("max_a_bits", 9), ("max_w_bits", 0),
     ("lut_entries", 3), ("lut_mode", "magic"), ("inp_buff_bytes", 8), ("dma_bytes_per_cycle", 3),
     ("clock_mhz", -5), ("clock_mhz", float("nan")), ("block_in", True), ("name", ""),
+    ("alu_lanes", 3), ("alu_lanes", 32), ("alu_lanes", 0),
 ])
 def test_bad_field_is_named(field, value):
     with pytest.raises(HwConfigError, match=field):
@@ -127,3 +132,11 @@ def test_compile_refuses_an_oversized_core_before_building():
     big = {**HwConfig.preset("ultrascale_plus").to_dict(), "block_in": 64, "block_out": 64}
     with pytest.raises(HwConfigError, match=r"does not fit its part xcvu9p: LUT [\d,]+ needed > 1,182,240"):
         tvm_qnn.compile(None, target=big)  # refused while reading the target, before the module is touched
+
+
+def test_output_bits_that_do_not_fill_whole_bytes_are_refused_by_name():
+    """4 outputs at 3 bits are 12 bits: the layer is refused naming out_bits, not a ZeroDivisionError later."""
+    cfg = HwConfig(batch=1, block_in=8, block_out=4, max_a_bits=4, max_w_bits=2, lut_entries=4)
+    with pytest.raises(HwConfigError, match="out_bits=3 .* 12 bits"):
+        cfg.check_layer_bits("conv", 2, 2, 3)
+    cfg.check_layer_bits("conv", 2, 2, 2)  # 8 bits: one byte

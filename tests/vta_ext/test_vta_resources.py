@@ -25,7 +25,7 @@ def test_terms_follow_lanes_and_bits():
                                                                  for b in (1, 2, 4)]  # lanes x 2^b_w
     assert [t["level-sum accumulators"] for t in onehot_terms] == [c.lut_per_output_level * outputs * (1 << b)
                                                                    for b in (1, 2, 4)]  # outputs x 2^b_w
-    wide = cfg.replace(block_in=32, block_out=32, inp_buff_bytes=4 * cfg.inp_buff_bytes)
+    wide = cfg.replace(block_in=2 * cfg.block_in, block_out=2 * cfg.block_out, inp_buff_bytes=4 * cfg.inp_buff_bytes)  # 4x lanes
     assert estimate(wide, w_bits=2, coefficients=c).breakdown["per-lane LUT decode"] == pytest.approx(
         4 * base.breakdown["per-lane LUT decode"])
     assert estimate(cfg, a_bits=1, coefficients=c).luts == estimate(cfg, a_bits=8, coefficients=c).luts  # b_a costs cycles, not area

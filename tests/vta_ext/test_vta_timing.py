@@ -54,8 +54,9 @@ def test_gemm_cycles_scale_with_activation_bits():
 
 
 def test_cycles_scale_with_array_size():
-    small = HwConfig.preset("pynq_z1").replace(part=None)  # cycles only: the 4x core need not fit a part
-    big = small.replace(block_in=32, block_out=32, inp_buff_bytes=4 * small.inp_buff_bytes,
+    # cycles only (the 4x core need not fit a part); batch 1 so a batch-1 layer uses every lane
+    small = HwConfig.preset("pynq_z1").replace(part=None, batch=1, block_in=2 * HwConfig.preset("pynq_z1").block_in)
+    big = small.replace(block_in=2 * small.block_in, block_out=2 * small.block_out, inp_buff_bytes=4 * small.inp_buff_bytes,
                         wgt_buff_bytes=4 * small.wgt_buff_bytes, acc_buff_bytes=2 * small.acc_buff_bytes)
     layer = conv_layer(64, 64, 14, 4)
     r_small, r_big = simulate_program(compile_layer(layer, small)), simulate_program(compile_layer(layer, big))
@@ -82,3 +83,18 @@ def test_flag_without_a_queue_is_rejected():
     bad = MemInsn(opcode=Opcode.LOAD, scope=MemScope.INP, pop_prev=True)  # the load module has no previous module
     with pytest.raises(Exception, match="no queue on the load module"):
         simulate(TINY, [bad, FinishInsn()])
+
+
+def test_fewer_alu_lanes_cost_passes_per_alu_step_and_nothing_else():
+    """alu_lanes=1 on 16 outputs: every ALU step takes 16 clocks; GEMM, DMA and the outputs do not change."""
+    layer = conv_layer(16, 16, 6, 2, w_bits=1)
+    full, narrow = TINY, TINY.replace(alu_lanes=1)
+    assert (full.alu_passes, narrow.alu_passes) == (1, 16)
+    p_full, p_narrow = compile_layer(layer, full, out_act=(2, 1.0)), compile_layer(layer, narrow, out_act=(2, 1.0))
+    assert p_full.insns == p_narrow.insns
+    r_full, r_narrow = simulate_program(p_full), simulate_program(p_narrow)
+    from vta_ext.isa import AluInsn
+
+    alu_steps = sum(i.iter_out * i.iter_in * (i.uop_end - i.uop_bgn) for i in p_full.insns if isinstance(i, AluInsn))
+    assert alu_steps > 0 and r_narrow.gemm_cycles == r_full.gemm_cycles
+    assert r_narrow.busy["compute"] - r_full.busy["compute"] == alu_steps * 15

@@ -34,7 +34,7 @@ EXIT_CODES = (
     (OSError, 1),  # a user's path: missing, not writable, a directory where a file is expected
 )
 
-ORDER = ("train", "calibrate", "compile", "tune", "bench", "plan", "serve", "run", "demo")
+ORDER = ("train", "calibrate", "compile", "tune", "bench", "plan", "serve", "run", "bitstream", "demo")
 EPILOG = """examples:
   tvm-qnn train --model tiny_cnn --w-bits 2 --a-bits 2 --epochs 1 --out runs/tiny
   tvm-qnn compile runs/tiny/model.pt --recipe runs/tiny/recipe.json --target cpu --out build/cpu

@@ -154,6 +154,27 @@ def _run(args):
     return summary
 
 
+# --------------------------------------------------------------------------- bitstream
+def _bitstream_arguments(parser):
+    parser.add_argument("--hw-config", required=True, metavar="CONFIG",
+                        help="hardware config naming an iCE40 part (preset such as ice40_hx8k, or a JSON path)")
+    parser.add_argument("-o", "--out", required=True, help="directory for core.bin and report.json")
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--timeout", type=positive_float, default=3600.0,
+                        help="seconds each of synthesis and place-and-route may take (default 3600)")
+
+
+def _bitstream(args):
+    from tvm_qnn.rpc.board import load_hw_config
+    from vta_ext.rtl.bitstream import build_bitstream
+
+    config = load_hw_config(args.hw_config)
+    report = build_bitstream(config, args.out, seed=args.seed, timeout_s=args.timeout)
+    return {"bitstream": str(Path(args.out) / "core.bin"), "report": str(Path(args.out) / "report.json"),
+            **{k: report[k] for k in ("config", "part", "package", "clock_mhz", "fmax_mhz", "timing_met",
+                                      "utilisation", "bitstream_bytes")}}
+
+
 def _timing_dict(timing) -> dict:
     if isinstance(timing, dict):
         return timing
@@ -180,6 +201,11 @@ register("run", Command(
      "tvm-qnn run --rpc 127.0.0.1:9190 --key cpu build/cpu x.npy --json",
      "tvm-qnn run --rpc 127.0.0.1:9190 --key fpga build/fpga x.npy --output y.npy"),
     _run_arguments, _run))
+
+register("bitstream", Command(
+    "build an iCE40 bitstream of a config's whole core (yosys -> nextpnr-ice40 -> icepack)",
+    ("tvm-qnn bitstream --hw-config ice40_hx8k -o build/ice40",),
+    _bitstream_arguments, _bitstream))
 
 # the model-side commands (train, calibrate, compile, tune, bench, plan, demo)
 from tvm_qnn.cli import model_commands  # noqa: E402,F401  (registers its commands)

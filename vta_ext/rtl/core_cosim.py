@@ -52,7 +52,7 @@ def core_parameters(cfg, queue_depth=64, a_bits=None, w_bits=None):
             "W_BITS": w_bits, "LUT_MODE": LUT_MODE_PARAM[cfg.lut_mode], "LUT_ENTRIES": cfg.lut_entries,
             "INP_DEPTH": cfg.inp_depth(1), "WGT_DEPTH": cfg.wgt_depth(1), "ACC_DEPTH": cfg.acc_depth,
             "UOP_DEPTH": cfg.uop_depth, "PRM_DEPTH": cfg.prm_depth, "BPC": cfg.dma_bytes_per_cycle,
-            "QDEPTH": queue_depth, "MAXE": maxe, "WR_W": maxe * 8}
+            "QDEPTH": queue_depth, "MAXE": maxe, "WR_W": maxe * 8, "ALU_LANES": cfg.alu_lane_count}
 
 
 def _write_bytes_hex(path, data):

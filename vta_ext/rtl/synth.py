@@ -29,6 +29,9 @@ TOPS = {
     "mvau_stream": ("mvau_stream",),
     "pnr_harness": ("pnr_harness", "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc",
                     "popcount"),
+    # the whole core (vta_ext/rtl/core_synth.py): needs the generated isa_fields.vh on the include path
+    "qnn_core": ("qnn_core", "dma_read", "dma_write", "insn_queue", "qnn_compute", "gemm_unit", "gemm_bitplane",
+                 "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount", "lut_apply", "alu_lanes"),
 }
 
 
@@ -78,11 +81,14 @@ class SynthResult:
 FLOWS = {
     "xilinx": "synth_xilinx -flatten -noiopad -top {top}",
     "xilinx-nodsp": "synth_xilinx -flatten -noiopad -nodsp -top {top}",
-    "ice40": "synth_ice40 -top {top}",
+    # up to (not including) the "check" label: its autoname pass took the most memory of the whole
+    # run on the whole core (over 4 GB for a 32-lane core) and renames wires only
+    "ice40": "synth_ice40 -top {top} -run :check",
+    "ice40-dsp": "synth_ice40 -dsp -top {top} -run :check",
 }
 
 
-def yosys_script(top, params, flow, json_out=None, stat_out="stat.json"):
+def yosys_script(top, params, flow, json_out=None, stat_out="stat.json", include_dir=None):
     """The yosys script of one run (read, set parameters, synthesize, ``stat -json``)."""
     if top not in TOPS:
         raise SynthesisError(f"unknown top {top!r}; known: {sorted(TOPS)}")
@@ -90,7 +96,8 @@ def yosys_script(top, params, flow, json_out=None, stat_out="stat.json"):
         raise SynthesisError(f"unknown flow {flow!r}; known: {sorted(FLOWS)}")
     sources = " ".join(str(p) for p in verilog_sources(*TOPS[top]))
     chparam = " ".join(f"-set {k} {int(v)}" for k, v in params.items())
-    lines = [f"read_verilog -sv {sources}"]
+    include = f"-I{include_dir} " if include_dir else ""
+    lines = [f"read_verilog -sv {include}{sources}"]
     if chparam:
         lines.append(f"chparam {chparam} {top}")
     lines += [FLOWS[flow].format(top=top), f"tee -q -o {stat_out} stat -json"]
@@ -99,13 +106,17 @@ def yosys_script(top, params, flow, json_out=None, stat_out="stat.json"):
     return "\n".join(lines) + "\n"
 
 
-def synthesize(top, params, flow="xilinx-nodsp", timeout_s=180.0, mem_mb=3072, json_out=None) -> SynthResult:
-    """Synthesize ``top`` with Verilog ``params`` through ``flow``; bounded in time and memory."""
+def synthesize(top, params, flow="xilinx-nodsp", timeout_s=180.0, mem_mb=3072, json_out=None,
+               headers=None) -> SynthResult:
+    """Synthesize ``top`` with Verilog ``params`` through ``flow``; bounded in time and memory.
+    ``headers`` (``{file name: text}``) are written next to the script and put on the include path."""
     yosys = find_tool("yosys")
     where = f"{top} {flow} {params}"
     with tempfile.TemporaryDirectory(prefix="qnn_synth_") as tmp:
         work = Path(tmp)
-        (work / "run.ys").write_text(yosys_script(top, params, flow, json_out))
+        for name, text in (headers or {}).items():
+            (work / name).write_text(text)
+        (work / "run.ys").write_text(yosys_script(top, params, flow, json_out, include_dir=work if headers else None))
         run = run_bounded([yosys, "-q", "-l", "yosys.log", "run.ys"], cwd=work, timeout_s=timeout_s, mem_mb=mem_mb)
         log_tail = run.tail()
         if (work / "yosys.log").is_file():
@@ -121,7 +132,7 @@ def synthesize(top, params, flow="xilinx-nodsp", timeout_s=180.0, mem_mb=3072, j
         except (OSError, json.JSONDecodeError) as err:
             raise SynthesisError(f"yosys wrote no readable stat -json for {where} ({err}):\n{log_tail}") from None
     cells = stat["design"]["num_cells_by_type"]
-    family = _FAMILIES["ice40" if flow == "ice40" else "xilinx"]
+    family = _FAMILIES["ice40" if flow.startswith("ice40") else "xilinx"]
     counts = {key: _count(cells, *patterns) for key, patterns in family.items()}
     return SynthResult(top=top, flow=flow, params=dict(params), wall_s=run.wall_s, cells=dict(cells), **counts)
 
@@ -136,7 +147,7 @@ def ice40_fmax(top, params, device="hx8k", package="ct256", timeout_s=600.0, mem
     where = f"{top} ice40-{device} {params}"
     with tempfile.TemporaryDirectory(prefix="qnn_pnr_") as tmp:
         work = Path(tmp)
-        script = yosys_script(top, params, "ice40").replace("synth_ice40 -top", "synth_ice40 -json design.json -top")
+        script = yosys_script(top, params, "ice40", json_out="design.json")
         (work / "run.ys").write_text(script)
         run = run_bounded([yosys, "-q", "run.ys"], cwd=work, timeout_s=timeout_s, mem_mb=mem_mb)
         if run.returncode != 0 or run.timed_out:

@@ -15,7 +15,8 @@ Costs (cycles; every constant comes from the ``HwConfig``):
   activation plane per cycle); a ``reset`` costs one cycle per destination instead of ``a_bits``;
   an instruction with no work (a pure token wait) costs 1.
 * ALU: ``alu_pipeline_cycles + iter_out * iter_in * uops * c`` with ``c = 2^w_bits`` for
-  ``LUT_APPLY`` (one level per cycle per output lane) and 1 for the others.
+  ``LUT_APPLY`` (one level per cycle per output lane) and ``cfg.alu_passes`` for the others (1
+  unless the core has fewer ALU lanes than output elements).
 * FINISH: 1.
 """
 
@@ -95,7 +96,7 @@ def insn_cycles(cfg, insn):
         return 1
     if isinstance(insn, GemmInsn):
         return cfg.gemm_pipeline_cycles + steps * (1 if insn.reset else insn.a_bits)
-    per_step = (1 << insn.w_bits) if insn.alu_op == AluOp.LUT_APPLY else 1
+    per_step = (1 << insn.w_bits) if insn.alu_op == AluOp.LUT_APPLY else cfg.alu_passes
     return cfg.alu_pipeline_cycles + steps * per_step
 
 

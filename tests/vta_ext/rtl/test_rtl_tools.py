@@ -67,5 +67,5 @@ def test_bitplane_refuses_a_non_uniform_lut():
 def test_params_from_hw_config():
     cfg = HwConfig.preset("pynq_z1")
     params = CoreParams.from_hw_config(cfg, w_bits=2)
-    assert (params.batch, params.block_in, params.block_out, params.weight_mode) == (1, 32, 8, cfg.lut_mode)
-    assert params.lanes == 256 and params.levels == 4
+    assert (params.batch, params.block_in, params.block_out, params.weight_mode) == (2, 8, 4, cfg.lut_mode)
+    assert params.lanes == 64 and params.levels == 4

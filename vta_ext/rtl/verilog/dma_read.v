@@ -71,14 +71,15 @@ module dma_read #(
     // buffer update: drop the popped element, append the accepted beat after what remains
     wire accept = r_valid && r_ready;
     wire [15:0] remain = count - (pop ? e_bytes : 16'd0);
-    reg [CAP*8-1:0] next_buffer;
-    always @* begin
-        next_buffer = pop ? (buffer >> (e_bytes * 8)) : buffer;
-        if (accept)
-            for (b = 0; b < BPC; b = b + 1)
-                if (b < r_bytes && remain + b < CAP)
-                    next_buffer[(remain + b)*8 +: 8] = r_data[b*8 +: 8];
-    end
+    // the buffer is zero above its count bytes (r_ready keeps count + BPC <= CAP), so appending
+    // the beat is an OR of its r_bytes bytes shifted by remain bytes (one barrel shifter)
+    reg [BPC*8-1:0] beat_data;
+    always @*
+        for (b = 0; b < BPC; b = b + 1)
+            beat_data[b*8 +: 8] = (b < r_bytes) ? r_data[b*8 +: 8] : 8'd0;
+    wire [CAP*8-1:0] kept = pop ? (buffer >> (e_bytes * 8)) : buffer;
+    wire [CAP*8-1:0] appended = {{(CAP - BPC)*8{1'b0}}, beat_data} << (remain * 8);
+    wire [CAP*8-1:0] next_buffer = accept ? (kept | appended) : kept;
 
     always @(posedge clk) begin
         done <= 1'b0;

@@ -57,15 +57,18 @@ module dma_write #(
         for (b = 0; b < BPC; b = b + 1)
             w_data[b*8 +: 8] = (b < beat) ? buffer[b*8 +: 8] : 8'd0;
 
+    // buffer update: drop the sent beat, append the fetched element after what remains. The buffer
+    // is zero above its count bytes, so appending is an OR of the element shifted by remain bytes:
+    // one barrel shifter, not a byte multiplexer per (buffer byte, element byte) pair, which grew as
+    // CAP x MAXE (16k LUT4 of a 26-byte element on an iCE40).
     wire [15:0] remain = count - (send ? beat[15:0] : 16'd0);
-    reg [CAP*8-1:0] next_buffer;
-    always @* begin
-        next_buffer = send ? (buffer >> (beat * 8)) : buffer;
-        if (fetch)
-            for (b = 0; b < MAXE; b = b + 1)
-                if (b < e_bytes && remain + b < CAP)
-                    next_buffer[(remain + b)*8 +: 8] = sr_data[b*8 +: 8];
-    end
+    reg [MAXE*8-1:0] element;  // sr_data's first e_bytes bytes
+    always @*
+        for (b = 0; b < MAXE; b = b + 1)
+            element[b*8 +: 8] = (b < e_bytes) ? sr_data[b*8 +: 8] : 8'd0;
+    wire [CAP*8-1:0] kept = send ? (buffer >> (beat * 8)) : buffer;
+    wire [CAP*8-1:0] appended = {{(CAP - MAXE)*8{1'b0}}, element} << (remain * 8);
+    wire [CAP*8-1:0] next_buffer = fetch ? (kept | appended) : kept;
 
     always @(posedge clk) begin
         done <= 1'b0;

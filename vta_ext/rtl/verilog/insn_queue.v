@@ -18,15 +18,20 @@ module insn_queue #(
     localparam AW = $clog2(DEPTH);
     reg [WIDTH-1:0] mem [0:DEPTH-1];
     reg [AW:0] wr_ptr = 0, rd_ptr = 0;
+    // the read address is its own register without an initial value, so yosys folds it into a
+    // synchronous block-RAM read port (it does not fold a register with an init value); it holds
+    // rd_ptr's low bits from the first clock on, and head is only used when the queue is not empty
+    reg [AW-1:0] rd_addr;
+    wire [AW:0] rd_next = rd_ptr + (pop && !empty);
     assign empty = wr_ptr == rd_ptr;
     assign full = (wr_ptr - rd_ptr) == DEPTH;
-    assign head = mem[rd_ptr[AW-1:0]];
+    assign head = mem[rd_addr];
     always @(posedge clk) begin
         if (push && !full) begin
             mem[wr_ptr[AW-1:0]] <= push_data;
             wr_ptr <= wr_ptr + 1'b1;
         end
-        if (pop && !empty)
-            rd_ptr <= rd_ptr + 1'b1;
+        rd_ptr <= rd_next;
+        rd_addr <= rd_next[AW-1:0];
     end
 endmodule

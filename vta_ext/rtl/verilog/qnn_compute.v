@@ -20,11 +20,20 @@
 //                                 a second write port for INP/WGT entries (the load module's DMA,
 //                                 which runs while the compute module loads UOP/ACC/PRM on wr_*)
 //   rd_addr [24], rd_data [BATCH*BLOCK_OUT*32]   accumulator read port (the store path)
-// Timing: the accepting clock, then per micro-op step: GEMM a_bits clocks (one activation bit
-// plane per clock, most significant first), GEMM reset 1, ALU 1, LUT_APPLY 2^w_bits (one level per clock); an
-// instruction with no steps takes the accepting clock only. So cycles = 1 + steps * per_step
-// (RTL_PIPELINE_CYCLES = 1 in vta_ext/rtl/cosim.py). Buffers are read asynchronously
-// (register files / distributed RAM); steps follow each other with no bubbles.
+// Timing: the accepting clock, one clock to issue the first micro-op step (read its micro-op,
+// form its buffer addresses), then per step: GEMM a_bits clocks (one activation bit plane per
+// clock, most significant first), GEMM reset 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU
+// lanes per clock), LUT_APPLY 2^w_bits (one level per clock);
+// the next step is issued during the current one's last clock, so steps follow each other with
+// no bubbles. An instruction with no steps takes the accepting clock only; otherwise cycles =
+// 2 + steps * per_step (RTL_PIPELINE_CYCLES = 2 in vta_ext/rtl/cosim.py).
+// Buffers are block-RAM shaped: every read address is a register (the micro-op index, the issued
+// step's dst/src/wgt, the store's row counter), so yosys turns each read into a synchronous
+// block-RAM read port (memory_dff folds the address register in; a read sees the write of the
+// clock before, which yosys keeps with bypass logic), and each buffer has one write port (the
+// DMA's and the write-back's writes never share a clock: the compute module runs one instruction
+// at a time). One-hot mode's GEMM reads and writes the 2^w_bits level entries of a destination
+// in one clock: its accumulator stays a register file.
 `include "isa_fields.vh"
 module qnn_compute #(
     parameter BATCH = 1,
@@ -39,6 +48,9 @@ module qnn_compute #(
     parameter ACC_DEPTH = 256,
     parameter UOP_DEPTH = 256,
     parameter PRM_DEPTH = 16,
+    // ALU lanes: an ALU micro-op passes over the BATCH*BLOCK_OUT elements in BATCH*BLOCK_OUT/ALU_LANES
+    // clocks (a power of two dividing BLOCK_OUT; HwConfig.alu_lanes)
+    parameter ALU_LANES = BATCH * BLOCK_OUT,
     // width of the host write port: the widest buffer entry (derived; do not override)
     parameter WR_W = BLOCK_OUT * (LUT_ENTRIES * 8 + 72) > BLOCK_OUT * BLOCK_IN * W_BITS
                      ? BLOCK_OUT * (LUT_ENTRIES * 8 + 72) : BLOCK_OUT * BLOCK_IN * W_BITS
@@ -68,6 +80,7 @@ module qnn_compute #(
     localparam GROUP = (LUT_MODE == 1) ? LEVELS : 1;  // accumulator entries per GEMM destination
     localparam SCOPE_UOP = 0, SCOPE_WGT = 1, SCOPE_INP = 2, SCOPE_ACC = 3, SCOPE_PRM = 4;
     localparam OPC_GEMM = 2, OPC_ALU = 3, ALU_LUT_APPLY = 5;
+    localparam ALU_PASSES = BATCH * BLOCK_OUT / ALU_LANES, ALU_PART_W = ALU_LANES * 32;
 
     // ------------------------------------------------------------------ buffers
     reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
@@ -76,14 +89,19 @@ module qnn_compute #(
     reg [63:0]      uop_mem [0:UOP_DEPTH-1];
     reg [PRM_W-1:0] prm_mem [0:PRM_DEPTH-1];
     assign rd_data = acc_mem[rd_addr];
+`ifndef SYNTHESIS
+    // buffers power up cleared, like the simulator's CoreState. Block RAMs power up cleared on
+    // both families anyway, and yosys (which defines SYNTHESIS) would unroll these loops into one
+    // write per entry: minutes of elaboration for a preset's 10k entries
     integer init;
-    initial begin  // buffers power up cleared, like the simulator's CoreState
+    initial begin
         for (init = 0; init < INP_DEPTH; init = init + 1) inp_mem[init] = 0;
         for (init = 0; init < WGT_DEPTH; init = init + 1) wgt_mem[init] = 0;
         for (init = 0; init < ACC_DEPTH; init = init + 1) acc_mem[init] = 0;
         for (init = 0; init < UOP_DEPTH; init = init + 1) uop_mem[init] = 0;
         for (init = 0; init < PRM_DEPTH; init = init + 1) prm_mem[init] = 0;
     end
+`endif
 
     // ------------------------------------------------------------------ decoded instruction
     reg        running = 1'b0;
@@ -98,10 +116,10 @@ module qnn_compute #(
     assign insn_ready = !running;
     initial done = 1'b0;
 
-    // loop state: i0 < iter_out, i1 < iter_in, u in [uop_bgn, uop_end), k = bit or level
+    // address generation: the next step to issue is micro-op u of iteration (i0, i1)
     reg [13:0] i0, i1;
     reg [16:0] u;
-    reg [8:0]  k;
+    reg        agen_more = 1'b0;  // steps left to issue
     reg [23:0] dst_off_out, dst_off_in, src_off_out, src_off_in, wgt_off_out, wgt_off_in;
     wire [63:0] uop = uop_mem[u];
     wire [23:0] dst = uop[`UOP_DST_LO +: `UOP_DST_W] + dst_off_out + dst_off_in;
@@ -110,15 +128,24 @@ module qnn_compute #(
     wire [8:0]  levels_insn = 9'd1 << w_bits;
     wire is_gemm = opcode == OPC_GEMM;
     wire is_lut_apply = opcode == OPC_ALU && alu_op == ALU_LUT_APPLY;
-    wire [8:0] per_step = is_gemm ? (reset_dst ? 9'd1 : {5'd0, a_bits}) : is_lut_apply ? levels_insn : 9'd1;
-    wire last_k = k == per_step - 1'b1;
     wire last_u = u == uop_end - 1'b1;
     wire last_i1 = i1 == iter_in - 1'b1;
     wire last_i0 = i0 == iter_out - 1'b1;
 
+    // the executing step: its buffer addresses (registers: the block-RAM read addresses) and clock k
+    reg        ex_valid = 1'b0;
+    reg [23:0] dst_q, src_q, wgt_q, prm_q, accb_q;  // accb_q: acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
+    reg [8:0]  k;
+    wire [8:0] per_step = is_gemm ? (reset_dst ? 9'd1 : {5'd0, a_bits}) : is_lut_apply ? levels_insn : ALU_PASSES;
+    wire last_k = k == per_step - 1'b1;
+    wire write_back = running && ex_valid && last_k;
+    wire issue = running && agen_more && (!ex_valid || last_k);
+
     // ------------------------------------------------------------------ operands
-    wire [PRM_W-1:0] gemm_prm = prm_mem[lut_row];
-    wire [PRM_W-1:0] alu_prm = prm_mem[wgt];
+    wire [PRM_W-1:0] prm = prm_mem[prm_q];  // GEMM: the LUT row; ALU: the micro-op's parameter row
+    wire [ACC_W-1:0] acc_dst = acc_mem[dst_q];
+    wire [ACC_W-1:0] acc_src = acc_mem[accb_q];
+    wire [WGT_W-1:0] wgt_entry = wgt_mem[wgt_q];
     reg [BLOCK_OUT*LEVELS*8-1:0] gemm_lut;   // the first LEVELS entries of each LUT row
     reg [BLOCK_OUT*8-1:0] lut_column;        // lut[o, k] for LUT_APPLY
     reg [WGT_W-1:0] weight_idx;              // weight indices masked to w_bits
@@ -127,15 +154,15 @@ module qnn_compute #(
     always @* begin
         for (o = 0; o < BLOCK_OUT; o = o + 1) begin
             for (q = 0; q < LEVELS; q = q + 1)
-                gemm_lut[(o*LEVELS + q)*8 +: 8] = gemm_prm[(o*LUT_ENTRIES + q)*8 +: 8];
-            lut_column[o*8 +: 8] = alu_prm[(o*LUT_ENTRIES + k)*8 +: 8];
+                gemm_lut[(o*LEVELS + q)*8 +: 8] = prm[(o*LUT_ENTRIES + q)*8 +: 8];
+            lut_column[o*8 +: 8] = prm[(o*LUT_ENTRIES + k)*8 +: 8];
         end
         for (c = 0; c < BLOCK_OUT*BLOCK_IN; c = c + 1)
-            weight_idx[c*W_BITS +: W_BITS] = wgt_mem[wgt][c*W_BITS +: W_BITS] & (levels_insn - 1'b1);
+            weight_idx[c*W_BITS +: W_BITS] = wgt_entry[c*W_BITS +: W_BITS] & (levels_insn - 1'b1);
         for (q = 0; q < GROUP; q = q + 1)
             for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
-                acc_group[(n*GROUP + q)*32 +: 32] = (GROUP == 1) ? acc_mem[dst][n*32 +: 32]
-                    : (q < levels_insn) ? acc_mem[dst*levels_insn + q][n*32 +: 32] : 32'd0;
+                acc_group[(n*GROUP + q)*32 +: 32] = (GROUP == 1) ? acc_dst[n*32 +: 32]
+                    : (q < levels_insn) ? acc_mem[dst_q*levels_insn + q][n*32 +: 32] : 32'd0;
     end
 
     wire [GROUP*ACC_W-1:0] gemm_next;
@@ -146,43 +173,94 @@ module qnn_compute #(
                 gemm_entries[(q*BATCH*BLOCK_OUT + n)*32 +: 32] = gemm_next[(n*GROUP + q)*32 +: 32];
     gemm_unit #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS),
                 .W_BITS(W_BITS), .WEIGHT_MODE(LUT_MODE))
-        gemm (.clk(clk), .enable(running && is_gemm), .first(k == 0), .bit_index(a_bits - 1'b1 - k[3:0]),
-              .act_tile(inp_mem[src]), .weight_idx(weight_idx), .lut(gemm_lut),
+        gemm (.clk(clk), .enable(ex_valid && is_gemm), .first(k == 0), .bit_index(a_bits - 1'b1 - k[3:0]),
+              .act_tile(inp_mem[src_q]), .weight_idx(weight_idx), .lut(gemm_lut),
               .acc_init(acc_group), .acc_next(gemm_next));
 
     wire [ACC_W-1:0] lut_next, lut_acc;
     lut_apply #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
-        apply (.clk(clk), .enable(running && is_lut_apply), .first(k == 0),
-               .level_sum(acc_mem[src*levels_insn + k]), .lut_column(lut_column),
-               .acc_next(lut_next), .acc(lut_acc));
+        apply (.clk(clk), .enable(ex_valid && is_lut_apply), .first(k == 0),
+               .level_sum(acc_src), .lut_column(lut_column), .acc_next(lut_next), .acc(lut_acc));
 
-    reg [ACC_W-1:0] alu_rhs;
-    always @*
-        for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
-            alu_rhs[n*32 +: 32] = use_imm ? imm : acc_mem[src][n*32 +: 32];
+    // ALU: pass k covers elements k*ALU_LANES .. (k+1)*ALU_LANES-1, whose outputs o are consecutive
+    // (ALU_LANES divides BLOCK_OUT) from (k*ALU_LANES) % BLOCK_OUT; the passes before the last are held
     wire [ACC_W-1:0] alu_result;
-    alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
-        alu (.alu_op(alu_op), .lhs(acc_mem[dst]), .rhs(alu_rhs),
-             .bias(alu_prm[LUT_W +: BLOCK_OUT*32]), .multiplier(alu_prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
-             .shift(alu_prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
+    generate
+        if (ALU_PASSES == 1) begin : alu_whole_vector
+            reg [ACC_W-1:0] rhs;
+            always @*
+                for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
+                    rhs[n*32 +: 32] = use_imm ? imm : acc_src[n*32 +: 32];
+            alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
+                alu (.alu_op(alu_op), .lhs(acc_dst), .rhs(rhs),
+                     .bias(prm[LUT_W +: BLOCK_OUT*32]), .multiplier(prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
+                     .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
+        end else begin : alu_passes
+            wire [8:0] o0 = (k * ALU_LANES) % BLOCK_OUT;
+            reg [ALU_PART_W-1:0] rhs;
+            always @*
+                for (n = 0; n < ALU_LANES; n = n + 1)
+                    rhs[n*32 +: 32] = use_imm ? imm : acc_src[(k*ALU_LANES + n)*32 +: 32];
+            wire [ALU_PART_W-1:0] part;
+            alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES))
+                alu (.alu_op(alu_op), .lhs(acc_dst[k*ALU_PART_W +: ALU_PART_W]), .rhs(rhs),
+                     .bias(prm[LUT_W + o0*32 +: ALU_PART_W]),
+                     .multiplier(prm[LUT_W + BLOCK_OUT*32 + o0*32 +: ALU_PART_W]),
+                     .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part));
+            reg [ACC_W-1:0] held, merged;
+            always @* begin
+                merged = held;
+                merged[k*ALU_PART_W +: ALU_PART_W] = part;
+            end
+            always @(posedge clk)
+                if (ex_valid) held <= merged;
+            assign alu_result = merged;
+        end
+    endgenerate
+
+    // ------------------------------------------------------------------ buffer writes (one port each)
+    wire ld_wgt = ld_en && ld_scope == SCOPE_WGT, ld_inp = ld_en && ld_scope != SCOPE_WGT;
+    wire wr_acc = wr_en && wr_scope == SCOPE_ACC;
+    always @(posedge clk) begin
+        if (ld_inp || (wr_en && wr_scope == SCOPE_INP))
+            inp_mem[ld_inp ? ld_addr : wr_addr] <= ld_inp ? ld_data[INP_W-1:0] : wr_data[INP_W-1:0];
+        if (ld_wgt || (wr_en && wr_scope == SCOPE_WGT))
+            wgt_mem[ld_wgt ? ld_addr : wr_addr] <= ld_wgt ? ld_data[WGT_W-1:0] : wr_data[WGT_W-1:0];
+        if (wr_en && wr_scope == SCOPE_UOP) uop_mem[wr_addr] <= wr_data[63:0];
+        if (wr_en && wr_scope == SCOPE_PRM) prm_mem[wr_addr] <= wr_data[PRM_W-1:0];
+    end
+    generate
+        if (GROUP == 1) begin : acc_one_port
+            wire [ACC_W-1:0] result = is_gemm ? (reset_dst ? {ACC_W{1'b0}} : gemm_entries)
+                                     : is_lut_apply ? lut_next : alu_result;
+            always @(posedge clk)
+                if (write_back || wr_acc)
+                    acc_mem[write_back ? dst_q : wr_addr] <= write_back ? result : wr_data[ACC_W-1:0];
+        end else begin : acc_level_group
+            // onehot: level q of destination dst is entry dst*L + q, L = 2^w_bits of the instruction
+            integer g;
+            always @(posedge clk) begin
+                if (wr_acc) acc_mem[wr_addr] <= wr_data[ACC_W-1:0];
+                if (write_back) begin
+                    if (is_gemm) begin
+                        for (g = 0; g < GROUP; g = g + 1)
+                            if (g < levels_insn)
+                                acc_mem[dst_q*levels_insn + g] <= reset_dst ? {ACC_W{1'b0}} : gemm_entries[g*ACC_W +: ACC_W];
+                    end else
+                        acc_mem[dst_q] <= is_lut_apply ? lut_next : alu_result;
+                end
+            end
+        end
+    endgenerate
 
     // ------------------------------------------------------------------ sequencer
     wire [`INSN_BITS-1:0] w = insn;
+    wire gemm_has_steps = w[`GEMM_ITER_OUT_LO +: 14] != 0 && w[`GEMM_ITER_IN_LO +: 14] != 0
+                          && w[`GEMM_UOP_END_LO +: 17] > w[`GEMM_UOP_BGN_LO +: 16];
+    wire alu_has_steps = w[`ALU_ITER_OUT_LO +: 14] != 0 && w[`ALU_ITER_IN_LO +: 14] != 0
+                         && w[`ALU_UOP_END_LO +: 17] > w[`ALU_UOP_BGN_LO +: 16];
     always @(posedge clk) begin
         done <= 1'b0;
-        if (wr_en) begin
-            case (wr_scope)
-                SCOPE_UOP: uop_mem[wr_addr] <= wr_data[63:0];
-                SCOPE_WGT: wgt_mem[wr_addr] <= wr_data[WGT_W-1:0];
-                SCOPE_INP: inp_mem[wr_addr] <= wr_data[INP_W-1:0];
-                SCOPE_ACC: acc_mem[wr_addr] <= wr_data[ACC_W-1:0];
-                default:   prm_mem[wr_addr] <= wr_data[PRM_W-1:0];
-            endcase
-        end
-        if (ld_en) begin
-            if (ld_scope == SCOPE_WGT) wgt_mem[ld_addr] <= ld_data[WGT_W-1:0];
-            else inp_mem[ld_addr] <= ld_data[INP_W-1:0];
-        end
         if (!running && insn_valid) begin
             opcode <= w[2:0];
             if (w[2:0] == OPC_GEMM) begin
@@ -194,10 +272,9 @@ module qnn_compute #(
                 src_f_out <= w[`GEMM_SRC_FACTOR_OUT_LO +: 16]; src_f_in <= w[`GEMM_SRC_FACTOR_IN_LO +: 16];
                 wgt_f_out <= w[`GEMM_WGT_FACTOR_OUT_LO +: 16]; wgt_f_in <= w[`GEMM_WGT_FACTOR_IN_LO +: 16];
                 u <= w[`GEMM_UOP_BGN_LO +: 16];
-                running <= w[`GEMM_ITER_OUT_LO +: 14] != 0 && w[`GEMM_ITER_IN_LO +: 14] != 0
-                           && w[`GEMM_UOP_END_LO +: 17] > w[`GEMM_UOP_BGN_LO +: 16];
-                done <= !(w[`GEMM_ITER_OUT_LO +: 14] != 0 && w[`GEMM_ITER_IN_LO +: 14] != 0
-                          && w[`GEMM_UOP_END_LO +: 17] > w[`GEMM_UOP_BGN_LO +: 16]);
+                running <= gemm_has_steps;
+                agen_more <= gemm_has_steps;
+                done <= !gemm_has_steps;
             end else begin
                 reset_dst <= 1'b0; a_bits <= 4'd1; w_bits <= w[`ALU_W_BITS_LO +: 4]; lut_row <= 0;
                 alu_op <= w[`ALU_ALU_OP_LO +: 4]; use_imm <= w[`ALU_USE_IMM_LO]; imm <= w[`ALU_IMM_LO +: 32];
@@ -207,32 +284,30 @@ module qnn_compute #(
                 src_f_out <= w[`ALU_SRC_FACTOR_OUT_LO +: 16]; src_f_in <= w[`ALU_SRC_FACTOR_IN_LO +: 16];
                 wgt_f_out <= 16'd0; wgt_f_in <= 16'd0;
                 u <= w[`ALU_UOP_BGN_LO +: 16];
-                running <= w[`ALU_ITER_OUT_LO +: 14] != 0 && w[`ALU_ITER_IN_LO +: 14] != 0
-                           && w[`ALU_UOP_END_LO +: 17] > w[`ALU_UOP_BGN_LO +: 16];
-                done <= !(w[`ALU_ITER_OUT_LO +: 14] != 0 && w[`ALU_ITER_IN_LO +: 14] != 0
-                          && w[`ALU_UOP_END_LO +: 17] > w[`ALU_UOP_BGN_LO +: 16]);
+                running <= alu_has_steps;
+                agen_more <= alu_has_steps;
+                done <= !alu_has_steps;
             end
-            i0 <= 0; i1 <= 0; k <= 0;
+            i0 <= 0; i1 <= 0; k <= 0; ex_valid <= 1'b0;
             dst_off_out <= 0; dst_off_in <= 0; src_off_out <= 0; src_off_in <= 0; wgt_off_out <= 0; wgt_off_in <= 0;
         end else if (running) begin
-            // write back on the step's last clock
-            if (last_k) begin
-                if (is_gemm) begin
-                    // onehot: level q of destination dst is entry dst*L + q, L = 2^w_bits of the instruction
-                    for (q = 0; q < GROUP; q = q + 1)
-                        if (q < levels_insn || GROUP == 1)
-                            acc_mem[GROUP == 1 ? dst : dst*levels_insn + q] <=
-                                reset_dst ? {ACC_W{1'b0}} : gemm_entries[q*ACC_W +: ACC_W];
-                end else if (is_lut_apply)
-                    acc_mem[dst] <= lut_next;
-                else
-                    acc_mem[dst] <= alu_result;
-            end
-            // advance k, then u, then i1, then i0
-            if (!last_k)
+            // execute: the step's clock k; after its last clock the next issued step (or the end)
+            if (ex_valid && !last_k) begin
                 k <= k + 1'b1;
-            else begin
+                if (is_lut_apply) accb_q <= accb_q + 1'b1;
+            end
+            if (write_back && !agen_more) begin
+                running <= 1'b0;
+                ex_valid <= 1'b0;
+                done <= 1'b1;
+            end
+            // issue: latch the step's addresses, then advance u, then i1, then i0
+            if (issue) begin
+                ex_valid <= 1'b1;
                 k <= 0;
+                dst_q <= dst; src_q <= src; wgt_q <= wgt;
+                prm_q <= is_gemm ? {8'd0, lut_row} : wgt;
+                accb_q <= is_lut_apply ? src * levels_insn : src;
                 if (!last_u)
                     u <= u + 1'b1;
                 else begin
@@ -249,10 +324,8 @@ module qnn_compute #(
                             dst_off_out <= dst_off_out + dst_f_out;
                             src_off_out <= src_off_out + src_f_out;
                             wgt_off_out <= wgt_off_out + wgt_f_out;
-                        end else begin
-                            running <= 1'b0;
-                            done <= 1'b1;
-                        end
+                        end else
+                            agen_more <= 1'b0;
                     end
                 end
             end

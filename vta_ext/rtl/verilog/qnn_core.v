@@ -34,7 +34,8 @@ module qnn_core #(
     parameter BPC = 8,
     parameter QDEPTH = 64,
     parameter MAXE = 256,
-    parameter WR_W = 4096
+    parameter WR_W = 4096,
+    parameter ALU_LANES = BATCH * BLOCK_OUT
 ) (
     input  wire              clk,
     input  wire              start,
@@ -116,6 +117,30 @@ module qnn_core #(
     assign done = finished && fetch_over && !l_busy && !c_busy && !s_busy && lq_empty && sq_empty;
 
     // ------------------------------------------------------------------ element sizes
+    // DRAM byte offsets are element indices times element bytes. An element's bytes are a constant
+    // per scope, or lanes * bits / 8 with lanes a power of two: a 32 x 6-bit product and shifts
+    // instead of a 32 x 16-bit multiplier per address (six of them: base and stride of three DMAs).
+    localparam LOG_LI = $clog2(LI), LOG_LW = $clog2(LW), LOG_LO = $clog2(LO);
+    function [31:0] load_offset(input [31:0] index, input [2:0] scope, input [5:0] bits);
+        reg [47:0] planes;
+        begin
+            planes = index * bits;
+            case (scope)
+                SC_INP: load_offset = (planes << LOG_LI) >> 3;
+                SC_WGT: load_offset = (planes << LOG_LW) >> 3;
+                SC_ACC: load_offset = index * (LO * 4);
+                SC_UOP: load_offset = index * 8;
+                default: load_offset = index * PRM_BYTES;
+            endcase
+        end
+    endfunction
+    function [31:0] store_offset(input [31:0] index, input [5:0] bits);
+        reg [47:0] planes;
+        begin
+            planes = index * bits;
+            store_offset = (bits == 32) ? index * (LO * 4) : (planes << LOG_LO) >> 3;
+        end
+    endfunction
     function [15:0] load_bytes(input [2:0] scope, input [5:0] bits);
         case (scope)
             SC_INP: load_bytes = (LI * bits) / 8;
@@ -134,7 +159,8 @@ module qnn_core #(
     wire [15:0] l_e = load_bytes(lh[`MEM_SCOPE_LO +: 3], lh[`MEM_ELEM_BITS_LO +: 6]);
     wire l_en; wire [23:0] l_addr; wire [MAXE*8-1:0] l_raw;
     dma_read #(.MAXE(MAXE), .BPC(BPC)) load_dma (
-        .clk(clk), .start(l_start), .base(lh[`MEM_DRAM_BASE_LO +: 32] * l_e), .stride(lh[`MEM_X_STRIDE_LO +: 16] * l_e),
+        .clk(clk), .start(l_start), .base(load_offset(lh[`MEM_DRAM_BASE_LO +: 32], lh[`MEM_SCOPE_LO +: 3], lh[`MEM_ELEM_BITS_LO +: 6])),
+        .stride(load_offset({16'd0, lh[`MEM_X_STRIDE_LO +: 16]}, lh[`MEM_SCOPE_LO +: 3], lh[`MEM_ELEM_BITS_LO +: 6])),
         .rows({16'd0, lh[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, lh[`MEM_X_SIZE_LO +: 16]}), .elem_bytes(l_e),
         .y_pad0(lh[`MEM_Y_PAD0_LO +: 4]), .y_pad1(lh[`MEM_Y_PAD1_LO +: 4]), .x_pad0(lh[`MEM_X_PAD0_LO +: 4]),
         .x_pad1(lh[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, lh[`MEM_SRAM_BASE_LO +: 22]}),
@@ -171,8 +197,9 @@ module qnn_core #(
     wire [15:0] c_e = load_bytes(ch[`MEM_SCOPE_LO +: 3], ch[`MEM_ELEM_BITS_LO +: 6]);
     reg [2:0] c_scope;
     dma_read #(.MAXE(MAXE), .BPC(BPC)) compute_dma (
-        .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(ch[`MEM_DRAM_BASE_LO +: 32] * c_e),
-        .stride(ch[`MEM_X_STRIDE_LO +: 16] * c_e), .rows({16'd0, ch[`MEM_Y_SIZE_LO +: 16]}),
+        .clk(clk), .start(c_start && ch_opc == OPC_LOAD),
+        .base(load_offset(ch[`MEM_DRAM_BASE_LO +: 32], ch[`MEM_SCOPE_LO +: 3], ch[`MEM_ELEM_BITS_LO +: 6])),
+        .stride(load_offset({16'd0, ch[`MEM_X_STRIDE_LO +: 16]}, ch[`MEM_SCOPE_LO +: 3], ch[`MEM_ELEM_BITS_LO +: 6])), .rows({16'd0, ch[`MEM_Y_SIZE_LO +: 16]}),
         .row_elems({16'd0, ch[`MEM_X_SIZE_LO +: 16]}), .elem_bytes(c_e),
         .y_pad0(ch[`MEM_Y_PAD0_LO +: 4]), .y_pad1(ch[`MEM_Y_PAD1_LO +: 4]), .x_pad0(ch[`MEM_X_PAD0_LO +: 4]),
         .x_pad1(ch[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, ch[`MEM_SRAM_BASE_LO +: 22]}),
@@ -210,7 +237,8 @@ module qnn_core #(
                     if (p < s_bits) s_raw[p*LO + k] = acc_entry[k*32 + p];
     end
     dma_write #(.MAXE(MAXE), .BPC(BPC)) store_dma (
-        .clk(clk), .start(s_start), .base(sh[`MEM_DRAM_BASE_LO +: 32] * s_e), .stride(sh[`MEM_X_STRIDE_LO +: 16] * s_e),
+        .clk(clk), .start(s_start), .base(store_offset(sh[`MEM_DRAM_BASE_LO +: 32], sh[`MEM_ELEM_BITS_LO +: 6])),
+        .stride(store_offset({16'd0, sh[`MEM_X_STRIDE_LO +: 16]}, sh[`MEM_ELEM_BITS_LO +: 6])),
         .rows({16'd0, sh[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, sh[`MEM_X_SIZE_LO +: 16]}), .elem_bytes(s_e),
         .sram_base({2'd0, sh[`MEM_SRAM_BASE_LO +: 22]}), .done(s_dma_done), .busy(), .sr_addr(s_addr), .sr_data(s_raw),
         .aw_valid(s_aw_valid), .aw_addr(s_aw_addr), .aw_len(s_aw_len), .aw_ready(s_aw_ready), .w_valid(s_w_valid),
@@ -227,7 +255,8 @@ module qnn_core #(
     // ------------------------------------------------------------------ datapath
     qnn_compute #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS), .W_BITS(W_BITS),
                   .LUT_MODE(LUT_MODE), .LUT_ENTRIES(LUT_ENTRIES), .INP_DEPTH(INP_DEPTH), .WGT_DEPTH(WGT_DEPTH),
-                  .ACC_DEPTH(ACC_DEPTH), .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .WR_W(WR_W))
+                  .ACC_DEPTH(ACC_DEPTH), .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .ALU_LANES(ALU_LANES),
+                  .WR_W(WR_W))
         datapath (.clk(clk), .insn_valid(c_start && (ch_opc == OPC_GEMM || ch_opc == OPC_ALU)), .insn(ch),
                   .insn_ready(), .done(qc_done),
                   .wr_en(c_en), .wr_scope(c_scope), .wr_addr(c_addr), .wr_data(c_raw[WR_W-1:0]),

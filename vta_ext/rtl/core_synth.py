@@ -1,0 +1,125 @@
+"""Whole-core synthesis: ``qnn_core`` (fetch, queues, DMA, buffers, GEMM, ALU) for one ``HwConfig``.
+
+The core is synthesized by yosys with its part's flow (``synth_xilinx -flatten -noiopad`` with
+DSPs for Xilinx parts, ``synth_ice40`` for iCE40, ``-dsp`` where the part has DSP blocks) and the
+cell counts become the part's resources:
+
+* ``lut``: LUT cells plus the LUTs of LUT-RAM cells (a RAM64M is four LUTs of a SLICEM);
+* ``ff``: flip-flops; ``dsp``: DSP48 / SB_MAC16 blocks;
+* ``bram``: block RAMs in the part's unit (Xilinx: RAMB36 + RAMB18 / 2, rounded up; iCE40: 4 Kb EBRs).
+
+The buffers are sized to the configured bytes at the core's widest bits (``synthesis_parameters``):
+the RTL stores one vector per entry at ``max_a_bits`` / ``max_w_bits``, so the synthesized core
+holds exactly ``inp_buff_bytes`` and ``wgt_buff_bytes`` (the compiler may pack narrower codes
+deeper; the RTL does not, see ``vta_ext/README.md``). ``record`` writes the figures into
+``vta_ext/rtl_fit/whole_core.json``, which ``vta_ext.fit`` reads (a measured core is checked
+against its part with these numbers instead of the model's).
+
+``python -m vta_ext.rtl.core_synth PRESET [PRESET ...]`` synthesizes presets and records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import re
+
+from tvm_qnn.errors import HwConfigError
+from vta_ext.config import HwConfig
+from vta_ext.fit import MEASURED_PATH, hardware_key
+from vta_ext.parts import get_part
+from vta_ext.rtl.core_cosim import core_parameters
+from vta_ext.rtl.cosim import isa_header
+from vta_ext.rtl.synth import SynthResult, synthesize
+from vta_ext.rtl.tools import tool_version
+
+# instruction queue entries per module in the synthesized core: 64 (what the co-simulation
+# builds) on Xilinx, where a 192-bit x 64 queue is three BRAM36 halves; 4 on iCE40, where 64
+# entries would take 12 of the HX8K's 32 EBRs per queue
+QUEUE_DEPTH = {"xilinx": 64, "ice40": 4}
+# LUTs of a SLICEM per Xilinx LUT-RAM / shift-register cell
+_LUTRAM_LUTS = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
+                "RAM128X1D": 4, "RAM256X1S": 4, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "SRL16E": 1,
+                "SRLC32E": 1}
+
+
+def _part_of(cfg, part=None):
+    name = part or cfg.part
+    if name is None:
+        raise HwConfigError(f"config {cfg.name!r} names no part: whole-core synthesis needs part= (vta_ext/parts.py)")
+    return get_part(name)
+
+
+def synthesis_parameters(cfg, part=None):
+    """``qnn_core`` parameters of the synthesized core: buffer depths hold the configured bytes at the widest
+    bits; ``part`` (default ``cfg.part``) picks the instruction queue depth."""
+    params = core_parameters(cfg, queue_depth=QUEUE_DEPTH[_part_of(cfg, part).family])
+    params["INP_DEPTH"] = cfg.inp_depth(cfg.max_a_bits)
+    params["WGT_DEPTH"] = cfg.wgt_depth(cfg.max_w_bits)
+    return params
+
+
+def flow_of(part):
+    """The yosys flow of a :class:`~vta_ext.parts.Part` (``synth.FLOWS`` key)."""
+    if part.family == "ice40":
+        return "ice40-dsp" if part.dsp else "ice40"
+    return "xilinx"
+
+
+def part_resources(result: SynthResult, family):
+    """``{lut, ff, bram, dsp}`` in the part's units from one synthesis' cell counts."""
+    cells = result.cells
+    if family == "ice40":
+        return {"lut": result.luts, "ff": result.ffs, "bram": result.bram, "dsp": result.dsp}
+    lutram = sum(n * _LUTRAM_LUTS.get(name, 0) for name, n in cells.items())
+    ramb36 = sum(n for name, n in cells.items() if re.fullmatch(r"RAMB36E\d", name))
+    ramb18 = sum(n for name, n in cells.items() if re.fullmatch(r"RAMB18E\d", name))
+    return {"lut": result.luts + lutram, "ff": result.ffs, "bram": ramb36 + math.ceil(ramb18 / 2),
+            "dsp": result.dsp}
+
+
+def synthesize_core(cfg, part=None, timeout_s=1800.0, mem_mb=4096):
+    """Synthesize ``cfg``'s whole core for ``part`` (default ``cfg.part``; a config the resource model
+    refuses for a part is built with ``part=None`` and measured for it here).
+    Returns ``(SynthResult, {lut, ff, bram, dsp})``."""
+    target = _part_of(cfg, part)
+    result = synthesize("qnn_core", synthesis_parameters(cfg, target.name), flow_of(target), timeout_s=timeout_s,
+                        mem_mb=mem_mb, headers={"isa_fields.vh": isa_header()})
+    return result, part_resources(result, target.family)
+
+
+def record(cfg, result: SynthResult, resources, part=None, path=MEASURED_PATH):
+    """Add (or replace) ``cfg``'s measured whole core on ``part`` in ``path`` (read by ``vta_ext.fit``)."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.setdefault("format", "tvm-qnn-whole-core/1")
+    data["tools"] = {"yosys": tool_version("yosys")}
+    cores = data.setdefault("cores", {})
+    target = _part_of(cfg, part)
+    cores[cfg.name] = {
+        "hardware": dict(hardware_key(cfg), part=target.name), "measured": resources, "capacity": target.capacity(),
+        "flow": result.flow, "parameters": result.params, "wall_s": round(result.wall_s, 1),
+        "date": datetime.date.today().isoformat(),
+        "cells": {k: v for k, v in sorted(result.cells.items())},
+    }
+    data["cores"] = dict(sorted(cores.items()))
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return cores[cfg.name]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("presets", nargs="+", help="preset names (vta_ext/configs/)")
+    parser.add_argument("--timeout-s", type=float, default=3600.0)
+    parser.add_argument("--mem-mb", type=int, default=4096)
+    args = parser.parse_args(argv)
+    for name in args.presets:
+        cfg = HwConfig.preset(name)
+        result, resources = synthesize_core(cfg, timeout_s=args.timeout_s, mem_mb=args.mem_mb)
+        entry = record(cfg, result, resources)
+        print(name, json.dumps({"measured": resources, "capacity": entry["capacity"], "wall_s": entry["wall_s"]}))
+
+
+if __name__ == "__main__":
+    main()
