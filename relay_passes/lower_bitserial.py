@@ -114,7 +114,7 @@ def _index_of(call, calls):
 class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
-    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None):
+    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None, has_vnni=False):
         super().__init__(mod)
         self.composites = composites
         self.read_layer = read_layer
@@ -122,7 +122,7 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.kernels = {}  # (workload key, packed input) -> GlobalVar of the scheduled PrimFunc
         self.producers = [producer for producer, _ in chains]
         self.consumers = [consumer for _, consumer in chains]
-        self.choose = choose
+        self.choose, self.has_vnni = choose, has_vnni
 
     def _direct_call(self, layer, data, kind):
         """``call_tir`` to the float-contract int8 (``kind="vnni"``) or depthwise kernel of ``layer``."""
@@ -131,10 +131,9 @@ class _CompositeToKernel(relax.PyExprMutator):
             kernel, make = DepthwiseKernel(wl, "float", "float", contract="float"), scheduled_depthwise_primfunc
             args, symbol = float_depthwise_kernel_args(layer, kernel), "depthwise"
         else:
-            has_vnni = target_has_vnni(self.target) if self.target is not None else False
-            kernel = Int8Kernel(wl, "float", "float", vnni=has_vnni, contract="float")
+            kernel = Int8Kernel(wl, "float", "float", vnni=self.has_vnni, contract="float")
             make, args = scheduled_int8_primfunc, float_int8_kernel_args(layer, kernel)
-            symbol = "vnni" if has_vnni else "int8_plain"
+            symbol = "vnni" if self.has_vnni else "int8_plain"
         key = (kernel.key(), False)
         if key not in self.kernels:
             try:
@@ -213,13 +212,13 @@ class LowerQnnToBitserial:
         self.read_layer = read_layer
         self.pass_packed = pass_packed
         self.pins, self.auto_int8 = dict(pins or {}), auto_int8
-        self.layer_kernels = {}  # layer name -> "popcount" | "vnni" | "int8-plain", after the pass ran
+        self.layer_kernels = {}  # layer name -> "popcount" | "vnni" | "int8-plain" | "depthwise", after the pass ran
+        self.has_vnni = target_has_vnni(target) if target is not None else False
 
     def _choose(self, layer):
         if layer.name not in self.layer_kernels:
-            has_vnni = target_has_vnni(self.target) if self.target is not None else False
-            kind = choose_float_kernel(layer, self.pins.get(layer.name), has_vnni, self.auto_int8)
-            self.layer_kernels[layer.name] = "int8-plain" if kind == "vnni" and not has_vnni else kind
+            kind = choose_float_kernel(layer, self.pins.get(layer.name), self.has_vnni, self.auto_int8)
+            self.layer_kernels[layer.name] = "int8-plain" if kind == "vnni" and not self.has_vnni else kind
         kind = self.layer_kernels[layer.name]
         return "vnni" if kind == "int8-plain" else kind
 
@@ -235,7 +234,7 @@ class LowerQnnToBitserial:
             chains = [(producer, consumer) for producer, consumer in chains  # popcount -> popcount only
                       if all(self._choose(read_layer(composites[call.op])) == "popcount" for call in (producer, consumer))]
             mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains,
-                                         self._choose)
+                                         self._choose, self.has_vnni)
             mod = _with_func(mutator, gv, func)
         for gv in composites:
             mod = _without(mod, gv)
