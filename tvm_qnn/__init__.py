@@ -9,6 +9,10 @@ import importlib
 import sys
 import types
 
+from tvm_qnn import threads as _threads
+
+_threads.configure()  # before TVM sizes its thread pool (tvm_qnn.threads says why)
+
 __version__ = "0.1.0"
 
 # public name -> (module, attribute)
