@@ -9,6 +9,8 @@ plain CPU schedule, no tuning:
   register tile of ``o_tile`` output channels x ``x_vec`` output columns (columns are the vector
   lanes: contiguous in NCHW), reductions outside the tile, rows x channel tiles in parallel;
   elementwise consumers (bias, ReLU) are inlined into the tile's write-back when TVM allows;
+* matmul ``(M, K) x (K, N)``: ``N`` tiles of up to 64 columns in vector lanes, ``K`` streamed
+  outside the tile, tiles in parallel, bias inlined;
 * any other block: its outer spatial loop in parallel, the innermost loop vectorized when it
   is spatial and short.
 
@@ -22,6 +24,7 @@ from tvm.s_tir.dlight.base import ScheduleRule
 
 X_VECTOR_MAX = 16  # fp32 lanes of one zmm
 O_TILE_MAX = 6
+N_VECTOR_MAX = 64  # matmul output columns per tile: 4 zmm accumulators
 DEBUG = False  # raise instead of skipping a block whose schedule fails (development only)
 
 
@@ -65,6 +68,8 @@ class FloatCpuSchedule(ScheduleRule):
             try:
                 if kinds.count(0) == 4 and kinds.count(2) == 3 and "conv2d" in name:
                     done |= self._conv(sch, block)
+                elif kinds == [0, 0, 2] and "matmul" in name:
+                    done |= self._matmul(sch, block)
                 else:
                     self._generic(sch, block, kinds)
             except Exception:  # noqa: BLE001 - keep what applied (primitives fail before changing anything)
@@ -73,11 +78,7 @@ class FloatCpuSchedule(ScheduleRule):
         return sch
 
     def _conv(self, sch, block):
-        consumers = [sch.get(c).name_hint for c in sch.get_consumers(block)]
-        inlined = set()
-        for consumer in consumers:  # bias add, ReLU: computed in the tile's write-back
-            if _try(lambda consumer=consumer: sch.reverse_compute_inline(sch.get_sblock(consumer))):
-                inlined.add(consumer)
+        inlined = self._inline_consumers(sch, block)  # bias add, ReLU: computed in the tile's write-back
         loops = sch.get_loops(block)
         if len(loops) != 7:
             return inlined
@@ -96,6 +97,30 @@ class FloatCpuSchedule(ScheduleRule):
         sch.decompose_reduction(block, rc)
         for producer in sch.get_producers(block):  # padding: its own parallel loop
             self._generic(sch, producer, _iter_kinds(sch, producer))
+        return inlined
+
+    def _matmul(self, sch, block):
+        """``(M, K) x (K, N)`` with ``N`` contiguous (Relax folds a Linear's transposed constant weight
+        into that layout): ``N_VECTOR_MAX`` output columns per vector tile, ``k`` outside the tile so a
+        weight row streams through the vector lanes once; column tiles in parallel."""
+        inlined = self._inline_consumers(sch, block)
+        i, j, k = sch.get_loops(block)
+        j_vec = _divisor(int(sch.get(j).extent), N_VECTOR_MAX)
+        local = sch.cache_write(block, 0, "local")
+        jo, ji = sch.split(j, [None, j_vec])
+        sch.reorder(i, jo, k, ji)
+        sch.parallel(sch.fuse(i, jo))
+        _try(lambda: sch.vectorize(ji))
+        sch.reverse_compute_at(local, sch.get_loops(block)[0])
+        _try(lambda: sch.vectorize(sch.get_loops(local)[-1]))
+        sch.decompose_reduction(block, k)
+        return inlined
+
+    def _inline_consumers(self, sch, block):
+        inlined = set()
+        for consumer in [sch.get(c).name_hint for c in sch.get_consumers(block)]:
+            if _try(lambda consumer=consumer: sch.reverse_compute_inline(sch.get_sblock(consumer))):
+                inlined.add(consumer)
         return inlined
 
     def _generic(self, sch, block, kinds):

@@ -35,3 +35,26 @@ def test_float_schedule_keeps_results():
     scheduled = cpu_pipeline(target)(mod)
     text = scheduled.script()
     assert "T.parallel" in text and "T.vectorized" in text
+
+
+def test_matmul_schedule_keeps_results_and_vectorizes_the_columns():
+    """A Linear layer (Relax folds its transposed weight to (K, N)): same sums in the same order."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((2, 40), "float32"))
+    rng = np.random.default_rng(0)
+    w = relax.const(rng.normal(size=(30, 40)).astype(np.float32))
+    b = relax.const(rng.normal(size=(30,)).astype(np.float32))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.matmul(x, relax.op.permute_dims(w)))
+            out = bb.emit_output(relax.op.nn.relu(relax.op.add(y, b)))
+        bb.emit_func_output(out)
+    mod, target = relax.transform.FoldConstant()(bb.get()), cpu_target()
+    data = rng.normal(size=(2, 40)).astype(np.float32)
+    outs = []
+    for pipeline in (relax.get_default_pipeline(target), cpu_pipeline(target)):
+        vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
+        outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
+    np.testing.assert_array_equal(outs[1], outs[0])  # k is summed in the same order
+    text = cpu_pipeline(target)(mod).script()
+    assert "matmul_update" in text and "T.vectorized(T.int64(30))" in text

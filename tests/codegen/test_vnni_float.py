@@ -88,6 +88,22 @@ def test_float_contract_plain_fallback_on_generic_x86(case):
     _check(case, False, generic_x86_target(), "native")
 
 
+@needs_vnni
+@pytest.mark.parametrize("channels,out_channels,size", [(64, 16, 20), (256, 256, 3)])
+def test_both_tile_loop_orders_are_exact(channels, out_channels, size):
+    """Pixels outside the channel tiles (a wide image, few weights) and channel tiles outside the
+    pixels (many weights, a small image: codegen.vnni_schedule.weights_outer) give the same sums."""
+    from codegen.vnni_schedule import default_tile, weights_outer
+
+    case = {"kind": "conv2d", "channels": channels, "out_channels": out_channels, "size": size, "kernel": 3,
+            "stride": 1, "padding": 1, "groups": 1, "w_bits": 3, "a_bits": 2, "zero_point": True,
+            "epilogue": "relu", "seed": 5}
+    layer, _ = _layer(case)
+    kernel = Int8Kernel(layer_workload(layer), "float", "float", vnni=True, contract="float")
+    assert weights_outer(kernel, *default_tile(kernel)) == (size == 3)
+    _check(case, True, NATIVE, "native")
+
+
 def test_kquantile_lut_is_refused_naming_the_layer():
     rng = np.random.default_rng(0)
     layer = random_layer(rng, w_bits=3, scheme="kquantile")
