@@ -58,3 +58,29 @@ def test_matmul_schedule_keeps_results_and_vectorizes_the_columns():
     np.testing.assert_array_equal(outs[1], outs[0])  # k is summed in the same order
     text = cpu_pipeline(target)(mod).script()
     assert "matmul_update" in text and "T.vectorized(T.int64(30))" in text
+
+
+def test_channel_lane_conv_schedule_keeps_results():
+    """A strided stem (7x7 stride 2) and a large stride-1 conv take the channel-lane tile (weights
+    relaid out per call): the same sums in the same order as Relax's default schedule."""
+    target = cpu_target()
+    rng = np.random.default_rng(2)
+    for channels, out_channels, size, kernel, stride in ((3, 32, 30, 7, 2), (8, 16, 16, 3, 1)):
+        bb = relax.BlockBuilder()
+        x = relax.Var("x", relax.TensorType((1, channels, size, size), "float32"))
+        w = relax.const(rng.normal(size=(out_channels, channels, kernel, kernel)).astype(np.float32))
+        b = relax.const(rng.normal(size=(1, out_channels, 1, 1)).astype(np.float32))
+        with bb.function("main", [x]):
+            with bb.dataflow():
+                y = bb.emit(relax.op.nn.conv2d(x, w, strides=stride, padding=kernel // 2))
+                out = bb.emit_output(relax.op.nn.relu(relax.op.add(y, b)))
+            bb.emit_func_output(out)
+        mod = bb.get()
+        data = rng.normal(size=(1, channels, size, size)).astype(np.float32)
+        outs = []
+        for pipeline in (relax.get_default_pipeline(target), cpu_pipeline(target)):
+            vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
+            outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
+        np.testing.assert_array_equal(outs[1], outs[0])
+        text = cpu_pipeline(target)(mod).script()
+        assert f"param_0_global = T.sblock_alloc_buffer((T.int64({out_channels // 16})" in text
