@@ -19,6 +19,7 @@ from .workload import ConvWorkload
 
 VECTOR_BITS = 512  # AVX-512; on narrower machines LLVM splits the vector ops (still correct)
 MAX_ACCUMULATORS = 24
+EPILOGUE_PIXELS_MAX = 32  # fp32 lanes of two zmm (a 28-pixel row is one chunk)
 
 
 @dataclass(frozen=True)
@@ -150,21 +151,33 @@ def schedule_packing(sch, codes_name, pack_name):
         sch.parallel(sch.fuse(b, y))
 
 
+def epilogue_pixels(width, x_tile):
+    """Output pixels per float epilogue vector: the largest multiple of ``x_tile`` dividing the row, at
+    most ``EPILOGUE_PIXELS_MAX``. The register tile stays ``x_tile`` pixels; the popcount sums of the
+    wider chunk wait in a small local buffer, so the float64 combine, the float32 bias and clip and the
+    NCHW stores run on ``EPILOGUE_PIXELS_MAX``-wide vectors instead of ``x_tile``-wide ones."""
+    best = x_tile
+    for pixels in range(x_tile, min(width, EPILOGUE_PIXELS_MAX) + 1, x_tile):
+        if width % pixels == 0:
+            best = pixels
+    return best
+
+
 def _schedule_float_output(sch, wl, tile):
-    """Tile the output (rows in parallel); returns (row-tile anchor, channel-tile anchor)."""
+    """Tile the output (rows in parallel); returns (row-tile anchor, channel-tile anchor, pixels)."""
     epilogue = sch.get_sblock("epilogue")
     if wl.kind == "dense":
         n, o = sch.get_loops(epilogue)
         oo, oi = sch.split(o, [None, tile.o_tile])
         fused = sch.fuse(n, oo)
         sch.parallel(fused)
-        return fused, fused
+        return fused, fused, 1
     n, o, y, x = sch.get_loops(epilogue)
-    xo, xi = sch.split(x, [None, tile.x_tile])
+    pixels = epilogue_pixels(int(sch.get(x).extent), tile.x_tile)
+    xo, xi = sch.split(x, [None, pixels])
     oo, oi = sch.split(o, [None, tile.o_tile])
-    # power-of-two pixel tiles: vectors along the pixels give contiguous NCHW stores (measured ~5% on
-    # 64-128 channel layers); other tiles keep channel vectors and strided stores (7-wide vectors were slower)
-    pixel_vectors = tile.x_tile > 1 and tile.x_tile & (tile.x_tile - 1) == 0
+    # vectors along the pixels give contiguous NCHW stores; a single pixel keeps channel vectors
+    pixel_vectors = pixels >= 4
     sch.reorder(n, y, xo, oo, *((oi, xi) if pixel_vectors else (xi, oi)))
     sch.parallel(sch.fuse(n, y))
     if pixel_vectors:
@@ -172,7 +185,7 @@ def _schedule_float_output(sch, wl, tile):
         sch.vectorize(xi)
     elif tile.o_tile > 1:
         sch.vectorize(oi)  # float64 -> float32, bias, clip on vectors; the NCHW stores are strided
-    return xo, oo
+    return xo, oo, pixels
 
 
 def _schedule_packed_output(sch, wl, tile):
@@ -186,7 +199,7 @@ def _schedule_packed_output(sch, wl, tile):
     if tile.o_tile > 1:
         sch.vectorize(oi)
     schedule_packing(sch, None, "pack_next")
-    return xo, oo
+    return xo, oo, tile.x_tile
 
 
 def _loops_after(sch, block, anchor, names_extents):
@@ -202,7 +215,7 @@ def _loops_after(sch, block, anchor, names_extents):
     return {name: found.get(name) for name, _ in names_extents}
 
 
-def _schedule_hot_loop(sch, wl, tile, row_anchor, anchor):
+def _schedule_hot_loop(sch, wl, tile, row_anchor, anchor, pixels):
     combine = sch.get_sblock("combine")
     acc = sch.get_sblock("popcount_acc")
     total = sch.get_sblock("window_total")
@@ -211,18 +224,24 @@ def _schedule_hot_loop(sch, wl, tile, row_anchor, anchor):
     sch.compute_at(total, row_anchor)  # per pixel, shared by all output-channel tiles
     kh, kw = wl.kernel
     x_tile = tile.x_tile if wl.kind == "conv2d" else 1
-    loops = _loops_after(sch, acc, anchor, [("x", x_tile), ("j", wl.w_planes), ("p", wl.a_bits),
+    pixels = pixels if wl.kind == "conv2d" else 1
+    loops = _loops_after(sch, acc, anchor, [("x", pixels), ("j", wl.w_planes), ("p", wl.a_bits),
                                             ("o", tile.o_tile), ("rh", kh), ("rw", kw), ("rc", wl.words_per_group)])
-    _register_tile(sch, acc, [loops["x"], loops["j"], loops["p"]], loops["o"],
-                   [loops["rh"], loops["rw"], loops["rc"]], tile.lanes)
+    outer, x_loop = [], loops["x"]
+    if pixels > x_tile:  # register tiles of x_tile pixels, one after the other, into the chunk's buffer
+        chunk, x_loop = sch.split(x_loop, [None, x_tile])
+        outer = [chunk]
+    _register_tile(sch, acc, [x_loop, loops["j"], loops["p"]], loops["o"],
+                   [loops["rh"], loops["rw"], loops["rc"]], tile.lanes, outer=outer)
     sch.set_scope(acc, 0, "local")
-    loops = _loops_after(sch, combine, anchor, [("x", x_tile), ("o", tile.o_tile), ("rj", wl.w_planes)])
+    loops = _loops_after(sch, combine, anchor, [("x", pixels), ("o", tile.o_tile), ("rj", wl.w_planes)])
     _register_tile(sch, combine, [loops["x"]], loops["o"], [loops["rj"]], tile.lanes)
     sch.set_scope(combine, 0, "local")
 
 
-def _register_tile(sch, block, outer_spatial, channel, reduction, lanes):
-    """Reduction loops outermost, unrolled spatial tile inside, channels split into vector lanes.
+def _register_tile(sch, block, outer_spatial, channel, reduction, lanes, outer=()):
+    """Reduction loops outermost (after the ``outer`` loops), unrolled spatial tile inside, channels
+    split into vector lanes.
 
     Loops may be None (extent 1, dropped by compute_at). Annotations go on before
     ``decompose_reduction`` because vectorize needs the block to still own its init.
@@ -233,7 +252,7 @@ def _register_tile(sch, block, outer_spatial, channel, reduction, lanes):
     reduction = [loop for loop in reduction if loop is not None]
     spatial = [loop for loop in outer_spatial + [vector, lane] if loop is not None]
     if reduction and spatial:
-        sch.reorder(*reduction, *spatial)
+        sch.reorder(*outer, *reduction, *spatial)
     for loop in spatial[:-1] if lane is not None else spatial:
         sch.unroll(loop)
     if lane is not None:

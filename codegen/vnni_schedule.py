@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tvm
 
+from .schedules import epilogue_pixels
 from .vnni_int8 import LANES, Int8Kernel
 
 MAX_ACCUMULATORS = 24  # of the 32 zmm registers; the rest hold weight vectors and broadcasts
@@ -107,7 +108,15 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     wl = kernel.wl
     dense = wl.kind == "dense"
     if _has_block(sch, "act_codes"):
-        sch.compute_inline(sch.get_sblock("act_codes"))
+        codes = sch.get_sblock("act_codes")
+        if dense or kernel.channels_padded >= LANES:  # quantized in the padding copy, channels in lanes
+            sch.compute_inline(codes)
+        else:  # few channels (an RGB stem): quantize NCHW rows in vector lanes, the padding copy moves bytes
+            sch.transform_layout(codes, ("write", 0), lambda n, h, w, c: (n, c, h, w))
+            n, h, w, c = sch.get_loops(codes)
+            sch.reorder(n, c, h, w)
+            sch.parallel(sch.fuse(n, c, h))
+            sch.vectorize(sch.split(w, [None, max(_divisors(wl.width, 16))])[1])
     pad = sch.get_sblock("act_pad")
     n, y, *_, channel = sch.get_loops(pad)
     sch.parallel(sch.fuse(n, y))
@@ -136,7 +145,8 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         sch.vectorize(oi)
     else:  # (n, o, y, x) or (n, g, o, y, x)
         n, *g, o, y, x = loops
-        xo, xi = sch.split(x, [None, x_tile])
+        pixels = epilogue_pixels(wl.out_width, x_tile)
+        xo, xi = sch.split(x, [None, pixels])
         oo, oi = sch.split(o, [None, o_tile])
         if weights_outer(kernel, x_tile, vectors):  # each weight tile stays in cache for all pixels
             sch.reorder(n, *g, oo, y, xo, oi, xi)
@@ -146,7 +156,7 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
             sch.reorder(n, *g, y, xo, oo, oi, xi)
             sch.parallel(sch.fuse(n, *g, y))
             anchor = oo
-        if x_tile > 1:
+        if pixels > 1:
             sch.vectorize(xi)  # contiguous NCHW stores along the pixels
         else:
             sch.vectorize(oi)
@@ -154,17 +164,22 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     acc = sch.get_sblock("vnni_acc")
     sch.compute_at(acc, anchor)
     kh, kw = wl.kernel
-    loops = _loops_after(sch, acc, anchor, [("x", 1 if dense else x_tile), ("o", o_tile), ("rh", kh), ("rw", kw),
+    pixels = 1 if dense else pixels
+    loops = _loops_after(sch, acc, anchor, [("x", pixels), ("o", o_tile), ("rh", kh), ("rw", kw),
                                             ("rcb", kernel.channels_padded // 4), ("rci", 4)])
+    chunk = []
+    if pixels > x_tile:  # register tiles of x_tile pixels, one after the other, into the chunk's buffer
+        chunk_loop, x_loop = sch.split(loops["x"], [None, x_tile])
+        chunk, loops["x"] = [chunk_loop], x_loop
     pixel = [loops["x"]] if loops["x"] is not None else []
     o_loop = loops["o"]
     ob, lane = sch.split(o_loop, [None, LANES])
     reductions = [loops[name] for name in ("rh", "rw", "rcb") if loops[name] is not None]
     rci = loops["rci"]
     if kernel.vnni:
-        sch.reorder(*reductions, *pixel, ob, lane, rci)
+        sch.reorder(*chunk, *reductions, *pixel, ob, lane, rci)
     else:  # annotate before decompose_reduction: vectorize needs the block to still own its init
-        sch.reorder(*reductions, *pixel, ob, rci, lane)
+        sch.reorder(*chunk, *reductions, *pixel, ob, rci, lane)
         sch.unroll(rci)
         sch.vectorize(lane)
     for loop in (*pixel, ob):
