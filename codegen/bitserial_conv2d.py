@@ -101,7 +101,8 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
     ``wl.weight_planes_shape`` of ``wl.word``, ``coef`` (O, w_planes) float64, ``alpha`` (O,)
     float64, ``zero_sums`` (O, w_planes) int64 (only when ``wl.a_zero_point``), ``bias`` (O,)
     float64, ``clip_bounds`` (2,) float32 (lo, hi; +-inf when absent), ``next_act_scale`` (1,)
-    float32 (only for ``wl.output == "packed"``).
+    float32 (only for ``wl.output == "packed"``), ``residual`` float32 ``wl.output_shape`` (only for
+    ``wl.residual``).
     """
     word = wl.word
     n_out, o_out = wl.batch, wl.out_channels
@@ -164,9 +165,21 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
         args = args + [next_scale]
     elif wl.kind == "dense":
         out = te.compute((n_out, o_out), lambda n, o: value(n, 0, 0, o), name="epilogue")
+    elif wl.residual:
+        residual = te.placeholder(wl.output_shape, "float32", name="residual")
+        out = te.compute((n_out, o_out, ho, wo),
+                         lambda n, o, y, xx: residual_epilogue(wl, value(n, y, xx, o), residual[n, o, y, xx]),
+                         name="epilogue")
+        args = args + [residual]
     else:
         out = te.compute((n_out, o_out, ho, wo), lambda n, o, y, xx: value(n, y, xx, o), name="epilogue")
     return {"args": args, "out": out, "popcount_acc": acc, "window_total": total}
+
+
+def residual_epilogue(wl: ConvWorkload, value, residual):
+    """``value + residual`` in float32 (then ``max(., 0)`` for ``"add_relu"``): the separate add / ReLU's arithmetic."""
+    total = value + residual
+    return tirx.max(total, tirx.const(0.0, "float32")) if wl.residual == "add_relu" else total
 
 
 def make_primfunc(wl: ConvWorkload, packed_input=False):

@@ -53,6 +53,7 @@ from tvm_qnn import reference
 from tvm_qnn.errors import QuantizationError, ShapeError
 
 from .bitpack import act_codes_compute
+from .bitserial_conv2d import residual_epilogue
 from .bitserial_int import INT32_LIMIT, check_ends
 from .plan import affine_lut, clip_bounds
 from .workload import ConvWorkload
@@ -198,6 +199,16 @@ def int8_stages(kernel: Int8Kernel):
             oc = tirx.min(g * og + o, o_out - 1)  # padded channels read a valid row; their values are dropped
             return requant(acc[n, y, xx, g, o].astype("int64") + bias[oc].astype("int64"), oc)
 
+    residual = None
+    if wl.residual:
+        if kernel.output != "float" or dense:
+            raise ShapeError(f"int8 kernel {kernel.key()}: a residual needs a conv2d with float output")
+        residual = te.placeholder(wl.output_shape, "float32", name="residual")
+        args = args + [residual]
+
+    def finish(result, n, o, y, xx):  # the fused residual add / ReLU (codegen.bitserial_conv2d.residual_epilogue)
+        return residual_epilogue(wl, result, residual[n, o, y, xx]) if residual is not None else result
+
     if kernel.pads_output:
         if dense:
             padded = te.compute((n_b, groups, op), lambda n, g, o: value(n, 0, 0, g, o), name="epilogue")
@@ -205,12 +216,13 @@ def int8_stages(kernel: Int8Kernel):
         else:
             padded = te.compute((n_b, groups, op, ho, wo), lambda n, g, o, y, xx: value(n, y, xx, g, o),
                                 name="epilogue")
-            out = te.compute((n_b, o_out, ho, wo), lambda n, o, y, xx: padded[n, o // og, o % og, y, xx],
-                             name="crop")
+            out = te.compute((n_b, o_out, ho, wo),
+                             lambda n, o, y, xx: finish(padded[n, o // og, o % og, y, xx], n, o, y, xx), name="crop")
     elif dense:
         out = te.compute((n_b, o_out), lambda n, o: value(n, 0, 0, 0, o), name="epilogue")
     else:
-        out = te.compute((n_b, o_out, ho, wo), lambda n, o, y, xx: value(n, y, xx, 0, o), name="epilogue")
+        out = te.compute((n_b, o_out, ho, wo), lambda n, o, y, xx: finish(value(n, y, xx, 0, o), n, o, y, xx),
+                         name="epilogue")
     return args, out
 
 

@@ -18,6 +18,7 @@ WORD_BITS = {"uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
 SCHEMES = ("bitplane", "onehot")  # uniform LUT -> weight bit planes; any LUT -> one-hot index planes
 KINDS = ("conv2d", "dense")
 OUTPUTS = ("float", "packed")  # float NCHW output, or the next layer's packed activation codes
+RESIDUALS = ("", "add", "add_relu")  # none, or a float32 residual added to the float output (then ReLU)
 
 
 def _ceil_div(a, b):
@@ -38,6 +39,10 @@ class ConvWorkload:
       point (codes ``+ z``, spatial padding filled with code ``z``, the kernel's integer sums
       corrected by ``z`` per output channel; see :mod:`codegen.bitserial_conv2d`). Part of the
       workload because the padding words depend on it; 0 keeps the key of before.
+    * ``residual="add"`` / ``"add_relu"`` (conv2d with float output): the kernel takes one more
+      float32 argument of the output's shape, the residual branch of a ResNet-style block, and
+      returns ``out + residual`` (then ``max(., 0)``), the same float32 add and ReLU that would
+      otherwise run as a separate pass over the output.
     """
 
     kind: str
@@ -63,6 +68,7 @@ class ConvWorkload:
     next_groups: int = 1
     a_zero_point: int = 0
     next_a_zero_point: int = 0
+    residual: str = ""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -87,6 +93,10 @@ class ConvWorkload:
             raise ShapeError(f"groups={self.groups} does not divide channels {self.in_channels}->{self.out_channels}")
         if self.out_height <= 0 or self.out_width <= 0:
             raise ShapeError(f"input {self.height}x{self.width} is smaller than kernel {self.kernel}")
+        if self.residual not in RESIDUALS:
+            raise ShapeError(f"workload residual={self.residual!r}; expected one of {list(RESIDUALS)}")
+        if self.residual and (self.kind != "conv2d" or self.output != "float"):
+            raise ShapeError(f"workload residual={self.residual!r} needs a conv2d with float output")
         if self.output == "packed" and self.out_channels % self.next_groups:
             raise ShapeError(f"next_groups={self.next_groups} does not divide {self.out_channels} channels")
 
@@ -186,6 +196,8 @@ class ConvWorkload:
             base += f"_to_a{self.next_a_bits}_p{'-'.join(map(str, self.next_padding))}_g{self.next_groups}"
             if self.next_a_zero_point:
                 base += f"_z{self.next_a_zero_point}"
+        if self.residual:
+            base += f"_{self.residual}"
         return base
 
     def to_json(self):

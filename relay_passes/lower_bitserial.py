@@ -21,6 +21,14 @@ second reads them (``packed_input``): consecutive quantized layers pass packed w
 floats (``pass_packed=False`` turns this off). Only conv2d -> conv2d chains of two popcount
 kernels are fused this way.
 
+Residual blocks: when a quantized conv's float result is used once, by ``R.add`` with a float32
+tensor of the same shape (a ResNet block's shortcut), the add moves into the conv kernel's epilogue,
+and so does an ``R.nn.relu`` that is the add result's only use
+(``ConvWorkload.residual``; popcount and int8 kernels, not depthwise, not a packed-chain producer,
+``fuse_residual=False`` turns it off): the same float32 add and ReLU, one pass over the output
+fewer. Popcount layers stay unfused when a tuning ``database`` is given (its records are of the
+unfused workload).
+
 Pre: composites as ``GroupQnnLayers`` makes them (``relay_passes.composite.read_qnn_layer`` reads them);
 static shapes. Post: no call to a qnn composite remains; the composite functions are removed;
 everything else is untouched (the default Relax pipeline lowers it). Kernels are marked
@@ -106,6 +114,56 @@ def packed_chains(func, composites):
     return chains
 
 
+def residual_fusions(func, composites):
+    """``[{"conv", "conv_var", "add", "add_var", "residual", "relu"}]``: a qnn.conv2d whose result is used once, by
+    ``R.add`` with a float32 tensor of the same static shape (the residual), the add's result used only
+    by ``R.nn.relu`` or not at all by another op. The conv's kernel can add the residual (and apply
+    the ReLU) in its epilogue."""
+    add_op, relu_op = tvm.ir.Op.get("relax.add"), tvm.ir.Op.get("relax.nn.relu")
+    convs, relus = {}, {}
+    bindings = [binding for block in func.body.blocks for binding in block.bindings]
+    for binding in bindings:
+        value = binding.value
+        if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar) and value.op in composites \
+                and _composite_name(composites[value.op]) == "qnn.conv2d":
+            convs[binding.var] = value
+        if isinstance(value, relax.Call) and value.op.same_as(relu_op) and isinstance(value.args[0], relax.Var):
+            relus[value.args[0]] = value
+    if not convs:
+        return []
+    counter = _VarUses()
+    counter.visit_expr(func)
+    fusions = []
+    for binding in bindings:
+        value = binding.value
+        if not (isinstance(value, relax.Call) and value.op.same_as(add_op)):
+            continue
+        for i in (0, 1):
+            conv_var, other = value.args[i], value.args[1 - i]
+            if not (isinstance(conv_var, relax.Var) and conv_var in convs and counter.uses.get(conv_var, 0) == 1):
+                continue
+            if not _same_float32_tensor(conv_var, other) or (isinstance(other, relax.Var) and other.same_as(conv_var)):
+                continue
+            relu = relus.get(binding.var) if counter.uses.get(binding.var, 0) == 1 else None
+            fusions.append({"conv": convs[conv_var], "conv_var": conv_var, "add": value, "add_var": binding.var,
+                            "residual": other, "relu": relu})
+            break
+    return fusions
+
+
+def _same_float32_tensor(a, b):
+    shapes = []
+    for expr in (a, b):
+        ty = getattr(expr, "ty", None)
+        if ty is None or str(getattr(ty, "dtype", "")) != "float32" or getattr(ty, "shape", None) is None:
+            return False
+        try:
+            shapes.append([int(d) for d in ty.shape])
+        except (TypeError, ValueError):  # symbolic dimensions: no fusion
+            return False
+    return shapes[0] == shapes[1]
+
+
 def _index_of(call, calls):
     return next((i for i, other in enumerate(calls) if other.same_as(call)), None)
 
@@ -114,8 +172,12 @@ def _index_of(call, calls):
 class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
-    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None, has_vnni=False):
+    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None, has_vnni=False,
+                 fusions=()):
         super().__init__(mod)
+        self.fusions = list(fusions)
+        # bindings that disappear: the fused conv's own result, and the add when a ReLU follows it
+        self.skip = [f["conv_var"] for f in self.fusions] + [f["add_var"] for f in self.fusions if f["relu"] is not None]
         self.composites = composites
         self.read_layer = read_layer
         self.target, self.database, self.word = target, database, word
@@ -124,9 +186,9 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.consumers = [consumer for _, consumer in chains]
         self.choose, self.has_vnni = choose, has_vnni
 
-    def _direct_call(self, layer, data, kind):
+    def _direct_call(self, layer, data, kind, residual=None, residual_kind=""):
         """``call_tir`` to the float-contract int8 (``kind="vnni"``) or depthwise kernel of ``layer``."""
-        wl = layer_workload(layer, self.word, scheme="onehot")
+        wl = layer_workload(layer, self.word, scheme="onehot", residual=residual_kind)
         if kind == "depthwise":
             kernel, make = DepthwiseKernel(wl, "float", "float", contract="float"), scheduled_depthwise_primfunc
             args, symbol = float_depthwise_kernel_args(layer, kernel), "depthwise"
@@ -145,7 +207,8 @@ class _CompositeToKernel(relax.PyExprMutator):
             self.kernels[key] = self.builder_.add_func(func.without_attr("global_symbol"),
                                                        f"qnn_{symbol}_float_{layer.kind}")
         out_type = relax.TensorType(kernel.output_shape, "float32")
-        return relax.call_tir(self.kernels[key], [data] + [tensor_const(a) for a in args], out_type)
+        extra = [residual] if residual is not None else []
+        return relax.call_tir(self.kernels[key], [data] + [tensor_const(a) for a in args] + extra, out_type)
 
     def _kernel(self, wl, layer_name, packed_input):
         key = (wl.key(), packed_input)
@@ -159,10 +222,22 @@ class _CompositeToKernel(relax.PyExprMutator):
             self.kernels[key] = self.builder_.add_func(func.without_attr("global_symbol"), "qnn_bitserial_" + wl.kind)
         return self.kernels[key]
 
+    def visit_var_binding_(self, binding):
+        if any(binding.var.same_as(var) for var in self.skip):
+            return  # folded into a fused kernel call further down
+        super().visit_var_binding_(binding)
+
     def visit_call_(self, call):
-        original = call
+        for fusion in self.fusions:  # the add (or the ReLU after it) becomes the conv kernel with the residual
+            if call.same_as(fusion["relu"] if fusion["relu"] is not None else fusion["add"]):
+                kind = "add_relu" if fusion["relu"] is not None else "add"
+                return self._lower(fusion["conv"], self.visit_expr(fusion["residual"]), kind)
         if not isinstance(call.op, tvm.ir.GlobalVar) or call.op not in self.composites:
             return super().visit_call_(call)
+        return self._lower(call)
+
+    def _lower(self, call, residual=None, residual_kind=""):
+        original = call
         # not super().visit_call_: re-normalizing a consumer's composite call would reject its
         # (now packed) argument; the composite call is replaced wholesale anyway
         layer = self.read_layer(self.composites[call.op])
@@ -176,7 +251,7 @@ class _CompositeToKernel(relax.PyExprMutator):
                                  f"{layer.input_shape}; the bit-serial lowering needs static shapes")
             kind = self.choose(layer) if self.choose is not None else "popcount"
             if kind != "popcount":
-                return self._direct_call(layer, data, kind)
+                return self._direct_call(layer, data, kind, residual, residual_kind)
         chain = _index_of(original, self.producers)
         extra_args, output = [], {}
         if chain is not None:
@@ -184,6 +259,9 @@ class _CompositeToKernel(relax.PyExprMutator):
             output = dict(output="packed", next_a_bits=consumer.a_bits, next_padding=consumer.padding,
                           next_groups=consumer.groups, next_a_zero_point=consumer.a_zero_point)
             extra_args = [tensor_const(np.array([consumer.s_a], dtype=np.float32))]
+        if residual is not None:
+            output["residual"] = residual_kind
+            extra_args = extra_args + [residual]
         wl = layer_workload(layer, self.word, **output)
         args = kernel_args(layer, wl)
         out_type = relax.TensorType(wl.output_shape, wl.word if chain is not None else "float32")
@@ -207,8 +285,9 @@ class LowerQnnToBitserial:
     """
 
     def __init__(self, target=None, database=None, word="uint64", read_layer=None, pass_packed=True, pins=None,
-                 auto_int8=True):
+                 auto_int8=True, fuse_residual=True):
         self.target, self.database, self.word = target, database, word
+        self.fuse_residual = fuse_residual
         self.read_layer = read_layer
         self.pass_packed = pass_packed
         self.pins, self.auto_int8 = dict(pins or {}), auto_int8
@@ -233,8 +312,15 @@ class LowerQnnToBitserial:
             chains = packed_chains(func, composites) if self.pass_packed else []
             chains = [(producer, consumer) for producer, consumer in chains  # popcount -> popcount only
                       if all(self._choose(read_layer(composites[call.op])) == "popcount" for call in (producer, consumer))]
+            producers = [producer for producer, _ in chains]
+            # popcount layers keep their float-output kernel when tuning records are given (the records
+            # are of that workload); int8 kernels have no tuning space and always take the residual
+            fusable = ("vnni",) if self.database is not None else ("popcount", "vnni")
+            fusions = [fusion for fusion in residual_fusions(func, composites) if self.fuse_residual
+                       and self._choose(read_layer(composites[fusion["conv"].op])) in fusable
+                       and _index_of(fusion["conv"], producers) is None]
             mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains,
-                                         self._choose, self.has_vnni)
+                                         self._choose, self.has_vnni, fusions)
             mod = _with_func(mutator, gv, func)
         for gv in composites:
             mod = _without(mod, gv)
