@@ -1,11 +1,14 @@
 """Integer-only depthwise conv2d (``groups == in_channels == out_channels``): a direct kernel.
 
 A depthwise layer has a fan-in of ``kh * kw`` per output: bit planes (64 channels per word) and
-VNNI (4 input channels per lane) both waste almost all their width on it. Here channels are the
-vector lanes instead: codes are laid out NHWC (channels padded to a multiple of 16, spatially
-pre-padded with code 0), the gathered int8 weights ``lut_int[c, idx]`` are stored as int32
-``(kh, kw, C16)``, and each output pixel is ``kh * kw`` int32 multiply-adds on 16-channel
-vectors; a tile of ``x_tile`` pixels x 16 channels stays in registers over the ``kh, kw`` window.
+VNNI (4 input channels per lane) both waste almost all their width on it. Here each channel is its
+own plane, as NCHW lays it out: the channel planes run in parallel, a plane's codes are padded once
+into a small buffer (spatially pre-padded with code 0, its columns stored by phase ``column mod
+stride`` so that the taps of adjacent output pixels are adjacent bytes at any stride), and a row
+tile of ``x_tile`` output pixels (16 or 8 when they divide the row) is ``kh * kw`` multiply-adds
+on pixel vectors with the tap's weight broadcast, the window sum in registers. Neither the input
+nor the output is transposed. The gathered int8 weights ``lut_int[c, idx]`` are stored as int32
+``(kh, kw, C16)`` (channels padded to a multiple of 16).
 Exact: int32 products of u8 x s8 and an accumulator checked to fit int32. The epilogue is the
 integer kernels' (``codegen.vnni_int8.integer_epilogue``): requant to the next layer's codes or
 the float64 dequantization, NCHW.
@@ -40,8 +43,9 @@ from .plan import clip_bounds
 from .vnni_int8 import check_accumulator_fits, epilogue_args, integer_epilogue
 from .workload import ConvWorkload
 
-LANES = 16  # int32 lanes of one zmm
-MAX_X_TILE = 8
+LANES = 16  # weights are stored (kh, kw, C) with C padded to a multiple of this
+MAX_X_TILE = 16  # output pixels of a row per register tile: float64 / int32 vector lanes
+PAD_LANES = 64  # code bytes per vector while padding
 
 
 def is_depthwise(wl: ConvWorkload) -> bool:
@@ -107,38 +111,45 @@ def depthwise_stages(kernel: DepthwiseKernel):
         codes_at = lambda n, y, xx, ch: x[n, ch, y, xx]  # noqa: E731
         args = [x]
 
-    def padded_code(n, y, xx, ch):
-        inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w)
-        value = codes_at(n, tirx.min(tirx.max(y - top, 0), h - 1), tirx.min(tirx.max(xx - left, 0), w - 1),
-                         tirx.min(ch, c - 1))
-        spatial = tirx.Select(inside, value, tirx.const(zero, "uint8"))  # padding: code z, value 0
-        return tirx.Select(ch < c, spatial, tirx.const(0, "uint8"))
+    phases = sw  # padded columns stored by phase (column mod stride): a row of outputs reads contiguous codes
+    width_q = -(-wl.padded_width // phases)
 
-    act_pad = te.compute((n_b, wl.padded_height, wl.padded_width, c16), padded_code, name="act_pad")
+    def padded_code(n, ch, y, phase, q):
+        xx = q * phases + phase
+        inside = tirx.all(y >= top, y < top + h, xx >= left, xx < left + w)
+        value = codes_at(n, tirx.min(tirx.max(y - top, 0), h - 1), tirx.min(tirx.max(xx - left, 0), w - 1), ch)
+        return tirx.Select(inside, value, tirx.const(zero, "uint8"))  # padding: code z, value 0
+
+    act_pad = te.compute((n_b, c, wl.padded_height, phases, width_q), padded_code, name="act_pad")
     weight = te.placeholder((kh, kw, c16), "float64" if float_contract else "int32", name="weight")
     bias = te.placeholder((c,), "float64" if float_contract else "int32", name="bias")
     rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
+
+    def code_at(n, ch, y, xx):  # padded code of output (y, xx) under tap (rh, rw)
+        column = rw * dw
+        return act_pad[n, ch, y * sh + rh * dh, column % phases, xx + column // phases]
+
     if float_contract:
-        def product(n, y, xx, ch):
-            code = act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, ch].astype("int32") - tirx.const(zero, "int32")
+        def product(n, ch, y, xx):
+            code = code_at(n, ch, y, xx).astype("int32") - tirx.const(zero, "int32")
             return code.astype("float64") * weight[rh, rw, ch]
     else:
-        def product(n, y, xx, ch):
-            return act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, ch].astype("int32") * weight[rh, rw, ch]
-    acc = te.compute((n_b, ho, wo, c16), lambda n, y, xx, ch: te.sum(product(n, y, xx, ch), axis=[rh, rw]),
+        def product(n, ch, y, xx):
+            return code_at(n, ch, y, xx).astype("int32") * weight[rh, rw, ch]
+    acc = te.compute((n_b, c, ho, wo), lambda n, ch, y, xx: te.sum(product(n, ch, y, xx), axis=[rh, rw]),
                      name="dw_acc")
     if float_contract:
         clip_bounds = te.placeholder((2,), "float32", name="clip_bounds")
 
         def value(n, ch, y, xx):  # rounded to float32 before the float32 bias, as the other float kernels
-            full = acc[n, y, xx, ch].astype("float32") + bias[ch].astype("float32")
+            full = acc[n, ch, y, xx].astype("float32") + bias[ch].astype("float32")
             return tirx.min(tirx.max(full, clip_bounds[0]), clip_bounds[1])
 
         out = te.compute((n_b, c, ho, wo), value, name="epilogue")
         return args + [weight, bias, clip_bounds], out
     store_args, requant = integer_epilogue(kernel.output, c)
     out = te.compute((n_b, c, ho, wo),
-                     lambda n, ch, y, xx: requant(acc[n, y, xx, ch].astype("int64") + bias[ch].astype("int64"), ch),
+                     lambda n, ch, y, xx: requant(acc[n, ch, y, xx].astype("int64") + bias[ch].astype("int64"), ch),
                      name="epilogue")
     return args + [weight, bias] + store_args, out
 
@@ -152,46 +163,57 @@ def _divisors(n, limit):
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
+def pixel_tile(width):
+    """Output pixels per register tile: 16 or 8 when they divide the row (whole float64 / int32 vectors),
+    else the largest divisor up to ``MAX_X_TILE`` (a 7- or 14-pixel row)."""
+    for lanes in (16, 8):
+        if width % lanes == 0:
+            return lanes
+    return max(_divisors(width, MAX_X_TILE))
+
+
 def schedule_depthwise(kernel: DepthwiseKernel, func) -> tvm.s_tir.Schedule:
-    """Rows in parallel; per ``x_tile`` pixels x 16 channels the window sum stays in registers."""
+    """Channels (with the batch) in parallel; per channel its padded codes (a plane of bytes, in L1),
+    then per ``x_tile`` output pixels of a row the window sum in vector registers."""
     wl = kernel.wl
     sch = tvm.s_tir.Schedule(func)
     try:
         sch.compute_inline(sch.get_sblock("act_codes"))
     except Exception:  # noqa: BLE001 - codes input: no quantization block
         pass
-    pad = sch.get_sblock("act_pad")
-    n, y, xx, ch = sch.get_loops(pad)
-    sch.parallel(sch.fuse(n, y))
-    sch.vectorize(sch.split(ch, [None, LANES])[1])
     epilogue = sch.get_sblock("epilogue")
     n, ch, y, xx = sch.get_loops(epilogue)
-    x_tile = max(_divisors(wl.out_width, MAX_X_TILE))
+    x_tile = pixel_tile(wl.out_width)
     xo, xi = sch.split(xx, [None, x_tile])
-    sch.reorder(n, y, xo, ch, xi)
-    sch.parallel(sch.fuse(n, y))
+    plane = sch.fuse(n, ch)
+    sch.parallel(plane)
     if x_tile > 1:
         sch.vectorize(xi)
     acc = sch.get_sblock("dw_acc")
-    sch.compute_at(acc, xo)  # the tile's pixels x every (padded) channel: a few KB, in L1
+    sch.compute_at(acc, xo)
     loops = sch.get_loops(acc)
     xo_stmt = sch.get(xo)
     start = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(xo_stmt)) + 1
     inner = loops[start:]
-    spatial = inner[:len(inner) - sum(1 for extent in wl.kernel if extent > 1)]
-    reductions = inner[len(spatial):]
-    ch_loop = spatial[-1]
-    cb, lane = sch.split(ch_loop, [None, LANES])
-    pixel = spatial[:-1]
-    sch.reorder(cb, *reductions, *pixel, lane)
-    for loop in pixel:
-        sch.unroll(loop)
-    sch.vectorize(lane)
+    reductions = inner[len(inner) - sum(1 for extent in wl.kernel if extent > 1):]
+    pixel = inner[:len(inner) - len(reductions)]
+    if reductions and pixel:
+        sch.reorder(*reductions, *pixel)  # window order as the contract sums it: rh, then rw
+    if pixel:
+        sch.vectorize(pixel[-1])
     sch.set_scope(acc, 0, "local")
     if reductions:
         init = sch.decompose_reduction(acc, reductions[0])
-        init_loops = sch.get_loops(init)
-        sch.vectorize(init_loops[-1])
+        if pixel:
+            sch.vectorize(sch.get_loops(init)[-1])
+    pad = sch.get_sblock("act_pad")  # after its consumer moved under the channel loop
+    sch.compute_at(pad, plane)
+    pad_loops = sch.get_loops(pad)
+    plane_stmt = sch.get(plane)
+    inner = pad_loops[next(i for i, loop in enumerate(pad_loops) if sch.get(loop).same_as(plane_stmt)) + 1:]
+    if inner and int(sch.get(inner[-1]).extent) > 1:  # a row of one phase: contiguous input columns at stride 1
+        q = inner[-1]
+        sch.vectorize(sch.split(q, [None, max(_divisors(int(sch.get(q).extent), PAD_LANES))])[1])
     return sch
 
 
