@@ -26,7 +26,7 @@ from vta_ext.rtl.cosim import COMPUTE_MODULES, LUT_MODE_PARAM, isa_header, strea
 from vta_ext.rtl.simulate import build_testbench, run_built
 from vta_ext.sim import functional, timing
 
-CORE_MODULES = ("qnn_core", "dma_read", "dma_write", "insn_queue", "dram_model", *COMPUTE_MODULES)
+CORE_MODULES = ("qnn_core", "dma_read", "dma_write", "dma_byte_read", "dma_byte_write", "insn_queue", "dram_model", *COMPUTE_MODULES)
 INSN_ALIGN = 64  # the instruction stream starts at a multiple of this many bytes after the image
 _BUILDS = {}  # (simulator, parameters) -> (directory, run command): one build per layer shape per process
 

@@ -30,8 +30,9 @@ TOPS = {
     "pnr_harness": ("pnr_harness", "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc",
                     "popcount"),
     # the whole core (vta_ext/rtl/core_synth.py): needs the generated isa_fields.vh on the include path
-    "qnn_core": ("qnn_core", "dma_read", "dma_write", "insn_queue", "qnn_compute", "gemm_unit", "gemm_bitplane",
-                 "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount", "lut_apply", "alu_lanes"),
+    "qnn_core": ("qnn_core", "dma_read", "dma_write", "dma_byte_read", "dma_byte_write", "insn_queue", "qnn_compute",
+                 "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount", "lut_apply",
+                 "alu_lanes"),
 }
 
 

@@ -65,6 +65,25 @@ def test_core_with_two_alu_lanes_for_eight_outputs():
     assert report.rtl_cycles > baseline.rtl_cycles  # the passes are real clocks
 
 
+# the smallest iCE40 core (benchmarks/fpga_build.py): one-byte DMA beats (dma_byte_read / dma_byte_write), one
+# ALU lane, 4-entry LUT rows
+ICE40_SMALL = HwConfig(name="core-ice40-small", batch=1, block_in=8, block_out=4, max_a_bits=2, max_w_bits=2,
+                       lut_entries=4, lut_mode="decode", inp_buff_bytes=512, wgt_buff_bytes=1024, acc_buff_bytes=2048,
+                       uop_buff_bytes=2048, prm_buff_bytes=64, dma_bytes_per_cycle=1, dma_latency_cycles=16,
+                       alu_lanes=1)
+
+
+@pytest.mark.parametrize("w_bits, a_bits, in_ch, out_ch, hw, out_bits, seed",
+                         [(2, 2, 10, 12, 5, 2, 1), (2, 2, 12, 6, 7, None, 6)])
+def test_core_with_one_byte_beats(w_bits, a_bits, in_ch, out_ch, hw, out_bits, seed):
+    """Padded 3x3 convs on the smallest iCE40 core: elements assembled and sent one byte per clock."""
+    rng = np.random.default_rng(seed)
+    layer, codes, out_act = _layer(rng, w_bits, a_bits, in_ch, out_ch, hw, 3, out_bits)
+    report, sim_out, rtl_out = cosim_core_program(compile_layer(layer, ICE40_SMALL, out_act=out_act), codes)
+    report.check(cycle_tolerance=0.05)
+    np.testing.assert_array_equal(rtl_out, sim_out)
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lut_mode=st.sampled_from(["decode", "onehot"]), w_bits=st.integers(1, 3), a_bits=st.integers(1, 8),
        in_ch=st.integers(1, 12), out_ch=st.integers(1, 12), hw=st.integers(2, 5), kernel=st.sampled_from([1, 3]),
