@@ -23,7 +23,9 @@
 // Timing: the accepting clock, one clock to issue the first micro-op step (read its micro-op,
 // form its buffer addresses), then per step: GEMM a_bits clocks (one activation bit plane per
 // clock, most significant first), GEMM reset 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU
-// lanes per clock), LUT_APPLY 2^w_bits (one level per clock);
+// lanes per clock), LUT_APPLY 2^w_bits (one level per clock; in decode mode with fewer ALU lanes
+// than outputs 2^w_bits * BATCH*BLOCK_OUT/ALU_LANES, one pass of the ALU lanes per clock: the
+// timing model charges 2^w_bits, and decode-mode programs never issue LUT_APPLY);
 // the next step is issued during the current one's last clock, so steps follow each other with
 // no bubbles. An instruction with no steps takes the accepting clock only; otherwise cycles =
 // 2 + steps * per_step (RTL_PIPELINE_CYCLES = 2 in vta_ext/rtl/cosim.py).
@@ -81,6 +83,11 @@ module qnn_compute #(
     localparam SCOPE_UOP = 0, SCOPE_WGT = 1, SCOPE_INP = 2, SCOPE_ACC = 3, SCOPE_PRM = 4;
     localparam OPC_GEMM = 2, OPC_ALU = 3, ALU_LUT_APPLY = 5;
     localparam ALU_PASSES = BATCH * BLOCK_OUT / ALU_LANES, ALU_PART_W = ALU_LANES * 32;
+    // decode mode with fewer ALU lanes than outputs: LUT_APPLY (which decode-mode programs do not
+    // use: the GEMM applies the LUT) runs on the ALU lanes, one pass per level, with ALU_LANES
+    // int8 x int32 multipliers instead of BATCH*BLOCK_OUT of them
+    localparam SERIAL_LUT = LUT_MODE == 2 && ALU_PASSES > 1;
+    localparam KW = SERIAL_LUT ? 9 + $clog2(ALU_PASSES) : 9;  // bits of the clock-in-step counter
 
     // ------------------------------------------------------------------ buffers
     reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
@@ -135,8 +142,9 @@ module qnn_compute #(
     // the executing step: its buffer addresses (registers: the block-RAM read addresses) and clock k
     reg        ex_valid = 1'b0;
     reg [23:0] dst_q, src_q, wgt_q, prm_q, accb_q;  // accb_q: acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
-    reg [8:0]  k;
-    wire [8:0] per_step = is_gemm ? (reset_dst ? 9'd1 : {5'd0, a_bits}) : is_lut_apply ? levels_insn : ALU_PASSES;
+    reg [KW-1:0] k;
+    wire [KW-1:0] per_step = is_gemm ? (reset_dst ? 1 : a_bits) : is_lut_apply ? levels_insn * (SERIAL_LUT ? ALU_PASSES : 1)
+                             : ALU_PASSES;
     wire last_k = k == per_step - 1'b1;
     wire write_back = running && ex_valid && last_k;
     wire issue = running && agen_more && (!ex_valid || last_k);
@@ -196,21 +204,33 @@ module qnn_compute #(
                      .bias(prm[LUT_W +: BLOCK_OUT*32]), .multiplier(prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
                      .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
         end else begin : alu_passes
-            wire [8:0] o0 = (k * ALU_LANES) % BLOCK_OUT;
+            // the pass of this clock; a serial LUT_APPLY makes ALU_PASSES passes per level
+            wire [KW-1:0] pass = k % ALU_PASSES, level = k / ALU_PASSES;
+            wire [8:0] o0 = (pass * ALU_LANES) % BLOCK_OUT;
             reg [ALU_PART_W-1:0] rhs;
             always @*
                 for (n = 0; n < ALU_LANES; n = n + 1)
-                    rhs[n*32 +: 32] = use_imm ? imm : acc_src[(k*ALU_LANES + n)*32 +: 32];
+                    rhs[n*32 +: 32] = use_imm ? imm : acc_src[(pass*ALU_LANES + n)*32 +: 32];
             wire [ALU_PART_W-1:0] part;
             alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES))
-                alu (.alu_op(alu_op), .lhs(acc_dst[k*ALU_PART_W +: ALU_PART_W]), .rhs(rhs),
+                alu (.alu_op(alu_op), .lhs(acc_dst[pass*ALU_PART_W +: ALU_PART_W]), .rhs(rhs),
                      .bias(prm[LUT_W + o0*32 +: ALU_PART_W]),
                      .multiplier(prm[LUT_W + BLOCK_OUT*32 + o0*32 +: ALU_PART_W]),
                      .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part));
+            // serial LUT_APPLY: lane sums run in held, from zero at level 0 (as lut_apply's acc)
             reg [ACC_W-1:0] held, merged;
+            reg [ALU_PART_W-1:0] lut_part;
+            reg signed [31:0] lut_base, lut_sum;
+            reg signed [7:0] lut_weight;
             always @* begin
+                for (n = 0; n < ALU_LANES; n = n + 1) begin
+                    lut_base = (level == 0) ? 32'sd0 : held[(pass*ALU_LANES + n)*32 +: 32];
+                    lut_sum = acc_src[(pass*ALU_LANES + n)*32 +: 32];
+                    lut_weight = prm[((o0 + n)*LUT_ENTRIES + level)*8 +: 8];
+                    lut_part[n*32 +: 32] = lut_base + lut_weight * lut_sum;
+                end
                 merged = held;
-                merged[k*ALU_PART_W +: ALU_PART_W] = part;
+                merged[pass*ALU_PART_W +: ALU_PART_W] = (SERIAL_LUT && is_lut_apply) ? lut_part : part;
             end
             always @(posedge clk)
                 if (ex_valid) held <= merged;
@@ -232,7 +252,7 @@ module qnn_compute #(
     generate
         if (GROUP == 1) begin : acc_one_port
             wire [ACC_W-1:0] result = is_gemm ? (reset_dst ? {ACC_W{1'b0}} : gemm_entries)
-                                     : is_lut_apply ? lut_next : alu_result;
+                                     : (is_lut_apply && !SERIAL_LUT) ? lut_next : alu_result;
             always @(posedge clk)
                 if (write_back || wr_acc)
                     acc_mem[write_back ? dst_q : wr_addr] <= write_back ? result : wr_data[ACC_W-1:0];
@@ -294,7 +314,7 @@ module qnn_compute #(
             // execute: the step's clock k; after its last clock the next issued step (or the end)
             if (ex_valid && !last_k) begin
                 k <= k + 1'b1;
-                if (is_lut_apply) accb_q <= accb_q + 1'b1;
+                if (is_lut_apply && (!SERIAL_LUT || k % ALU_PASSES == ALU_PASSES - 1)) accb_q <= accb_q + 1'b1;
             end
             if (write_back && !agen_more) begin
                 running <= 1'b0;
