@@ -88,12 +88,24 @@ module qnn_compute #(
     // int8 x int32 multipliers instead of BATCH*BLOCK_OUT of them
     localparam SERIAL_LUT = LUT_MODE == 2 && ALU_PASSES > 1;
     localparam KW = SERIAL_LUT ? 9 + $clog2(ALU_PASSES) : 9;  // bits of the clock-in-step counter
+    // buffer address bits. A micro-op's dst / src / wgt plus the loop offsets is an address in a
+    // buffer (dst: ACC; src: INP or ACC; wgt: WGT or PRM), so its bits above the deepest of those
+    // buffers never change an address in range: the micro-op buffer keeps only the bits below
+    // (22 of 64 on the smallest iCE40 core, two 4 Kb block RAMs of four) and the address
+    // arithmetic is as narrow
+    localparam INP_AW = INP_DEPTH > 1 ? $clog2(INP_DEPTH) : 1, WGT_AW = WGT_DEPTH > 1 ? $clog2(WGT_DEPTH) : 1;
+    localparam ACC_AW = ACC_DEPTH > 1 ? $clog2(ACC_DEPTH) : 1, PRM_AW = PRM_DEPTH > 1 ? $clog2(PRM_DEPTH) : 1;
+    localparam DST_AW = ACC_AW < `UOP_DST_W ? ACC_AW : `UOP_DST_W;
+    localparam SRC_AW0 = INP_AW > ACC_AW ? INP_AW : ACC_AW, WGT_AW0 = WGT_AW > PRM_AW ? WGT_AW : PRM_AW;
+    localparam SRC_AW = SRC_AW0 < `UOP_SRC_W ? SRC_AW0 : `UOP_SRC_W;
+    localparam WGT_AWU = WGT_AW0 < `UOP_WGT_W ? WGT_AW0 : `UOP_WGT_W;
+    localparam UOP_W = DST_AW + SRC_AW + WGT_AWU;  // {wgt, src, dst} as kept in the micro-op buffer
 
     // ------------------------------------------------------------------ buffers
     reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
     reg [WGT_W-1:0] wgt_mem [0:WGT_DEPTH-1];
     reg [ACC_W-1:0] acc_mem [0:ACC_DEPTH-1];
-    reg [63:0]      uop_mem [0:UOP_DEPTH-1];
+    reg [UOP_W-1:0] uop_mem [0:UOP_DEPTH-1];
     reg [PRM_W-1:0] prm_mem [0:PRM_DEPTH-1];
     assign rd_data = acc_mem[rd_addr];
 `ifndef SYNTHESIS
@@ -127,11 +139,13 @@ module qnn_compute #(
     reg [13:0] i0, i1;
     reg [16:0] u;
     reg        agen_more = 1'b0;  // steps left to issue
-    reg [23:0] dst_off_out, dst_off_in, src_off_out, src_off_in, wgt_off_out, wgt_off_in;
-    wire [63:0] uop = uop_mem[u];
-    wire [23:0] dst = uop[`UOP_DST_LO +: `UOP_DST_W] + dst_off_out + dst_off_in;
-    wire [23:0] src = uop[`UOP_SRC_LO +: `UOP_SRC_W] + src_off_out + src_off_in;
-    wire [23:0] wgt = uop[`UOP_WGT_LO +: `UOP_WGT_W] + wgt_off_out + wgt_off_in;
+    reg [DST_AW-1:0] dst_off_out, dst_off_in;
+    reg [SRC_AW-1:0] src_off_out, src_off_in;
+    reg [WGT_AWU-1:0] wgt_off_out, wgt_off_in;
+    wire [UOP_W-1:0] uop = uop_mem[u];
+    wire [DST_AW-1:0] dst = uop[0 +: DST_AW] + dst_off_out + dst_off_in;
+    wire [SRC_AW-1:0] src = uop[DST_AW +: SRC_AW] + src_off_out + src_off_in;
+    wire [WGT_AWU-1:0] wgt = uop[DST_AW + SRC_AW +: WGT_AWU] + wgt_off_out + wgt_off_in;
     wire [8:0]  levels_insn = 9'd1 << w_bits;
     wire is_gemm = opcode == OPC_GEMM;
     wire is_lut_apply = opcode == OPC_ALU && alu_op == ALU_LUT_APPLY;
@@ -141,7 +155,10 @@ module qnn_compute #(
 
     // the executing step: its buffer addresses (registers: the block-RAM read addresses) and clock k
     reg        ex_valid = 1'b0;
-    reg [23:0] dst_q, src_q, wgt_q, prm_q, accb_q;  // accb_q: acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
+    reg [DST_AW-1:0] dst_q;
+    reg [SRC_AW-1:0] src_q, accb_q;  // accb_q: acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
+    reg [WGT_AWU-1:0] wgt_q;
+    reg [PRM_AW-1:0] prm_q;
     reg [KW-1:0] k;
     wire [KW-1:0] per_step = is_gemm ? (reset_dst ? 1 : a_bits) : is_lut_apply ? levels_insn * (SERIAL_LUT ? ALU_PASSES : 1)
                              : ALU_PASSES;
@@ -246,7 +263,9 @@ module qnn_compute #(
             inp_mem[ld_inp ? ld_addr : wr_addr] <= ld_inp ? ld_data[INP_W-1:0] : wr_data[INP_W-1:0];
         if (ld_wgt || (wr_en && wr_scope == SCOPE_WGT))
             wgt_mem[ld_wgt ? ld_addr : wr_addr] <= ld_wgt ? ld_data[WGT_W-1:0] : wr_data[WGT_W-1:0];
-        if (wr_en && wr_scope == SCOPE_UOP) uop_mem[wr_addr] <= wr_data[63:0];
+        if (wr_en && wr_scope == SCOPE_UOP)
+            uop_mem[wr_addr] <= {wr_data[`UOP_WGT_LO +: WGT_AWU], wr_data[`UOP_SRC_LO +: SRC_AW],
+                                 wr_data[`UOP_DST_LO +: DST_AW]};
         if (wr_en && wr_scope == SCOPE_PRM) prm_mem[wr_addr] <= wr_data[PRM_W-1:0];
     end
     generate
@@ -326,7 +345,7 @@ module qnn_compute #(
                 ex_valid <= 1'b1;
                 k <= 0;
                 dst_q <= dst; src_q <= src; wgt_q <= wgt;
-                prm_q <= is_gemm ? {8'd0, lut_row} : wgt;
+                prm_q <= is_gemm ? lut_row : wgt;
                 accb_q <= is_lut_apply ? src * levels_insn : src;
                 if (!last_u)
                     u <= u + 1'b1;
