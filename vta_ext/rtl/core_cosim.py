@@ -26,7 +26,8 @@ from vta_ext.rtl.cosim import COMPUTE_MODULES, LUT_MODE_PARAM, isa_header, strea
 from vta_ext.rtl.simulate import build_testbench, run_built
 from vta_ext.sim import functional, timing
 
-CORE_MODULES = ("qnn_core", "dma_read", "dma_write", "dma_byte_read", "dma_byte_write", "insn_queue", "dram_model", *COMPUTE_MODULES)
+CORE_MODULES = ("qnn_core", "dma_read", "dma_write", "dma_byte_read", "dma_byte_write", "insn_queue", "dram_model",
+                *COMPUTE_MODULES)
 INSN_ALIGN = 64  # the instruction stream starts at a multiple of this many bytes after the image
 _BUILDS = {}  # (simulator, parameters) -> (directory, run command): one build per layer shape per process
 
@@ -43,16 +44,19 @@ def max_elem_bytes(cfg, a_bits=None, w_bits=None):
                -(-cfg.block_out * cfg.block_in * w_bits // 8))
 
 
-def core_parameters(cfg, queue_depth=64, a_bits=None, w_bits=None):
+def core_parameters(cfg, queue_depth=64, a_bits=None, w_bits=None, soft_mul=True):
     """Verilog parameters of ``qnn_core`` for ``cfg`` (buffer depths in entries at the narrowest packing);
-    ``a_bits``/``w_bits`` may build the core narrower than the config's maxima (simulation speed)."""
+    ``a_bits``/``w_bits`` may build the core narrower than the config's maxima (simulation speed).
+    ``soft_mul``: the ALU's multipliers built from adders (what a part without DSP blocks synthesizes; the
+    co-simulation runs it, the other form is the plain Verilog product)."""
     a_bits, w_bits = a_bits or cfg.max_a_bits, w_bits or cfg.max_w_bits
     maxe = max_elem_bytes(cfg, a_bits, w_bits)
     return {"BATCH": cfg.batch, "BLOCK_IN": cfg.block_in, "BLOCK_OUT": cfg.block_out, "A_BITS": a_bits,
             "W_BITS": w_bits, "LUT_MODE": LUT_MODE_PARAM[cfg.lut_mode], "LUT_ENTRIES": cfg.lut_entries,
             "INP_DEPTH": cfg.inp_depth(1), "WGT_DEPTH": cfg.wgt_depth(1), "ACC_DEPTH": cfg.acc_depth,
             "UOP_DEPTH": cfg.uop_depth, "PRM_DEPTH": cfg.prm_depth, "BPC": cfg.dma_bytes_per_cycle,
-            "QDEPTH": queue_depth, "MAXE": maxe, "WR_W": maxe * 8, "ALU_LANES": cfg.alu_lane_count}
+            "QDEPTH": queue_depth, "MAXE": maxe, "WR_W": maxe * 8, "ALU_LANES": cfg.alu_lane_count,
+            "SOFT_MUL": int(soft_mul)}
 
 
 def _write_bytes_hex(path, data):

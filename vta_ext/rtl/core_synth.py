@@ -54,8 +54,10 @@ def _part_of(cfg, part=None):
 
 def synthesis_parameters(cfg, part=None):
     """``qnn_core`` parameters of the synthesized core: buffer depths hold the configured bytes at the widest
-    bits; ``part`` (default ``cfg.part``) picks the instruction queue depth."""
-    params = core_parameters(cfg, queue_depth=QUEUE_DEPTH[_part_of(cfg, part).family])
+    bits; ``part`` (default ``cfg.part``) picks the instruction queue depth, and whether the ALU's multipliers
+    are built from adders (a part without DSP blocks) or left to the tool's DSP mapping."""
+    target = _part_of(cfg, part)
+    params = core_parameters(cfg, queue_depth=QUEUE_DEPTH[target.family], soft_mul=not target.dsp)
     params["INP_DEPTH"] = cfg.inp_depth(cfg.max_a_bits)
     params["WGT_DEPTH"] = cfg.wgt_depth(cfg.max_w_bits)
     return params

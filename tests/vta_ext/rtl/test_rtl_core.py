@@ -99,6 +99,26 @@ def test_lut_apply_on_a_decode_core_with_one_alu_lane():
     assert report.dram_equal, report.first_difference
 
 
+def test_soft_multiplier_is_the_signed_product(tmp_path):
+    """soft_mul32 (the ALU's multiplier on parts without DSP blocks) against Verilog's signed product."""
+    from vta_ext.rtl.simulate import verilog_sources
+    from vta_ext.rtl.tools import find_tool, run_bounded
+
+    rng = np.random.default_rng(0)
+    edges = [-(1 << 31), (1 << 31) - 1, -1, 0, 1, 3, -3]
+    pairs = [(a, b) for a in edges for b in edges] + [tuple(v) for v in rng.integers(-(1 << 31), 1 << 31, (500, 2))]
+    checks = "".join(f"        a = {a}; b = {b}; #1; if (p !== a * b) bad = bad + 1;\n" for a, b in pairs)
+    (tmp_path / "tb.v").write_text(
+        "module tb;\n    reg signed [31:0] a, b;\n    wire signed [63:0] p;\n    integer bad = 0;\n"
+        "    soft_mul32 dut (.a(a), .b(b), .p(p));\n    initial begin\n" + checks +
+        '        $display("bad %0d", bad);\n    end\nendmodule\n')
+    build = run_bounded([find_tool("iverilog"), "-o", "tb", "tb.v", *map(str, verilog_sources("soft_mul32"))],
+                        cwd=tmp_path, timeout_s=120)
+    assert build.returncode == 0, build.tail()
+    run = run_bounded([find_tool("vvp"), "tb"], cwd=tmp_path, timeout_s=120)
+    assert "bad 0" in run.stdout, run.tail()
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lut_mode=st.sampled_from(["decode", "onehot"]), w_bits=st.integers(1, 3), a_bits=st.integers(1, 8),
        in_ch=st.integers(1, 12), out_ch=st.integers(1, 12), hw=st.integers(2, 5), kernel=st.sampled_from([1, 3]),

@@ -16,9 +16,12 @@
 //   shift      [BLOCK_OUT*8]       parameter row: sh of output o (0..62)
 //   result     [LANES*32]
 // Timing: combinational (one micro-op per clock; the sequencer writes result to acc[dst]).
+// SOFT_MUL = 1 builds the 32 x 32 multipliers from adders (soft_mul32) for parts without DSP
+// blocks; 0 leaves the product to the synthesis tool (DSP48 / SB_MAC16).
 module alu_lanes #(
     parameter BATCH = 1,
-    parameter BLOCK_OUT = 16
+    parameter BLOCK_OUT = 16,
+    parameter SOFT_MUL = 0
 ) (
     input  wire [3:0]                  alu_op,
     input  wire [BATCH*BLOCK_OUT*32-1:0] lhs,
@@ -30,7 +33,21 @@ module alu_lanes #(
 );
     localparam OP_ADD = 0, OP_MIN = 1, OP_MAX = 2, OP_MUL = 3, OP_SHR = 4, OP_BIAS = 6, OP_REQUANT = 7;
     localparam signed [64:0] INT32_MAX = 65'sd2147483647, INT32_MIN = -65'sd2147483648;
-    reg signed [31:0] a, r, m;
+    // one 32 x 32 multiplier per lane, shared by MUL and REQUANT (the 64-bit product is exact)
+    wire [BATCH*BLOCK_OUT*64-1:0] products;
+    genvar g;
+    generate
+        for (g = 0; g < BATCH*BLOCK_OUT; g = g + 1) begin : lane
+            wire signed [31:0] x = lhs[g*32 +: 32];
+            wire signed [31:0] y = (alu_op == OP_REQUANT) ? multiplier[(g % BLOCK_OUT)*32 +: 32] : rhs[g*32 +: 32];
+            if (SOFT_MUL) begin : adders
+                soft_mul32 mul (.a(x), .b(y), .p(products[g*64 +: 64]));
+            end else begin : product_op
+                assign products[g*64 +: 64] = x * y;
+            end
+        end
+    endgenerate
+    reg signed [31:0] a, r;
     reg [7:0] sh;
     reg signed [64:0] wide, product, rounding, shifted;
     integer n;
@@ -38,10 +55,8 @@ module alu_lanes #(
         for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1) begin
             a = lhs[n*32 +: 32];
             r = rhs[n*32 +: 32];
-            m = multiplier[(n % BLOCK_OUT)*32 +: 32];
             sh = shift[(n % BLOCK_OUT)*8 +: 8];
-            // one 32 x 32 multiplier per lane, shared by MUL and REQUANT
-            product = a * (alu_op == OP_REQUANT ? m : r);
+            product = $signed(products[n*64 +: 64]);
             rounding = (sh == 0) ? 65'sd0 : (65'sd1 <<< (sh - 1));
             shifted = (product + rounding) >>> sh;
             case (alu_op)

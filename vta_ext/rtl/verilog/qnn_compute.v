@@ -53,6 +53,7 @@ module qnn_compute #(
     // ALU lanes: an ALU micro-op passes over the BATCH*BLOCK_OUT elements in BATCH*BLOCK_OUT/ALU_LANES
     // clocks (a power of two dividing BLOCK_OUT; HwConfig.alu_lanes)
     parameter ALU_LANES = BATCH * BLOCK_OUT,
+    parameter SOFT_MUL = 0,  // ALU multipliers from adders (parts without DSP blocks; alu_lanes)
     // width of the host write port: the widest buffer entry (derived; do not override)
     parameter WR_W = BLOCK_OUT * (LUT_ENTRIES * 8 + 72) > BLOCK_OUT * BLOCK_IN * W_BITS
                      ? BLOCK_OUT * (LUT_ENTRIES * 8 + 72) : BLOCK_OUT * BLOCK_IN * W_BITS
@@ -216,7 +217,7 @@ module qnn_compute #(
             always @*
                 for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
                     rhs[n*32 +: 32] = use_imm ? imm : acc_src[n*32 +: 32];
-            alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
+            alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT), .SOFT_MUL(SOFT_MUL))
                 alu (.alu_op(alu_op), .lhs(acc_dst), .rhs(rhs),
                      .bias(prm[LUT_W +: BLOCK_OUT*32]), .multiplier(prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
                      .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
@@ -229,7 +230,7 @@ module qnn_compute #(
                 for (n = 0; n < ALU_LANES; n = n + 1)
                     rhs[n*32 +: 32] = use_imm ? imm : acc_src[(pass*ALU_LANES + n)*32 +: 32];
             wire [ALU_PART_W-1:0] part;
-            alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES))
+            alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES), .SOFT_MUL(SOFT_MUL))
                 alu (.alu_op(alu_op), .lhs(acc_dst[pass*ALU_PART_W +: ALU_PART_W]), .rhs(rhs),
                      .bias(prm[LUT_W + o0*32 +: ALU_PART_W]),
                      .multiplier(prm[LUT_W + BLOCK_OUT*32 + o0*32 +: ALU_PART_W]),
