@@ -15,6 +15,8 @@
 //   multiplier [BLOCK_OUT*32]      parameter row: M of output o
 //   shift      [BLOCK_OUT*8]       parameter row: sh of output o (0..62)
 //   result     [LANES*32]
+//   product_lo [LANES*32]          low 32 bits of the lane's multiplier (lhs * rhs unless REQUANT):
+//                                  qnn_compute's serial LUT_APPLY multiplies here
 // Timing: combinational (one micro-op per clock; the sequencer writes result to acc[dst]).
 // SOFT_MUL = 1 builds the 32 x 32 multipliers from adders (soft_mul32) for parts without DSP
 // blocks; 0 leaves the product to the synthesis tool (DSP48 / SB_MAC16).
@@ -29,7 +31,8 @@ module alu_lanes #(
     input  wire [BLOCK_OUT*32-1:0]     bias,
     input  wire [BLOCK_OUT*32-1:0]     multiplier,
     input  wire [BLOCK_OUT*8-1:0]      shift,
-    output reg  [BATCH*BLOCK_OUT*32-1:0] result
+    output reg  [BATCH*BLOCK_OUT*32-1:0] result,
+    output reg  [BATCH*BLOCK_OUT*32-1:0] product_lo
 );
     localparam OP_ADD = 0, OP_MIN = 1, OP_MAX = 2, OP_MUL = 3, OP_SHR = 4, OP_BIAS = 6, OP_REQUANT = 7;
     localparam signed [64:0] INT32_MAX = 65'sd2147483647, INT32_MIN = -65'sd2147483648;
@@ -69,6 +72,7 @@ module alu_lanes #(
                 default: wide = (shifted > INT32_MAX) ? INT32_MAX : (shifted < INT32_MIN) ? INT32_MIN : shifted;
             endcase
             result[n*32 +: 32] = wide[31:0];
+            product_lo[n*32 +: 32] = product[31:0];
         end
     end
 endmodule

@@ -220,33 +220,37 @@ module qnn_compute #(
             alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT), .SOFT_MUL(SOFT_MUL))
                 alu (.alu_op(alu_op), .lhs(acc_dst), .rhs(rhs),
                      .bias(prm[LUT_W +: BLOCK_OUT*32]), .multiplier(prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
-                     .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
+                     .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result), .product_lo());
         end else begin : alu_passes
             // the pass of this clock; a serial LUT_APPLY makes ALU_PASSES passes per level
             wire [KW-1:0] pass = k % ALU_PASSES, level = k / ALU_PASSES;
             wire [8:0] o0 = (pass * ALU_LANES) % BLOCK_OUT;
-            reg [ALU_PART_W-1:0] rhs;
+            // serial LUT_APPLY multiplies with the ALU lanes' multipliers: lhs = the level's sums,
+            // rhs = the sign-extended LUT entries; the lane sums run in held, from zero at level 0
+            wire serial_lut = SERIAL_LUT && is_lut_apply;
+            reg [ALU_PART_W-1:0] lhs, rhs;
+            reg signed [7:0] lut_weight;
             always @*
-                for (n = 0; n < ALU_LANES; n = n + 1)
-                    rhs[n*32 +: 32] = use_imm ? imm : acc_src[(pass*ALU_LANES + n)*32 +: 32];
-            wire [ALU_PART_W-1:0] part;
+                for (n = 0; n < ALU_LANES; n = n + 1) begin
+                    lut_weight = prm[((o0 + n)*LUT_ENTRIES + level)*8 +: 8];
+                    lhs[n*32 +: 32] = serial_lut ? acc_src[(pass*ALU_LANES + n)*32 +: 32]
+                                                 : acc_dst[(pass*ALU_LANES + n)*32 +: 32];
+                    rhs[n*32 +: 32] = serial_lut ? {{24{lut_weight[7]}}, lut_weight}
+                                    : use_imm ? imm : acc_src[(pass*ALU_LANES + n)*32 +: 32];
+                end
+            wire [ALU_PART_W-1:0] part, part_product;
             alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES), .SOFT_MUL(SOFT_MUL))
-                alu (.alu_op(alu_op), .lhs(acc_dst[pass*ALU_PART_W +: ALU_PART_W]), .rhs(rhs),
+                alu (.alu_op(alu_op), .lhs(lhs), .rhs(rhs),
                      .bias(prm[LUT_W + o0*32 +: ALU_PART_W]),
                      .multiplier(prm[LUT_W + BLOCK_OUT*32 + o0*32 +: ALU_PART_W]),
-                     .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part));
-            // serial LUT_APPLY: lane sums run in held, from zero at level 0 (as lut_apply's acc)
+                     .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part),
+                     .product_lo(part_product));
             reg [ACC_W-1:0] held, merged;
             reg [ALU_PART_W-1:0] lut_part;
-            reg signed [31:0] lut_base, lut_sum;
-            reg signed [7:0] lut_weight;
             always @* begin
-                for (n = 0; n < ALU_LANES; n = n + 1) begin
-                    lut_base = (level == 0) ? 32'sd0 : held[(pass*ALU_LANES + n)*32 +: 32];
-                    lut_sum = acc_src[(pass*ALU_LANES + n)*32 +: 32];
-                    lut_weight = prm[((o0 + n)*LUT_ENTRIES + level)*8 +: 8];
-                    lut_part[n*32 +: 32] = lut_base + lut_weight * lut_sum;
-                end
+                for (n = 0; n < ALU_LANES; n = n + 1)
+                    lut_part[n*32 +: 32] = ((level == 0) ? 32'd0 : held[(pass*ALU_LANES + n)*32 +: 32])
+                                           + part_product[n*32 +: 32];
                 merged = held;
                 merged[pass*ALU_PART_W +: ALU_PART_W] = (SERIAL_LUT && is_lut_apply) ? lut_part : part;
             end
