@@ -13,7 +13,8 @@ module dma_byte_read #(
     parameter MAXE = 64,   // widest element in bytes
     parameter CW = 16,     // bits of rows and row_elems
     parameter AW = 24,     // bits of the SRAM address
-    parameter SKID = 8     // bytes that wait while the assembled element does (a power of two)
+    parameter SKID = 8,    // bytes that wait while the assembled element does (a power of two)
+    parameter PADS = 1     // 0: the caller never pads (every position is data: no pad compares or zeroing)
 ) (
     input  wire                clk,
     input  wire                start,
@@ -62,7 +63,7 @@ module dma_byte_read #(
     assign ar_len = len;
     assign r_ready = active && held != SKID;
 
-    wire is_data = r >= y_lo && r < y_hi && c >= x_lo && c < x_hi;
+    wire is_data = !PADS || (r >= y_lo && r < y_hi && c >= x_lo && c < x_hi);
     assign sw_en = active && height != 0 && width != 0 && (!is_data || full);
     assign sw_data = is_data ? element : {MAXE*8{1'b0}};
     wire take = sw_en && sw_ready;
