@@ -76,8 +76,9 @@ def _read_bytes_hex(path, size):
     return np.array(values[:size], dtype=np.uint8)
 
 
-def run_core(cfg, insns, dram, simulator="iverilog", workdir=None, timeout_s=600.0):
-    """Run ``insns`` (ending in FINISH) on ``dram`` in the RTL; returns ``(dram after, cycles)``."""
+def run_core(cfg, insns, dram, simulator="iverilog", workdir=None, timeout_s=600.0, queue_depth=64):
+    """Run ``insns`` (ending in FINISH) on ``dram`` in the RTL; returns ``(dram after, cycles)``.
+    ``queue_depth``: entries per instruction queue (``core_synth.QUEUE_DEPTH`` is what a part synthesizes)."""
     insns = list(insns)
     n = next((i + 1 for i, insn in enumerate(insns) if isinstance(insn, isa.FinishInsn)), None)
     if n is None:
@@ -88,7 +89,8 @@ def run_core(cfg, insns, dram, simulator="iverilog", workdir=None, timeout_s=600
     image[: dram.size] = dram
     image[base:] = stream
     narrow = stream_core_params(cfg, insns[:n])  # the widest bits the stream uses: a smaller core simulates faster
-    params = dict(core_parameters(cfg, a_bits=narrow.a_bits, w_bits=narrow.w_bits), LATENCY=cfg.dma_latency_cycles, DRAM_BYTES=image.size, INSN_BASE=base,
+    params = dict(core_parameters(cfg, queue_depth=queue_depth, a_bits=narrow.a_bits, w_bits=narrow.w_bits),
+                  LATENCY=cfg.dma_latency_cycles, DRAM_BYTES=image.size, INSN_BASE=base,
                   INSN_COUNT=n)
     key = (simulator, tuple(sorted(params.items())))
     if key not in _BUILDS or workdir is not None:  # a board runs the same layers again: build each once
@@ -137,11 +139,11 @@ class CoreReport:
         return self
 
 
-def cosim_core(cfg, insns, dram, simulator="iverilog", workdir=None):
+def cosim_core(cfg, insns, dram, simulator="iverilog", workdir=None, queue_depth=64):
     """Both sides on the same image: ``(CoreReport, sim_dram, rtl_dram)``."""
     sim_dram = dram.copy()
     functional.run_stream(cfg, insns, sim_dram)
-    rtl_dram, cycles = run_core(cfg, insns, dram.copy(), simulator, workdir)
+    rtl_dram, cycles = run_core(cfg, insns, dram.copy(), simulator, workdir, queue_depth=queue_depth)
     model = timing.simulate(cfg, insns).cycles
     equal = bool(np.array_equal(sim_dram, rtl_dram))
     first = ""
@@ -151,8 +153,8 @@ def cosim_core(cfg, insns, dram, simulator="iverilog", workdir=None):
     return CoreReport(cfg.name, cycles, model, equal, first), sim_dram, rtl_dram
 
 
-def cosim_core_program(program, act_codes, simulator="iverilog"):
+def cosim_core_program(program, act_codes, simulator="iverilog", queue_depth=64):
     """A compiled layer on the whole core: ``(CoreReport, sim_output, rtl_output)``."""
     dram = program.load_input(act_codes)
-    report, sim_dram, rtl_dram = cosim_core(program.config, program.insns, dram, simulator)
+    report, sim_dram, rtl_dram = cosim_core(program.config, program.insns, dram, simulator, queue_depth=queue_depth)
     return report, program.read_output(sim_dram), program.read_output(rtl_dram)
