@@ -76,7 +76,7 @@ ICE40_SMALL = HwConfig(name="core-ice40-small", batch=1, block_in=8, block_out=4
 @pytest.mark.parametrize("w_bits, a_bits, in_ch, out_ch, hw, out_bits, seed",
                          [(2, 2, 10, 12, 5, 2, 1), (2, 2, 12, 6, 7, None, 6)])
 def test_core_with_one_byte_beats(w_bits, a_bits, in_ch, out_ch, hw, out_bits, seed):
-    """Padded 3x3 convs on the smallest iCE40 core as synthesized (its 4-entry instruction queues fill and
+    """Padded 3x3 convs on the smallest iCE40 core as synthesized (its 2-entry instruction queues fill and
     wrap): elements assembled and sent one byte per clock."""
     from vta_ext.rtl.core_synth import QUEUE_DEPTH
 
