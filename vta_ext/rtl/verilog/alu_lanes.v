@@ -51,8 +51,9 @@ module alu_lanes #(
         end
     endgenerate
     reg signed [31:0] a, r;
-    reg [7:0] sh;
+    reg [7:0] sh, amount;
     reg signed [64:0] wide, product, rounding, shifted;
+    reg less;
     integer n;
     always @* begin
         for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1) begin
@@ -61,13 +62,17 @@ module alu_lanes #(
             sh = shift[(n % BLOCK_OUT)*8 +: 8];
             product = $signed(products[n*64 +: 64]);
             rounding = (sh == 0) ? 65'sd0 : (65'sd1 <<< (sh - 1));
-            shifted = (product + rounding) >>> sh;
+            // one arithmetic right shifter for REQUANT (the rounded product by sh) and SHR by r >= 0
+            // (a by 64 or more is all sign bits, as by 64); one comparator for MIN and MAX
+            amount = (alu_op == OP_SHR) ? ((r > 64) ? 8'd64 : r[7:0]) : sh;
+            shifted = ((alu_op == OP_SHR) ? $signed({{33{a[31]}}, a}) : product + rounding) >>> amount;
+            less = a < r;
             case (alu_op)
                 OP_ADD:  wide = a + r;
-                OP_MIN:  wide = (a < r) ? a : r;
-                OP_MAX:  wide = (a > r) ? a : r;
+                OP_MIN:  wide = less ? a : r;
+                OP_MAX:  wide = less ? r : a;
                 OP_MUL:  wide = product;
-                OP_SHR:  wide = (r >= 0) ? (a >>> r) : (a <<< -r);
+                OP_SHR:  wide = (r >= 0) ? shifted : (r < -31) ? 65'sd0 : (a <<< -r);
                 OP_BIAS: wide = a + $signed(bias[(n % BLOCK_OUT)*32 +: 32]);
                 default: wide = (shifted > INT32_MAX) ? INT32_MAX : (shifted < INT32_MIN) ? INT32_MIN : shifted;
             endcase
