@@ -11,7 +11,8 @@
 // positions, as the reassembly buffer did.
 module dma_byte_read #(
     parameter MAXE = 64,   // widest element in bytes
-    parameter CW = 16,     // bits of rows and row_elems
+    parameter CW = 16,     // bits of row_elems
+    parameter RW = CW,     // bits of rows (1 for the fetch: one row, no pads)
     parameter AW = 24,     // bits of the SRAM address
     parameter SKID = 8,    // bytes that wait while the assembled element does (a power of two)
     parameter PADS = 1     // 0: the caller never pads (every position is data: no pad compares or zeroing)
@@ -20,7 +21,7 @@ module dma_byte_read #(
     input  wire                start,
     input  wire [31:0]         base,
     input  wire [31:0]         stride,      // bytes between rows
-    input  wire [CW-1:0]       rows,
+    input  wire [RW-1:0]       rows,
     input  wire [CW-1:0]       row_elems,
     input  wire [31:0]         row_bytes,   // row_elems * elem_bytes
     input  wire [15:0]         elem_bytes,  // 1 .. MAXE
@@ -46,8 +47,9 @@ module dma_byte_read #(
     localparam EB = $clog2(MAXE + 1), PB = (SKID > 1) ? $clog2(SKID) : 1;
 
     reg          active = 1'b0;
-    reg [CW-1:0] req_left;
-    reg [CW:0]   width, height, r, c, y_hi, x_hi;  // pads add at most 30 positions: one bit more
+    reg [RW-1:0] req_left;
+    reg [CW:0]   width, c, x_hi;  // pads add at most 30 positions: one bit more
+    reg [RW:0]   height, r, y_hi;
     reg [3:0]    y_lo, x_lo;
     reg [31:0]   step, len;  // latched: the caller's inputs are only valid with start
     reg [EB-1:0] e_last, idx;  // the element's last byte; the byte the next beat fills
@@ -82,7 +84,7 @@ module dma_byte_read #(
         done <= 1'b0;
         if (start) begin
             active <= 1'b1;
-            req_left <= (row_elems == 0) ? {CW{1'b0}} : rows;
+            req_left <= (row_elems == 0) ? {RW{1'b0}} : rows;
             ar_addr <= base;
             len <= row_bytes;
             step <= stride;

@@ -87,8 +87,8 @@ module qnn_core #(
     generate
         if (BYTE_DMA) begin : fetch_bytes
             wire [23:0] unused_addr;
-            dma_byte_read #(.MAXE(FETCH_E), .CW(32), .PADS(0)) fetch (
-                .clk(clk), .start(start), .base(insn_base), .stride(32'd0), .rows(32'd1), .row_elems(insn_count),
+            dma_byte_read #(.MAXE(FETCH_E), .CW(32), .RW(1), .PADS(0)) fetch (
+                .clk(clk), .start(start), .base(insn_base), .stride(32'd0), .rows(1'b1), .row_elems(insn_count),
                 .row_bytes(insn_count * (IB / 8)), .elem_bytes(IB / 8), .y_pad0(4'd0), .y_pad1(4'd0), .x_pad0(4'd0),
                 .x_pad1(4'd0), .sram_base(24'd0), .done(f_done), .busy(f_busy), .ar_valid(f_ar_valid),
                 .ar_addr(f_ar_addr), .ar_len(f_ar_len), .ar_ready(f_ar_ready), .r_valid(f_r_valid),
