@@ -36,9 +36,10 @@ from vta_ext.rtl.synth import SynthResult, synthesize
 from vta_ext.rtl.tools import tool_version
 
 # instruction queue entries per module in the synthesized core: 64 (what the co-simulation
-# builds) on Xilinx, where a 192-bit x 64 queue is three BRAM36 halves; 4 on iCE40, where 64
-# entries would take 12 of the HX8K's 32 EBRs per queue
-QUEUE_DEPTH = {"xilinx": 64, "ice40": 4}
+# builds by default) on Xilinx, where a 192-bit x 64 queue is three BRAM36 halves; 2 on iCE40,
+# where a deep queue would take 12 of the HX8K's 32 EBRs and 4 entries cost 500 LUT4 and 740 FF
+# more than 2 (registers and read multiplexers) for the same cycles on the co-simulated layers
+QUEUE_DEPTH = {"xilinx": 64, "ice40": 2}
 # LUTs of a SLICEM per Xilinx LUT-RAM / shift-register cell
 _LUTRAM_LUTS = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
                 "RAM128X1D": 4, "RAM256X1S": 4, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "SRL16E": 1,
@@ -54,8 +55,10 @@ def _part_of(cfg, part=None):
 
 def synthesis_parameters(cfg, part=None):
     """``qnn_core`` parameters of the synthesized core: buffer depths hold the configured bytes at the widest
-    bits; ``part`` (default ``cfg.part``) picks the instruction queue depth."""
-    params = core_parameters(cfg, queue_depth=QUEUE_DEPTH[_part_of(cfg, part).family])
+    bits; ``part`` (default ``cfg.part``) picks the instruction queue depth, and whether the ALU's multipliers
+    are built from adders (a part without DSP blocks) or left to the tool's DSP mapping."""
+    target = _part_of(cfg, part)
+    params = core_parameters(cfg, queue_depth=QUEUE_DEPTH[target.family], soft_mul=not target.dsp)
     params["INP_DEPTH"] = cfg.inp_depth(cfg.max_a_bits)
     params["WGT_DEPTH"] = cfg.wgt_depth(cfg.max_w_bits)
     return params

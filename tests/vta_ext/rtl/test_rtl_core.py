@@ -65,6 +65,64 @@ def test_core_with_two_alu_lanes_for_eight_outputs():
     assert report.rtl_cycles > baseline.rtl_cycles  # the passes are real clocks
 
 
+# the smallest iCE40 core (benchmarks/fpga_build.py): one-byte DMA beats (dma_byte_read / dma_byte_write), one
+# ALU lane, 4-entry LUT rows
+ICE40_SMALL = HwConfig(name="core-ice40-small", batch=1, block_in=8, block_out=4, max_a_bits=2, max_w_bits=2,
+                       lut_entries=4, lut_mode="decode", inp_buff_bytes=512, wgt_buff_bytes=1024, acc_buff_bytes=2048,
+                       uop_buff_bytes=2048, prm_buff_bytes=64, dma_bytes_per_cycle=1, dma_latency_cycles=16,
+                       alu_lanes=1)
+
+
+@pytest.mark.parametrize("w_bits, a_bits, in_ch, out_ch, hw, out_bits, seed",
+                         [(2, 2, 10, 12, 5, 2, 1), (2, 2, 12, 6, 7, None, 6)])
+def test_core_with_one_byte_beats(w_bits, a_bits, in_ch, out_ch, hw, out_bits, seed):
+    """Padded 3x3 convs on the smallest iCE40 core as synthesized (its 2-entry instruction queues fill and
+    wrap): elements assembled and sent one byte per clock."""
+    from vta_ext.rtl.core_synth import QUEUE_DEPTH
+
+    rng = np.random.default_rng(seed)
+    layer, codes, out_act = _layer(rng, w_bits, a_bits, in_ch, out_ch, hw, 3, out_bits)
+    report, sim_out, rtl_out = cosim_core_program(compile_layer(layer, ICE40_SMALL, out_act=out_act), codes,
+                                                  queue_depth=QUEUE_DEPTH["ice40"])
+    report.check(cycle_tolerance=0.05)
+    np.testing.assert_array_equal(rtl_out, sim_out)
+
+
+def test_lut_apply_on_a_decode_core_with_one_alu_lane():
+    """Decode-mode programs never issue LUT_APPLY, but the core runs it (one ALU lane per pass per level): a
+    one-hot program (GEMM level sums, LUT_APPLY) on the decode core is bit-exact with the simulator on that core.
+    Its cycles are not compared: the model charges one clock per level, the serial core four."""
+    from vta_ext import isa
+
+    rng = np.random.default_rng(1)
+    layer, codes, out_act = _layer(rng, 2, 2, 10, 12, 4, 3, 2)
+    onehot = ICE40_SMALL.replace(lut_mode="onehot", acc_buff_bytes=8192)
+    program = compile_layer(layer, onehot, out_act=out_act)
+    assert any(isinstance(i, isa.AluInsn) and i.alu_op == isa.AluOp.LUT_APPLY for i in program.insns)
+    report, _, _ = cosim_core(onehot.replace(lut_mode="decode"), program.insns, program.load_input(codes))
+    assert report.dram_equal, report.first_difference
+
+
+def test_soft_multiplier_is_the_signed_product(tmp_path):
+    """soft_mul32 (the ALU's multiplier on parts without DSP blocks) against Verilog's signed product."""
+    from vta_ext.rtl.simulate import verilog_sources
+    from vta_ext.rtl.tools import find_tool, run_bounded
+
+    rng = np.random.default_rng(0)
+    edges = [-(1 << 31), (1 << 31) - 1, -1, 0, 1, 3, -3]
+    pairs = [(a, b) for a in edges for b in edges] + [tuple(v) for v in rng.integers(-(1 << 31), 1 << 31, (500, 2))]
+    checks = "".join(f"        a = {a}; b = {b}; #1; if (p !== a * b) bad = bad + 1;\n" for a, b in pairs)
+    (tmp_path / "tb.v").write_text(
+        "module tb;\n    reg signed [31:0] a, b;\n    wire signed [63:0] p;\n    integer bad = 0;\n"
+        "    soft_mul32 dut (.a(a), .b(b), .p(p));\n    initial begin\n" + checks +
+        '        $display("bad %0d", bad);\n    end\nendmodule\n')
+    build = run_bounded([find_tool("iverilog"), "-o", "tb", "tb.v", *map(str, verilog_sources("soft_mul32"))],
+                        cwd=tmp_path, timeout_s=120)
+    assert build.returncode == 0, build.tail()
+    run = run_bounded([find_tool("vvp"), "tb"], cwd=tmp_path, timeout_s=120)
+    assert "bad 0" in run.stdout, run.tail()
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lut_mode=st.sampled_from(["decode", "onehot"]), w_bits=st.integers(1, 3), a_bits=st.integers(1, 8),
        in_ch=st.integers(1, 12), out_ch=st.integers(1, 12), hw=st.integers(2, 5), kernel=st.sampled_from([1, 3]),

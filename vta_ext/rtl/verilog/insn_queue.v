@@ -23,8 +23,11 @@ module insn_queue #(
     // rd_ptr's low bits from the first clock on, and head is only used when the queue is not empty
     reg [AW-1:0] rd_addr;
     wire [AW:0] rd_next = rd_ptr + (pop && !empty);
+    // the occupancy is taken modulo 2^(AW+1): compared with DEPTH at 32 bits, the difference of
+    // wrapped pointers would be negative and the queue would never be full
+    wire [AW:0] used = wr_ptr - rd_ptr;
     assign empty = wr_ptr == rd_ptr;
-    assign full = (wr_ptr - rd_ptr) == DEPTH;
+    assign full = used == DEPTH;
     assign head = mem[rd_addr];
     always @(posedge clk) begin
         if (push && !full) begin

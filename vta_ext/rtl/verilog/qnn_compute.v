@@ -23,7 +23,9 @@
 // Timing: the accepting clock, one clock to issue the first micro-op step (read its micro-op,
 // form its buffer addresses), then per step: GEMM a_bits clocks (one activation bit plane per
 // clock, most significant first), GEMM reset 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU
-// lanes per clock), LUT_APPLY 2^w_bits (one level per clock);
+// lanes per clock), LUT_APPLY 2^w_bits (one level per clock; in decode mode with fewer ALU lanes
+// than outputs 2^w_bits * BATCH*BLOCK_OUT/ALU_LANES, one pass of the ALU lanes per clock: the
+// timing model charges 2^w_bits, and decode-mode programs never issue LUT_APPLY);
 // the next step is issued during the current one's last clock, so steps follow each other with
 // no bubbles. An instruction with no steps takes the accepting clock only; otherwise cycles =
 // 2 + steps * per_step (RTL_PIPELINE_CYCLES = 2 in vta_ext/rtl/cosim.py).
@@ -51,6 +53,7 @@ module qnn_compute #(
     // ALU lanes: an ALU micro-op passes over the BATCH*BLOCK_OUT elements in BATCH*BLOCK_OUT/ALU_LANES
     // clocks (a power of two dividing BLOCK_OUT; HwConfig.alu_lanes)
     parameter ALU_LANES = BATCH * BLOCK_OUT,
+    parameter SOFT_MUL = 0,  // ALU multipliers from adders (parts without DSP blocks; alu_lanes)
     // width of the host write port: the widest buffer entry (derived; do not override)
     parameter WR_W = BLOCK_OUT * (LUT_ENTRIES * 8 + 72) > BLOCK_OUT * BLOCK_IN * W_BITS
                      ? BLOCK_OUT * (LUT_ENTRIES * 8 + 72) : BLOCK_OUT * BLOCK_IN * W_BITS
@@ -81,12 +84,29 @@ module qnn_compute #(
     localparam SCOPE_UOP = 0, SCOPE_WGT = 1, SCOPE_INP = 2, SCOPE_ACC = 3, SCOPE_PRM = 4;
     localparam OPC_GEMM = 2, OPC_ALU = 3, ALU_LUT_APPLY = 5;
     localparam ALU_PASSES = BATCH * BLOCK_OUT / ALU_LANES, ALU_PART_W = ALU_LANES * 32;
+    // decode mode with fewer ALU lanes than outputs: LUT_APPLY (which decode-mode programs do not
+    // use: the GEMM applies the LUT) runs on the ALU lanes, one pass per level, with ALU_LANES
+    // int8 x int32 multipliers instead of BATCH*BLOCK_OUT of them
+    localparam SERIAL_LUT = LUT_MODE == 2 && ALU_PASSES > 1;
+    localparam KW = SERIAL_LUT ? 9 + $clog2(ALU_PASSES) : 9;  // bits of the clock-in-step counter
+    // buffer address bits. A micro-op's dst / src / wgt plus the loop offsets is an address in a
+    // buffer (dst: ACC; src: INP or ACC; wgt: WGT or PRM), so its bits above the deepest of those
+    // buffers never change an address in range: the micro-op buffer keeps only the bits below
+    // (22 of 64 on the smallest iCE40 core, two 4 Kb block RAMs of four) and the address
+    // arithmetic is as narrow
+    localparam INP_AW = INP_DEPTH > 1 ? $clog2(INP_DEPTH) : 1, WGT_AW = WGT_DEPTH > 1 ? $clog2(WGT_DEPTH) : 1;
+    localparam ACC_AW = ACC_DEPTH > 1 ? $clog2(ACC_DEPTH) : 1, PRM_AW = PRM_DEPTH > 1 ? $clog2(PRM_DEPTH) : 1;
+    localparam DST_AW = ACC_AW < `UOP_DST_W ? ACC_AW : `UOP_DST_W;
+    localparam SRC_AW0 = INP_AW > ACC_AW ? INP_AW : ACC_AW, WGT_AW0 = WGT_AW > PRM_AW ? WGT_AW : PRM_AW;
+    localparam SRC_AW = SRC_AW0 < `UOP_SRC_W ? SRC_AW0 : `UOP_SRC_W;
+    localparam WGT_AWU = WGT_AW0 < `UOP_WGT_W ? WGT_AW0 : `UOP_WGT_W;
+    localparam UOP_W = DST_AW + SRC_AW + WGT_AWU;  // {wgt, src, dst} as kept in the micro-op buffer
 
     // ------------------------------------------------------------------ buffers
     reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
     reg [WGT_W-1:0] wgt_mem [0:WGT_DEPTH-1];
     reg [ACC_W-1:0] acc_mem [0:ACC_DEPTH-1];
-    reg [63:0]      uop_mem [0:UOP_DEPTH-1];
+    reg [UOP_W-1:0] uop_mem [0:UOP_DEPTH-1];
     reg [PRM_W-1:0] prm_mem [0:PRM_DEPTH-1];
     assign rd_data = acc_mem[rd_addr];
 `ifndef SYNTHESIS
@@ -120,11 +140,13 @@ module qnn_compute #(
     reg [13:0] i0, i1;
     reg [16:0] u;
     reg        agen_more = 1'b0;  // steps left to issue
-    reg [23:0] dst_off_out, dst_off_in, src_off_out, src_off_in, wgt_off_out, wgt_off_in;
-    wire [63:0] uop = uop_mem[u];
-    wire [23:0] dst = uop[`UOP_DST_LO +: `UOP_DST_W] + dst_off_out + dst_off_in;
-    wire [23:0] src = uop[`UOP_SRC_LO +: `UOP_SRC_W] + src_off_out + src_off_in;
-    wire [23:0] wgt = uop[`UOP_WGT_LO +: `UOP_WGT_W] + wgt_off_out + wgt_off_in;
+    reg [DST_AW-1:0] dst_off_out, dst_off_in;
+    reg [SRC_AW-1:0] src_off_out, src_off_in;
+    reg [WGT_AWU-1:0] wgt_off_out, wgt_off_in;
+    wire [UOP_W-1:0] uop = uop_mem[u];
+    wire [DST_AW-1:0] dst = uop[0 +: DST_AW] + dst_off_out + dst_off_in;
+    wire [SRC_AW-1:0] src = uop[DST_AW +: SRC_AW] + src_off_out + src_off_in;
+    wire [WGT_AWU-1:0] wgt = uop[DST_AW + SRC_AW +: WGT_AWU] + wgt_off_out + wgt_off_in;
     wire [8:0]  levels_insn = 9'd1 << w_bits;
     wire is_gemm = opcode == OPC_GEMM;
     wire is_lut_apply = opcode == OPC_ALU && alu_op == ALU_LUT_APPLY;
@@ -134,9 +156,13 @@ module qnn_compute #(
 
     // the executing step: its buffer addresses (registers: the block-RAM read addresses) and clock k
     reg        ex_valid = 1'b0;
-    reg [23:0] dst_q, src_q, wgt_q, prm_q, accb_q;  // accb_q: acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
-    reg [8:0]  k;
-    wire [8:0] per_step = is_gemm ? (reset_dst ? 9'd1 : {5'd0, a_bits}) : is_lut_apply ? levels_insn : ALU_PASSES;
+    reg [DST_AW-1:0] dst_q;
+    reg [SRC_AW-1:0] src_q, accb_q;  // accb_q: acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
+    reg [WGT_AWU-1:0] wgt_q;
+    reg [PRM_AW-1:0] prm_q;
+    reg [KW-1:0] k;
+    wire [KW-1:0] per_step = is_gemm ? (reset_dst ? 1 : a_bits) : is_lut_apply ? levels_insn * (SERIAL_LUT ? ALU_PASSES : 1)
+                             : ALU_PASSES;
     wire last_k = k == per_step - 1'b1;
     wire write_back = running && ex_valid && last_k;
     wire issue = running && agen_more && (!ex_valid || last_k);
@@ -191,26 +217,42 @@ module qnn_compute #(
             always @*
                 for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
                     rhs[n*32 +: 32] = use_imm ? imm : acc_src[n*32 +: 32];
-            alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
+            alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT), .SOFT_MUL(SOFT_MUL))
                 alu (.alu_op(alu_op), .lhs(acc_dst), .rhs(rhs),
                      .bias(prm[LUT_W +: BLOCK_OUT*32]), .multiplier(prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
-                     .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result));
+                     .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result), .product_lo());
         end else begin : alu_passes
-            wire [8:0] o0 = (k * ALU_LANES) % BLOCK_OUT;
-            reg [ALU_PART_W-1:0] rhs;
+            // the pass of this clock; a serial LUT_APPLY makes ALU_PASSES passes per level
+            wire [KW-1:0] pass = k % ALU_PASSES, level = k / ALU_PASSES;
+            wire [8:0] o0 = (pass * ALU_LANES) % BLOCK_OUT;
+            // serial LUT_APPLY multiplies with the ALU lanes' multipliers: lhs = the level's sums,
+            // rhs = the sign-extended LUT entries; the lane sums run in held, from zero at level 0
+            wire serial_lut = SERIAL_LUT && is_lut_apply;
+            reg [ALU_PART_W-1:0] lhs, rhs;
+            reg signed [7:0] lut_weight;
             always @*
-                for (n = 0; n < ALU_LANES; n = n + 1)
-                    rhs[n*32 +: 32] = use_imm ? imm : acc_src[(k*ALU_LANES + n)*32 +: 32];
-            wire [ALU_PART_W-1:0] part;
-            alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES))
-                alu (.alu_op(alu_op), .lhs(acc_dst[k*ALU_PART_W +: ALU_PART_W]), .rhs(rhs),
+                for (n = 0; n < ALU_LANES; n = n + 1) begin
+                    lut_weight = prm[((o0 + n)*LUT_ENTRIES + level)*8 +: 8];
+                    lhs[n*32 +: 32] = serial_lut ? acc_src[(pass*ALU_LANES + n)*32 +: 32]
+                                                 : acc_dst[(pass*ALU_LANES + n)*32 +: 32];
+                    rhs[n*32 +: 32] = serial_lut ? {{24{lut_weight[7]}}, lut_weight}
+                                    : use_imm ? imm : acc_src[(pass*ALU_LANES + n)*32 +: 32];
+                end
+            wire [ALU_PART_W-1:0] part, part_product;
+            alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES), .SOFT_MUL(SOFT_MUL))
+                alu (.alu_op(alu_op), .lhs(lhs), .rhs(rhs),
                      .bias(prm[LUT_W + o0*32 +: ALU_PART_W]),
                      .multiplier(prm[LUT_W + BLOCK_OUT*32 + o0*32 +: ALU_PART_W]),
-                     .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part));
+                     .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part),
+                     .product_lo(part_product));
             reg [ACC_W-1:0] held, merged;
+            reg [ALU_PART_W-1:0] lut_part;
             always @* begin
+                for (n = 0; n < ALU_LANES; n = n + 1)
+                    lut_part[n*32 +: 32] = ((level == 0) ? 32'd0 : held[(pass*ALU_LANES + n)*32 +: 32])
+                                           + part_product[n*32 +: 32];
                 merged = held;
-                merged[k*ALU_PART_W +: ALU_PART_W] = part;
+                merged[pass*ALU_PART_W +: ALU_PART_W] = (SERIAL_LUT && is_lut_apply) ? lut_part : part;
             end
             always @(posedge clk)
                 if (ex_valid) held <= merged;
@@ -226,13 +268,15 @@ module qnn_compute #(
             inp_mem[ld_inp ? ld_addr : wr_addr] <= ld_inp ? ld_data[INP_W-1:0] : wr_data[INP_W-1:0];
         if (ld_wgt || (wr_en && wr_scope == SCOPE_WGT))
             wgt_mem[ld_wgt ? ld_addr : wr_addr] <= ld_wgt ? ld_data[WGT_W-1:0] : wr_data[WGT_W-1:0];
-        if (wr_en && wr_scope == SCOPE_UOP) uop_mem[wr_addr] <= wr_data[63:0];
+        if (wr_en && wr_scope == SCOPE_UOP)
+            uop_mem[wr_addr] <= {wr_data[`UOP_WGT_LO +: WGT_AWU], wr_data[`UOP_SRC_LO +: SRC_AW],
+                                 wr_data[`UOP_DST_LO +: DST_AW]};
         if (wr_en && wr_scope == SCOPE_PRM) prm_mem[wr_addr] <= wr_data[PRM_W-1:0];
     end
     generate
         if (GROUP == 1) begin : acc_one_port
             wire [ACC_W-1:0] result = is_gemm ? (reset_dst ? {ACC_W{1'b0}} : gemm_entries)
-                                     : is_lut_apply ? lut_next : alu_result;
+                                     : (is_lut_apply && !SERIAL_LUT) ? lut_next : alu_result;
             always @(posedge clk)
                 if (write_back || wr_acc)
                     acc_mem[write_back ? dst_q : wr_addr] <= write_back ? result : wr_data[ACC_W-1:0];
@@ -294,7 +338,7 @@ module qnn_compute #(
             // execute: the step's clock k; after its last clock the next issued step (or the end)
             if (ex_valid && !last_k) begin
                 k <= k + 1'b1;
-                if (is_lut_apply) accb_q <= accb_q + 1'b1;
+                if (is_lut_apply && (!SERIAL_LUT || k % ALU_PASSES == ALU_PASSES - 1)) accb_q <= accb_q + 1'b1;
             end
             if (write_back && !agen_more) begin
                 running <= 1'b0;
@@ -306,7 +350,7 @@ module qnn_compute #(
                 ex_valid <= 1'b1;
                 k <= 0;
                 dst_q <= dst; src_q <= src; wgt_q <= wgt;
-                prm_q <= is_gemm ? {8'd0, lut_row} : wgt;
+                prm_q <= is_gemm ? lut_row : wgt;
                 accb_q <= is_lut_apply ? src * levels_insn : src;
                 if (!last_u)
                     u <= u + 1'b1;

@@ -35,7 +35,8 @@ module qnn_core #(
     parameter QDEPTH = 64,
     parameter MAXE = 256,
     parameter WR_W = 4096,
-    parameter ALU_LANES = BATCH * BLOCK_OUT
+    parameter ALU_LANES = BATCH * BLOCK_OUT,
+    parameter SOFT_MUL = 0  // ALU multipliers from adders (parts without DSP blocks)
 ) (
     input  wire              clk,
     input  wire              start,
@@ -61,11 +62,20 @@ module qnn_core #(
     localparam OPC_LOAD = 0, OPC_STORE = 1, OPC_GEMM = 2, OPC_ALU = 3, OPC_FINISH = 4;
     localparam SC_UOP = 0, SC_WGT = 1, SC_INP = 2, SC_ACC = 3, SC_PRM = 4;
     localparam POP_PREV = 3, POP_NEXT = 4, PUSH_PREV = 5, PUSH_NEXT = 6;
+    // each DMA engine is as wide as its own widest element: fetch an instruction, load an INP or
+    // WGT element at the core's widest bits, compute an ACC, UOP or PRM element, store a raw ACC
+    // vector (codes are narrower)
+    localparam FETCH_E = IB / 8;
+    localparam INP_E = (LI * A_BITS + 7) / 8, WGT_E = (LW * W_BITS + 7) / 8;
+    localparam LOAD_E = INP_E > WGT_E ? INP_E : WGT_E;
+    localparam COMP_E = LO * 4 > PRM_BYTES ? (LO * 4 > 8 ? LO * 4 : 8) : (PRM_BYTES > 8 ? PRM_BYTES : 8);
+    localparam STORE_E = LO * 4;
+    // a port of one byte per beat assembles elements byte by byte (dma_byte_read / dma_byte_write)
+    localparam BYTE_DMA = BPC == 1;
 
     // ------------------------------------------------------------------ fetch + dispatch
-    wire [MAXE*8-1:0] f_word;
+    wire [FETCH_E*8-1:0] f_word;
     wire f_en, f_done, f_busy;
-    wire [23:0] f_addr_unused;
     wire [IB-1:0] fetched = f_word[IB-1:0];
     wire [2:0] f_opc = fetched[2:0];
     wire [2:0] f_scope = fetched[`MEM_SCOPE_LO +: 3];
@@ -74,12 +84,26 @@ module qnn_core #(
     wire to_compute = !to_load && !to_store;
     wire lq_full, cq_full, sq_full, lq_empty, cq_empty, sq_empty;
     wire f_ready = to_load ? !lq_full : to_store ? !sq_full : !cq_full;
-    dma_read #(.MAXE(MAXE), .BPC(BPC)) fetch (
-        .clk(clk), .start(start), .base(insn_base), .stride(32'd0), .rows(32'd1), .row_elems(insn_count),
-        .elem_bytes(IB / 8), .y_pad0(4'd0), .y_pad1(4'd0), .x_pad0(4'd0), .x_pad1(4'd0), .sram_base(24'd0),
-        .done(f_done), .busy(f_busy), .ar_valid(f_ar_valid), .ar_addr(f_ar_addr), .ar_len(f_ar_len),
-        .ar_ready(f_ar_ready), .r_valid(f_r_valid), .r_data(f_r_data), .r_bytes(f_r_bytes), .r_ready(f_r_ready),
-        .sw_en(f_en), .sw_addr(f_addr_unused), .sw_data(f_word), .sw_ready(f_ready));
+    generate
+        if (BYTE_DMA) begin : fetch_bytes
+            wire [23:0] unused_addr;
+            dma_byte_read #(.MAXE(FETCH_E), .CW(32), .RW(1), .PADS(0)) fetch (
+                .clk(clk), .start(start), .base(insn_base), .stride(32'd0), .rows(1'b1), .row_elems(insn_count),
+                .row_bytes(insn_count * (IB / 8)), .elem_bytes(IB / 8), .y_pad0(4'd0), .y_pad1(4'd0), .x_pad0(4'd0),
+                .x_pad1(4'd0), .sram_base(24'd0), .done(f_done), .busy(f_busy), .ar_valid(f_ar_valid),
+                .ar_addr(f_ar_addr), .ar_len(f_ar_len), .ar_ready(f_ar_ready), .r_valid(f_r_valid),
+                .r_data(f_r_data), .r_bytes(f_r_bytes), .r_ready(f_r_ready), .sw_en(f_en), .sw_addr(unused_addr),
+                .sw_data(f_word), .sw_ready(f_ready));
+        end else begin : fetch_beats
+            wire [23:0] unused_addr;
+            dma_read #(.MAXE(FETCH_E), .BPC(BPC)) fetch (
+                .clk(clk), .start(start), .base(insn_base), .stride(32'd0), .rows(32'd1), .row_elems(insn_count),
+                .elem_bytes(IB / 8), .y_pad0(4'd0), .y_pad1(4'd0), .x_pad0(4'd0), .x_pad1(4'd0), .sram_base(24'd0),
+                .done(f_done), .busy(f_busy), .ar_valid(f_ar_valid), .ar_addr(f_ar_addr), .ar_len(f_ar_len),
+                .ar_ready(f_ar_ready), .r_valid(f_r_valid), .r_data(f_r_data), .r_bytes(f_r_bytes), .r_ready(f_r_ready),
+                .sw_en(f_en), .sw_addr(unused_addr), .sw_data(f_word), .sw_ready(f_ready));
+        end
+    endgenerate
     wire f_take = f_en && f_ready;
 
     wire [IB-1:0] lh, ch, sh;
@@ -118,36 +142,50 @@ module qnn_core #(
 
     // ------------------------------------------------------------------ element sizes
     // DRAM byte offsets are element indices times element bytes. An element's bytes are a constant
-    // per scope, or lanes * bits / 8 with lanes a power of two: a 32 x 6-bit product and shifts
-    // instead of a 32 x 16-bit multiplier per address (six of them: base and stride of three DMAs).
+    // per scope, or lanes * bits / 8 with lanes a power of two and bits one of the few widths the
+    // core holds: a sum of shifted indices picked by bits, and shifts, instead of a 32 x 16-bit
+    // multiplier per address (six of them: base and stride of three DMAs). Each DMA only sees
+    // its own scopes (the load module INP/WGT, the compute module UOP/ACC/PRM), so each offset
+    // covers those alone.
     localparam LOG_LI = $clog2(LI), LOG_LW = $clog2(LW), LOG_LO = $clog2(LO);
+    localparam MAXB = A_BITS > W_BITS ? A_BITS : W_BITS;
+    function [47:0] planes_of(input [31:0] index, input [5:0] bits, input integer widest);
+        integer b;
+        begin
+            planes_of = 0;
+            for (b = 1; b <= widest; b = b + 1)
+                if (bits == b) planes_of = index * b;
+        end
+    endfunction
     function [31:0] load_offset(input [31:0] index, input [2:0] scope, input [5:0] bits);
         reg [47:0] planes;
         begin
-            planes = index * bits;
-            case (scope)
-                SC_INP: load_offset = (planes << LOG_LI) >> 3;
-                SC_WGT: load_offset = (planes << LOG_LW) >> 3;
-                SC_ACC: load_offset = index * (LO * 4);
-                SC_UOP: load_offset = index * 8;
-                default: load_offset = index * PRM_BYTES;
-            endcase
+            planes = planes_of(index, bits, MAXB);
+            load_offset = (scope == SC_WGT) ? (planes << LOG_LW) >> 3 : (planes << LOG_LI) >> 3;
         end
+    endfunction
+    function [31:0] compute_offset(input [31:0] index, input [2:0] scope);
+        case (scope)
+            SC_ACC: compute_offset = index * (LO * 4);
+            SC_UOP: compute_offset = index * 8;
+            default: compute_offset = index * PRM_BYTES;
+        endcase
     endfunction
     function [31:0] store_offset(input [31:0] index, input [5:0] bits);
         reg [47:0] planes;
         begin
-            planes = index * bits;
+            planes = planes_of(index, bits, 8);
             store_offset = (bits == 32) ? index * (LO * 4) : (planes << LOG_LO) >> 3;
         end
     endfunction
     function [15:0] load_bytes(input [2:0] scope, input [5:0] bits);
+        load_bytes = (scope == SC_WGT) ? (LW * bits) / 8 : (LI * bits) / 8;
+    endfunction
+    function [15:0] compute_bytes(input [2:0] scope);
         case (scope)
-            SC_INP: load_bytes = (LI * bits) / 8;
-            SC_WGT: load_bytes = (LW * bits) / 8;
-            SC_ACC: load_bytes = LO * 4;
-            SC_UOP: load_bytes = 8;
-            default: load_bytes = PRM_BYTES;
+            SC_ACC: compute_bytes = LO * 4;
+            SC_UOP: compute_bytes = 8;
+            default: compute_bytes = PRM_BYTES;
         endcase
     endfunction
     function [15:0] store_bytes(input [5:0] bits);
@@ -156,17 +194,35 @@ module qnn_core #(
 
     // ------------------------------------------------------------------ load module (INP, WGT)
     reg [2:0] l_scope; reg [5:0] l_bits;
-    wire [15:0] l_e = load_bytes(lh[`MEM_SCOPE_LO +: 3], lh[`MEM_ELEM_BITS_LO +: 6]);
-    wire l_en; wire [23:0] l_addr; wire [MAXE*8-1:0] l_raw;
-    dma_read #(.MAXE(MAXE), .BPC(BPC)) load_dma (
-        .clk(clk), .start(l_start), .base(load_offset(lh[`MEM_DRAM_BASE_LO +: 32], lh[`MEM_SCOPE_LO +: 3], lh[`MEM_ELEM_BITS_LO +: 6])),
-        .stride(load_offset({16'd0, lh[`MEM_X_STRIDE_LO +: 16]}, lh[`MEM_SCOPE_LO +: 3], lh[`MEM_ELEM_BITS_LO +: 6])),
-        .rows({16'd0, lh[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, lh[`MEM_X_SIZE_LO +: 16]}), .elem_bytes(l_e),
-        .y_pad0(lh[`MEM_Y_PAD0_LO +: 4]), .y_pad1(lh[`MEM_Y_PAD1_LO +: 4]), .x_pad0(lh[`MEM_X_PAD0_LO +: 4]),
-        .x_pad1(lh[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, lh[`MEM_SRAM_BASE_LO +: 22]}),
-        .done(l_dma_done), .busy(), .ar_valid(l_ar_valid), .ar_addr(l_ar_addr), .ar_len(l_ar_len),
-        .ar_ready(l_ar_ready), .r_valid(l_r_valid), .r_data(l_r_data), .r_bytes(l_r_bytes), .r_ready(l_r_ready),
-        .sw_en(l_en), .sw_addr(l_addr), .sw_data(l_raw), .sw_ready(1'b1));
+    wire [2:0] lh_scope = lh[`MEM_SCOPE_LO +: 3];
+    wire [5:0] lh_bits = lh[`MEM_ELEM_BITS_LO +: 6];
+    wire [15:0] l_e = load_bytes(lh_scope, lh_bits);
+    wire [31:0] l_base = load_offset(lh[`MEM_DRAM_BASE_LO +: 32], lh_scope, lh_bits);
+    wire [31:0] l_stride = load_offset({16'd0, lh[`MEM_X_STRIDE_LO +: 16]}, lh_scope, lh_bits);
+    wire l_en; wire [23:0] l_addr; wire [LOAD_E*8-1:0] l_raw;
+    generate
+        if (BYTE_DMA) begin : load_bytes_dma
+            dma_byte_read #(.MAXE(LOAD_E)) load_dma (
+                .clk(clk), .start(l_start), .base(l_base), .stride(l_stride), .rows(lh[`MEM_Y_SIZE_LO +: 16]),
+                .row_elems(lh[`MEM_X_SIZE_LO +: 16]),
+                .row_bytes(load_offset({16'd0, lh[`MEM_X_SIZE_LO +: 16]}, lh_scope, lh_bits)), .elem_bytes(l_e),
+                .y_pad0(lh[`MEM_Y_PAD0_LO +: 4]), .y_pad1(lh[`MEM_Y_PAD1_LO +: 4]), .x_pad0(lh[`MEM_X_PAD0_LO +: 4]),
+                .x_pad1(lh[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, lh[`MEM_SRAM_BASE_LO +: 22]}),
+                .done(l_dma_done), .busy(), .ar_valid(l_ar_valid), .ar_addr(l_ar_addr), .ar_len(l_ar_len),
+                .ar_ready(l_ar_ready), .r_valid(l_r_valid), .r_data(l_r_data), .r_bytes(l_r_bytes),
+                .r_ready(l_r_ready), .sw_en(l_en), .sw_addr(l_addr), .sw_data(l_raw), .sw_ready(1'b1));
+        end else begin : load_beats_dma
+            dma_read #(.MAXE(LOAD_E), .BPC(BPC)) load_dma (
+                .clk(clk), .start(l_start), .base(l_base), .stride(l_stride),
+                .rows({16'd0, lh[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, lh[`MEM_X_SIZE_LO +: 16]}),
+                .elem_bytes(l_e),
+                .y_pad0(lh[`MEM_Y_PAD0_LO +: 4]), .y_pad1(lh[`MEM_Y_PAD1_LO +: 4]), .x_pad0(lh[`MEM_X_PAD0_LO +: 4]),
+                .x_pad1(lh[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, lh[`MEM_SRAM_BASE_LO +: 22]}),
+                .done(l_dma_done), .busy(), .ar_valid(l_ar_valid), .ar_addr(l_ar_addr), .ar_len(l_ar_len),
+                .ar_ready(l_ar_ready), .r_valid(l_r_valid), .r_data(l_r_data), .r_bytes(l_r_bytes),
+                .r_ready(l_r_ready), .sw_en(l_en), .sw_addr(l_addr), .sw_data(l_raw), .sw_ready(1'b1));
+        end
+    endgenerate
     reg [WR_W-1:0] l_entry;  // bit planes -> codes: plane p of lane k is raw bit p*lanes + k
     integer k, p;
     always @* begin
@@ -193,19 +249,36 @@ module qnn_core #(
 
     // ------------------------------------------------------------------ compute module
     wire [2:0] ch_opc = ch[2:0];
-    wire c_en; wire [23:0] c_addr; wire [MAXE*8-1:0] c_raw;
-    wire [15:0] c_e = load_bytes(ch[`MEM_SCOPE_LO +: 3], ch[`MEM_ELEM_BITS_LO +: 6]);
+    wire [2:0] ch_scope = ch[`MEM_SCOPE_LO +: 3];
+    wire c_en; wire [23:0] c_addr; wire [COMP_E*8-1:0] c_raw;
+    wire [WR_W-1:0] c_entry = c_raw;  // zero-extended to the write port
+    wire [15:0] c_e = compute_bytes(ch_scope);
+    wire [31:0] c_base = compute_offset(ch[`MEM_DRAM_BASE_LO +: 32], ch_scope);
+    wire [31:0] c_stride = compute_offset({16'd0, ch[`MEM_X_STRIDE_LO +: 16]}, ch_scope);
     reg [2:0] c_scope;
-    dma_read #(.MAXE(MAXE), .BPC(BPC)) compute_dma (
-        .clk(clk), .start(c_start && ch_opc == OPC_LOAD),
-        .base(load_offset(ch[`MEM_DRAM_BASE_LO +: 32], ch[`MEM_SCOPE_LO +: 3], ch[`MEM_ELEM_BITS_LO +: 6])),
-        .stride(load_offset({16'd0, ch[`MEM_X_STRIDE_LO +: 16]}, ch[`MEM_SCOPE_LO +: 3], ch[`MEM_ELEM_BITS_LO +: 6])), .rows({16'd0, ch[`MEM_Y_SIZE_LO +: 16]}),
-        .row_elems({16'd0, ch[`MEM_X_SIZE_LO +: 16]}), .elem_bytes(c_e),
-        .y_pad0(ch[`MEM_Y_PAD0_LO +: 4]), .y_pad1(ch[`MEM_Y_PAD1_LO +: 4]), .x_pad0(ch[`MEM_X_PAD0_LO +: 4]),
-        .x_pad1(ch[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, ch[`MEM_SRAM_BASE_LO +: 22]}),
-        .done(c_dma_done), .busy(), .ar_valid(c_ar_valid), .ar_addr(c_ar_addr), .ar_len(c_ar_len),
-        .ar_ready(c_ar_ready), .r_valid(c_r_valid), .r_data(c_r_data), .r_bytes(c_r_bytes), .r_ready(c_r_ready),
-        .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1));
+    generate
+        if (BYTE_DMA) begin : compute_bytes_dma
+            dma_byte_read #(.MAXE(COMP_E)) compute_dma (
+                .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
+                .rows(ch[`MEM_Y_SIZE_LO +: 16]), .row_elems(ch[`MEM_X_SIZE_LO +: 16]),
+                .row_bytes(compute_offset({16'd0, ch[`MEM_X_SIZE_LO +: 16]}, ch_scope)), .elem_bytes(c_e),
+                .y_pad0(ch[`MEM_Y_PAD0_LO +: 4]), .y_pad1(ch[`MEM_Y_PAD1_LO +: 4]), .x_pad0(ch[`MEM_X_PAD0_LO +: 4]),
+                .x_pad1(ch[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, ch[`MEM_SRAM_BASE_LO +: 22]}),
+                .done(c_dma_done), .busy(), .ar_valid(c_ar_valid), .ar_addr(c_ar_addr), .ar_len(c_ar_len),
+                .ar_ready(c_ar_ready), .r_valid(c_r_valid), .r_data(c_r_data), .r_bytes(c_r_bytes),
+                .r_ready(c_r_ready), .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1));
+        end else begin : compute_beats_dma
+            dma_read #(.MAXE(COMP_E), .BPC(BPC)) compute_dma (
+                .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
+                .rows({16'd0, ch[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, ch[`MEM_X_SIZE_LO +: 16]}),
+                .elem_bytes(c_e),
+                .y_pad0(ch[`MEM_Y_PAD0_LO +: 4]), .y_pad1(ch[`MEM_Y_PAD1_LO +: 4]), .x_pad0(ch[`MEM_X_PAD0_LO +: 4]),
+                .x_pad1(ch[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, ch[`MEM_SRAM_BASE_LO +: 22]}),
+                .done(c_dma_done), .busy(), .ar_valid(c_ar_valid), .ar_addr(c_ar_addr), .ar_len(c_ar_len),
+                .ar_ready(c_ar_ready), .r_valid(c_r_valid), .r_data(c_r_data), .r_bytes(c_r_bytes),
+                .r_ready(c_r_ready), .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1));
+        end
+    endgenerate
     always @(posedge clk) begin
         c_fin_pending <= 1'b0;
         if (c_fin && !c_start) c_busy <= 1'b0;
@@ -214,7 +287,7 @@ module qnn_core #(
             c_busy <= 1'b1;
             c_push_prev <= ch[PUSH_PREV];
             c_push_next <= ch[PUSH_NEXT];
-            c_scope <= ch[`MEM_SCOPE_LO +: 3];
+            c_scope <= ch_scope;
             c_kind <= ch_opc == OPC_LOAD ? 2'd0 : ch_opc == OPC_FINISH ? 2'd2 : 2'd1;
             c_fin_pending <= ch_opc == OPC_FINISH;
             if (ch_opc == OPC_FINISH) finished <= 1'b1;
@@ -226,7 +299,7 @@ module qnn_core #(
     wire [15:0] s_e = store_bytes(sh[`MEM_ELEM_BITS_LO +: 6]);
     wire [23:0] s_addr;
     wire [LO*32-1:0] acc_entry;
-    reg [MAXE*8-1:0] s_raw;  // codes -> bit planes, or the raw int32 entry
+    reg [STORE_E*8-1:0] s_raw;  // codes -> bit planes, or the raw int32 entry
     always @* begin
         s_raw = 0;
         if (s_bits == 32)
@@ -236,13 +309,29 @@ module qnn_core #(
                 for (p = 0; p < 8; p = p + 1)
                     if (p < s_bits) s_raw[p*LO + k] = acc_entry[k*32 + p];
     end
-    dma_write #(.MAXE(MAXE), .BPC(BPC)) store_dma (
-        .clk(clk), .start(s_start), .base(store_offset(sh[`MEM_DRAM_BASE_LO +: 32], sh[`MEM_ELEM_BITS_LO +: 6])),
-        .stride(store_offset({16'd0, sh[`MEM_X_STRIDE_LO +: 16]}, sh[`MEM_ELEM_BITS_LO +: 6])),
-        .rows({16'd0, sh[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, sh[`MEM_X_SIZE_LO +: 16]}), .elem_bytes(s_e),
-        .sram_base({2'd0, sh[`MEM_SRAM_BASE_LO +: 22]}), .done(s_dma_done), .busy(), .sr_addr(s_addr), .sr_data(s_raw),
-        .aw_valid(s_aw_valid), .aw_addr(s_aw_addr), .aw_len(s_aw_len), .aw_ready(s_aw_ready), .w_valid(s_w_valid),
-        .w_data(s_w_data), .w_bytes(s_w_bytes), .w_ready(s_w_ready), .b_valid(s_b_valid));
+    wire [5:0] sh_bits = sh[`MEM_ELEM_BITS_LO +: 6];
+    wire [31:0] s_base = store_offset(sh[`MEM_DRAM_BASE_LO +: 32], sh_bits);
+    wire [31:0] s_stride = store_offset({16'd0, sh[`MEM_X_STRIDE_LO +: 16]}, sh_bits);
+    generate
+        if (BYTE_DMA) begin : store_bytes_dma
+            dma_byte_write #(.MAXE(STORE_E)) store_dma (
+                .clk(clk), .start(s_start), .base(s_base), .stride(s_stride), .rows(sh[`MEM_Y_SIZE_LO +: 16]),
+                .row_elems(sh[`MEM_X_SIZE_LO +: 16]),
+                .row_bytes(store_offset({16'd0, sh[`MEM_X_SIZE_LO +: 16]}, sh_bits)), .elem_bytes(s_e),
+                .sram_base({2'd0, sh[`MEM_SRAM_BASE_LO +: 22]}), .done(s_dma_done), .busy(), .sr_addr(s_addr),
+                .sr_data(s_raw), .aw_valid(s_aw_valid), .aw_addr(s_aw_addr), .aw_len(s_aw_len),
+                .aw_ready(s_aw_ready), .w_valid(s_w_valid), .w_data(s_w_data), .w_bytes(s_w_bytes),
+                .w_ready(s_w_ready), .b_valid(s_b_valid));
+        end else begin : store_beats_dma
+            dma_write #(.MAXE(STORE_E), .BPC(BPC)) store_dma (
+                .clk(clk), .start(s_start), .base(s_base), .stride(s_stride),
+                .rows({16'd0, sh[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, sh[`MEM_X_SIZE_LO +: 16]}),
+                .elem_bytes(s_e), .sram_base({2'd0, sh[`MEM_SRAM_BASE_LO +: 22]}), .done(s_dma_done), .busy(),
+                .sr_addr(s_addr), .sr_data(s_raw), .aw_valid(s_aw_valid), .aw_addr(s_aw_addr), .aw_len(s_aw_len),
+                .aw_ready(s_aw_ready), .w_valid(s_w_valid), .w_data(s_w_data), .w_bytes(s_w_bytes),
+                .w_ready(s_w_ready), .b_valid(s_b_valid));
+        end
+    endgenerate
     always @(posedge clk) begin
         if (s_fin && !s_start) s_busy <= 1'b0;
         if (s_start) begin
@@ -256,10 +345,10 @@ module qnn_core #(
     qnn_compute #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS), .W_BITS(W_BITS),
                   .LUT_MODE(LUT_MODE), .LUT_ENTRIES(LUT_ENTRIES), .INP_DEPTH(INP_DEPTH), .WGT_DEPTH(WGT_DEPTH),
                   .ACC_DEPTH(ACC_DEPTH), .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .ALU_LANES(ALU_LANES),
-                  .WR_W(WR_W))
+                  .WR_W(WR_W), .SOFT_MUL(SOFT_MUL))
         datapath (.clk(clk), .insn_valid(c_start && (ch_opc == OPC_GEMM || ch_opc == OPC_ALU)), .insn(ch),
                   .insn_ready(), .done(qc_done),
-                  .wr_en(c_en), .wr_scope(c_scope), .wr_addr(c_addr), .wr_data(c_raw[WR_W-1:0]),
+                  .wr_en(c_en), .wr_scope(c_scope), .wr_addr(c_addr), .wr_data(c_entry),
                   .ld_en(l_en), .ld_scope(l_scope), .ld_addr(l_addr), .ld_data(l_entry),
                   .rd_addr(s_addr), .rd_data(acc_entry));
 endmodule
