@@ -115,10 +115,10 @@ def packed_chains(func, composites):
 
 
 def residual_fusions(func, composites):
-    """``[{"conv", "conv_var", "add", "add_var", "residual", "relu"}]``: a qnn.conv2d whose result is used once, by
-    ``R.add`` with a float32 tensor of the same static shape (the residual), the add's result used only
-    by ``R.nn.relu`` or not at all by another op. The conv's kernel can add the residual (and apply
-    the ReLU) in its epilogue."""
+    """``[{"conv", "conv_var", "add", "add_var", "residual", "relu"}]``: a qnn.conv2d whose result is used once,
+    by ``R.add`` with a float32 tensor of the same static shape (the residual); ``relu`` is the
+    ``R.nn.relu`` of the add's result when that is the result's only use, else None. The conv's kernel
+    can add the residual (and apply that ReLU) in its epilogue."""
     add_op, relu_op = tvm.ir.Op.get("relax.add"), tvm.ir.Op.get("relax.nn.relu")
     convs, relus = {}, {}
     bindings = [binding for block in func.body.blocks for binding in block.bindings]
