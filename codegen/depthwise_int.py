@@ -40,6 +40,7 @@ from tvm_qnn.errors import CompileError, QuantizationError, ShapeError
 from .bitpack import act_codes_compute
 from .bitserial_int import check_ends
 from .plan import clip_bounds
+from .schedules import divisors, loops_under
 from .vnni_int8 import check_accumulator_fits, epilogue_args, integer_epilogue
 from .workload import ConvWorkload
 
@@ -159,8 +160,6 @@ def make_depthwise_primfunc(kernel: DepthwiseKernel):
     return te.create_prim_func(args + [out]).with_attr("global_symbol", "qnn_" + kernel.key())
 
 
-def _divisors(n, limit):
-    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
 def pixel_tile(width):
@@ -169,7 +168,7 @@ def pixel_tile(width):
     for lanes in (16, 8):
         if width % lanes == 0:
             return lanes
-    return max(_divisors(width, MAX_X_TILE))
+    return max(divisors(width, MAX_X_TILE))
 
 
 def schedule_depthwise(kernel: DepthwiseKernel, func) -> tvm.s_tir.Schedule:
@@ -191,10 +190,7 @@ def schedule_depthwise(kernel: DepthwiseKernel, func) -> tvm.s_tir.Schedule:
         sch.vectorize(xi)
     acc = sch.get_sblock("dw_acc")
     sch.compute_at(acc, xo)
-    loops = sch.get_loops(acc)
-    xo_stmt = sch.get(xo)
-    start = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(xo_stmt)) + 1
-    inner = loops[start:]
+    inner = loops_under(sch, acc, xo)
     reductions = inner[len(inner) - sum(1 for extent in wl.kernel if extent > 1):]
     pixel = inner[:len(inner) - len(reductions)]
     if reductions and pixel:
@@ -208,12 +204,10 @@ def schedule_depthwise(kernel: DepthwiseKernel, func) -> tvm.s_tir.Schedule:
             sch.vectorize(sch.get_loops(init)[-1])
     pad = sch.get_sblock("act_pad")  # after its consumer moved under the channel loop
     sch.compute_at(pad, plane)
-    pad_loops = sch.get_loops(pad)
-    plane_stmt = sch.get(plane)
-    inner = pad_loops[next(i for i, loop in enumerate(pad_loops) if sch.get(loop).same_as(plane_stmt)) + 1:]
+    inner = loops_under(sch, pad, plane)
     if inner and int(sch.get(inner[-1]).extent) > 1:  # a row of one phase: contiguous input columns at stride 1
         q = inner[-1]
-        sch.vectorize(sch.split(q, [None, max(_divisors(int(sch.get(q).extent), PAD_LANES))])[1])
+        sch.vectorize(sch.split(q, [None, max(divisors(int(sch.get(q).extent), PAD_LANES))])[1])
     return sch
 
 

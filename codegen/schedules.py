@@ -35,7 +35,7 @@ class TileConfig:
             raise ValueError(f"bad tile {self}: sizes must be >= 1 and lanes must divide o_tile")
 
 
-def _divisors(n, limit):
+def divisors(n, limit):
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
@@ -43,13 +43,13 @@ def default_tile(wl: ConvWorkload, word_bits=None) -> TileConfig:
     """Largest register tile (accumulators <= MAX_ACCUMULATORS) whose sizes divide the output."""
     word_bits = word_bits or wl.word_bits
     lanes_max = max(1, VECTOR_BITS // max(word_bits, 32))
-    lanes = max(d for d in _divisors(wl.out_channels, lanes_max))
+    lanes = max(d for d in divisors(wl.out_channels, lanes_max))
     combos = wl.w_planes * wl.a_bits
     best = None
     for vectors in (4, 2, 1):
         if wl.out_channels % (lanes * vectors):
             continue
-        for x_tile in _divisors(wl.out_width, 8):
+        for x_tile in divisors(wl.out_width, 8):
             regs = x_tile * vectors * combos
             if regs > MAX_ACCUMULATORS and not (x_tile == 1 and vectors == 1):
                 continue
@@ -73,7 +73,7 @@ def hand_schedule(wl: ConvWorkload, func, tile: TileConfig | None = None) -> tvm
     return sch
 
 
-def _has_block(sch, name):
+def has_block(sch, name):
     try:
         sch.get_sblock(name)
         return True
@@ -89,7 +89,7 @@ def _row_vector(width, whole_up_to, divisor_up_to):
     """
     if width <= whole_up_to:
         return width
-    divisor = max(_divisors(width, divisor_up_to))
+    divisor = max(divisors(width, divisor_up_to))
     return divisor if divisor >= 4 else width
 
 
@@ -111,7 +111,7 @@ def schedule_packing(sch, codes_name, pack_name):
     joined into words (a second row-parallel pass over a buffer 1/8 the size of the codes). The zero border is
     a separate cheap copy.
     """
-    if not _has_block(sch, pack_name):
+    if not has_block(sch, pack_name):
         return
     pack_bytes = sch.get_sblock(pack_name + "_bytes")
     b, y, g, k, p, j, x, bit = sch.get_loops(pack_bytes)
@@ -132,7 +132,7 @@ def schedule_packing(sch, codes_name, pack_name):
     sch.unroll(p)
     if lanes > 1:
         sch.vectorize(xi)
-    if codes_name and _has_block(sch, codes_name):  # one code vector per channel, shared by all planes
+    if codes_name and has_block(sch, codes_name):  # one code vector per channel, shared by all planes
         codes = sch.get_sblock(codes_name)
         sch.compute_at(codes, bit)
         sch.set_scope(codes, 0, "local")
@@ -145,7 +145,7 @@ def schedule_packing(sch, codes_name, pack_name):
         sch.vectorize(init_x)
     else:
         sch.unroll(sch.get_loops(init)[-1])
-    if _has_block(sch, pack_name + "_pad"):
+    if has_block(sch, pack_name + "_pad"):
         pad = sch.get_sblock(pack_name + "_pad")
         b, y, *_ = sch.get_loops(pad)
         sch.parallel(sch.fuse(b, y))
@@ -202,12 +202,16 @@ def _schedule_packed_output(sch, wl, tile):
     return xo, oo, tile.x_tile
 
 
-def _loops_after(sch, block, anchor, names_extents):
-    """Loops of ``block`` under ``anchor`` by name; compute_at drops extent-1 loops (-> None)."""
+def loops_under(sch, block, anchor):
+    """The loops of ``block`` nested inside the loop ``anchor`` (after a compute_at there)."""
     loops = sch.get_loops(block)
     anchor_stmt = sch.get(anchor)
-    start = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(anchor_stmt)) + 1
-    inner = loops[start:]
+    return loops[next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(anchor_stmt)) + 1:]
+
+
+def loops_after(sch, block, anchor, names_extents):
+    """Loops of ``block`` under ``anchor`` by name; compute_at drops extent-1 loops (-> None)."""
+    inner = loops_under(sch, block, anchor)
     kept = [name for name, extent in names_extents if extent > 1]
     if len(inner) != len(kept):
         raise RuntimeError(f"unexpected loop nest under the tile: {len(inner)} loops, expected {kept}")
@@ -225,7 +229,7 @@ def _schedule_hot_loop(sch, wl, tile, row_anchor, anchor, pixels):
     kh, kw = wl.kernel
     x_tile = tile.x_tile if wl.kind == "conv2d" else 1
     pixels = pixels if wl.kind == "conv2d" else 1
-    loops = _loops_after(sch, acc, anchor, [("x", pixels), ("j", wl.w_planes), ("p", wl.a_bits),
+    loops = loops_after(sch, acc, anchor, [("x", pixels), ("j", wl.w_planes), ("p", wl.a_bits),
                                             ("o", tile.o_tile), ("rh", kh), ("rw", kw), ("rc", wl.words_per_group)])
     outer, x_loop = [], loops["x"]
     if pixels > x_tile:  # register tiles of x_tile pixels, one after the other, into the chunk's buffer
@@ -234,7 +238,7 @@ def _schedule_hot_loop(sch, wl, tile, row_anchor, anchor, pixels):
     _register_tile(sch, acc, [x_loop, loops["j"], loops["p"]], loops["o"],
                    [loops["rh"], loops["rw"], loops["rc"]], tile.lanes, outer=outer)
     sch.set_scope(acc, 0, "local")
-    loops = _loops_after(sch, combine, anchor, [("x", pixels), ("o", tile.o_tile), ("rj", wl.w_planes)])
+    loops = loops_after(sch, combine, anchor, [("x", pixels), ("o", tile.o_tile), ("rj", wl.w_planes)])
     _register_tile(sch, combine, [loops["x"]], loops["o"], [loops["rj"]], tile.lanes)
     sch.set_scope(combine, 0, "local")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tvm
 
-from .schedules import epilogue_pixels
+from .schedules import divisors, epilogue_pixels, has_block, loops_after
 from .vnni_int8 import LANES, Int8Kernel
 
 MAX_ACCUMULATORS = 24  # of the 32 zmm registers; the rest hold weight vectors and broadcasts
@@ -37,8 +37,6 @@ def target_has_vnni(target) -> bool:
     return bool(target_has_features(list(VNNI_FEATURES), target))
 
 
-def _divisors(n, limit):
-    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
 def default_tile(kernel: Int8Kernel):
@@ -47,8 +45,8 @@ def default_tile(kernel: Int8Kernel):
     width = 1 if wl.kind == "dense" else wl.out_width
     blocks = kernel.out_blocks
     best = None
-    for x_tile in _divisors(width, 8):
-        for vectors in _divisors(blocks, 8):
+    for x_tile in divisors(width, 8):
+        for vectors in divisors(blocks, 8):
             if x_tile * vectors > MAX_ACCUMULATORS:
                 continue
             # more products per load ((x * v) per (x + v)), then more accumulators
@@ -80,25 +78,8 @@ def weights_outer(kernel: Int8Kernel, x_tile, vectors) -> bool:
     return act_bytes <= CACHE_BUDGET or weight_bytes * pixel_tiles > act_bytes * (kernel.out_blocks // vectors)
 
 
-def _has_block(sch, name):
-    try:
-        sch.get_sblock(name)
-        return True
-    except Exception:  # noqa: BLE001 - get_sblock raises a TVM error for a missing block
-        return False
 
 
-def _loops_after(sch, block, anchor, names_extents):
-    """Loops of ``block`` under ``anchor`` by name; compute_at drops extent-1 loops (-> None)."""
-    loops = sch.get_loops(block)
-    anchor_stmt = sch.get(anchor)
-    start = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(anchor_stmt)) + 1
-    inner = loops[start:]
-    kept = [name for name, extent in names_extents if extent > 1]
-    if len(inner) != len(kept):
-        raise RuntimeError(f"unexpected loop nest under the tile: {len(inner)} loops, expected {kept}")
-    found = dict(zip(kept, inner))
-    return {name: found.get(name) for name, _ in names_extents}
 
 
 def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
@@ -107,7 +88,7 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     sch = tvm.s_tir.Schedule(func)
     wl = kernel.wl
     dense = wl.kind == "dense"
-    if _has_block(sch, "act_codes"):
+    if has_block(sch, "act_codes"):
         codes = sch.get_sblock("act_codes")
         if dense or kernel.channels_padded >= LANES:  # quantized in the padding copy, channels in lanes
             sch.compute_inline(codes)
@@ -116,22 +97,22 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
             n, h, w, c = sch.get_loops(codes)
             sch.reorder(n, c, h, w)
             sch.parallel(sch.fuse(n, c, h))
-            sch.vectorize(sch.split(w, [None, max(_divisors(wl.width, 16))])[1])
+            sch.vectorize(sch.split(w, [None, max(divisors(wl.width, 16))])[1])
     pad = sch.get_sblock("act_pad")
     n, y, *_, channel = sch.get_loops(pad)
     sch.parallel(sch.fuse(n, y))
     if kernel.channels_padded >= LANES:  # quantize and pad a pixel's channels in vector lanes
-        sch.vectorize(sch.split(channel, [None, max(_divisors(kernel.channels_padded, 64))])[1])
+        sch.vectorize(sch.split(channel, [None, max(divisors(kernel.channels_padded, 64))])[1])
     for name in ("channel_sum", "window_total"):  # the float contract's window sums of the codes
-        if _has_block(sch, name):
+        if has_block(sch, name):
             n, y, *_ = sch.get_loops(sch.get_sblock(name))
             sch.parallel(sch.fuse(n, y))
-    if _has_block(sch, "crop"):
+    if has_block(sch, "crop"):
         crop = sch.get_sblock("crop")
         loops = sch.get_loops(crop)
         sch.parallel(sch.fuse(*loops[:2]))
         if not dense:
-            sch.vectorize(sch.split(loops[-1], [None, max(_divisors(wl.out_width, 16))])[1])
+            sch.vectorize(sch.split(loops[-1], [None, max(divisors(wl.out_width, 16))])[1])
 
     epilogue = sch.get_sblock("epilogue")
     o_tile = vectors * LANES
@@ -165,7 +146,7 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     sch.compute_at(acc, anchor)
     kh, kw = wl.kernel
     pixels = 1 if dense else pixels
-    loops = _loops_after(sch, acc, anchor, [("x", pixels), ("o", o_tile), ("rh", kh), ("rw", kw),
+    loops = loops_after(sch, acc, anchor, [("x", pixels), ("o", o_tile), ("rh", kh), ("rw", kw),
                                             ("rcb", kernel.channels_padded // 4), ("rci", 4)])
     chunk = []
     if pixels > x_tile:  # register tiles of x_tile pixels, one after the other, into the chunk's buffer
