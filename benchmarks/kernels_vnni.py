@@ -2,7 +2,9 @@
 
 Columns (all measured in this run, same thread counts):
   vnni      -- ``codegen.vnni_int8`` (``dot_16x4`` tensorized), uint8 codes NCHW in -> next layer's
-               codes out (relayout to NHWC, int8 conv, bias, fixed-point requant);
+               codes out (relayout to NHWC, int8 conv, bias, fixed-point requant); on a CPU without
+               AVX-512 VNNI the same kernel as the target builds it (``vpmaddubsw`` on AVX2 for codes
+               of up to 7 bits, else plain int32), named per row in ``vnni.instructions``;
   popcount  -- ``codegen.bitserial_int`` with the same ends (packing, popcount conv, requant); not
                timed where its one-hot planes make it hopeless (``a_bits * w_planes > 256``);
   torch     -- PyTorch fp32 ``conv2d``; ort-int8 -- onnxruntime int8 ``QLinearConv`` (per-channel).
@@ -13,7 +15,8 @@ Timing as ``benchmarks/kernels.py``: thread CPU time at 1 thread (ratios use it)
 minimum at 2 threads. ``% of VNNI peak``: MACs/s over 4x the fp32 FMA peak that
 ``benchmarks/roofline.py`` measures in the same run (vpdpbusd does 4 MACs per 32-bit lane).
 
-Writes results/kernels_vnni.json. Run: ``python benchmarks/kernels_vnni.py [--quick]``.
+Writes results/<name>.json (default kernels_vnni). Run: ``python benchmarks/kernels_vnni.py [--quick]
+[--configs w1a1,w2a2] [--name N]``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from roofline import RESULTS, measure, measure_peaks, set_tvm_threads  # noqa: E
 # name -> (w_bits, a_bits, weight scheme)
 CONFIGS = {"w2a2-lut": (2, 2, "kquantile"), "w4a8-lut": (4, 8, "kquantile"), "w4a8": (4, 8, "uniform"),
            "w8a8": (8, 8, "uniform")}
+# uniform low-bit configs (not run by default): where popcount and int8 cross on CPUs without VNNI
+EXTRA_CONFIGS = {"w1a1": (1, 1, "uniform"), "w1a2": (1, 2, "uniform"), "w2a2": (2, 2, "uniform")}
 MAX_POPCOUNT_PRODUCTS = 256  # bit-MACs per MAC beyond which the popcount kernel is not timed
 
 
@@ -69,7 +74,7 @@ def bench_layer(c, o, size, stride, w_bits, a_bits, scheme, target):
     from codegen.bitserial_int import IntegerKernel, integer_kernel_args, integer_scheme, scheduled_integer_primfunc
     from codegen.kernel_choice import plane_products
     from codegen.vnni_int8 import Int8Kernel, int8_kernel_args
-    from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
+    from codegen.vnni_schedule import scheduled_int8_primfunc, target_int8_instructions
     from codegen.workload import ConvWorkload
     from tvm_qnn import reference
 
@@ -80,10 +85,12 @@ def bench_layer(c, o, size, stride, w_bits, a_bits, scheme, target):
     want = reference.qconv2d_int(codes, idx, params["lut_int"], params["bias_int"], params["multiplier"],
                                  params["shift"], a_bits, stride, 1)
     row = {"macs": wl.macs, "popcount_scheme": scheme_int, "plane_products": plane_products(a_bits, w_bits, scheme_int)}
-    kernel = Int8Kernel(wl, "codes", "codes", vnni=target_has_vnni(target))
+    instructions = target_int8_instructions(target, a_bits)
+    kernel = Int8Kernel(wl, "codes", "codes", vnni=instructions == "vnni", avx2=instructions == "avx2")
     timing, got = _time_kernel(scheduled_int8_primfunc(kernel), [codes, *int8_kernel_args("l", kernel, idx, params)],
                                kernel.output_shape, "uint8", target)
-    row["vnni"] = dict(timing, exact=bool(np.array_equal(got, want)), tensorized=kernel.vnni)
+    row["vnni"] = dict(timing, exact=bool(np.array_equal(got, want)), tensorized=kernel.vnni,
+                       instructions=kernel.instructions)
     if row["plane_products"] <= MAX_POPCOUNT_PRODUCTS:
         kernel = IntegerKernel(wl, "codes", "codes")
         timing, got = _time_kernel(scheduled_integer_primfunc(kernel),
@@ -104,7 +111,12 @@ def run(args):
     vnni_peak = 4 * peaks["fp32_flops_per_s"]["per_core"] / 2  # MAC/s: 4 products per FMA lane-op
     shapes = [s for s in RESNET18_3X3 if s[3] == 1]  # the stride-1 convs
     shapes = shapes[:2] if args.quick else shapes
-    configs = {k: CONFIGS[k] for k in (["w2a2-lut", "w4a8-lut"] if args.quick else CONFIGS)}
+    known = {**CONFIGS, **EXTRA_CONFIGS}
+    names = args.configs.split(",") if args.configs else (["w2a2-lut", "w4a8-lut"] if args.quick else list(CONFIGS))
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"kernels_vnni.py: unknown config(s) {unknown}; known: {sorted(known)}")
+    configs = {k: known[k] for k in names}
     workdir = tempfile.mkdtemp(prefix="qnn_kernels_vnni_")
     rows = []
     with tqdm(total=len(shapes) * (len(configs) + 1), desc="kernels_vnni") as bar:
@@ -126,8 +138,8 @@ def run(args):
 
 def summarize(result):
     """Per-config geometric means of the ratios (baseline time / VNNI time, 1-thread CPU time)."""
-    lines = ["| config | vnni ms (1t / 2t wall) | x popcount | x torch fp32 | x ort int8 | % VNNI peak | exact |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| config | int8 kernel | int8 ms (1t / 2t wall) | x popcount | x torch fp32 | x ort int8 | % VNNI peak "
+             "| exact |", "|---|---|---|---|---|---|---|---|"]
     summary = {}
     for name in dict.fromkeys(r["config"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["config"] == name]
@@ -142,7 +154,9 @@ def summarize(result):
         summary[name] = dict(ratio, pct_of_vnni_peak=pct, exact=exact)
         ms = ", ".join(f"{r['vnni']['cpu_1t_s'] * 1e3:.2f}/{r['vnni']['wall_s'] * 1e3:.2f}" for r in rows)
         fmt = lambda v: "–" if v is None else f"{v:.2f}x"  # noqa: E731
-        lines.append(f"| {name} | {ms} | {fmt(ratio['popcount'])} | {fmt(ratio['torch_fp32'])} | "
+        kinds = "/".join(sorted({r["vnni"].get("instructions", "vnni") for r in rows}))
+        summary[name]["instructions"] = kinds
+        lines.append(f"| {name} | {kinds} | {ms} | {fmt(ratio['popcount'])} | {fmt(ratio['torch_fp32'])} | "
                      f"{fmt(ratio['ort_int8'])} | {pct:.0f}% | {exact} |")
     return "\n".join(lines), summary
 
@@ -151,6 +165,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="two shapes, w2a2-lut and w4a8-lut only")
     parser.add_argument("--name", default="kernels_vnni", help="results/<name>.json")
+    parser.add_argument("--configs", default=None, help=f"comma-separated, of {', '.join({**CONFIGS, **EXTRA_CONFIGS})}")
     args = parser.parse_args()
     result = run(args)
     table, summary = summarize(result)

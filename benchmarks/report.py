@@ -233,15 +233,17 @@ def render_roofline(data, path):
 def render_kernels_vnni(data, path):
     body = []
     for name, summary in data.get("summary", {}).items():
-        body.append([name, num(summary.get("popcount"), ".2f", "×"), num(summary.get("torch_fp32"), ".2f", "×"),
+        body.append([name, summary.get("instructions", "vnni"), num(summary.get("popcount"), ".2f", "×"),
+                     num(summary.get("torch_fp32"), ".2f", "×"),
                      num(summary.get("ort_int8"), ".2f", "×"), num(summary.get("pct_of_vnni_peak"), ".0f", "%"),
                      "yes" if summary.get("exact") else "**no**"])
     shapes = sorted({f"{r['shape']['in_channels']}→{r['shape']['out_channels']} {r['shape']['size']}²"
                      for r in data.get("rows", [])})
     return (f"Integer-only kernels, codes in and out, on {', '.join(shapes)} (batch 1, stride 1); geometric means of "
-            "baseline time / VNNI time at 1 thread (CPU time); % of 4× the measured fp32 FMA peak; exact = "
-            "identical to `reference.qconv2d_int`.\n\n"
-            + table(["config", "× popcount integer kernel", "× PyTorch fp32", "× onnxruntime int8", "% VNNI peak",
+            "baseline time / int8 kernel time at 1 thread (CPU time); int8 kernel = its instructions (`vnni`: "
+            "vpdpbusd; `avx2`: vpmaddubsw, CPUs without AVX-512 VNNI; `plain`: int32); % of 4× the measured fp32 "
+            "FMA peak; exact = identical to `reference.qconv2d_int`.\n\n"
+            + table(["config", "int8 kernel", "× popcount integer kernel", "× PyTorch fp32", "× onnxruntime int8", "% VNNI peak",
                      "exact"], body)), []
 
 
@@ -644,7 +646,9 @@ SECTIONS = [
 
 
 # renderers whose script can write extra named runs (``<stem>_<name>.json``), minus files that are not runs
-VARIANT_RUNS = {render_kernels: {"kernels_asm.json", "kernels_vnni.json"}, render_models: set()}
+# (a listed run's own variants, ``kernels_vnni_<name>.json``, are not variants of ``kernels.json`` either)
+VARIANT_RUNS = {render_kernels: {"kernels_asm.json", "kernels_vnni.json"}, render_kernels_vnni: set(),
+                render_models: set()}
 
 
 def _load(path: Path):
@@ -673,7 +677,8 @@ def render(results: Path, fit_path: Path) -> str:
         parts += [provenance(data, path, plots), "", body]
         if fn in VARIANT_RUNS:  # e.g. kernels.py --name kernels_tuned_1shape, models.py --name models_uniform
             for variant in sorted(results.glob(f"{path.stem}_*.json")):
-                if variant.name in VARIANT_RUNS[fn]:
+                if variant.name in VARIANT_RUNS[fn] or any(variant.name.startswith(Path(other).stem + "_")
+                                                           for other in VARIANT_RUNS[fn]):
                     continue
                 data = _load(variant)
                 body, _ = fn(data, variant)

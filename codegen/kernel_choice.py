@@ -42,7 +42,7 @@ from .bitserial_int import IntegerKernel, integer_kernel_args, integer_scheme, s
 from .depthwise_int import DepthwiseKernel, depthwise_kernel_args, scheduled_depthwise_primfunc
 from .plan import layer_workload
 from .vnni_int8 import Int8Kernel, int8_kernel_args
-from .vnni_schedule import scheduled_int8_primfunc, target_has_vnni
+from .vnni_schedule import scheduled_int8_primfunc, target_int8_instructions
 
 KERNELS = ("popcount", "vnni", "fp32")  # values of a recipe layer's "kernel" field
 
@@ -55,6 +55,28 @@ VNNI_EFFICIENCY = 0.78  # codegen.vnni_int8 on ResNet-18 3x3 shapes, benchmarks/
 PLAIN_INT8_SLOWDOWN = 8
 CROSSOVER_PLANE_PRODUCTS = (POPCOUNT_BITMACS_PER_S * POPCOUNT_EFFICIENCY) / (
     FP32_FMA_PER_S * VNNI_MACS_PER_FMA * VNNI_EFFICIENCY)
+# AVX2 without VNNI (no VPOPCNTQ either): plane products per MAC at which the vpmaddubsw int8 kernel
+# and the popcount kernel are equally fast. Estimate from one Zen 3 core (benchmarks/kernels_vnni.py
+# --name kernels_vnni_avx2, ResNet-18 3x3 shapes): the popcount kernel runs 0.9x (64 channels,
+# 56x56) to 6x (256 channels, 14x14) the int8 kernel's MAC rate at one plane product; 2.4 is
+# their geometric mean, so w1a1 and w1a2 stay on popcount and w2a2 goes to int8.
+AVX2_CROSSOVER_PLANE_PRODUCTS = 2.4
+
+
+def int8_crossover(instructions):
+    """Plane products per MAC above which the int8 kernel built with ``instructions`` beats popcount.
+
+    ``instructions``: "vnni", "avx2" or "plain" (``codegen.vnni_schedule.target_int8_instructions``);
+    ``True`` / ``False`` mean "vnni" / "plain"."""
+    instructions = {True: "vnni", False: "plain"}.get(instructions, instructions)
+    if instructions == "avx2":
+        return AVX2_CROSSOVER_PLANE_PRODUCTS
+    return CROSSOVER_PLANE_PRODUCTS * (1 if instructions == "vnni" else PLAIN_INT8_SLOWDOWN)
+
+
+def int8_kind(instructions):
+    """The ``layer_kernels`` label of an int8 kernel built with ``instructions``."""
+    return "vnni" if instructions == "vnni" else f"int8-{instructions}"
 
 
 def plane_products(a_bits, w_bits, scheme):
@@ -63,14 +85,15 @@ def plane_products(a_bits, w_bits, scheme):
     return a_bits * w_planes
 
 
-def choose_integer_kernel(layer, lut_int, pin=None, vnni=True, out_zero_point=0):
+def choose_integer_kernel(layer, lut_int, pin=None, vnni="vnni", out_zero_point=0):
     """``"popcount"``, ``"vnni"`` or ``"depthwise"`` for one integer-only layer (see the module docstring).
 
     A layer with an activation zero point on its input or its output codes (``out_zero_point``)
     runs the popcount kernel, the only integer kernel that pads with code ``z`` and adds ``z_next``.
 
-    ``vnni=False`` (a target without AVX-512 VNNI): the int8 kernel is the plain int32 one, about
-    :data:`PLAIN_INT8_SLOWDOWN` times slower, and the crossover moves up by that factor.
+    ``vnni``: the int8 kernel's instructions on the target ("vnni", "avx2" or "plain", see
+    :func:`int8_crossover`): without AVX-512 VNNI the crossover moves (:data:`AVX2_CROSSOVER_PLANE_PRODUCTS`,
+    or :data:`PLAIN_INT8_SLOWDOWN` times the VNNI one for the plain int32 kernel).
     """
     zero_points = bool(getattr(layer, "a_zero_point", 0)) or bool(out_zero_point)
     if pin is not None:
@@ -89,16 +112,15 @@ def choose_integer_kernel(layer, lut_int, pin=None, vnni=True, out_zero_point=0)
     if layer.kind == "conv2d" and layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels:
         return "depthwise"
     products = plane_products(layer.a_bits, layer.w_bits, integer_scheme(lut_int, layer.w_bits))
-    crossover = CROSSOVER_PLANE_PRODUCTS * (1 if vnni else PLAIN_INT8_SLOWDOWN)
-    return "vnni" if products > crossover else "popcount"
+    return "vnni" if products > int8_crossover(vnni) else "popcount"
 
 
-def choose_float_kernel(layer, pin=None, vnni=True, auto=True):
+def choose_float_kernel(layer, pin=None, vnni="vnni", auto=True):
     """``"popcount"``, ``"vnni"`` or ``"depthwise"`` for one float-contract layer (module docstring).
 
     ``pin``: the recipe's ``kernel`` field; "vnni" on a k-quantile LUT and "fp32" (the layer belongs
     in ``fp32_layers``) are ``CompileError`` naming the layer. ``auto=False``: unpinned layers stay on
-    popcount. ``vnni=False``: the int8 kernel would be the plain int32 one (crossover moves up).
+    popcount. ``vnni``: the int8 kernel's instructions on the target (:func:`int8_crossover`).
     """
     uniform = bool(layer.lut_is_uniform)
     if pin is not None:
@@ -118,8 +140,7 @@ def choose_float_kernel(layer, pin=None, vnni=True, auto=True):
         return "depthwise"
     if not uniform:
         return "popcount"
-    crossover = CROSSOVER_PLANE_PRODUCTS * (1 if vnni else PLAIN_INT8_SLOWDOWN)
-    return "vnni" if plane_products(layer.a_bits, layer.w_bits, "bitplane") > crossover else "popcount"
+    return "vnni" if plane_products(layer.a_bits, layer.w_bits, "bitplane") > int8_crossover(vnni) else "popcount"
 
 
 @dataclass(frozen=True)
@@ -140,11 +161,12 @@ def integer_layer_kernel(layer, params, input_kind, output_kind, target, pin=Non
     """The kernel of one integer-only layer for ``target`` (a dict or ``tvm.target.Target``).
 
     ``params``: the layer's integer-only parameters (``vta_ext.compiler`` makes them);
-    ``input_kind``/``output_kind``: "float" or "codes". VNNI is built with ``dot_16x4`` when the
-    target has AVX-512 VNNI, else as the plain int32 kernel.
+    ``input_kind``/``output_kind``: "float" or "codes". The int8 kernel is built with ``vpdpbusd``
+    when the target has AVX-512 VNNI, else with ``vpmaddubsw`` on AVX2 (codes of up to 7 bits), else
+    as the plain int32 kernel.
     """
-    has_vnni = target_has_vnni(target)
-    kind = choose_integer_kernel(layer, params["lut_int"], pin, has_vnni, params.get("out_zero_point", 0))
+    instructions = target_int8_instructions(target, layer.a_bits)
+    kind = choose_integer_kernel(layer, params["lut_int"], pin, instructions, params.get("out_zero_point", 0))
     if kind == "popcount":
         wl = layer_workload(layer, word, scheme=integer_scheme(params["lut_int"], layer.w_bits))
         kernel = IntegerKernel(wl, input_kind, output_kind)
@@ -155,6 +177,6 @@ def integer_layer_kernel(layer, params, input_kind, output_kind, target, pin=Non
         kernel = DepthwiseKernel(wl, input_kind, output_kind)
         args = depthwise_kernel_args(layer.name, kernel, layer.weight_idx, params)
         return ChosenKernel("depthwise", kernel, scheduled_depthwise_primfunc, args)
-    kernel = Int8Kernel(wl, input_kind, output_kind, vnni=has_vnni)
+    kernel = Int8Kernel(wl, input_kind, output_kind, vnni=instructions == "vnni", avx2=instructions == "avx2")
     args = int8_kernel_args(layer.name, kernel, layer.weight_idx, params)
-    return ChosenKernel("vnni" if has_vnni else "int8-plain", kernel, scheduled_int8_primfunc, args)
+    return ChosenKernel(int8_kind(instructions), kernel, scheduled_int8_primfunc, args)

@@ -56,6 +56,7 @@ from .bitpack import act_codes_compute
 from .bitserial_conv2d import residual_epilogue
 from .bitserial_int import INT32_LIMIT, check_ends
 from .plan import affine_lut, clip_bounds
+from .vnni_intrin import AVX2_MAX_A_BITS
 from .workload import ConvWorkload
 
 LANES = 16  # s32 lanes of one zmm: output channels per vpdpbusd
@@ -68,10 +69,12 @@ def _ceil_div(a, b):
 
 @dataclass(frozen=True)
 class Int8Kernel:
-    """One int8 kernel: the workload's shapes and bits, the input/output kinds, VNNI or the plain fallback.
+    """One int8 kernel: the workload's shapes and bits, the input/output kinds, the instructions.
 
-    ``wl.scheme`` and ``wl.word`` describe bit planes and do not apply: they are normalised so
-    that equal layers share one kernel.
+    ``vnni``: the 512-bit ``vpdpbusd`` (``codegen.vnni_intrin``); else ``avx2``: ``vpmaddubsw`` +
+    ``vpmaddwd`` (exact for codes of at most ``AVX2_MAX_A_BITS`` bits, refused above); else the
+    plain int32 fallback. ``wl.scheme`` and ``wl.word`` describe bit planes and do not apply: they
+    are normalised so that equal layers share one kernel.
     """
 
     wl: ConvWorkload
@@ -79,9 +82,15 @@ class Int8Kernel:
     output: str = "float"
     vnni: bool = True
     contract: str = "integer"  # "integer": DESIGN's integer-only accumulator; "float": the float contract
+    avx2: bool = False
 
     def __post_init__(self):
         check_ends(self, "int8 kernel")
+        if self.vnni:
+            object.__setattr__(self, "avx2", False)
+        elif self.avx2 and self.wl.a_bits > AVX2_MAX_A_BITS:
+            raise ShapeError(f"int8 kernel: the AVX2 path (vpmaddubsw, saturating int16 pair sums) is exact for "
+                             f"codes of at most {AVX2_MAX_A_BITS} bits; a_bits={self.wl.a_bits}")
         if self.contract not in ("integer", "float"):
             raise ShapeError(f"int8 kernel: contract={self.contract!r}; expected 'integer' or 'float'")
         if self.contract == "float" and (self.input, self.output) != ("float", "float"):
@@ -129,7 +138,12 @@ class Int8Kernel:
 
     def key(self):
         contract = "_float_contract" if self.contract == "float" else ""
-        return f"int8_{'vnni' if self.vnni else 'plain'}_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
+        return f"int8_{self.instructions}_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
+
+    @property
+    def instructions(self):
+        """``"vnni"``, ``"avx2"`` or ``"plain"``: what the reduction tile is tensorized with."""
+        return "vnni" if self.vnni else "avx2" if self.avx2 else "plain"
 
 
 def int8_stages(kernel: Int8Kernel):

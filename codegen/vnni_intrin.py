@@ -17,6 +17,14 @@ So the same description and a ``vpdpbusd`` implementation with the operand types
 hand are registered under :data:`INTRIN_NAME` on first use. Same instruction, same semantics
 (``vpdpbusd`` reads the first byte operand as unsigned, the second as signed, whatever the IR
 type says); the kernel's assembly is checked for ``vpdpbusd`` in the tests.
+
+CPUs with AVX2 but no AVX-512 VNNI (Zen 3, Intel client cores before Ice Lake) get the same
+description under :data:`AVX2_INTRIN_NAME`, implemented by the instruction pair int8 libraries
+use there: ``vpmaddubsw`` (u8 x s8 products, adjacent pairs summed into *saturating* s16 lanes)
+then ``vpmaddwd`` with ones (adjacent s16 pairs into s32), two 256-bit halves for the 16 lanes.
+It equals the description only while no pair sum leaves int16: ``2 * max(a) * max|b| <= 32767``,
+which holds for any int8 weight when the codes are below 128 (``a_bits <= 7``,
+:data:`AVX2_MAX_A_BITS`); ``codegen.vnni_int8.Int8Kernel`` refuses wider codes on this path.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import functools
 
 LLVM_BYTE_OPERANDS = 22  # first LLVM major version whose vpdpbusd takes <64 x i8> operands
 INTRIN_NAME = "qnn_dot_16x4_vnni"
+AVX2_INTRIN_NAME = "qnn_dot_16x4_avx2"
+AVX2_MAX_A_BITS = 7  # 2 * 127 * 128 = 32512 fits a vpmaddubsw int16 lane; 2 * 255 * 128 does not
 
 
 def _description():
@@ -74,3 +84,34 @@ def vnni_intrin_name() -> str:
     byte_dtype = "int8x64" if llvm_version_major() >= LLVM_BYTE_OPERANDS else "int32x16"
     TensorIntrin.register(INTRIN_NAME, _description(), _implementation(byte_dtype), override=True)
     return INTRIN_NAME
+
+
+def _avx2_implementation():
+    """``vpmaddubsw`` + ``vpmaddwd`` (with ones) on each 8-lane half: lanes 0-7, then 8-15."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
+             c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
+            T.writes(c[0:16])
+            four_codes = T.reinterpret(a.vload([0], "uint8x4"), dtype="int32")
+            codes = T.reinterpret(T.broadcast(four_codes, 8), dtype="int8x32")
+            ones = T.broadcast(T.int16(1), 16)
+            for half in T.unroll(2):
+                pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                                                codes, b.vload([half * 8, 0], dtype="int8x32"), dtype="int16x16")
+                c[T.ramp(half * 8, 1, 8)] = c.vload([half * 8], dtype="int32x8") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs, ones, dtype="int32x8")
+
+    return impl
+
+
+@functools.lru_cache(maxsize=None)
+def avx2_intrin_name() -> str:
+    """Name of the registered AVX2 ``TensorIntrin`` (registered on the first call)."""
+    from tvm.s_tir import TensorIntrin
+
+    TensorIntrin.register(AVX2_INTRIN_NAME, _description(), _avx2_implementation(), override=True)
+    return AVX2_INTRIN_NAME

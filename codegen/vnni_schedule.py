@@ -6,8 +6,10 @@ channels and the accumulator tile ``vnni_acc`` is computed under it in ``local``
 accumulators stay in registers. Per reduction step one 64-byte weight load per channel vector and
 one 4-byte activation broadcast per pixel feed ``x_tile * o_vectors`` ``vpdpbusd``: the inner
 ``(16 channels, 4 input channels)`` block is tensorized with the ``dot_16x4`` VNNI intrinsic
-(``codegen.vnni_intrin``). Without VNNI on the target the same tile is vectorized over the
-16 channels in plain int32 arithmetic (correct on any x86-64, not fast). Rows of output pixels
+(``codegen.vnni_intrin``). Without VNNI, an AVX2 target tensorizes the same block with
+``vpmaddubsw`` + ``vpmaddwd`` (codes of up to 7 bits; a 16-lane accumulator is two of the 16 ymm
+registers, so the tile is smaller), and any other target vectorizes it over the 16 channels in
+plain int32 arithmetic (correct on any x86-64, not fast). Rows of output pixels
 (with the batch and groups) are spread over the threads, as are the padding and crop copies and,
 for the float contract, the window sums of the codes.
 """
@@ -20,6 +22,7 @@ from .schedules import divisors, epilogue_pixels, has_block, loops_after
 from .vnni_int8 import LANES, Int8Kernel
 
 MAX_ACCUMULATORS = 24  # of the 32 zmm registers; the rest hold weight vectors and broadcasts
+AVX2_MAX_ACCUMULATORS = 6  # 16-lane accumulators in 12 of the 16 ymm registers: weights, codes, ones, products
 CACHE_BUDGET = 512 * 1024  # bytes a streamed operand may take: half of a Zen 4 core's 1 MB L2
 VNNI_FEATURES = ("avx512vnni",)  # the dot_16x4 intrinsic is the 512-bit vpdpbusd
 
@@ -37,6 +40,20 @@ def target_has_vnni(target) -> bool:
     return bool(target_has_features(list(VNNI_FEATURES), target))
 
 
+def target_int8_instructions(target, a_bits) -> str:
+    """``"vnni"``, ``"avx2"`` or ``"plain"``: the int8 kernel's instructions for codes of ``a_bits`` on ``target``."""
+    from tvm.target.codegen import target_has_features
+
+    from .vnni_intrin import AVX2_MAX_A_BITS
+
+    if target_has_vnni(target):
+        return "vnni"
+    target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
+    if str(target.kind.name) == "llvm" and a_bits <= AVX2_MAX_A_BITS and target_has_features(["avx2"], target):
+        return "avx2"
+    return "plain"
+
+
 
 
 def default_tile(kernel: Int8Kernel):
@@ -45,9 +62,10 @@ def default_tile(kernel: Int8Kernel):
     width = 1 if wl.kind == "dense" else wl.out_width
     blocks = kernel.out_blocks
     best = None
+    limit = AVX2_MAX_ACCUMULATORS if kernel.instructions == "avx2" else MAX_ACCUMULATORS
     for x_tile in divisors(width, 8):
         for vectors in divisors(blocks, 8):
-            if x_tile * vectors > MAX_ACCUMULATORS:
+            if x_tile * vectors > limit:
                 continue
             # more products per load ((x * v) per (x + v)), then more accumulators
             score = (x_tile * vectors / (x_tile + vectors), x_tile * vectors)
@@ -83,7 +101,7 @@ def weights_outer(kernel: Int8Kernel, x_tile, vectors) -> bool:
 
 
 def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
-    """Schedule ``make_int8_primfunc(kernel)``; tensorized with ``dot_16x4_vnni`` when ``kernel.vnni``."""
+    """Schedule ``make_int8_primfunc(kernel)``; the reduction tile tensorized per ``kernel.instructions``."""
     x_tile, vectors = tile or default_tile(kernel)
     sch = tvm.s_tir.Schedule(func)
     wl = kernel.wl
@@ -157,7 +175,7 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     ob, lane = sch.split(o_loop, [None, LANES])
     reductions = [loops[name] for name in ("rh", "rw", "rcb") if loops[name] is not None]
     rci = loops["rci"]
-    if kernel.vnni:
+    if kernel.instructions != "plain":
         sch.reorder(*chunk, *reductions, *pixel, ob, lane, rci)
     else:  # annotate before decompose_reduction: vectorize needs the block to still own its init
         sch.reorder(*chunk, *reductions, *pixel, ob, rci, lane)
@@ -170,10 +188,10 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     sch.vectorize(init_loops[-1])
     for loop in init_loops[-1 - len(pixel) - 1:-1]:
         sch.unroll(loop)
-    if kernel.vnni:
-        from .vnni_intrin import vnni_intrin_name
+    if kernel.instructions != "plain":
+        from .vnni_intrin import avx2_intrin_name, vnni_intrin_name
 
-        sch.tensorize(lane, vnni_intrin_name())
+        sch.tensorize(lane, vnni_intrin_name() if kernel.vnni else avx2_intrin_name())
     # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
     sch.set_scope(init, 0, "local")
     return sch

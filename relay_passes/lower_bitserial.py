@@ -44,10 +44,10 @@ from tvm import relax
 
 from codegen.build import scheduled_primfunc
 from codegen.depthwise_int import DepthwiseKernel, float_depthwise_kernel_args, scheduled_depthwise_primfunc
-from codegen.kernel_choice import choose_float_kernel
+from codegen.kernel_choice import choose_float_kernel, int8_kind
 from codegen.plan import kernel_args, layer_workload
 from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args
-from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
+from codegen.vnni_schedule import scheduled_int8_primfunc, target_int8_instructions
 from tvm_qnn.errors import CompileError, QnnError, ShapeError
 
 QNN_COMPOSITES = ("qnn.conv2d", "qnn.dense")
@@ -172,7 +172,7 @@ def _index_of(call, calls):
 class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
-    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None, has_vnni=False,
+    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None, instructions=None,
                  fusions=()):
         super().__init__(mod)
         self.fusions = list(fusions)
@@ -184,7 +184,8 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.kernels = {}  # (workload key, packed input) -> GlobalVar of the scheduled PrimFunc
         self.producers = [producer for producer, _ in chains]
         self.consumers = [consumer for _, consumer in chains]
-        self.choose, self.has_vnni = choose, has_vnni
+        self.choose = choose
+        self.instructions = instructions or (lambda layer: "plain")  # layer -> the int8 kernel's instructions
 
     def _direct_call(self, layer, data, kind, residual=None, residual_kind=""):
         """``call_tir`` to the float-contract int8 (``kind="vnni"``) or depthwise kernel of ``layer``."""
@@ -193,9 +194,11 @@ class _CompositeToKernel(relax.PyExprMutator):
             kernel, make = DepthwiseKernel(wl, "float", "float", contract="float"), scheduled_depthwise_primfunc
             args, symbol = float_depthwise_kernel_args(layer, kernel), "depthwise"
         else:
-            kernel = Int8Kernel(wl, "float", "float", vnni=self.has_vnni, contract="float")
+            instructions = self.instructions(layer)
+            kernel = Int8Kernel(wl, "float", "float", vnni=instructions == "vnni", avx2=instructions == "avx2",
+                                contract="float")
             make, args = scheduled_int8_primfunc, float_int8_kernel_args(layer, kernel)
-            symbol = "vnni" if self.has_vnni else "int8_plain"
+            symbol = int8_kind(instructions).replace("-", "_")
         key = (kernel.key(), False)
         if key not in self.kernels:
             try:
@@ -291,15 +294,21 @@ class LowerQnnToBitserial:
         self.read_layer = read_layer
         self.pass_packed = pass_packed
         self.pins, self.auto_int8 = dict(pins or {}), auto_int8
-        self.layer_kernels = {}  # layer name -> "popcount" | "vnni" | "int8-plain" | "depthwise", after the pass ran
-        self.has_vnni = target_has_vnni(target) if target is not None else False
+        # layer name -> "popcount" | "vnni" | "int8-avx2" | "int8-plain" | "depthwise", after the pass ran
+        self.layer_kernels = {}
+
+    def _instructions(self, layer):
+        """The int8 kernel's instructions for ``layer`` on the target ("vnni", "avx2" or "plain")."""
+        return target_int8_instructions(self.target, layer.a_bits) if self.target is not None else "plain"
 
     def _choose(self, layer):
+        """"popcount", "vnni" (any int8 kernel) or "depthwise"; ``layer_kernels`` names the int8 build."""
         if layer.name not in self.layer_kernels:
-            kind = choose_float_kernel(layer, self.pins.get(layer.name), self.has_vnni, self.auto_int8)
-            self.layer_kernels[layer.name] = "int8-plain" if kind == "vnni" and not self.has_vnni else kind
+            instructions = self._instructions(layer)
+            kind = choose_float_kernel(layer, self.pins.get(layer.name), instructions, self.auto_int8)
+            self.layer_kernels[layer.name] = int8_kind(instructions) if kind == "vnni" else kind
         kind = self.layer_kernels[layer.name]
-        return "vnni" if kind == "int8-plain" else kind
+        return "vnni" if kind.startswith("int8-") else kind
 
     def transform_module(self, mod, _ctx):
         composites = qnn_composites(mod)
@@ -320,7 +329,7 @@ class LowerQnnToBitserial:
                        and self._choose(read_layer(composites[fusion["conv"].op])) in fusable
                        and _index_of(fusion["conv"], producers) is None]
             mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains,
-                                         self._choose, self.has_vnni, fusions)
+                                         self._choose, self._instructions, fusions)
             mod = _with_func(mutator, gv, func)
         for gv in composites:
             mod = _without(mod, gv)

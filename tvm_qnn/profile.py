@@ -7,9 +7,9 @@ between the two callbacks per called function. Each quantized layer is its own P
 row is a layer's kernel (identical layers may share one); the kind comes from the kernel's symbol,
 which ``codegen`` names after the kernel it chose:
 
-* ``popcount`` / ``vnni`` / ``int8_plain`` / ``depthwise``: integer kernels (``qnn_<kind>_int_*``);
+* ``popcount`` / ``vnni`` / ``int8_avx2`` / ``int8_plain`` / ``depthwise``: integer kernels (``qnn_<kind>_int_*``);
 * ``bit-serial``: the float-contract popcount kernels (``qnn_bitserial_*``);
-* ``vnni`` / ``int8_plain`` too for the float-contract int8 kernels (``qnn_<kind>_float_*``);
+* ``vnni`` / ``int8_avx2`` / ``int8_plain`` too for the float-contract int8 kernels (``qnn_<kind>_float_*``);
 * ``float``: every other compiled function (fp32 layers, pooling, adds, (de)quantize, packing);
 * ``runtime``: the VM's own builtins (allocation, shape checks).
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-KINDS = ("popcount", "vnni", "int8_plain", "depthwise", "bit-serial", "float", "runtime")
+KINDS = ("popcount", "vnni", "int8_avx2", "int8_plain", "depthwise", "bit-serial", "float", "runtime")
 
 
 def kernel_kind(symbol):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from codegen.build import build_kernel, cpu_target
 from codegen.plan import kernel_args, layer_workload
 from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args
-from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
+from codegen.vnni_schedule import scheduled_int8_primfunc, target_int8_instructions
 from codegen.workload import ConvWorkload
 from tvm_qnn.errors import ShapeError
 
@@ -72,7 +72,9 @@ def test_int8_kernel_residual_equals_separate_add(case):
     residual = rng.normal(size=wl.output_shape).astype(np.float32)
     outs = []
     for workload in (wl, dataclasses.replace(wl, residual=kind)):
-        kernel = Int8Kernel(workload, "float", "float", vnni=target_has_vnni(NATIVE), contract="float")
+        instructions = target_int8_instructions(NATIVE, workload.a_bits)
+        kernel = Int8Kernel(workload, "float", "float", vnni=instructions == "vnni", avx2=instructions == "avx2",
+                            contract="float")
         func = scheduled_int8_primfunc(kernel).with_attr("global_symbol", "main")
         executable = tvm.compile(tvm.IRModule({"main": func}), target=NATIVE)
         extra = [residual] if workload.residual else []

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from codegen.build import cpu_target, generic_x86_target
 from codegen.plan import kernel_args, layer_workload
 from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args
-from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
+from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
 from tvm_qnn.errors import QuantizationError
 
 from codegen_kernel_cache import hand_kernel
@@ -23,6 +23,8 @@ from codegen_layers import random_input, random_layer
 
 NATIVE = cpu_target()
 needs_vnni = pytest.mark.skipif(not target_has_vnni(NATIVE), reason="this CPU has no AVX-512 VNNI")
+needs_avx2 = pytest.mark.skipif(target_int8_instructions(NATIVE, 1) == "plain", reason="this CPU has no AVX2")
+HASWELL = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell", "num-cores": 2})
 
 
 def _build(kernel, target):
@@ -60,10 +62,10 @@ def _layer(case):
     return layer, rng
 
 
-def _check(case, vnni, target, target_name):
+def _check(case, vnni, target, target_name, avx2=False):
     layer, rng = _layer(case)
     wl = layer_workload(layer)
-    kernel = Int8Kernel(wl, "float", "float", vnni=vnni, contract="float")
+    kernel = Int8Kernel(wl, "float", "float", vnni=vnni, avx2=avx2, contract="float")
     x = random_input(rng, layer)
     got = _run(_build(kernel, target), x, float_int8_kernel_args(layer, kernel), wl.output_shape)
     popcount = tvm.runtime.empty(wl.output_shape, "float32")
@@ -80,6 +82,26 @@ def _check(case, vnni, target, target_name):
 @given(cases)
 def test_float_contract_vnni_kernel_equals_the_bitserial_kernel_and_the_reference(case):
     _check(case, True, NATIVE, "native")
+
+
+@needs_avx2
+@settings(max_examples=10, deadline=None)
+@given(cases.filter(lambda case: case["a_bits"] <= 7))
+def test_float_contract_avx2_kernel_equals_the_bitserial_kernel_and_the_reference(case):
+    _check(case, False, HASWELL, "native", avx2=True)
+
+
+def test_cost_model_on_avx2_keeps_w1a2_on_popcount_and_sends_w2a2_to_int8():
+    """Without VNNI (AVX2's vpmaddubsw kernel) the crossover is codegen.kernel_choice.AVX2_CROSSOVER_PLANE_PRODUCTS."""
+    from codegen.kernel_choice import AVX2_CROSSOVER_PLANE_PRODUCTS, choose_float_kernel
+
+    rng = np.random.default_rng(6)
+    assert 2 < AVX2_CROSSOVER_PLANE_PRODUCTS < 4
+    low = random_layer(rng, kind="conv2d", channels=8, out_channels=8, size=5, w_bits=1, a_bits=2, scheme="uniform")
+    high = random_layer(rng, kind="conv2d", channels=8, out_channels=8, size=5, w_bits=2, a_bits=2, scheme="uniform")
+    assert choose_float_kernel(low, vnni="avx2") == "popcount"
+    assert choose_float_kernel(high, vnni="avx2") == "vnni"
+    assert choose_float_kernel(high, vnni="plain") == "popcount"  # 4 < 3.8 x 8
 
 
 @settings(max_examples=4, deadline=None)

@@ -1,7 +1,8 @@
 """int8 VNNI kernels (codegen.vnni_int8) against tvm_qnn.reference's integer-only oracle, bit for bit.
 
-The VNNI build runs only where the CPU has AVX-512 VNNI (running it elsewhere would be an illegal
-instruction); its assembly is checked on any machine, and the plain fallback runs everywhere.
+The VNNI build runs only where the CPU has AVX-512 VNNI and the AVX2 (vpmaddubsw) build only where
+it has AVX2 (running them elsewhere would be an illegal instruction); their assembly is checked
+on any machine, and the plain fallback runs everywhere.
 """
 
 import numpy as np
@@ -14,15 +15,17 @@ from int_kernel_cases import expected_output, random_case, random_inputs, run_ke
 
 from codegen.build import cpu_target, generic_x86_target, kernel_asm
 from codegen.vnni_int8 import Int8Kernel, int8_kernel_args
-from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni
+from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
 from codegen.workload import ConvWorkload
-from tvm_qnn.errors import QuantizationError
+from tvm_qnn.errors import QuantizationError, ShapeError
 
 NATIVE = cpu_target()
 ZNVER4 = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4", "num-cores": 2})
 ZNVER4_NO_VNNI = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4",
                                     "mattr": ["-avx512vnni"], "num-cores": 2})
+HASWELL = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell", "num-cores": 2})
 needs_vnni = pytest.mark.skipif(not target_has_vnni(NATIVE), reason="this CPU has no AVX-512 VNNI")
+needs_avx2 = pytest.mark.skipif(target_int8_instructions(NATIVE, 1) == "plain", reason="this CPU has no AVX2")
 
 
 def _build(kernel, target):
@@ -51,10 +54,10 @@ def int8_cases(draw):
     return wl, ends, draw(st.integers(1, 8)), draw(st.integers(0, 2**16))
 
 
-def _check(case, vnni, target):
+def _check(case, vnni, target, avx2=False):
     wl, (input_kind, output_kind), next_bits, seed = case
     rng = np.random.default_rng(seed)
-    kernel = Int8Kernel(wl, input_kind, output_kind, vnni=vnni)
+    kernel = Int8Kernel(wl, input_kind, output_kind, vnni=vnni, avx2=avx2)
     idx, p = random_case(rng, wl, next_bits, out_min=rng.choice([None, 0.0]), out_max=rng.choice([None, 1.5]))
     inputs, codes = random_inputs(rng, kernel, p)
     got = run_kernel(kernel, _build(kernel, target), inputs, int8_kernel_args("drawn", kernel, idx, p))
@@ -74,6 +77,45 @@ def test_vnni_kernel_matches_the_integer_only_reference(case):
 @given(int8_cases())
 def test_plain_fallback_matches_the_integer_only_reference_on_generic_x86(case):
     _check(case, False, generic_x86_target())
+
+
+@needs_avx2
+@settings(max_examples=12, deadline=None)
+@given(int8_cases().filter(lambda case: case[0].a_bits <= 7))
+def test_avx2_kernel_matches_the_integer_only_reference(case):
+    _check(case, False, HASWELL, avx2=True)
+
+
+@needs_avx2
+def test_avx2_pair_sums_at_the_extremes_do_not_saturate():
+    """7-bit codes all 127 against weights of +-127: every vpmaddubsw pair sum is +-32258, within int16."""
+    wl = ConvWorkload("conv2d", 1, 20, 5, 5, 33, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=7, w_bits=1)
+    kernel = Int8Kernel(wl, "codes", "float", vnni=False, avx2=True)
+    rng = np.random.default_rng(3)
+    idx, p = random_case(rng, wl)
+    p["lut_int"] = np.tile(np.array([[-127, 127]], np.int32), (wl.out_channels, 1))
+    idx[: wl.out_channels // 2] = 1  # half the outputs all +127, half all -127
+    idx[wl.out_channels // 2:] = 0
+    codes = np.full(wl.input_shape, 127, np.uint8)
+    got = run_kernel(kernel, _build(kernel, HASWELL), [codes], int8_kernel_args("extreme", kernel, idx, p))
+    np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
+
+
+def test_avx2_path_is_refused_for_8_bit_codes():
+    wl = ConvWorkload("conv2d", 1, 16, 4, 4, 16, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=8, w_bits=4)
+    with pytest.raises(ShapeError, match="a_bits=8"):
+        Int8Kernel(wl, "codes", "codes", vnni=False, avx2=True)
+    assert target_int8_instructions(HASWELL, 8) == "plain"
+    assert target_int8_instructions(HASWELL, 7) == "avx2"
+    assert target_int8_instructions(ZNVER4, 8) == "vnni"
+    assert target_int8_instructions(generic_x86_target(), 2) == "plain"
+
+
+def test_avx2_kernel_emits_vpmaddubsw_on_ymm():
+    kernel = Int8Kernel(ConvWorkload("conv2d", 1, 64, 8, 8, 64, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=4, w_bits=4),
+                        "codes", "codes", vnni=False, avx2=True)
+    asm = kernel_asm(_build(kernel, HASWELL))
+    assert "vpmaddubsw" in asm and "vpmaddwd" in asm and "ymm" in asm and "zmm" not in asm
 
 
 def _resnet_like():

@@ -268,7 +268,8 @@ def test_vnni_and_popcount_layers_mixed_in_one_network_equal_fpga(fmnist_images)
     from qnn_models import calibrated_recipe
 
     from codegen.build import cpu_target
-    from codegen.vnni_schedule import target_has_vnni
+    from codegen.kernel_choice import int8_kind
+    from codegen.vnni_schedule import target_int8_instructions
 
     images = fmnist_images[:BATCH]
     torch.manual_seed(0)
@@ -279,15 +280,15 @@ def test_vnni_and_popcount_layers_mixed_in_one_network_equal_fpga(fmnist_images)
     mod, params = tvm_qnn.from_torch(model, torch.from_numpy(images))
     qmod = tvm_qnn.quantize(mod, params, _pinned(recipe, kernels))
     cpu_int = tvm_qnn.compile(qmod, target="cpu", integer_only=True)
-    vnni_kind = "vnni" if target_has_vnni(cpu_target()) else "int8-plain"
-    expected = {name: (vnni_kind if kernel == "vnni" else kernel) for name, kernel in kernels.items()}
+    int8_kinds = {name: int8_kind(target_int8_instructions(cpu_target(), recipe[name].a_bits)) for name in names}
+    expected = {name: (int8_kinds[name] if kernel == "vnni" else kernel) for name, kernel in kernels.items()}
     assert cpu_int.artifact.info["layer_kernels"] == expected
     keys = cpu_int.artifact.info["integer_kernels"]
     assert any(k.startswith("int8_") for k in keys) and any(k.startswith("int_") for k in keys), keys
     _assert_identical_runs(cpu_int, tvm_qnn.compile(qmod, target="fpga"), images)
     # unpinned, the cost model decides: w2a3 one-hot = 9 plane products per MAC, past the crossover (3.8)
     auto = tvm_qnn.compile(tvm_qnn.quantize(mod, params, recipe), target="cpu", integer_only=True)
-    assert set(auto.artifact.info["layer_kernels"].values()) == {vnni_kind}
+    assert auto.artifact.info["layer_kernels"] == int8_kinds
 
 
 def test_kernel_pins_the_target_cannot_honour_are_named(fmnist_images):
