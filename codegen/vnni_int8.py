@@ -72,8 +72,8 @@ class Int8Kernel:
     """One int8 kernel: the workload's shapes and bits, the input/output kinds, the instructions.
 
     ``vnni``: the 512-bit ``vpdpbusd`` (``codegen.vnni_intrin``); else ``avx2``: ``vpmaddubsw`` +
-    ``vpmaddwd`` (exact for codes of at most ``AVX2_MAX_A_BITS`` bits, refused above); else the
-    plain int32 fallback. ``wl.scheme`` and ``wl.word`` describe bit planes and do not apply: they
+    ``vpmaddwd`` (codes of more than ``AVX2_MAX_A_BITS`` bits split in two, see
+    ``codegen.vnni_intrin``); else the plain int32 fallback. ``wl.scheme`` and ``wl.word`` describe bit planes and do not apply: they
     are normalised so that equal layers share one kernel.
     """
 
@@ -88,9 +88,6 @@ class Int8Kernel:
         check_ends(self, "int8 kernel")
         if self.vnni:
             object.__setattr__(self, "avx2", False)
-        elif self.avx2 and self.wl.a_bits > AVX2_MAX_A_BITS:
-            raise ShapeError(f"int8 kernel: the AVX2 path (vpmaddubsw, saturating int16 pair sums) is exact for "
-                             f"codes of at most {AVX2_MAX_A_BITS} bits; a_bits={self.wl.a_bits}")
         if self.contract not in ("integer", "float"):
             raise ShapeError(f"int8 kernel: contract={self.contract!r}; expected 'integer' or 'float'")
         if self.contract == "float" and (self.input, self.output) != ("float", "float"):
@@ -144,6 +141,11 @@ class Int8Kernel:
     def instructions(self):
         """``"vnni"``, ``"avx2"`` or ``"plain"``: what the reduction tile is tensorized with."""
         return "vnni" if self.vnni else "avx2" if self.avx2 else "plain"
+
+    @property
+    def splits_codes(self):
+        """True when the AVX2 kernel splits 8-bit codes in two (``vpmaddubsw`` would saturate on them)."""
+        return self.instructions == "avx2" and self.wl.a_bits > AVX2_MAX_A_BITS
 
 
 def int8_stages(kernel: Int8Kernel):

@@ -24,7 +24,10 @@ use there: ``vpmaddubsw`` (u8 x s8 products, adjacent pairs summed into *saturat
 then ``vpmaddwd`` with ones (adjacent s16 pairs into s32), two 256-bit halves for the 16 lanes.
 It equals the description only while no pair sum leaves int16: ``2 * max(a) * max|b| <= 32767``,
 which holds for any int8 weight when the codes are below 128 (``a_bits <= 7``,
-:data:`AVX2_MAX_A_BITS`); ``codegen.vnni_int8.Int8Kernel`` refuses wider codes on this path.
+:data:`AVX2_MAX_A_BITS`). 8-bit codes are split, ``a = 2 h + l`` with ``h = a >> 1 <= 127`` and
+``l = a & 1``: one ``vpmaddubsw`` per part (neither saturates), the high part's pair sums doubled
+by ``vpmaddwd`` with twos (:data:`AVX2_SPLIT_INTRIN_NAME`), exact for every u8 code at twice the
+instructions.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import functools
 LLVM_BYTE_OPERANDS = 22  # first LLVM major version whose vpdpbusd takes <64 x i8> operands
 INTRIN_NAME = "qnn_dot_16x4_vnni"
 AVX2_INTRIN_NAME = "qnn_dot_16x4_avx2"
+AVX2_SPLIT_INTRIN_NAME = "qnn_dot_16x4_avx2_split"  # 8-bit codes, as two vpmaddubsw
 AVX2_MAX_A_BITS = 7  # 2 * 127 * 128 = 32512 fits a vpmaddubsw int16 lane; 2 * 255 * 128 does not
 
 
@@ -108,10 +112,46 @@ def _avx2_implementation():
     return impl
 
 
+def _avx2_split_implementation():
+    """8-bit codes ``a = 2 (a >> 1) + (a & 1)``: a ``vpmaddubsw`` per part, the high part doubled in ``vpmaddwd``."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
+             c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
+            T.writes(c[0:16])
+            four_codes = T.reinterpret(a.vload([0], "uint8x4"), dtype="int32")
+            high = T.reinterpret(T.broadcast(T.bitwise_and(T.shift_right(four_codes, 1), 0x7F7F7F7F), 8),
+                                 dtype="int8x32")
+            low = T.reinterpret(T.broadcast(T.bitwise_and(four_codes, 0x01010101), 8), dtype="int8x32")
+            ones = T.broadcast(T.int16(1), 16)
+            twos = T.broadcast(T.int16(2), 16)
+            for half in T.unroll(2):
+                weights = b.vload([half * 8, 0], dtype="int8x32")
+                pairs_high = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                                                     high, weights, dtype="int16x16")
+                pairs_low = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                                                    low, weights, dtype="int16x16")
+                c[T.ramp(half * 8, 1, 8)] = (
+                    c.vload([half * 8], dtype="int32x8")
+                    + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs_high, twos,
+                                              dtype="int32x8")
+                    + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs_low, ones,
+                                              dtype="int32x8"))
+
+    return impl
+
+
 @functools.lru_cache(maxsize=None)
-def avx2_intrin_name() -> str:
-    """Name of the registered AVX2 ``TensorIntrin`` (registered on the first call)."""
+def avx2_intrin_name(split=False) -> str:
+    """Name of the registered AVX2 ``TensorIntrin`` (registered on the first call); ``split``: the
+    8-bit-code variant."""
     from tvm.s_tir import TensorIntrin
 
+    if split:
+        TensorIntrin.register(AVX2_SPLIT_INTRIN_NAME, _description(), _avx2_split_implementation(), override=True)
+        return AVX2_SPLIT_INTRIN_NAME
     TensorIntrin.register(AVX2_INTRIN_NAME, _description(), _avx2_implementation(), override=True)
     return AVX2_INTRIN_NAME

@@ -7,8 +7,8 @@ accumulators stay in registers. Per reduction step one 64-byte weight load per c
 one 4-byte activation broadcast per pixel feed ``x_tile * o_vectors`` ``vpdpbusd``: the inner
 ``(16 channels, 4 input channels)`` block is tensorized with the ``dot_16x4`` VNNI intrinsic
 (``codegen.vnni_intrin``). Without VNNI, an AVX2 target tensorizes the same block with
-``vpmaddubsw`` + ``vpmaddwd`` (codes of up to 7 bits; a 16-lane accumulator is two of the 16 ymm
-registers, so the tile is smaller), and any other target vectorizes it over the 16 channels in
+``vpmaddubsw`` + ``vpmaddwd`` (8-bit codes in two halves; a 16-lane accumulator is two of the 16
+ymm registers, so the tile is smaller), and any other target vectorizes it over the 16 channels in
 plain int32 arithmetic (correct on any x86-64, not fast). Rows of output pixels
 (with the batch and groups) are spread over the threads, as are the padding and crop copies and,
 for the float contract, the window sums of the codes.
@@ -40,16 +40,18 @@ def target_has_vnni(target) -> bool:
     return bool(target_has_features(list(VNNI_FEATURES), target))
 
 
-def target_int8_instructions(target, a_bits) -> str:
-    """``"vnni"``, ``"avx2"`` or ``"plain"``: the int8 kernel's instructions for codes of ``a_bits`` on ``target``."""
+def target_int8_instructions(target, a_bits=8) -> str:
+    """``"vnni"``, ``"avx2"`` or ``"plain"``: the int8 kernel's instructions on ``target``.
+
+    ``a_bits`` does not change the answer (the AVX2 kernel splits 8-bit codes itself); it is kept
+    so that callers state the layer they ask for."""
     from tvm.target.codegen import target_has_features
 
-    from .vnni_intrin import AVX2_MAX_A_BITS
-
+    del a_bits
     if target_has_vnni(target):
         return "vnni"
     target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
-    if str(target.kind.name) == "llvm" and a_bits <= AVX2_MAX_A_BITS and target_has_features(["avx2"], target):
+    if str(target.kind.name) == "llvm" and target_has_features(["avx2"], target):
         return "avx2"
     return "plain"
 
@@ -191,7 +193,7 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     if kernel.instructions != "plain":
         from .vnni_intrin import avx2_intrin_name, vnni_intrin_name
 
-        sch.tensorize(lane, vnni_intrin_name() if kernel.vnni else avx2_intrin_name())
+        sch.tensorize(lane, vnni_intrin_name() if kernel.vnni else avx2_intrin_name(kernel.splits_codes))
     # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
     sch.set_scope(init, 0, "local")
     return sch

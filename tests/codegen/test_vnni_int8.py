@@ -5,6 +5,8 @@ it has AVX2 (running them elsewhere would be an illegal instruction); their asse
 on any machine, and the plain fallback runs everywhere.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tvm
@@ -17,7 +19,7 @@ from codegen.build import cpu_target, generic_x86_target, kernel_asm
 from codegen.vnni_int8 import Int8Kernel, int8_kernel_args
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
 from codegen.workload import ConvWorkload
-from tvm_qnn.errors import QuantizationError, ShapeError
+from tvm_qnn.errors import QuantizationError
 
 NATIVE = cpu_target()
 ZNVER4 = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4", "num-cores": 2})
@@ -81,33 +83,33 @@ def test_plain_fallback_matches_the_integer_only_reference_on_generic_x86(case):
 
 @needs_avx2
 @settings(max_examples=12, deadline=None)
-@given(int8_cases().filter(lambda case: case[0].a_bits <= 7))
+@given(int8_cases())
 def test_avx2_kernel_matches_the_integer_only_reference(case):
     _check(case, False, HASWELL, avx2=True)
 
 
 @needs_avx2
-def test_avx2_pair_sums_at_the_extremes_do_not_saturate():
-    """7-bit codes all 127 against weights of +-127: every vpmaddubsw pair sum is +-32258, within int16."""
-    wl = ConvWorkload("conv2d", 1, 20, 5, 5, 33, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=7, w_bits=1)
+@pytest.mark.parametrize("a_bits", [7, 8])
+def test_avx2_pair_sums_at_the_extremes_do_not_saturate(a_bits):
+    """The largest codes against weights of +-127: a 7-bit pair sum is +-32258, within vpmaddubsw's
+    int16; an 8-bit one (+-64770) would saturate, so 8-bit codes are split (codegen.vnni_intrin)."""
+    wl = ConvWorkload("conv2d", 1, 20, 5, 5, 33, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=a_bits, w_bits=1)
     kernel = Int8Kernel(wl, "codes", "float", vnni=False, avx2=True)
+    assert kernel.splits_codes == (a_bits == 8)
     rng = np.random.default_rng(3)
     idx, p = random_case(rng, wl)
     p["lut_int"] = np.tile(np.array([[-127, 127]], np.int32), (wl.out_channels, 1))
     idx[: wl.out_channels // 2] = 1  # half the outputs all +127, half all -127
     idx[wl.out_channels // 2:] = 0
-    codes = np.full(wl.input_shape, 127, np.uint8)
+    codes = np.full(wl.input_shape, (1 << a_bits) - 1, np.uint8)
     got = run_kernel(kernel, _build(kernel, HASWELL), [codes], int8_kernel_args("extreme", kernel, idx, p))
     np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
 
 
-def test_avx2_path_is_refused_for_8_bit_codes():
-    wl = ConvWorkload("conv2d", 1, 16, 4, 4, 16, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=8, w_bits=4)
-    with pytest.raises(ShapeError, match="a_bits=8"):
-        Int8Kernel(wl, "codes", "codes", vnni=False, avx2=True)
-    assert target_int8_instructions(HASWELL, 8) == "plain"
-    assert target_int8_instructions(HASWELL, 7) == "avx2"
+def test_int8_instructions_per_target():
+    assert target_int8_instructions(HASWELL, 8) == "avx2"
     assert target_int8_instructions(ZNVER4, 8) == "vnni"
+    assert target_int8_instructions(ZNVER4_NO_VNNI, 8) == "avx2"
     assert target_int8_instructions(generic_x86_target(), 2) == "plain"
 
 
@@ -116,6 +118,8 @@ def test_avx2_kernel_emits_vpmaddubsw_on_ymm():
                         "codes", "codes", vnni=False, avx2=True)
     asm = kernel_asm(_build(kernel, HASWELL))
     assert "vpmaddubsw" in asm and "vpmaddwd" in asm and "ymm" in asm and "zmm" not in asm
+    split = Int8Kernel(dataclasses.replace(kernel.wl, a_bits=8), "codes", "codes", vnni=False, avx2=True)
+    assert kernel_asm(_build(split, HASWELL)).count("vpmaddubsw") > asm.count("vpmaddubsw")
 
 
 def _resnet_like():
