@@ -18,6 +18,9 @@ The core (see ``vta_ext/isa.py`` for the instruction set):
 * a vector ALU of ``alu_lanes`` lanes (``None``: one per output element, ``batch * block_out``);
   with fewer lanes an ALU micro-op passes over the vector in ``alu_passes`` clocks (each lane's
   32 x 32 requant multiplier is the core's largest block where a part has no DSP);
+  ``alu_mul_cycles`` > 1 builds that multiplier serially (``32 / alu_mul_cycles`` bits of the
+  multiplier operand per clock, a few hundred LUTs instead of ~1.7k on an iCE40), so each pass of
+  a MUL or REQUANT micro-op takes ``alu_mul_cycles`` clocks;
 * a DMA engine moving ``dma_bytes_per_cycle`` after ``dma_latency_cycles`` of set-up;
 * the FPGA ``part`` it is built for (``vta_ext/parts.py``): a config naming a part is refused
   (``HwConfigError`` naming the resource and both numbers) unless its core fits that part
@@ -114,8 +117,9 @@ _INT_RANGES = {
     "dma_latency_cycles": (0, 10_000),
     "gemm_pipeline_cycles": (0, 1000),
     "alu_pipeline_cycles": (0, 1000),
+    "alu_mul_cycles": (1, 32),
 }
-_POW2 = ("batch", "block_in", "block_out", "lut_entries", "dma_bytes_per_cycle")
+_POW2 = ("batch", "block_in", "block_out", "lut_entries", "dma_bytes_per_cycle", "alu_mul_cycles")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class HwConfig:
     alu_pipeline_cycles: int = 4
     clock_mhz: float = 100.0
     alu_lanes: int | None = None
+    alu_mul_cycles: int = 1
     part: str | None = None
     resources: ResourceCoefficients = field(default_factory=ResourceCoefficients)
 

@@ -32,7 +32,9 @@ MEASURED_PATH = Path(__file__).resolve().parent / "rtl_fit" / "whole_core.json"
 # the HwConfig fields the synthesized hardware depends on (clock and DMA timing do not change the netlist)
 HARDWARE_FIELDS = ("batch", "block_in", "block_out", "max_a_bits", "max_w_bits", "lut_entries", "lut_mode",
                    "inp_buff_bytes", "wgt_buff_bytes", "acc_buff_bytes", "uop_buff_bytes", "prm_buff_bytes",
-                   "dma_bytes_per_cycle", "alu_lanes", "part")
+                   "dma_bytes_per_cycle", "alu_lanes", "alu_mul_cycles", "part")
+# fields added after cores were recorded: a record without one was synthesized with its default
+HARDWARE_DEFAULTS = {"alu_mul_cycles": 1}
 NAMES = {"lut": "LUT", "ff": "FF", "bram": "block RAM", "dsp": "DSP"}
 
 
@@ -59,7 +61,7 @@ def measured(cfg, path=MEASURED_PATH):
         raise HwConfigError(f"{path}: measured whole-core utilisation is not readable: {err}") from None
     key = hardware_key(cfg)
     for hardware, counts in table:
-        if hardware == key:
+        if {**HARDWARE_DEFAULTS, **hardware} == key:
             return {r: int(counts[r]) for r in RESOURCES}
     return None
 

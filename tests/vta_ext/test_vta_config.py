@@ -38,7 +38,8 @@ def test_pynq_preset_is_the_measured_core_that_fits_its_part():
     ("batch", 0), ("block_in", 12), ("block_out", 1024), ("max_a_bits", 9), ("max_w_bits", 0),
     ("lut_entries", 3), ("lut_mode", "magic"), ("inp_buff_bytes", 8), ("dma_bytes_per_cycle", 3),
     ("clock_mhz", -5), ("clock_mhz", float("nan")), ("block_in", True), ("name", ""),
-    ("alu_lanes", 3), ("alu_lanes", 32), ("alu_lanes", 0),
+    ("alu_lanes", 3), ("alu_lanes", 32), ("alu_lanes", 0), ("alu_mul_cycles", 3), ("alu_mul_cycles", 64),
+    ("alu_mul_cycles", 0),
 ])
 def test_bad_field_is_named(field, value):
     with pytest.raises(HwConfigError, match=field):

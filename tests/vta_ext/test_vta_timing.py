@@ -98,3 +98,20 @@ def test_fewer_alu_lanes_cost_passes_per_alu_step_and_nothing_else():
     alu_steps = sum(i.iter_out * i.iter_in * (i.uop_end - i.uop_bgn) for i in p_full.insns if isinstance(i, AluInsn))
     assert alu_steps > 0 and r_narrow.gemm_cycles == r_full.gemm_cycles
     assert r_narrow.busy["compute"] - r_full.busy["compute"] == alu_steps * 15
+
+
+def test_a_serial_multiplier_costs_its_clocks_on_mul_and_requant_steps_only():
+    """alu_mul_cycles=8 with 4 ALU passes: each REQUANT step takes 4 x 8 clocks instead of 4; BIAS, MIN and MAX
+    steps, the GEMM and the program do not change."""
+    from vta_ext.isa import AluInsn, AluOp
+
+    layer = conv_layer(16, 16, 6, 2, w_bits=1)
+    one, serial = TINY.replace(alu_lanes=4), TINY.replace(alu_lanes=4, alu_mul_cycles=8)
+    p_one, p_serial = compile_layer(layer, one, out_act=(2, 1.0)), compile_layer(layer, serial, out_act=(2, 1.0))
+    assert p_one.insns == p_serial.insns
+    r_one, r_serial = simulate_program(p_one), simulate_program(p_serial)
+    steps = {op: sum(i.iter_out * i.iter_in * (i.uop_end - i.uop_bgn) for i in p_one.insns
+                     if isinstance(i, AluInsn) and i.alu_op == op) for op in AluOp}
+    assert steps[AluOp.REQUANT] > 0 and r_serial.gemm_cycles == r_one.gemm_cycles
+    mul_steps = steps[AluOp.REQUANT] + steps[AluOp.MUL]
+    assert r_serial.busy["compute"] - r_one.busy["compute"] == mul_steps * one.alu_passes * (8 - 1)

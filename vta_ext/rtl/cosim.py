@@ -30,7 +30,7 @@ from vta_ext.sim import functional, timing
 
 RTL_PIPELINE_CYCLES = 2  # qnn_compute: the accepting clock and the first step's issue (see its header)
 COMPUTE_MODULES = ("qnn_compute", "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode",
-                   "bitserial_acc", "popcount", "lut_apply", "alu_lanes", "soft_mul32")
+                   "bitserial_acc", "popcount", "lut_apply", "alu_lanes", "soft_mul32", "serial_mul32")
 _WRITE, _INSN, _DUMP = 1, 2, 3
 LUT_MODE_PARAM = {"onehot": 1, "decode": 2}
 

@@ -24,7 +24,7 @@ from vta_ext.rtl.tools import find_tool, run_bounded
 # top module -> the Verilog modules it needs
 TOPS = {
     "gemm_unit": ("gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount"),
-    "alu_lanes": ("alu_lanes", "soft_mul32"),
+    "alu_lanes": ("alu_lanes", "soft_mul32", "serial_mul32"),
     "lut_apply": ("lut_apply",),
     "mvau_stream": ("mvau_stream",),
     "pnr_harness": ("pnr_harness", "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc",
@@ -32,7 +32,7 @@ TOPS = {
     # the whole core (vta_ext/rtl/core_synth.py): needs the generated isa_fields.vh on the include path
     "qnn_core": ("qnn_core", "dma_read", "dma_write", "dma_byte_read", "dma_byte_write", "insn_queue", "qnn_compute",
                  "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount", "lut_apply",
-                 "alu_lanes", "soft_mul32"),
+                 "alu_lanes", "soft_mul32", "serial_mul32"),
 }
 
 

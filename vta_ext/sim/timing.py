@@ -15,8 +15,9 @@ Costs (cycles; every constant comes from the ``HwConfig``):
   activation plane per cycle); a ``reset`` costs one cycle per destination instead of ``a_bits``;
   an instruction with no work (a pure token wait) costs 1.
 * ALU: ``alu_pipeline_cycles + iter_out * iter_in * uops * c`` with ``c = 2^w_bits`` for
-  ``LUT_APPLY`` (one level per cycle per output lane) and ``cfg.alu_passes`` for the others (1
-  unless the core has fewer ALU lanes than output elements).
+  ``LUT_APPLY`` (one level per cycle per output lane), ``cfg.alu_passes * cfg.alu_mul_cycles``
+  for ``MUL`` and ``REQUANT`` (a serial multiplier holds each pass that many clocks) and
+  ``cfg.alu_passes`` for the others (1 unless the core has fewer ALU lanes than output elements).
 * FINISH: 1.
 """
 
@@ -96,7 +97,12 @@ def insn_cycles(cfg, insn):
         return 1
     if isinstance(insn, GemmInsn):
         return cfg.gemm_pipeline_cycles + steps * (1 if insn.reset else insn.a_bits)
-    per_step = (1 << insn.w_bits) if insn.alu_op == AluOp.LUT_APPLY else cfg.alu_passes
+    if insn.alu_op == AluOp.LUT_APPLY:
+        per_step = 1 << insn.w_bits
+    elif insn.alu_op in (AluOp.MUL, AluOp.REQUANT):  # a serial multiplier holds each pass alu_mul_cycles clocks
+        per_step = cfg.alu_passes * cfg.alu_mul_cycles
+    else:
+        per_step = cfg.alu_passes
     return cfg.alu_pipeline_cycles + steps * per_step
 
 

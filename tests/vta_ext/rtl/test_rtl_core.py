@@ -88,15 +88,17 @@ def test_core_with_one_byte_beats(w_bits, a_bits, in_ch, out_ch, hw, out_bits, s
     np.testing.assert_array_equal(rtl_out, sim_out)
 
 
-def test_lut_apply_on_a_decode_core_with_one_alu_lane():
-    """Decode-mode programs never issue LUT_APPLY, but the core runs it (one ALU lane per pass per level): a
-    one-hot program (GEMM level sums, LUT_APPLY) on the decode core is bit-exact with the simulator on that core.
-    Its cycles are not compared: the model charges one clock per level, the serial core four."""
+@pytest.mark.parametrize("mul_cycles", [1, 8])
+def test_lut_apply_on_a_decode_core_with_one_alu_lane(mul_cycles):
+    """Decode-mode programs never issue LUT_APPLY, but the core runs it (one ALU lane per pass per level, each
+    pass alu_mul_cycles clocks with a serial multiplier): a one-hot program (GEMM level sums, LUT_APPLY) on the
+    decode core is bit-exact with the simulator on that core. Its cycles are not compared: the model charges
+    one clock per level, the serial core four (times alu_mul_cycles)."""
     from vta_ext import isa
 
     rng = np.random.default_rng(1)
     layer, codes, out_act = _layer(rng, 2, 2, 10, 12, 4, 3, 2)
-    onehot = ICE40_SMALL.replace(lut_mode="onehot", acc_buff_bytes=8192)
+    onehot = ICE40_SMALL.replace(lut_mode="onehot", acc_buff_bytes=8192, alu_mul_cycles=mul_cycles)
     program = compile_layer(layer, onehot, out_act=out_act)
     assert any(isinstance(i, isa.AluInsn) and i.alu_op == isa.AluOp.LUT_APPLY for i in program.insns)
     report, _, _ = cosim_core(onehot.replace(lut_mode="decode"), program.insns, program.load_input(codes))
@@ -159,3 +161,58 @@ def test_a_wrong_dram_byte_is_named(monkeypatch):
     report, _, _ = cosim_core(program.config, program.insns, program.load_input(codes))
     with pytest.raises(CoreCosimMismatch, match=rf"DRAM byte {program.load_input(codes).size - 1}: core"):
         report.check()
+
+
+def test_serial_multiplier_on_a_core_with_one_alu_lane_per_output():
+    """alu_mul_cycles=4 where the ALU covers the whole vector in one pass (8 lanes for 8 outputs): the same
+    DRAM as the simulator, cycles within 5 % of the timing model."""
+    rng = np.random.default_rng(7)
+    layer, codes, out_act = _layer(rng, 3, 4, 9, 8, 4, 3, 4)
+    program = compile_layer(layer, _config("decode").replace(alu_mul_cycles=4), out_act=out_act)
+    report, sim_out, rtl_out = cosim_core_program(program, codes)
+    report.check(cycle_tolerance=0.05)
+    np.testing.assert_array_equal(rtl_out, sim_out)
+
+
+@pytest.mark.parametrize("mul_cycles", [8, 32])
+def test_serial_multiplier_core_matches_the_simulator_and_the_timing_model(mul_cycles):
+    """The smallest iCE40 core with its ALU multiplier built serially (HwConfig.alu_mul_cycles): the same DRAM
+    bit for bit, and each REQUANT pass costs alu_mul_cycles clocks in the RTL as in the timing model."""
+    from vta_ext.rtl.core_synth import QUEUE_DEPTH
+
+    rng = np.random.default_rng(4)
+    layer, codes, out_act = _layer(rng, 2, 2, 10, 12, 5, 3, 2)
+    reports = {}
+    for cycles in (1, mul_cycles):
+        cfg = ICE40_SMALL.replace(alu_mul_cycles=cycles)
+        report, sim_out, rtl_out = cosim_core_program(compile_layer(layer, cfg, out_act=out_act), codes,
+                                                      queue_depth=QUEUE_DEPTH["ice40"])
+        report.check(cycle_tolerance=0.05)
+        np.testing.assert_array_equal(rtl_out, sim_out)
+        reports[cycles] = report
+    assert reports[mul_cycles].rtl_cycles > reports[1].rtl_cycles  # the serial clocks are real
+
+
+def test_serial_multiplier_is_the_signed_product(tmp_path):
+    """serial_mul32 at every clock count against Verilog's signed product, edge operands included."""
+    from vta_ext.rtl.simulate import verilog_sources
+    from vta_ext.rtl.tools import find_tool, run_bounded
+
+    rng = np.random.default_rng(1)
+    edges = [-(1 << 31), (1 << 31) - 1, -1, 0, 1, 3, -3]
+    pairs = [(a, b) for a in edges for b in edges] + [tuple(v) for v in rng.integers(-(1 << 31), 1 << 31, (100, 2))]
+    for clocks in (2, 4, 8, 16, 32):
+        checks = "".join(
+            f"        a = {a}; b = {b};\n        for (s = 0; s < {clocks}; s = s + 1) begin step = s; #1;\n"
+            f"            if (s == {clocks - 1} && p !== a * b) bad = bad + 1; clk = 1; #1; clk = 0; end\n"
+            for a, b in pairs)
+        (tmp_path / "tb.v").write_text(
+            f"module tb;\n    reg clk = 0;\n    reg [{max(clocks.bit_length() - 2, 0)}:0] step;\n"
+            "    reg signed [31:0] a, b;\n    wire signed [63:0] p;\n    integer bad = 0, s;\n"
+            f"    serial_mul32 #(.CLOCKS({clocks})) dut (.clk(clk), .step(step), .a(a), .b(b), .p(p));\n"
+            "    initial begin\n" + checks + '        $display("bad %0d", bad);\n    end\nendmodule\n')
+        build = run_bounded([find_tool("iverilog"), "-o", "tb", "tb.v", *map(str, verilog_sources("serial_mul32"))],
+                            cwd=tmp_path, timeout_s=120)
+        assert build.returncode == 0, build.tail()
+        run = run_bounded([find_tool("vvp"), "tb"], cwd=tmp_path, timeout_s=120)
+        assert "bad 0" in run.stdout, (clocks, run.tail())

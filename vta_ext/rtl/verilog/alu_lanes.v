@@ -17,14 +17,21 @@
 //   result     [LANES*32]
 //   product_lo [LANES*32]          low 32 bits of the lane's multiplier (lhs * rhs unless REQUANT):
 //                                  qnn_compute's serial LUT_APPLY multiplies here
-// Timing: combinational (one micro-op per clock; the sequencer writes result to acc[dst]).
+//   clk, mul_step [log2 MUL_CLOCKS] the serial multiplier's clock (MUL_CLOCKS > 1 only)
+// Timing: combinational (one micro-op per clock; the sequencer writes result to acc[dst]), except
+// that with MUL_CLOCKS > 1 the product (MUL, REQUANT and product_lo) is valid in the last of
+// MUL_CLOCKS clocks with the operands held (serial_mul32; the sequencer counts mul_step).
 // SOFT_MUL = 1 builds the 32 x 32 multipliers from adders (soft_mul32) for parts without DSP
-// blocks; 0 leaves the product to the synthesis tool (DSP48 / SB_MAC16).
+// blocks; 0 leaves the product to the synthesis tool (DSP48 / SB_MAC16). MUL_CLOCKS > 1 (a power
+// of two up to 32) overrides both with serial_mul32 (HwConfig.alu_mul_cycles).
 module alu_lanes #(
     parameter BATCH = 1,
     parameter BLOCK_OUT = 16,
-    parameter SOFT_MUL = 0
+    parameter SOFT_MUL = 0,
+    parameter MUL_CLOCKS = 1
 ) (
+    input  wire                        clk,
+    input  wire [(MUL_CLOCKS > 1 ? $clog2(MUL_CLOCKS) : 1)-1:0] mul_step,
     input  wire [3:0]                  alu_op,
     input  wire [BATCH*BLOCK_OUT*32-1:0] lhs,
     input  wire [BATCH*BLOCK_OUT*32-1:0] rhs,
@@ -43,7 +50,10 @@ module alu_lanes #(
         for (g = 0; g < BATCH*BLOCK_OUT; g = g + 1) begin : lane
             wire signed [31:0] x = lhs[g*32 +: 32];
             wire signed [31:0] y = (alu_op == OP_REQUANT) ? multiplier[(g % BLOCK_OUT)*32 +: 32] : rhs[g*32 +: 32];
-            if (SOFT_MUL) begin : adders
+            if (MUL_CLOCKS > 1) begin : serial
+                serial_mul32 #(.CLOCKS(MUL_CLOCKS)) mul (.clk(clk), .step(mul_step), .a(x), .b(y),
+                                                         .p(products[g*64 +: 64]));
+            end else if (SOFT_MUL) begin : adders
                 soft_mul32 mul (.a(x), .b(y), .p(products[g*64 +: 64]));
             end else begin : product_op
                 assign products[g*64 +: 64] = x * y;

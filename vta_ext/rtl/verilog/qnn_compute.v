@@ -54,6 +54,9 @@ module qnn_compute #(
     // clocks (a power of two dividing BLOCK_OUT; HwConfig.alu_lanes)
     parameter ALU_LANES = BATCH * BLOCK_OUT,
     parameter SOFT_MUL = 0,  // ALU multipliers from adders (parts without DSP blocks; alu_lanes)
+    // clocks per ALU multiply: 1 a combinational multiplier, 2..32 serial_mul32 (HwConfig.alu_mul_cycles):
+    // MUL and REQUANT steps (and a serial LUT_APPLY's levels) take MUL_CLOCKS clocks per ALU pass
+    parameter MUL_CLOCKS = 1,
     // width of the host write port: the widest buffer entry (derived; do not override)
     parameter WR_W = BLOCK_OUT * (LUT_ENTRIES * 8 + 72) > BLOCK_OUT * BLOCK_IN * W_BITS
                      ? BLOCK_OUT * (LUT_ENTRIES * 8 + 72) : BLOCK_OUT * BLOCK_IN * W_BITS
@@ -82,13 +85,14 @@ module qnn_compute #(
     localparam PRM_W = LUT_W + BLOCK_OUT * (32 + 32 + 8);
     localparam GROUP = (LUT_MODE == 1) ? LEVELS : 1;  // accumulator entries per GEMM destination
     localparam SCOPE_UOP = 0, SCOPE_WGT = 1, SCOPE_INP = 2, SCOPE_ACC = 3, SCOPE_PRM = 4;
-    localparam OPC_GEMM = 2, OPC_ALU = 3, ALU_LUT_APPLY = 5;
+    localparam OPC_GEMM = 2, OPC_ALU = 3, ALU_MUL = 3, ALU_LUT_APPLY = 5, ALU_REQUANT = 7;
     localparam ALU_PASSES = BATCH * BLOCK_OUT / ALU_LANES, ALU_PART_W = ALU_LANES * 32;
     // decode mode with fewer ALU lanes than outputs: LUT_APPLY (which decode-mode programs do not
     // use: the GEMM applies the LUT) runs on the ALU lanes, one pass per level, with ALU_LANES
     // int8 x int32 multipliers instead of BATCH*BLOCK_OUT of them
     localparam SERIAL_LUT = LUT_MODE == 2 && ALU_PASSES > 1;
-    localparam KW = SERIAL_LUT ? 9 + $clog2(ALU_PASSES) : 9;  // bits of the clock-in-step counter
+    localparam MB = MUL_CLOCKS > 1 ? $clog2(MUL_CLOCKS) : 0;  // bits of the serial multiply's clock
+    localparam KW = (SERIAL_LUT ? 9 + $clog2(ALU_PASSES) : 9) + MB;  // bits of the clock-in-step counter
     // buffer address bits. A micro-op's dst / src / wgt plus the loop offsets is an address in a
     // buffer (dst: ACC; src: INP or ACC; wgt: WGT or PRM), so its bits above the deepest of those
     // buffers never change an address in range: the micro-op buffer keeps only the bits below
@@ -161,8 +165,17 @@ module qnn_compute #(
     reg [WGT_AWU-1:0] wgt_q;
     reg [PRM_AW-1:0] prm_q;
     reg [KW-1:0] k;
-    wire [KW-1:0] per_step = is_gemm ? (reset_dst ? 1 : a_bits) : is_lut_apply ? levels_insn * (SERIAL_LUT ? ALU_PASSES : 1)
-                             : ALU_PASSES;
+    // a multiplying ALU step with a serial multiplier: each ALU pass holds its operands for MUL_CLOCKS
+    // clocks (mul_step counts them) and its result is valid in the last (mul_last)
+    wire mul_op = MUL_CLOCKS > 1 && opcode == OPC_ALU
+                  && (alu_op == ALU_MUL || alu_op == ALU_REQUANT || (SERIAL_LUT && alu_op == ALU_LUT_APPLY));
+    wire [KW-1:0] mul_clocks = mul_op ? MUL_CLOCKS : 1;
+    wire [KW-1:0] kk = mul_op ? (k >> MB) : k;  // the clock-in-step counter in whole ALU passes
+    wire [(MB > 0 ? MB : 1)-1:0] mul_step = (MB > 0 && mul_op) ? k : 0;
+    wire mul_last = !mul_op || mul_step == MUL_CLOCKS - 1;
+    wire [KW-1:0] per_step = is_gemm ? (reset_dst ? 1 : a_bits)
+                             : is_lut_apply ? levels_insn * (SERIAL_LUT ? ALU_PASSES * mul_clocks : 1)
+                             : ALU_PASSES * mul_clocks;
     wire last_k = k == per_step - 1'b1;
     wire write_back = running && ex_valid && last_k;
     wire issue = running && agen_more && (!ex_valid || last_k);
@@ -217,13 +230,13 @@ module qnn_compute #(
             always @*
                 for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
                     rhs[n*32 +: 32] = use_imm ? imm : acc_src[n*32 +: 32];
-            alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT), .SOFT_MUL(SOFT_MUL))
-                alu (.alu_op(alu_op), .lhs(acc_dst), .rhs(rhs),
+            alu_lanes #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT), .SOFT_MUL(SOFT_MUL), .MUL_CLOCKS(MUL_CLOCKS))
+                alu (.clk(clk), .mul_step(mul_step), .alu_op(alu_op), .lhs(acc_dst), .rhs(rhs),
                      .bias(prm[LUT_W +: BLOCK_OUT*32]), .multiplier(prm[LUT_W + BLOCK_OUT*32 +: BLOCK_OUT*32]),
                      .shift(prm[LUT_W + BLOCK_OUT*64 +: BLOCK_OUT*8]), .result(alu_result), .product_lo());
         end else begin : alu_passes
             // the pass of this clock; a serial LUT_APPLY makes ALU_PASSES passes per level
-            wire [KW-1:0] pass = k % ALU_PASSES, level = k / ALU_PASSES;
+            wire [KW-1:0] pass = kk % ALU_PASSES, level = kk / ALU_PASSES;
             wire [8:0] o0 = (pass * ALU_LANES) % BLOCK_OUT;
             // serial LUT_APPLY multiplies with the ALU lanes' multipliers: lhs = the level's sums,
             // rhs = the sign-extended LUT entries; the lane sums run in held, from zero at level 0
@@ -239,8 +252,8 @@ module qnn_compute #(
                                     : use_imm ? imm : acc_src[(pass*ALU_LANES + n)*32 +: 32];
                 end
             wire [ALU_PART_W-1:0] part, part_product;
-            alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES), .SOFT_MUL(SOFT_MUL))
-                alu (.alu_op(alu_op), .lhs(lhs), .rhs(rhs),
+            alu_lanes #(.BATCH(1), .BLOCK_OUT(ALU_LANES), .SOFT_MUL(SOFT_MUL), .MUL_CLOCKS(MUL_CLOCKS))
+                alu (.clk(clk), .mul_step(mul_step), .alu_op(alu_op), .lhs(lhs), .rhs(rhs),
                      .bias(prm[LUT_W + o0*32 +: ALU_PART_W]),
                      .multiplier(prm[LUT_W + BLOCK_OUT*32 + o0*32 +: ALU_PART_W]),
                      .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part),
@@ -255,7 +268,7 @@ module qnn_compute #(
                 merged[pass*ALU_PART_W +: ALU_PART_W] = (SERIAL_LUT && is_lut_apply) ? lut_part : part;
             end
             always @(posedge clk)
-                if (ex_valid) held <= merged;
+                if (ex_valid && mul_last) held <= merged;
             assign alu_result = merged;
         end
     endgenerate
@@ -338,7 +351,8 @@ module qnn_compute #(
             // execute: the step's clock k; after its last clock the next issued step (or the end)
             if (ex_valid && !last_k) begin
                 k <= k + 1'b1;
-                if (is_lut_apply && (!SERIAL_LUT || k % ALU_PASSES == ALU_PASSES - 1)) accb_q <= accb_q + 1'b1;
+                if (is_lut_apply && (!SERIAL_LUT || (kk % ALU_PASSES == ALU_PASSES - 1 && mul_last)))
+                    accb_q <= accb_q + 1'b1;
             end
             if (write_back && !agen_more) begin
                 running <= 1'b0;

@@ -36,7 +36,8 @@ module qnn_core #(
     parameter MAXE = 256,
     parameter WR_W = 4096,
     parameter ALU_LANES = BATCH * BLOCK_OUT,
-    parameter SOFT_MUL = 0  // ALU multipliers from adders (parts without DSP blocks)
+    parameter SOFT_MUL = 0,  // ALU multipliers from adders (parts without DSP blocks)
+    parameter MUL_CLOCKS = 1  // clocks per ALU multiply (qnn_compute; HwConfig.alu_mul_cycles)
 ) (
     input  wire              clk,
     input  wire              start,
@@ -345,7 +346,7 @@ module qnn_core #(
     qnn_compute #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS), .W_BITS(W_BITS),
                   .LUT_MODE(LUT_MODE), .LUT_ENTRIES(LUT_ENTRIES), .INP_DEPTH(INP_DEPTH), .WGT_DEPTH(WGT_DEPTH),
                   .ACC_DEPTH(ACC_DEPTH), .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .ALU_LANES(ALU_LANES),
-                  .WR_W(WR_W), .SOFT_MUL(SOFT_MUL))
+                  .WR_W(WR_W), .SOFT_MUL(SOFT_MUL), .MUL_CLOCKS(MUL_CLOCKS))
         datapath (.clk(clk), .insn_valid(c_start && (ch_opc == OPC_GEMM || ch_opc == OPC_ALU)), .insn(ch),
                   .insn_ready(), .done(qc_done),
                   .wr_en(c_en), .wr_scope(c_scope), .wr_addr(c_addr), .wr_data(c_entry),
