@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from kernels import RESNET18_3X3, THREADS, bench_ort, bench_torch, geomean  # noqa: E402
+from report import machine_info  # noqa: E402 - provenance (date, CPU model, load) in the JSON
 from roofline import RESULTS, measure, measure_peaks, set_tvm_threads  # noqa: E402
 
 # name -> (w_bits, a_bits, weight scheme)
@@ -133,7 +134,7 @@ def run(args):
                 bar.update(1)
     set_tvm_threads(THREADS)
     return {"peaks": peaks, "vnni_peak_macs_per_core": vnni_peak, "rows": rows, "target": str(target),
-            "load_average": os.getloadavg(), "tvm": tvm.__version__}
+            "load_average": os.getloadavg(), "tvm": tvm.__version__, "machine": machine_info()}
 
 
 def summarize(result):

@@ -90,9 +90,13 @@ def vnni_intrin_name() -> str:
     return INTRIN_NAME
 
 
-def _avx2_implementation():
-    """``vpmaddubsw`` + ``vpmaddwd`` (with ones) on each 8-lane half: lanes 0-7, then 8-15."""
+def _avx2_implementation(split):
+    """``vpmaddubsw`` + ``vpmaddwd`` on each 8-lane half (lanes 0-7, then 8-15); ``split``: 8-bit codes
+    ``a = 2 (a >> 1) + (a & 1)``, a ``vpmaddubsw`` per part and the high part doubled in ``vpmaddwd``."""
     from tvm.script import tirx as T
+
+    madd_bytes = "llvm.x86.avx2.pmadd.ub.sw"  # u8 x s8, adjacent pairs into saturating s16
+    madd_words = "llvm.x86.avx2.pmadd.wd"  # s16 x s16, adjacent pairs into s32
 
     @T.prim_func(s_tir=True)
     def impl(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
@@ -101,45 +105,32 @@ def _avx2_implementation():
             T.reads(c[0:16], a[0:4], b[0:16, 0:4])
             T.writes(c[0:16])
             four_codes = T.reinterpret(a.vload([0], "uint8x4"), dtype="int32")
-            codes = T.reinterpret(T.broadcast(four_codes, 8), dtype="int8x32")
             ones = T.broadcast(T.int16(1), 16)
-            for half in T.unroll(2):
-                pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
-                                                codes, b.vload([half * 8, 0], dtype="int8x32"), dtype="int16x16")
-                c[T.ramp(half * 8, 1, 8)] = c.vload([half * 8], dtype="int32x8") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs, ones, dtype="int32x8")
-
-    return impl
-
-
-def _avx2_split_implementation():
-    """8-bit codes ``a = 2 (a >> 1) + (a & 1)``: a ``vpmaddubsw`` per part, the high part doubled in ``vpmaddwd``."""
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
-             c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        with T.sblock("root"):
-            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
-            T.writes(c[0:16])
-            four_codes = T.reinterpret(a.vload([0], "uint8x4"), dtype="int32")
-            high = T.reinterpret(T.broadcast(T.bitwise_and(T.shift_right(four_codes, 1), 0x7F7F7F7F), 8),
-                                 dtype="int8x32")
-            low = T.reinterpret(T.broadcast(T.bitwise_and(four_codes, 0x01010101), 8), dtype="int8x32")
-            ones = T.broadcast(T.int16(1), 16)
-            twos = T.broadcast(T.int16(2), 16)
             for half in T.unroll(2):
                 weights = b.vload([half * 8, 0], dtype="int8x32")
-                pairs_high = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
-                                                     high, weights, dtype="int16x16")
-                pairs_low = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
-                                                    low, weights, dtype="int16x16")
-                c[T.ramp(half * 8, 1, 8)] = (
-                    c.vload([half * 8], dtype="int32x8")
-                    + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs_high, twos,
-                                              dtype="int32x8")
-                    + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs_low, ones,
-                                              dtype="int32x8"))
+                if split:
+                    high = T.reinterpret(T.broadcast(T.bitwise_and(T.shift_right(four_codes, 1), 0x7F7F7F7F), 8),
+                                         dtype="int8x32")
+                    low = T.reinterpret(T.broadcast(T.bitwise_and(four_codes, 0x01010101), 8), dtype="int8x32")
+                    c[T.ramp(half * 8, 1, 8)] = (
+                        c.vload([half * 8], dtype="int32x8")
+                        + T.call_llvm_pure_intrin(
+                            T.llvm_lookup_intrinsic_id(madd_words),
+                            T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(madd_bytes), high, weights,
+                                                    dtype="int16x16"),
+                            T.broadcast(T.int16(2), 16), dtype="int32x8")
+                        + T.call_llvm_pure_intrin(
+                            T.llvm_lookup_intrinsic_id(madd_words),
+                            T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(madd_bytes), low, weights,
+                                                    dtype="int16x16"),
+                            ones, dtype="int32x8"))
+                else:
+                    codes = T.reinterpret(T.broadcast(four_codes, 8), dtype="int8x32")
+                    c[T.ramp(half * 8, 1, 8)] = c.vload([half * 8], dtype="int32x8") + T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id(madd_words),
+                        T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(madd_bytes), codes, weights,
+                                                dtype="int16x16"),
+                        ones, dtype="int32x8")
 
     return impl
 
@@ -150,8 +141,6 @@ def avx2_intrin_name(split=False) -> str:
     8-bit-code variant."""
     from tvm.s_tir import TensorIntrin
 
-    if split:
-        TensorIntrin.register(AVX2_SPLIT_INTRIN_NAME, _description(), _avx2_split_implementation(), override=True)
-        return AVX2_SPLIT_INTRIN_NAME
-    TensorIntrin.register(AVX2_INTRIN_NAME, _description(), _avx2_implementation(), override=True)
-    return AVX2_INTRIN_NAME
+    name = AVX2_SPLIT_INTRIN_NAME if split else AVX2_INTRIN_NAME
+    TensorIntrin.register(name, _description(), _avx2_implementation(split), override=True)
+    return name
