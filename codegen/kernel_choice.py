@@ -58,10 +58,10 @@ CROSSOVER_PLANE_PRODUCTS = (POPCOUNT_BITMACS_PER_S * POPCOUNT_EFFICIENCY) / (
 # AVX2 without VNNI (no VPOPCNTQ either): plane products per MAC at which the vpmaddubsw int8 kernel
 # and the popcount kernel are equally fast. Measured on one Zen 3 core (benchmarks/kernels_vnni.py
 # --name kernels_vnni_avx2 --configs w1a1,w1a2,w2a2: ResNet-18's stride-1 3x3 shapes, uniform
-# weights, geometric means): popcount time / int8 time is 0.43 at 1 plane product (w1a1), 0.88
-# at 2 (w1a2) and 2.36 at 4 (w2a2 bit planes); log-interpolated, the two meet at 2.2, so w1a1 and
-# w1a2 stay on popcount and w2a2 goes to int8.
-AVX2_CROSSOVER_PLANE_PRODUCTS = 2.2
+# weights, geometric means): popcount time / int8 time is 0.41 at 1 plane product (w1a1), 0.73
+# at 2 (w1a2) and 2.02 at 4 (w2a2 bit planes); log-interpolated, the two meet at 2.5 (2.2 in an
+# earlier run of the same script), so w1a1 and w1a2 stay on popcount and w1a3 / w2a2 go to int8.
+AVX2_CROSSOVER_PLANE_PRODUCTS = 2.5
 
 
 def int8_crossover(instructions):

@@ -16,8 +16,9 @@ the four flags, then the fields of its class in the order listed in ``FIELDS``):
 
 * ``LOAD``/``STORE`` (``MemInsn``): a 2-D DMA between DRAM and one SRAM scope. DRAM side:
   ``y_size`` rows of ``x_size`` elements, row pitch ``x_stride``, base ``dram_base``; the SRAM
-  side is contiguous from ``sram_base`` and, for LOAD, surrounded by zero padding
-  (``y_pad0/y_pad1`` rows, ``x_pad0/x_pad1`` elements per row). Addresses count elements of the
+  side is contiguous from ``sram_base`` and, for a LOAD of INP or WGT (the load module), surrounded
+  by zero padding (``y_pad0/y_pad1`` rows, ``x_pad0/x_pad1`` elements per row); the compute
+  module's loads (UOP, ACC, PRM) take no padding (refused: its DMA engine has no pad logic). Addresses count elements of the
   scope (an INP element is one ``batch x block_in`` vector packed at ``elem_bits`` bits; WGT a
   ``block_out x block_in`` block of ``elem_bits``-bit indices; ACC a ``batch x block_out``
   int32 vector; a STORE from ACC writes ``elem_bits``-bit codes (or 32 = raw int32); UOP one
@@ -151,6 +152,11 @@ class MemInsn(_Insn):
         if self.scope not in MemScope.__members__.values():
             raise IsaError(f"MemInsn.scope={self.scope}; expected one of {[s.name for s in MemScope]}")
         object.__setattr__(self, "scope", MemScope(self.scope))
+        if self.opcode == Opcode.LOAD and self.scope not in (MemScope.INP, MemScope.WGT):
+            for name in ("y_pad0", "y_pad1", "x_pad0", "x_pad1"):
+                if getattr(self, name):
+                    raise IsaError(f"MemInsn.{name}={getattr(self, name)} on a {self.scope.name} load: only INP and "
+                                   f"WGT loads are padded (the compute module's loads take no padding)")
 
     @property
     def module(self):

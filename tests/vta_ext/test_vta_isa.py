@@ -19,7 +19,12 @@ def _fields(cls, **overrides):
     return st.builds(cls, **strategies)
 
 
-mem_insns = _fields(MemInsn, opcode=st.sampled_from([Opcode.LOAD, Opcode.STORE]), scope=st.sampled_from(list(MemScope)))
+_COMPUTE_SCOPES = [MemScope.UOP, MemScope.ACC, MemScope.PRM]  # loaded by the compute module: never padded
+mem_insns = st.one_of(
+    _fields(MemInsn, opcode=st.just(Opcode.LOAD), scope=st.sampled_from([MemScope.INP, MemScope.WGT])),
+    _fields(MemInsn, opcode=st.just(Opcode.STORE), scope=st.sampled_from(list(MemScope))),
+    _fields(MemInsn, opcode=st.just(Opcode.LOAD), scope=st.sampled_from(_COMPUTE_SCOPES),
+            **{name: st.just(0) for name in ("y_pad0", "y_pad1", "x_pad0", "x_pad1")}))
 gemm_insns = _fields(GemmInsn, reset=st.booleans())
 alu_insns = _fields(AluInsn, alu_op=st.sampled_from(list(AluOp)), use_imm=st.booleans())
 finish_insns = st.builds(FinishInsn, **FLAGS)
@@ -54,6 +59,8 @@ def test_extreme_values_keep_their_sign_and_width():
 @pytest.mark.parametrize("make,field", [
     (lambda: GemmInsn(iter_out=2**14), "iter_out"),
     (lambda: MemInsn(y_pad0=16), "y_pad0"),
+    (lambda: MemInsn(scope=MemScope.ACC, x_pad1=1), "x_pad1.*ACC load"),
+    (lambda: MemInsn(scope=MemScope.PRM, y_pad0=2), "y_pad0.*PRM load"),
     (lambda: AluInsn(imm=2**31), "imm"),
     (lambda: Uop(dst=2**21), "dst"),
     (lambda: MemInsn(sram_base=-1), "sram_base"),

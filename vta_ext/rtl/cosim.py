@@ -129,8 +129,11 @@ class _Encoder:
 def stream_core_params(cfg, insns):
     """The smallest core that runs the stream: widest a_bits / w_bits it uses (simulation speed)."""
     insns = [i for i in insns if not isinstance(i, (GemmInsn, AluInsn)) or _steps(i) > 0]  # skip token waits
+    # the core stores codes of at most A_BITS (as HwConfig.check_layer_bits allows), so stored code widths count
     a_bits = max([i.a_bits for i in insns if isinstance(i, GemmInsn)]
-                 + [i.elem_bits for i in insns if isinstance(i, MemInsn) and i.scope == MemScope.INP] + [1])
+                 + [i.elem_bits for i in insns if isinstance(i, MemInsn) and i.scope == MemScope.INP]
+                 + [i.elem_bits for i in insns if isinstance(i, MemInsn) and i.opcode == Opcode.STORE
+                    and i.elem_bits != 32] + [1])
     w_bits = max([i.w_bits for i in insns if isinstance(i, (GemmInsn, AluInsn))]
                  + [i.elem_bits for i in insns if isinstance(i, MemInsn) and i.scope == MemScope.WGT] + [1])
     return CoreParams.from_hw_config(cfg, a_bits=min(a_bits, cfg.max_a_bits), w_bits=min(w_bits, cfg.max_w_bits))

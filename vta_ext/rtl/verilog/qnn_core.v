@@ -175,7 +175,8 @@ module qnn_core #(
     function [31:0] store_offset(input [31:0] index, input [5:0] bits);
         reg [47:0] planes;
         begin
-            planes = planes_of(index, bits, 8);
+            // stored codes are at most A_BITS wide (HwConfig.check_layer_bits: out_bits <= max_a_bits)
+            planes = planes_of(index, bits, A_BITS);
             store_offset = (bits == 32) ? index * (LO * 4) : (planes << LOG_LO) >> 3;
         end
     endfunction
@@ -259,7 +260,9 @@ module qnn_core #(
     reg [2:0] c_scope;
     generate
         if (BYTE_DMA) begin : compute_bytes_dma
-            dma_byte_read #(.MAXE(COMP_E)) compute_dma (
+            // the compute module's loads (UOP, ACC, PRM) are never padded (vta_ext/isa.py refuses it): no pad
+            // compares and no zeroing of its 52-byte parameter rows on the one-byte-beat (iCE40) engine
+            dma_byte_read #(.MAXE(COMP_E), .PADS(0)) compute_dma (
                 .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
                 .rows(ch[`MEM_Y_SIZE_LO +: 16]), .row_elems(ch[`MEM_X_SIZE_LO +: 16]),
                 .row_bytes(compute_offset({16'd0, ch[`MEM_X_SIZE_LO +: 16]}, ch_scope)), .elem_bytes(c_e),
@@ -307,7 +310,7 @@ module qnn_core #(
             s_raw[LO*32-1:0] = acc_entry;
         else
             for (k = 0; k < LO; k = k + 1)
-                for (p = 0; p < 8; p = p + 1)
+                for (p = 0; p < A_BITS; p = p + 1)
                     if (p < s_bits) s_raw[p*LO + k] = acc_entry[k*32 + p];
     end
     wire [5:0] sh_bits = sh[`MEM_ELEM_BITS_LO +: 6];
