@@ -14,7 +14,8 @@ module dma_byte_read #(
     parameter CW = 16,     // bits of row_elems
     parameter RW = CW,     // bits of rows (1 for the fetch: one row, no pads)
     parameter AW = 24,     // bits of the SRAM address
-    parameter SKID = 8,    // bytes that wait while the assembled element does (a power of two)
+    parameter SKID = 8,    // bytes that wait while the assembled element does (a power of two; 1 where an
+                           // element never waits: no pads and sw_ready always high)
     parameter PADS = 1     // 0: the caller never pads (every position is data: no pad compares or zeroing)
 ) (
     input  wire                clk,
@@ -74,7 +75,7 @@ module dma_byte_read #(
     // the next byte of the stream: the oldest waiting one, else the beat on the port
     wire accept = r_valid && r_ready;
     wire skid_empty = held == 0;
-    wire [7:0] next_byte = skid_empty ? r_data : skid[head*8 +: 8];
+    wire [7:0] next_byte = skid_empty ? r_data : skid[(SKID > 1 ? head : 0)*8 +: 8];  // one entry: always 0
     wire fill = (!skid_empty || accept) && (!full || pop);  // it enters the element this clock
     wire to_skid = accept && !(skid_empty && fill);
     wire from_skid = !skid_empty && fill;
@@ -103,7 +104,7 @@ module dma_byte_read #(
                 ar_addr <= ar_addr + step;
             end
             if (to_skid) begin
-                skid[tail*8 +: 8] <= r_data;
+                skid[(SKID > 1 ? tail : 0)*8 +: 8] <= r_data;
                 tail <= tail + 1'b1;
             end
             if (from_skid) head <= head + 1'b1;

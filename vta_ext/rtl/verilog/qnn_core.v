@@ -261,8 +261,9 @@ module qnn_core #(
     generate
         if (BYTE_DMA) begin : compute_bytes_dma
             // the compute module's loads (UOP, ACC, PRM) are never padded (vta_ext/isa.py refuses it): no pad
-            // compares and no zeroing of its 52-byte parameter rows on the one-byte-beat (iCE40) engine
-            dma_byte_read #(.MAXE(COMP_E), .PADS(0)) compute_dma (
+            // compares and no zeroing of its 52-byte parameter rows on the one-byte-beat (iCE40) engine, and
+            // since its SRAM port is always ready an assembled element never waits: a one-byte skid buffer
+            dma_byte_read #(.MAXE(COMP_E), .PADS(0), .SKID(1)) compute_dma (
                 .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
                 .rows(ch[`MEM_Y_SIZE_LO +: 16]), .row_elems(ch[`MEM_X_SIZE_LO +: 16]),
                 .row_bytes(compute_offset({16'd0, ch[`MEM_X_SIZE_LO +: 16]}, ch_scope)), .elem_bytes(c_e),
