@@ -86,7 +86,7 @@ def bench_layer(c, o, size, stride, w_bits, a_bits, scheme, target):
     want = reference.qconv2d_int(codes, idx, params["lut_int"], params["bias_int"], params["multiplier"],
                                  params["shift"], a_bits, stride, 1)
     row = {"macs": wl.macs, "popcount_scheme": scheme_int, "plane_products": plane_products(a_bits, w_bits, scheme_int)}
-    instructions = target_int8_instructions(target, a_bits)
+    instructions = target_int8_instructions(target)
     kernel = Int8Kernel(wl, "codes", "codes", vnni=instructions == "vnni", avx2=instructions == "avx2")
     timing, got = _time_kernel(scheduled_int8_primfunc(kernel), [codes, *int8_kernel_args("l", kernel, idx, params)],
                                kernel.output_shape, "uint8", target)

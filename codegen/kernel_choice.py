@@ -163,10 +163,9 @@ def integer_layer_kernel(layer, params, input_kind, output_kind, target, pin=Non
 
     ``params``: the layer's integer-only parameters (``vta_ext.compiler`` makes them);
     ``input_kind``/``output_kind``: "float" or "codes". The int8 kernel is built with ``vpdpbusd``
-    when the target has AVX-512 VNNI, else with ``vpmaddubsw`` on AVX2 (codes of up to 7 bits), else
-    as the plain int32 kernel.
+    when the target has AVX-512 VNNI, else with ``vpmaddubsw`` on AVX2, else as the plain int32 kernel.
     """
-    instructions = target_int8_instructions(target, layer.a_bits)
+    instructions = target_int8_instructions(target)
     kind = choose_integer_kernel(layer, params["lut_int"], pin, instructions, params.get("out_zero_point", 0))
     if kind == "popcount":
         wl = layer_workload(layer, word, scheme=integer_scheme(params["lut_int"], layer.w_bits))

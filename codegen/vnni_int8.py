@@ -73,8 +73,8 @@ class Int8Kernel:
 
     ``vnni``: the 512-bit ``vpdpbusd`` (``codegen.vnni_intrin``); else ``avx2``: ``vpmaddubsw`` +
     ``vpmaddwd`` (codes of more than ``AVX2_MAX_A_BITS`` bits split in two, see
-    ``codegen.vnni_intrin``); else the plain int32 fallback. ``wl.scheme`` and ``wl.word`` describe bit planes and do not apply: they
-    are normalised so that equal layers share one kernel.
+    ``codegen.vnni_intrin``); else the plain int32 fallback. ``wl.scheme`` and ``wl.word`` describe
+    bit planes and do not apply: they are normalised so that equal layers share one kernel.
     """
 
     wl: ConvWorkload

@@ -40,14 +40,11 @@ def target_has_vnni(target) -> bool:
     return bool(target_has_features(list(VNNI_FEATURES), target))
 
 
-def target_int8_instructions(target, a_bits=8) -> str:
-    """``"vnni"``, ``"avx2"`` or ``"plain"``: the int8 kernel's instructions on ``target``.
-
-    ``a_bits`` does not change the answer (the AVX2 kernel splits 8-bit codes itself); it is kept
-    so that callers state the layer they ask for."""
+def target_int8_instructions(target) -> str:
+    """``"vnni"``, ``"avx2"`` or ``"plain"``: the int8 kernel's instructions on ``target`` (any code
+    width: the AVX2 kernel splits 8-bit codes itself)."""
     from tvm.target.codegen import target_has_features
 
-    del a_bits
     if target_has_vnni(target):
         return "vnni"
     target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)

@@ -172,7 +172,7 @@ def _index_of(call, calls):
 class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
-    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None, instructions=None,
+    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None, instructions="plain",
                  fusions=()):
         super().__init__(mod)
         self.fusions = list(fusions)
@@ -185,7 +185,7 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.producers = [producer for producer, _ in chains]
         self.consumers = [consumer for _, consumer in chains]
         self.choose = choose
-        self.instructions = instructions or (lambda layer: "plain")  # layer -> the int8 kernel's instructions
+        self.instructions = instructions  # the int8 kernels' instructions on the target: "vnni", "avx2" or "plain"
 
     def _direct_call(self, layer, data, kind, residual=None, residual_kind=""):
         """``call_tir`` to the float-contract int8 (``kind="vnni"``) or depthwise kernel of ``layer``."""
@@ -194,11 +194,10 @@ class _CompositeToKernel(relax.PyExprMutator):
             kernel, make = DepthwiseKernel(wl, "float", "float", contract="float"), scheduled_depthwise_primfunc
             args, symbol = float_depthwise_kernel_args(layer, kernel), "depthwise"
         else:
-            instructions = self.instructions(layer)
-            kernel = Int8Kernel(wl, "float", "float", vnni=instructions == "vnni", avx2=instructions == "avx2",
-                                contract="float")
+            kernel = Int8Kernel(wl, "float", "float", vnni=self.instructions == "vnni",
+                                avx2=self.instructions == "avx2", contract="float")
             make, args = scheduled_int8_primfunc, float_int8_kernel_args(layer, kernel)
-            symbol = int8_kind(instructions).replace("-", "_")
+            symbol = int8_kind(self.instructions).replace("-", "_")
         key = (kernel.key(), False)
         if key not in self.kernels:
             try:
@@ -296,17 +295,14 @@ class LowerQnnToBitserial:
         self.pins, self.auto_int8 = dict(pins or {}), auto_int8
         # layer name -> "popcount" | "vnni" | "int8-avx2" | "int8-plain" | "depthwise", after the pass ran
         self.layer_kernels = {}
-
-    def _instructions(self, layer):
-        """The int8 kernel's instructions for ``layer`` on the target ("vnni", "avx2" or "plain")."""
-        return target_int8_instructions(self.target, layer.a_bits) if self.target is not None else "plain"
+        # the int8 kernels' instructions on the target ("vnni", "avx2" or "plain")
+        self.instructions = target_int8_instructions(target) if target is not None else "plain"
 
     def _choose(self, layer):
-        """"popcount", "vnni" (any int8 kernel) or "depthwise"; ``layer_kernels`` names the int8 build."""
+        """The kernel kind, "popcount", "vnni" (any int8 kernel) or "depthwise"; ``layer_kernels`` names the int8 build."""
         if layer.name not in self.layer_kernels:
-            instructions = self._instructions(layer)
-            kind = choose_float_kernel(layer, self.pins.get(layer.name), instructions, self.auto_int8)
-            self.layer_kernels[layer.name] = int8_kind(instructions) if kind == "vnni" else kind
+            kind = choose_float_kernel(layer, self.pins.get(layer.name), self.instructions, self.auto_int8)
+            self.layer_kernels[layer.name] = int8_kind(self.instructions) if kind == "vnni" else kind
         kind = self.layer_kernels[layer.name]
         return "vnni" if kind.startswith("int8-") else kind
 
@@ -329,7 +325,7 @@ class LowerQnnToBitserial:
                        and self._choose(read_layer(composites[fusion["conv"].op])) in fusable
                        and _index_of(fusion["conv"], producers) is None]
             mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains,
-                                         self._choose, self._instructions, fusions)
+                                         self._choose, self.instructions, fusions)
             mod = _with_func(mutator, gv, func)
         for gv in composites:
             mod = _without(mod, gv)

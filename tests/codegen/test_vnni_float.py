@@ -23,7 +23,7 @@ from codegen_layers import random_input, random_layer
 
 NATIVE = cpu_target()
 needs_vnni = pytest.mark.skipif(not target_has_vnni(NATIVE), reason="this CPU has no AVX-512 VNNI")
-needs_avx2 = pytest.mark.skipif(target_int8_instructions(NATIVE, 1) == "plain", reason="this CPU has no AVX2")
+needs_avx2 = pytest.mark.skipif(target_int8_instructions(NATIVE) == "plain", reason="this CPU has no AVX2")
 HASWELL = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell", "num-cores": 2})
 
 
