@@ -172,8 +172,8 @@ def _index_of(call, calls):
 class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
-    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None, instructions="plain",
-                 fusions=()):
+    def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None,
+                 instructions="plain", fusions=()):
         super().__init__(mod)
         self.fusions = list(fusions)
         # bindings that disappear: the fused conv's own result, and the add when a ReLU follows it
@@ -299,7 +299,8 @@ class LowerQnnToBitserial:
         self.instructions = target_int8_instructions(target) if target is not None else "plain"
 
     def _choose(self, layer):
-        """The kernel kind, "popcount", "vnni" (any int8 kernel) or "depthwise"; ``layer_kernels`` names the int8 build."""
+        """The kernel kind: "popcount", "vnni" (any int8 kernel) or "depthwise" (``layer_kernels`` names
+        the int8 build)."""
         if layer.name not in self.layer_kernels:
             kind = choose_float_kernel(layer, self.pins.get(layer.name), self.instructions, self.auto_int8)
             self.layer_kernels[layer.name] = int8_kind(self.instructions) if kind == "vnni" else kind

@@ -14,15 +14,15 @@ compute module; STORE -> store module.
 Instructions (each encoded in a fixed ``INSN_BITS = 192``-bit word, LSB first: opcode (3),
 the four flags, then the fields of its class in the order listed in ``FIELDS``):
 
-* ``LOAD``/``STORE`` (``MemInsn``): a 2-D DMA between DRAM and one SRAM scope. DRAM side:
-  ``y_size`` rows of ``x_size`` elements, row pitch ``x_stride``, base ``dram_base``; the SRAM
-  side is contiguous from ``sram_base`` and, for a LOAD of INP or WGT (the load module), surrounded
-  by zero padding (``y_pad0/y_pad1`` rows, ``x_pad0/x_pad1`` elements per row); the compute
-  module's loads (UOP, ACC, PRM) take no padding (refused: its DMA engine has no pad logic). Addresses count elements of the
-  scope (an INP element is one ``batch x block_in`` vector packed at ``elem_bits`` bits; WGT a
-  ``block_out x block_in`` block of ``elem_bits``-bit indices; ACC a ``batch x block_out``
-  int32 vector; a STORE from ACC writes ``elem_bits``-bit codes (or 32 = raw int32); UOP one
-  64-bit micro-op; PRM one parameter row).
+* ``LOAD``/``STORE`` (``MemInsn``): a 2-D DMA between DRAM and one SRAM scope. DRAM side: ``y_size``
+  rows of ``x_size`` elements, row pitch ``x_stride``, base ``dram_base``; the SRAM side is
+  contiguous from ``sram_base`` and, for a LOAD of INP or WGT (the load module), surrounded by zero
+  padding (``y_pad0/y_pad1`` rows, ``x_pad0/x_pad1`` elements per row); the compute module's loads
+  (UOP, ACC, PRM) take no padding (refused, so that their DMA engine needs no pad logic). Addresses count
+  elements of the scope (an INP element is one ``batch x block_in`` vector packed at ``elem_bits``
+  bits; WGT a ``block_out x block_in`` block of ``elem_bits``-bit indices; ACC a ``batch x
+  block_out`` int32 vector; a STORE from ACC writes ``elem_bits``-bit codes (or 32 = raw int32); UOP
+  one 64-bit micro-op; PRM one parameter row).
 * ``GEMM``: for ``i0 < iter_out``, ``i1 < iter_in``, ``u in [uop_bgn, uop_end)``:
   ``acc[dst] += inp[src] . wgt[w]^T`` with ``dst = uop.dst + i0*dst_factor_out + i1*dst_factor_in``
   (same for src and wgt). Bit-serial: each step costs ``a_bits`` cycles. ``reset`` zeroes the
