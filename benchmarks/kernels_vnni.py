@@ -3,8 +3,8 @@
 Columns (all measured in this run, same thread counts):
   vnni      -- ``codegen.vnni_int8`` (``dot_16x4`` tensorized), uint8 codes NCHW in -> next layer's
                codes out (relayout to NHWC, int8 conv, bias, fixed-point requant); on a CPU without
-               AVX-512 VNNI the same kernel as the target builds it (``vpmaddubsw`` on AVX2 for codes
-               of up to 7 bits, else plain int32), named per row in ``vnni.instructions``;
+               AVX-512 VNNI the same kernel as the target builds it (``vpmaddubsw`` on AVX2, 8-bit
+               codes in two halves, else plain int32), named per row in ``vnni.instructions``;
   popcount  -- ``codegen.bitserial_int`` with the same ends (packing, popcount conv, requant); not
                timed where its one-hot planes make it hopeless (``a_bits * w_planes > 256``);
   torch     -- PyTorch fp32 ``conv2d``; ort-int8 -- onnxruntime int8 ``QLinearConv`` (per-channel).
@@ -86,8 +86,7 @@ def bench_layer(c, o, size, stride, w_bits, a_bits, scheme, target):
     want = reference.qconv2d_int(codes, idx, params["lut_int"], params["bias_int"], params["multiplier"],
                                  params["shift"], a_bits, stride, 1)
     row = {"macs": wl.macs, "popcount_scheme": scheme_int, "plane_products": plane_products(a_bits, w_bits, scheme_int)}
-    instructions = target_int8_instructions(target)
-    kernel = Int8Kernel(wl, "codes", "codes", vnni=instructions == "vnni", avx2=instructions == "avx2")
+    kernel = Int8Kernel(wl, "codes", "codes", target_int8_instructions(target))
     timing, got = _time_kernel(scheduled_int8_primfunc(kernel), [codes, *int8_kernel_args("l", kernel, idx, params)],
                                kernel.output_shape, "uint8", target)
     row["vnni"] = dict(timing, exact=bool(np.array_equal(got, want)), tensorized=kernel.vnni,

@@ -67,9 +67,7 @@ AVX2_CROSSOVER_PLANE_PRODUCTS = 2.5
 def int8_crossover(instructions):
     """Plane products per MAC above which the int8 kernel built with ``instructions`` beats popcount.
 
-    ``instructions``: "vnni", "avx2" or "plain" (``codegen.vnni_schedule.target_int8_instructions``);
-    ``True`` / ``False`` mean "vnni" / "plain"."""
-    instructions = {True: "vnni", False: "plain"}.get(instructions, instructions)
+    ``instructions``: "vnni", "avx2" or "plain" (``codegen.vnni_schedule.target_int8_instructions``)."""
     if instructions == "avx2":
         return AVX2_CROSSOVER_PLANE_PRODUCTS
     return CROSSOVER_PLANE_PRODUCTS * (1 if instructions == "vnni" else PLAIN_INT8_SLOWDOWN)
@@ -86,13 +84,13 @@ def plane_products(a_bits, w_bits, scheme):
     return a_bits * w_planes
 
 
-def choose_integer_kernel(layer, lut_int, pin=None, vnni="vnni", out_zero_point=0):
+def choose_integer_kernel(layer, lut_int, pin=None, instructions="vnni", out_zero_point=0):
     """``"popcount"``, ``"vnni"`` or ``"depthwise"`` for one integer-only layer (see the module docstring).
 
     A layer with an activation zero point on its input or its output codes (``out_zero_point``)
     runs the popcount kernel, the only integer kernel that pads with code ``z`` and adds ``z_next``.
 
-    ``vnni``: the int8 kernel's instructions on the target ("vnni", "avx2" or "plain", see
+    ``instructions``: the int8 kernel's instructions on the target ("vnni", "avx2" or "plain", see
     :func:`int8_crossover`): without AVX-512 VNNI the crossover moves (:data:`AVX2_CROSSOVER_PLANE_PRODUCTS`,
     or :data:`PLAIN_INT8_SLOWDOWN` times the VNNI one for the plain int32 kernel).
     """
@@ -113,15 +111,15 @@ def choose_integer_kernel(layer, lut_int, pin=None, vnni="vnni", out_zero_point=
     if layer.kind == "conv2d" and layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels:
         return "depthwise"
     products = plane_products(layer.a_bits, layer.w_bits, integer_scheme(lut_int, layer.w_bits))
-    return "vnni" if products > int8_crossover(vnni) else "popcount"
+    return "vnni" if products > int8_crossover(instructions) else "popcount"
 
 
-def choose_float_kernel(layer, pin=None, vnni="vnni", auto=True):
+def choose_float_kernel(layer, pin=None, instructions="vnni", auto=True):
     """``"popcount"``, ``"vnni"`` or ``"depthwise"`` for one float-contract layer (module docstring).
 
     ``pin``: the recipe's ``kernel`` field; "vnni" on a k-quantile LUT and "fp32" (the layer belongs
     in ``fp32_layers``) are ``CompileError`` naming the layer. ``auto=False``: unpinned layers stay on
-    popcount. ``vnni``: the int8 kernel's instructions on the target (:func:`int8_crossover`).
+    popcount. ``instructions``: the int8 kernel's instructions on the target (:func:`int8_crossover`).
     """
     uniform = bool(layer.lut_is_uniform)
     if pin is not None:
@@ -141,7 +139,8 @@ def choose_float_kernel(layer, pin=None, vnni="vnni", auto=True):
         return "depthwise"
     if not uniform:
         return "popcount"
-    return "vnni" if plane_products(layer.a_bits, layer.w_bits, "bitplane") > int8_crossover(vnni) else "popcount"
+    products = plane_products(layer.a_bits, layer.w_bits, "bitplane")
+    return "vnni" if products > int8_crossover(instructions) else "popcount"
 
 
 @dataclass(frozen=True)
@@ -177,6 +176,6 @@ def integer_layer_kernel(layer, params, input_kind, output_kind, target, pin=Non
         kernel = DepthwiseKernel(wl, input_kind, output_kind)
         args = depthwise_kernel_args(layer.name, kernel, layer.weight_idx, params)
         return ChosenKernel("depthwise", kernel, scheduled_depthwise_primfunc, args)
-    kernel = Int8Kernel(wl, input_kind, output_kind, vnni=instructions == "vnni", avx2=instructions == "avx2")
+    kernel = Int8Kernel(wl, input_kind, output_kind, instructions)
     args = int8_kernel_args(layer.name, kernel, layer.weight_idx, params)
     return ChosenKernel(int8_kind(instructions), kernel, scheduled_int8_primfunc, args)

@@ -61,6 +61,7 @@ from .workload import ConvWorkload
 
 LANES = 16  # s32 lanes of one zmm: output channels per vpdpbusd
 REDUCE = 4  # u8 x s8 products summed per lane
+INSTRUCTIONS = ("vnni", "avx2", "plain")  # what the (16, 4) reduction block is built with
 
 
 def _ceil_div(a, b):
@@ -71,23 +72,23 @@ def _ceil_div(a, b):
 class Int8Kernel:
     """One int8 kernel: the workload's shapes and bits, the input/output kinds, the instructions.
 
-    ``vnni``: the 512-bit ``vpdpbusd`` (``codegen.vnni_intrin``); else ``avx2``: ``vpmaddubsw`` +
-    ``vpmaddwd`` (codes of more than ``AVX2_MAX_A_BITS`` bits split in two, see
-    ``codegen.vnni_intrin``); else the plain int32 fallback. ``wl.scheme`` and ``wl.word`` describe
+    ``instructions`` (``codegen.vnni_schedule.target_int8_instructions``): "vnni", the 512-bit
+    ``vpdpbusd`` (``codegen.vnni_intrin``); "avx2", ``vpmaddubsw`` + ``vpmaddwd`` (codes of more
+    than ``AVX2_MAX_A_BITS`` bits split in two, see ``codegen.vnni_intrin``); "plain", the int32
+    fallback. ``wl.scheme`` and ``wl.word`` describe
     bit planes and do not apply: they are normalised so that equal layers share one kernel.
     """
 
     wl: ConvWorkload
     input: str = "float"
     output: str = "float"
-    vnni: bool = True
+    instructions: str = "vnni"
     contract: str = "integer"  # "integer": DESIGN's integer-only accumulator; "float": the float contract
-    avx2: bool = False
 
     def __post_init__(self):
         check_ends(self, "int8 kernel")
-        if self.vnni:
-            object.__setattr__(self, "avx2", False)
+        if self.instructions not in INSTRUCTIONS:
+            raise ShapeError(f"int8 kernel: instructions={self.instructions!r}; expected one of {list(INSTRUCTIONS)}")
         if self.contract not in ("integer", "float"):
             raise ShapeError(f"int8 kernel: contract={self.contract!r}; expected 'integer' or 'float'")
         if self.contract == "float" and (self.input, self.output) != ("float", "float"):
@@ -138,9 +139,9 @@ class Int8Kernel:
         return f"int8_{self.instructions}_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
 
     @property
-    def instructions(self):
-        """``"vnni"``, ``"avx2"`` or ``"plain"``: what the reduction tile is tensorized with."""
-        return "vnni" if self.vnni else "avx2" if self.avx2 else "plain"
+    def vnni(self):
+        """True when the reduction tile is ``vpdpbusd``."""
+        return self.instructions == "vnni"
 
     @property
     def splits_codes(self):

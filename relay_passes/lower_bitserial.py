@@ -194,8 +194,7 @@ class _CompositeToKernel(relax.PyExprMutator):
             kernel, make = DepthwiseKernel(wl, "float", "float", contract="float"), scheduled_depthwise_primfunc
             args, symbol = float_depthwise_kernel_args(layer, kernel), "depthwise"
         else:
-            kernel = Int8Kernel(wl, "float", "float", vnni=self.instructions == "vnni",
-                                avx2=self.instructions == "avx2", contract="float")
+            kernel = Int8Kernel(wl, "float", "float", self.instructions, contract="float")
             make, args = scheduled_int8_primfunc, float_int8_kernel_args(layer, kernel)
             symbol = int8_kind(self.instructions).replace("-", "_")
         key = (kernel.key(), False)

@@ -32,8 +32,8 @@ def test_crossover_follows_the_roofline_peaks():
 
 
 def test_without_vnni_the_plain_int8_kernel_needs_more_planes():
-    assert choose_integer_kernel(_layer(3, 3), _lut_int(3, True), vnni=False) == "popcount"  # 9 < 3.8 x 8
-    assert choose_integer_kernel(_layer(4, 8), _lut_int(4, False), vnni=False) == "vnni"  # 120 products
+    assert choose_integer_kernel(_layer(3, 3), _lut_int(3, True), instructions="plain") == "popcount"  # 9 < 3.8 x 8
+    assert choose_integer_kernel(_layer(4, 8), _lut_int(4, False), instructions="plain") == "vnni"  # 120 products
 
 
 def test_depthwise_layers_get_the_depthwise_kernel_and_pins_win():

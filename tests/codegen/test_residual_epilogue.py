@@ -72,9 +72,7 @@ def test_int8_kernel_residual_equals_separate_add(case):
     residual = rng.normal(size=wl.output_shape).astype(np.float32)
     outs = []
     for workload in (wl, dataclasses.replace(wl, residual=kind)):
-        instructions = target_int8_instructions(NATIVE)
-        kernel = Int8Kernel(workload, "float", "float", vnni=instructions == "vnni", avx2=instructions == "avx2",
-                            contract="float")
+        kernel = Int8Kernel(workload, "float", "float", target_int8_instructions(NATIVE), contract="float")
         func = scheduled_int8_primfunc(kernel).with_attr("global_symbol", "main")
         executable = tvm.compile(tvm.IRModule({"main": func}), target=NATIVE)
         extra = [residual] if workload.residual else []

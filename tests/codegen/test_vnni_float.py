@@ -62,10 +62,10 @@ def _layer(case):
     return layer, rng
 
 
-def _check(case, vnni, target, target_name, avx2=False):
+def _check(case, instructions, target, target_name):
     layer, rng = _layer(case)
     wl = layer_workload(layer)
-    kernel = Int8Kernel(wl, "float", "float", vnni=vnni, avx2=avx2, contract="float")
+    kernel = Int8Kernel(wl, "float", "float", instructions, contract="float")
     x = random_input(rng, layer)
     got = _run(_build(kernel, target), x, float_int8_kernel_args(layer, kernel), wl.output_shape)
     popcount = tvm.runtime.empty(wl.output_shape, "float32")
@@ -81,14 +81,14 @@ def _check(case, vnni, target, target_name, avx2=False):
 @settings(max_examples=10, deadline=None)
 @given(cases)
 def test_float_contract_vnni_kernel_equals_the_bitserial_kernel_and_the_reference(case):
-    _check(case, True, NATIVE, "native")
+    _check(case, "vnni", NATIVE, "native")
 
 
 @needs_avx2
 @settings(max_examples=10, deadline=None)
 @given(cases)
 def test_float_contract_avx2_kernel_equals_the_bitserial_kernel_and_the_reference(case):
-    _check(case, False, HASWELL, "native", avx2=True)
+    _check(case, "avx2", HASWELL, "native")
 
 
 def test_cost_model_on_avx2_keeps_w1a2_on_popcount_and_sends_w2a2_to_int8():
@@ -99,15 +99,15 @@ def test_cost_model_on_avx2_keeps_w1a2_on_popcount_and_sends_w2a2_to_int8():
     assert 2 < AVX2_CROSSOVER_PLANE_PRODUCTS < 4
     low = random_layer(rng, kind="conv2d", channels=8, out_channels=8, size=5, w_bits=1, a_bits=2, scheme="uniform")
     high = random_layer(rng, kind="conv2d", channels=8, out_channels=8, size=5, w_bits=2, a_bits=2, scheme="uniform")
-    assert choose_float_kernel(low, vnni="avx2") == "popcount"
-    assert choose_float_kernel(high, vnni="avx2") == "vnni"
-    assert choose_float_kernel(high, vnni="plain") == "popcount"  # 4 < 3.8 x 8
+    assert choose_float_kernel(low, instructions="avx2") == "popcount"
+    assert choose_float_kernel(high, instructions="avx2") == "vnni"
+    assert choose_float_kernel(high, instructions="plain") == "popcount"  # 4 < 3.8 x 8
 
 
 @settings(max_examples=4, deadline=None)
 @given(cases)
 def test_float_contract_plain_fallback_on_generic_x86(case):
-    _check(case, False, generic_x86_target(), "native")
+    _check(case, "plain", generic_x86_target(), "native")
 
 
 @needs_vnni
@@ -121,9 +121,9 @@ def test_both_tile_loop_orders_are_exact(channels, out_channels, size):
             "stride": 1, "padding": 1, "groups": 1, "w_bits": 3, "a_bits": 2, "zero_point": True,
             "epilogue": "relu", "seed": 5}
     layer, _ = _layer(case)
-    kernel = Int8Kernel(layer_workload(layer), "float", "float", vnni=True, contract="float")
+    kernel = Int8Kernel(layer_workload(layer), "float", "float", "vnni", contract="float")
     assert weights_outer(kernel, *default_tile(kernel)) == (size == 3)
-    _check(case, True, NATIVE, "native")
+    _check(case, "vnni", NATIVE, "native")
 
 
 def test_kquantile_lut_is_refused_naming_the_layer():

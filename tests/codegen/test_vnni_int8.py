@@ -56,10 +56,10 @@ def int8_cases(draw):
     return wl, ends, draw(st.integers(1, 8)), draw(st.integers(0, 2**16))
 
 
-def _check(case, vnni, target, avx2=False):
+def _check(case, instructions, target):
     wl, (input_kind, output_kind), next_bits, seed = case
     rng = np.random.default_rng(seed)
-    kernel = Int8Kernel(wl, input_kind, output_kind, vnni=vnni, avx2=avx2)
+    kernel = Int8Kernel(wl, input_kind, output_kind, instructions)
     idx, p = random_case(rng, wl, next_bits, out_min=rng.choice([None, 0.0]), out_max=rng.choice([None, 1.5]))
     inputs, codes = random_inputs(rng, kernel, p)
     got = run_kernel(kernel, _build(kernel, target), inputs, int8_kernel_args("drawn", kernel, idx, p))
@@ -72,20 +72,20 @@ def _check(case, vnni, target, avx2=False):
 @settings(max_examples=12, deadline=None)
 @given(int8_cases())
 def test_vnni_kernel_matches_the_integer_only_reference(case):
-    _check(case, True, NATIVE)
+    _check(case, "vnni", NATIVE)
 
 
 @settings(max_examples=4, deadline=None)
 @given(int8_cases())
 def test_plain_fallback_matches_the_integer_only_reference_on_generic_x86(case):
-    _check(case, False, generic_x86_target())
+    _check(case, "plain", generic_x86_target())
 
 
 @needs_avx2
 @settings(max_examples=12, deadline=None)
 @given(int8_cases())
 def test_avx2_kernel_matches_the_integer_only_reference(case):
-    _check(case, False, HASWELL, avx2=True)
+    _check(case, "avx2", HASWELL)
 
 
 @needs_avx2
@@ -94,7 +94,7 @@ def test_avx2_pair_sums_at_the_extremes_do_not_saturate(a_bits):
     """The largest codes against weights of +-127: a 7-bit pair sum is +-32258, within vpmaddubsw's
     int16; an 8-bit one (+-64770) would saturate, so 8-bit codes are split (codegen.vnni_intrin)."""
     wl = ConvWorkload("conv2d", 1, 20, 5, 5, 33, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=a_bits, w_bits=1)
-    kernel = Int8Kernel(wl, "codes", "float", vnni=False, avx2=True)
+    kernel = Int8Kernel(wl, "codes", "float", "avx2")
     assert kernel.splits_codes == (a_bits == 8)
     rng = np.random.default_rng(3)
     idx, p = random_case(rng, wl)
@@ -115,16 +115,16 @@ def test_int8_instructions_per_target():
 
 def test_avx2_kernel_emits_vpmaddubsw_on_ymm():
     kernel = Int8Kernel(ConvWorkload("conv2d", 1, 64, 8, 8, 64, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=4, w_bits=4),
-                        "codes", "codes", vnni=False, avx2=True)
+                        "codes", "codes", "avx2")
     asm = kernel_asm(_build(kernel, HASWELL))
     assert "vpmaddubsw" in asm and "vpmaddwd" in asm and "ymm" in asm and "zmm" not in asm
-    split = Int8Kernel(dataclasses.replace(kernel.wl, a_bits=8), "codes", "codes", vnni=False, avx2=True)
+    split = Int8Kernel(dataclasses.replace(kernel.wl, a_bits=8), "codes", "codes", "avx2")
     assert kernel_asm(_build(split, HASWELL)).count("vpmaddubsw") > asm.count("vpmaddubsw")
 
 
 def _resnet_like():
     return Int8Kernel(ConvWorkload("conv2d", 1, 64, 8, 8, 64, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=8, w_bits=4),
-                      "codes", "codes", vnni=True)
+                      "codes", "codes", "vnni")
 
 
 def test_vnni_kernel_emits_vpdpbusd_on_zmm():
@@ -138,7 +138,7 @@ def test_vnni_kernel_emits_vpdpbusd_on_zmm():
 def test_targets_without_vnni_get_the_plain_kernel():
     assert target_has_vnni(ZNVER4)
     assert not target_has_vnni(ZNVER4_NO_VNNI) and not target_has_vnni(generic_x86_target())
-    plain = Int8Kernel(_resnet_like().wl, "codes", "codes", vnni=False)
+    plain = Int8Kernel(_resnet_like().wl, "codes", "codes", "plain")
     for target in (ZNVER4_NO_VNNI, generic_x86_target()):
         assert "vpdpbusd" not in kernel_asm(_build(plain, target))
 
