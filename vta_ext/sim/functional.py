@@ -26,6 +26,9 @@ from .. import layout
 from ..isa import AluOp, FinishInsn, GemmInsn, MemInsn, MemScope, Opcode, describe, uop_fields
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+# the widest REQUANT shift: the rounding bit 2^(sh-1) and the shifted 64-bit product stay in range
+# (reference.integer_requant_params never emits more; the RTL ALU reads the shift's low 6 bits)
+MAX_REQUANT_SHIFT = 62
 
 
 class SimulationError(QnnError, RuntimeError):
@@ -239,6 +242,10 @@ def _alu(state, insn):
         result = acc[dst] + state.prm_bias[row][:, None, :]
     elif op == AluOp.REQUANT:
         mult, shift = state.prm_mult[row][:, None, :], state.prm_shift[row][:, None, :]
+        if shift.size and (shift.min() < 0 or shift.max() > MAX_REQUANT_SHIFT):
+            bad = int(shift[(shift < 0) | (shift > MAX_REQUANT_SHIFT)][0])
+            raise SimulationError(f"{describe(insn)}: parameter shift {bad} outside 0..{MAX_REQUANT_SHIFT} "
+                                  "(a REQUANT shifts the 64-bit product by at most 62)")
         rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
         result = np.clip(np.right_shift(acc[dst] * mult + rounding, shift), INT32_MIN, INT32_MAX)
     else:

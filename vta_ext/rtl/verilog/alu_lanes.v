@@ -42,7 +42,6 @@ module alu_lanes #(
     output reg  [BATCH*BLOCK_OUT*32-1:0] product_lo
 );
     localparam OP_ADD = 0, OP_MIN = 1, OP_MAX = 2, OP_MUL = 3, OP_SHR = 4, OP_BIAS = 6, OP_REQUANT = 7;
-    localparam signed [64:0] INT32_MAX = 65'sd2147483647, INT32_MIN = -65'sd2147483648;
     // one 32 x 32 multiplier per lane, shared by MUL and REQUANT (the 64-bit product is exact)
     wire [BATCH*BLOCK_OUT*64-1:0] products;
     genvar g;
@@ -60,31 +59,56 @@ module alu_lanes #(
             end
         end
     endgenerate
+    // REQUANT and SHR share one right shifter of a 65-bit word V by 0..63, of which only the low 34
+    // bits and whether the rest is sign bits are used (its stages run largest first, each as wide as
+    // the bits that stage still feeds: ~260 LUT4 instead of a 65-bit 7-stage shifter and a separate
+    // 32-bit left shifter):
+    //   REQUANT  V = 2P (P the 64-bit product), amount sh: t = floor(P / 2^(sh-1)) (2P when sh = 0),
+    //            and the rounded result is floor((P + 2^(sh-1)) / 2^sh) = (t + 1) >>> 1 (also for
+    //            sh = 0), so the rounding is a 35-bit increment instead of a 65-bit add of a decoded
+    //            2^(sh-1); it saturates when t does not fit 34 bits or (t + 1) >>> 1 does not fit 32
+    //   SHR      V = a * 2^32, amount 32 + r for -32 <= r <= 31 (a >> r, or a << -r), 63 for r > 31
+    //            (a >> 31 is all sign bits already); r < -32 gives 0
+    // sh is 0..62 (vta_ext.sim refuses a REQUANT shift outside that range; the shifter reads sh[5:0])
     reg signed [31:0] a, r;
-    reg [7:0] sh, amount;
-    reg signed [64:0] wide, product, rounding, shifted;
-    reg less;
-    integer n;
+    reg [64:0] v, s32, s16, s8, s4, s2, s1, same;
+    reg [5:0] amount;
+    reg [34:0] up;
+    reg signed [64:0] wide, product;
+    reg less, fits, left_zero;
+    integer n, j;
     always @* begin
         for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1) begin
             a = lhs[n*32 +: 32];
             r = rhs[n*32 +: 32];
-            sh = shift[(n % BLOCK_OUT)*8 +: 8];
             product = $signed(products[n*64 +: 64]);
-            rounding = (sh == 0) ? 65'sd0 : (65'sd1 <<< (sh - 1));
-            // one arithmetic right shifter for REQUANT (the rounded product by sh) and SHR by r >= 0
-            // (a by 64 or more is all sign bits, as by 64); one comparator for MIN and MAX
-            amount = (alu_op == OP_SHR) ? ((r > 64) ? 8'd64 : r[7:0]) : sh;
-            shifted = ((alu_op == OP_SHR) ? $signed({{33{a[31]}}, a}) : product + rounding) >>> amount;
+            v = (alu_op == OP_REQUANT) ? {product[63:0], 1'b0} : {a[31], a, 32'd0};
+            amount = (alu_op == OP_REQUANT) ? shift[(n % BLOCK_OUT)*8 +: 6]
+                   : (!r[31] && r[30:5] != 0) ? 6'd63 : {~r[5], r[4:0]};
+            left_zero = r[31] && r[30:5] != {26{1'b1}};  // r < -32
+            // stages largest first; bits no later stage reads are left zero (constant: no logic)
+            s32 = 0; s16 = 0; s8 = 0; s4 = 0; s2 = 0; s1 = 0;
+            for (j = 0; j <= 64; j = j + 1) s32[j] = amount[5] ? ((j + 32 <= 64) ? v[j + 32] : v[64]) : v[j];
+            for (j = 0; j <= 33 + 15; j = j + 1) s16[j] = amount[4] ? s32[j + 16] : s32[j];
+            for (j = 0; j <= 33 + 7; j = j + 1) s8[j] = amount[3] ? s16[j + 8] : s16[j];
+            for (j = 0; j <= 33 + 3; j = j + 1) s4[j] = amount[2] ? s8[j + 4] : s8[j];
+            for (j = 0; j <= 33 + 1; j = j + 1) s2[j] = amount[1] ? s4[j + 2] : s4[j];
+            for (j = 0; j <= 33; j = j + 1) s1[j] = amount[0] ? s2[j + 1] : s2[j];
+            // same[j]: v[64:j] are all sign bits; the shifted word fits 34 bits when v[64 : amount+33] are
+            same[64] = 1'b1;
+            for (j = 63; j >= 0; j = j - 1) same[j] = same[j + 1] && (v[j] == v[64]);
+            fits = amount[5] || same[33 + amount[4:0]];
+            up = {s1[33], s1[33:0]} + 35'd1;  // t + 1; the result is up[34:1]
             less = a < r;
             case (alu_op)
                 OP_ADD:  wide = a + r;
                 OP_MIN:  wide = less ? a : r;
                 OP_MAX:  wide = less ? r : a;
                 OP_MUL:  wide = product;
-                OP_SHR:  wide = (r >= 0) ? shifted : (r < -31) ? 65'sd0 : (a <<< -r);
+                OP_SHR:  wide = left_zero ? 65'sd0 : {33'd0, s1[31:0]};
                 OP_BIAS: wide = a + $signed(bias[(n % BLOCK_OUT)*32 +: 32]);
-                default: wide = (shifted > INT32_MAX) ? INT32_MAX : (shifted < INT32_MIN) ? INT32_MIN : shifted;
+                default: wide = (fits && up[34:32] == {3{up[34]}}) ? {33'd0, up[32:1]}
+                                : {33'd0, v[64] ? 32'h80000000 : 32'h7fffffff};
             endcase
             result[n*32 +: 32] = wide[31:0];
             product_lo[n*32 +: 32] = product[31:0];
