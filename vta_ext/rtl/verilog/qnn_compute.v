@@ -258,18 +258,19 @@ module qnn_compute #(
                      .multiplier(prm[LUT_W + BLOCK_OUT*32 + o0*32 +: ALU_PART_W]),
                      .shift(prm[LUT_W + BLOCK_OUT*64 + o0*8 +: ALU_LANES*8]), .result(part),
                      .product_lo(part_product));
-            reg [ACC_W-1:0] held, merged;
+            // held shifts each pass's lanes in from the top: after the last pass of a step it holds
+            // passes 0 .. ALU_PASSES-1 in element order, so the step's result is wiring rather than a
+            // per-pass select of every element. A serial LUT_APPLY's running sums of this pass (from
+            // the level before) are held's lowest lanes: ALU_PASSES shifts per level bring them round
             reg [ALU_PART_W-1:0] lut_part;
-            always @* begin
+            reg [ACC_W-1:0] held;
+            always @*
                 for (n = 0; n < ALU_LANES; n = n + 1)
-                    lut_part[n*32 +: 32] = ((level == 0) ? 32'd0 : held[(pass*ALU_LANES + n)*32 +: 32])
-                                           + part_product[n*32 +: 32];
-                merged = held;
-                merged[pass*ALU_PART_W +: ALU_PART_W] = (SERIAL_LUT && is_lut_apply) ? lut_part : part;
-            end
+                    lut_part[n*32 +: 32] = ((level == 0) ? 32'd0 : held[n*32 +: 32]) + part_product[n*32 +: 32];
+            wire [ACC_W-1:0] shifted_in = {(SERIAL_LUT && is_lut_apply) ? lut_part : part, held[ACC_W-1:ALU_PART_W]};
             always @(posedge clk)
-                if (ex_valid && mul_last) held <= merged;
-            assign alu_result = merged;
+                if (ex_valid && mul_last) held <= shifted_in;
+            assign alu_result = shifted_in;
         end
     endgenerate
 
