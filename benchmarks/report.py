@@ -611,7 +611,9 @@ def render_fpga_build(data, path):
                      c["alu_lanes"], *cells, fits, f"{c['model']['lut']:,}", num(c.get("wall_s"), ".0f")])
     out = ["Whole core (`qnn_core`: fetch, queues, DMA, buffers as block RAM, GEMM, ALU) synthesized by yosys with "
            "its part's flow (`vta_ext.rtl.core_synth`; recorded in `vta_ext/rtl_fit/whole_core.json`, which the "
-           "fit check reads), measured / part capacity:\n",
+           "fit check reads), measured / part capacity. On iCE40 parts LUT is logic cells as `nextpnr-ice40 "
+           "--pack-only` packs the netlist (a flip-flop shares a cell with a LUT4 only when that LUT drives it "
+           "alone), which is what the part's capacity counts:\n",
            table(["preset", "part", "flow", "array", "a/w", "LUT mode", "ALU lanes", "LUT", "FF", "BRAM", "DSP",
                   "fits", "LUT (model)", "yosys s"], rows)]
     for name, b in sorted(data.get("bitstreams", {}).items()):

@@ -58,6 +58,26 @@ def _overflow(log):
     return "; ".join(f"{kind}: {need} needed > {have} available" for need, kind, have in found)
 
 
+def ice40_logic_cells(netlist, part_name, timeout_s=600.0, mem_mb=4096):
+    """Logic cells ``nextpnr-ice40 --pack-only`` packs a synthesized ``netlist`` (yosys JSON) into on
+    ``part_name``: one LUT4 and one flip-flop share a cell only where the LUT drives nothing but that
+    flip-flop's D input, so a register loaded from another register, a buffer read or a shared net takes
+    a cell of its own, and carry chains need legalising cells. This, not the LUT4 count, is what the
+    part's 7,680 (HX8K) cells must hold; packing never fails for size, so it measures an oversized core."""
+    if part_name not in ICE40_DEVICES:
+        raise HwConfigError(f"part={part_name!r}: logic cells are counted for the iCE40 parts {sorted(ICE40_DEVICES)}")
+    device, package = ICE40_DEVICES[part_name]
+    netlist = Path(netlist)
+    report_path = netlist.with_name(netlist.stem + "_pack.json")
+    run = run_bounded([find_tool("nextpnr-ice40"), f"--{device}", "--package", package, "--json", str(netlist),
+                       "--pack-only", "--report", str(report_path)], cwd=netlist.parent, timeout_s=timeout_s,
+                      mem_mb=mem_mb)
+    if run.timed_out or run.returncode != 0 or not report_path.is_file():
+        raise BitstreamError("packing", f"nextpnr-ice40 --pack-only on {netlist.name} for {part_name}: "
+                                        f"exit {run.returncode}\n{run.tail()}")
+    return _utilisation(json.loads(report_path.read_text()))["ICESTORM_LC"]["used"]
+
+
 def run_ice40_flow(top, modules, params, part_name, clock_mhz, out_dir, headers=None, seed=1, timeout_s=3600.0,
                    mem_mb=4096):
     """Synthesize ``top`` (from ``modules``) with ``params``, place and route it on ``part_name`` at

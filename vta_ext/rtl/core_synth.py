@@ -4,7 +4,9 @@ The core is synthesized by yosys with its part's flow (``synth_xilinx -flatten -
 DSPs for Xilinx parts, ``synth_ice40`` for iCE40, ``-dsp`` where the part has DSP blocks) and the
 cell counts become the part's resources:
 
-* ``lut``: LUT cells plus the LUTs of LUT-RAM cells (a RAM64M is four LUTs of a SLICEM);
+* ``lut``: LUT cells plus the LUTs of LUT-RAM cells (a RAM64M is four LUTs of a SLICEM); on iCE40 the
+  logic cells ``nextpnr-ice40 --pack-only`` packs the netlist into (a flip-flop shares a cell with a LUT4
+  only when that LUT drives its D input alone; the LUT4 count stays in the record's cells);
 * ``ff``: flip-flops; ``dsp``: DSP48 / SB_MAC16 blocks;
 * ``bram``: block RAMs in the part's unit (Xilinx: RAMB36 + RAMB18 / 2, rounded up; iCE40: 4 Kb EBRs).
 
@@ -25,11 +27,14 @@ import datetime
 import json
 import math
 import re
+import tempfile
+from pathlib import Path
 
 from tvm_qnn.errors import HwConfigError
 from vta_ext.config import HwConfig
 from vta_ext.fit import MEASURED_PATH, hardware_key
 from vta_ext.parts import get_part
+from vta_ext.rtl.bitstream import ice40_logic_cells
 from vta_ext.rtl.core_cosim import core_parameters
 from vta_ext.rtl.cosim import isa_header
 from vta_ext.rtl.synth import SynthResult, synthesize
@@ -72,11 +77,13 @@ def flow_of(part):
     return "xilinx"
 
 
-def part_resources(result: SynthResult, family):
-    """``{lut, ff, bram, dsp}`` in the part's units from one synthesis' cell counts."""
+def part_resources(result: SynthResult, family, logic_cells=None):
+    """``{lut, ff, bram, dsp}`` in the part's units from one synthesis' cell counts; on iCE40 ``lut`` is
+    ``logic_cells`` (packed LUT4 + flip-flop cells, ``bitstream.ice40_logic_cells``) when given."""
     cells = result.cells
     if family == "ice40":
-        return {"lut": result.luts, "ff": result.ffs, "bram": result.bram, "dsp": result.dsp}
+        return {"lut": result.luts if logic_cells is None else logic_cells, "ff": result.ffs, "bram": result.bram,
+                "dsp": result.dsp}
     lutram = sum(n * _LUTRAM_LUTS.get(name, 0) for name, n in cells.items())
     ramb36 = sum(n for name, n in cells.items() if re.fullmatch(r"RAMB36E\d", name))
     ramb18 = sum(n for name, n in cells.items() if re.fullmatch(r"RAMB18E\d", name))
@@ -89,9 +96,17 @@ def synthesize_core(cfg, part=None, timeout_s=1800.0, mem_mb=4096):
     refuses for a part is built with ``part=None`` and measured for it here).
     Returns ``(SynthResult, {lut, ff, bram, dsp})``."""
     target = _part_of(cfg, part)
-    result = synthesize("qnn_core", synthesis_parameters(cfg, target.name), flow_of(target), timeout_s=timeout_s,
-                        mem_mb=mem_mb, headers={"isa_fields.vh": isa_header()})
-    return result, part_resources(result, target.family)
+    params, headers = synthesis_parameters(cfg, target.name), {"isa_fields.vh": isa_header()}
+    if target.family != "ice40":
+        result = synthesize("qnn_core", params, flow_of(target), timeout_s=timeout_s, mem_mb=mem_mb, headers=headers)
+        return result, part_resources(result, target.family)
+    # an iCE40 cell holds one LUT4 and one flip-flop: the part's capacity is packed cells, not LUT4s
+    with tempfile.TemporaryDirectory(prefix="qnn_core_pack_") as tmp:
+        netlist = Path(tmp) / "core.json"
+        result = synthesize("qnn_core", params, flow_of(target), timeout_s=timeout_s, mem_mb=mem_mb, headers=headers,
+                            json_out=str(netlist))
+        cells = ice40_logic_cells(netlist, target.name, mem_mb=mem_mb)
+    return result, part_resources(result, target.family, logic_cells=cells)
 
 
 def record(cfg, result: SynthResult, resources, part=None, path=MEASURED_PATH):
