@@ -40,15 +40,16 @@ from vta_ext.rtl.tools import tool_version  # noqa: E402
 
 OUT = REPO / "results" / "fpga_build.json"
 # the smallest core that runs 2-bit layers on an iCE40 HX8K: 1x8x4 lanes (4 outputs: 2-bit output
-# vectors are whole bytes), a2/w2 LUT weights, one ALU lane (no DSP on the part) whose multiplier is
-# serial (8 clocks per multiply: ~430 LUT4 instead of soft_mul32's ~1.7k), 1-byte DMA beats, buffers
-# of a few EBRs each
+# vectors are whole bytes) folded to one output column per clock (gemm_out_lanes=1: a GEMM step
+# passes over the 4 outputs), a2/w2 LUT weights, one ALU lane (no DSP on the part) whose multiplier
+# is serial (8 clocks per multiply: ~430 LUT4 instead of soft_mul32's ~1.7k), 1-byte DMA beats,
+# buffers of a few EBRs each
 CANDIDATES = {
     "ice40_hx8k_smallest": (dict(batch=1, block_in=8, block_out=4, max_a_bits=2, max_w_bits=2, lut_entries=4,
                                  lut_mode="decode", inp_buff_bytes=512, wgt_buff_bytes=1024, acc_buff_bytes=2048,
                                  uop_buff_bytes=2048, prm_buff_bytes=64, dma_bytes_per_cycle=1,
                                  dma_latency_cycles=16, gemm_pipeline_cycles=2, alu_pipeline_cycles=2,
-                                 alu_lanes=1, alu_mul_cycles=8), "ice40hx8k"),
+                                 alu_lanes=1, alu_mul_cycles=8, gemm_out_lanes=1), "ice40hx8k"),
 }
 
 

@@ -7,7 +7,10 @@ config: every function that needs one takes it as an argument.
 The core (see ``vta_ext/isa.py`` for the instruction set):
 
 * a GEMM array of ``batch x block_in x block_out`` lanes, bit-serial over the activation bits
-  (one activation bit plane per cycle, so a GEMM step costs ``a_bits`` cycles);
+  (one activation bit plane per cycle, so a GEMM step costs ``a_bits`` cycles); ``gemm_out_lanes``
+  fewer than ``block_out`` (decode mode, batch 1) folds the array over its outputs as FINN folds an
+  MVAU over its PEs: ``gemm_out_lanes`` columns per clock, so a step costs ``a_bits * gemm_passes``
+  cycles with a ``gemm_passes``-th of the per-lane decode and adder trees;
 * LUT weights (``w_bits`` index bits, ``2^w_bits <= lut_entries`` int8 levels per output
   channel) applied in one of two ways (``lut_mode``): ``"onehot"`` keeps one running sum per
   level per output and multiplies by the LUT once per output (ALU ``LUT_APPLY``), ``"decode"``
@@ -146,6 +149,7 @@ class HwConfig:
     clock_mhz: float = 100.0
     alu_lanes: int | None = None
     alu_mul_cycles: int = 1
+    gemm_out_lanes: int | None = None
     part: str | None = None
     resources: ResourceCoefficients = field(default_factory=ResourceCoefficients)
 
@@ -164,6 +168,14 @@ class HwConfig:
                                 f"{self.block_out}")
         if self.lut_mode not in LUT_MODES:
             raise HwConfigError(f"lut_mode={self.lut_mode!r}; expected one of {list(LUT_MODES)}")
+        if self.gemm_out_lanes is not None:
+            if not (_is_pow2(self.gemm_out_lanes) and self.gemm_out_lanes <= self.block_out):
+                raise HwConfigError(f"gemm_out_lanes={self.gemm_out_lanes!r}; expected null or a power of two <= "
+                                    f"block_out={self.block_out}")
+            if self.gemm_out_lanes < self.block_out and (self.lut_mode != "decode" or self.batch != 1):
+                raise HwConfigError(f"gemm_out_lanes={self.gemm_out_lanes} < block_out={self.block_out} folds the "
+                                    f"GEMM over its outputs, which the core builds for lut_mode='decode' and batch=1 "
+                                    f"only (got lut_mode={self.lut_mode!r}, batch={self.batch})")
         if self.lut_entries < 1 << self.max_w_bits:
             raise HwConfigError(
                 f"lut_entries={self.lut_entries} is too small for max_w_bits={self.max_w_bits}; "
@@ -273,6 +285,16 @@ class HwConfig:
     def alu_passes(self):
         """Clocks an ALU micro-op (other than LUT_APPLY) takes: the output vector over the ALU lanes."""
         return self.batch * self.block_out // self.alu_lane_count
+
+    @property
+    def gemm_out_lane_count(self):
+        """Output columns the GEMM array computes per clock (``gemm_out_lanes``, or ``block_out``)."""
+        return self.gemm_out_lanes or self.block_out
+
+    @property
+    def gemm_passes(self):
+        """Passes of a GEMM step over the outputs (each ``a_bits`` clocks; 1 unless the array is folded)."""
+        return self.block_out // self.gemm_out_lane_count
 
     def inp_vector_bytes(self, a_bits):
         """Bytes of one input vector (``batch x block_in`` codes at ``a_bits``)."""

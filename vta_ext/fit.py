@@ -32,9 +32,9 @@ MEASURED_PATH = Path(__file__).resolve().parent / "rtl_fit" / "whole_core.json"
 # the HwConfig fields the synthesized hardware depends on (clock and DMA timing do not change the netlist)
 HARDWARE_FIELDS = ("batch", "block_in", "block_out", "max_a_bits", "max_w_bits", "lut_entries", "lut_mode",
                    "inp_buff_bytes", "wgt_buff_bytes", "acc_buff_bytes", "uop_buff_bytes", "prm_buff_bytes",
-                   "dma_bytes_per_cycle", "alu_lanes", "alu_mul_cycles", "part")
+                   "dma_bytes_per_cycle", "alu_lanes", "alu_mul_cycles", "gemm_out_lanes", "part")
 # fields added after cores were recorded: a record without one was synthesized with its default
-HARDWARE_DEFAULTS = {"alu_mul_cycles": 1}
+HARDWARE_DEFAULTS = {"alu_mul_cycles": 1, "gemm_out_lanes": None}
 NAMES = {"lut": "LUT", "ff": "FF", "bram": "block RAM", "dsp": "DSP"}
 
 

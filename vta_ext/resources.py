@@ -132,7 +132,9 @@ def estimate(config, a_bits=None, w_bits=None, coefficients=None, lut_mode=None)
     c = coefficients or coefficients_for(config)[0]
     w = w_bits or config.max_w_bits
     mode = lut_mode or config.lut_mode
-    lanes, outputs = config.lanes, config.batch * config.block_out
+    # a folded array (gemm_out_lanes < block_out) builds a gemm_passes-th of the lanes and output sums
+    folded = config.gemm_passes
+    lanes, outputs = config.lanes // folded, config.batch * config.block_out // folded
     gemm_luts, gemm_ffs = gemm_terms(c, mode, lanes, outputs, w)
     alu_lanes = config.alu_lane_count  # the requant ALU is built per physical lane, not per output
     terms = {"control": c.lut_base, **gemm_luts, "alu": c.lut_per_alu_lane * alu_lanes}

@@ -39,7 +39,7 @@ def test_pynq_preset_is_the_measured_core_that_fits_its_part():
     ("lut_entries", 3), ("lut_mode", "magic"), ("inp_buff_bytes", 8), ("dma_bytes_per_cycle", 3),
     ("clock_mhz", -5), ("clock_mhz", float("nan")), ("block_in", True), ("name", ""),
     ("alu_lanes", 3), ("alu_lanes", 32), ("alu_lanes", 0), ("alu_mul_cycles", 3), ("alu_mul_cycles", 64),
-    ("alu_mul_cycles", 0),
+    ("alu_mul_cycles", 0), ("gemm_out_lanes", 3), ("gemm_out_lanes", 32), ("gemm_out_lanes", 0),
 ])
 def test_bad_field_is_named(field, value):
     with pytest.raises(HwConfigError, match=field):
@@ -51,6 +51,10 @@ def test_inconsistent_fields():
         HwConfig(max_w_bits=8, lut_entries=16)
     with pytest.raises(HwConfigError, match="batch\\*block_in"):
         HwConfig(batch=1, block_in=4, block_out=4, lut_entries=256)
+    with pytest.raises(HwConfigError, match="gemm_out_lanes=2 < block_out=16 .*lut_mode='onehot'"):
+        HwConfig(gemm_out_lanes=2, lut_mode="onehot")
+    with pytest.raises(HwConfigError, match="gemm_out_lanes=2 < block_out=16 .*batch=2"):
+        HwConfig(gemm_out_lanes=2, lut_mode="decode", batch=2)
     with pytest.raises(HwConfigError, match="resources.lut_base"):
         HwConfig.from_dict({"resources": {"lut_base": -1}})
 

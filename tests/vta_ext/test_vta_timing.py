@@ -115,3 +115,21 @@ def test_a_serial_multiplier_costs_its_clocks_on_mul_and_requant_steps_only():
     assert steps[AluOp.REQUANT] > 0 and r_serial.gemm_cycles == r_one.gemm_cycles
     mul_steps = steps[AluOp.REQUANT] + steps[AluOp.MUL]
     assert r_serial.busy["compute"] - r_one.busy["compute"] == mul_steps * one.alu_passes * (8 - 1)
+
+
+def test_a_folded_gemm_costs_its_passes_on_gemm_steps_only():
+    """gemm_out_lanes=4 on 16 outputs: each GEMM step takes 4 passes of a_bits clocks; resets, the ALU, the DMA
+    and the program do not change."""
+    from vta_ext.isa import GemmInsn
+
+    layer = conv_layer(16, 16, 6, 2, w_bits=1)
+    whole, folded = TINY.replace(lut_mode="decode"), TINY.replace(lut_mode="decode", gemm_out_lanes=4)
+    assert (whole.gemm_passes, folded.gemm_passes) == (1, 4)
+    p_whole, p_folded = compile_layer(layer, whole, out_act=(2, 1.0)), compile_layer(layer, folded, out_act=(2, 1.0))
+    assert p_whole.insns == p_folded.insns
+    r_whole, r_folded = simulate_program(p_whole), simulate_program(p_folded)
+    plane_clocks = sum(i.iter_out * i.iter_in * (i.uop_end - i.uop_bgn) * i.a_bits for i in p_whole.insns
+                       if isinstance(i, GemmInsn) and not i.reset)
+    assert plane_clocks > 0
+    assert r_folded.busy["compute"] - r_whole.busy["compute"] == plane_clocks * (4 - 1)
+    assert r_folded.busy["load"] == r_whole.busy["load"] and r_folded.busy["store"] == r_whole.busy["store"]

@@ -56,7 +56,8 @@ def core_parameters(cfg, queue_depth=64, a_bits=None, w_bits=None, soft_mul=True
             "INP_DEPTH": cfg.inp_depth(1), "WGT_DEPTH": cfg.wgt_depth(1), "ACC_DEPTH": cfg.acc_depth,
             "UOP_DEPTH": cfg.uop_depth, "PRM_DEPTH": cfg.prm_depth, "BPC": cfg.dma_bytes_per_cycle,
             "QDEPTH": queue_depth, "MAXE": maxe, "WR_W": maxe * 8, "ALU_LANES": cfg.alu_lane_count,
-            "SOFT_MUL": int(soft_mul), "MUL_CLOCKS": cfg.alu_mul_cycles}
+            "SOFT_MUL": int(soft_mul), "MUL_CLOCKS": cfg.alu_mul_cycles,
+            "GEMM_LANES": cfg.gemm_out_lane_count}
 
 
 def _write_bytes_hex(path, data):

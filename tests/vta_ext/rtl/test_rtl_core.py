@@ -216,3 +216,30 @@ def test_serial_multiplier_is_the_signed_product(tmp_path):
         assert build.returncode == 0, build.tail()
         run = run_bounded([find_tool("vvp"), "tb"], cwd=tmp_path, timeout_s=120)
         assert "bad 0" in run.stdout, (clocks, run.tail())
+
+
+@pytest.mark.parametrize("gemm_out_lanes, w_bits, a_bits, out_bits, seed", [(1, 2, 2, 2, 1), (2, 1, 1, None, 3)])
+def test_folded_gemm_matches_the_simulator_and_the_timing_model(gemm_out_lanes, w_bits, a_bits, out_bits, seed):
+    """A GEMM array folded over its outputs (HwConfig.gemm_out_lanes, the smallest iCE40 core's 1 column of 8
+    lanes) with the serial multiplier: the same DRAM bit for bit, the raw accumulators equal the integer
+    reference, and the passes cost the clocks the timing model charges (within 5 %)."""
+    from vta_ext.rtl.core_synth import QUEUE_DEPTH
+
+    rng = np.random.default_rng(seed)
+    layer, codes, out_act = _layer(rng, w_bits, a_bits, 10, 12, 5, 3, out_bits)
+    reports = {}
+    for lanes in (None, gemm_out_lanes):
+        cfg = ICE40_SMALL.replace(alu_mul_cycles=8, gemm_out_lanes=lanes)
+        program = compile_layer(layer, cfg, out_act=out_act)
+        report, sim_out, rtl_out = cosim_core_program(program, codes, queue_depth=QUEUE_DEPTH["ice40"])
+        report.check(cycle_tolerance=0.05)
+        np.testing.assert_array_equal(rtl_out, sim_out)
+        if out_bits is None:
+            p = program.params
+            np.testing.assert_array_equal(rtl_out, reference.qconv2d_int_acc(
+                codes, layer.weight_idx, p["lut_int"], p["bias_int"], padding=layer.padding))
+        reports[lanes] = report
+    # the passes' extra clocks in the RTL are the ones the timing model adds
+    extra_rtl = reports[gemm_out_lanes].rtl_cycles - reports[None].rtl_cycles
+    extra_model = reports[gemm_out_lanes].model_cycles - reports[None].model_cycles
+    assert extra_model > 0 and abs(extra_rtl - extra_model) <= 0.05 * extra_model, (extra_rtl, extra_model)

@@ -10,7 +10,8 @@
 // small skid buffer, so the stream keeps one byte per clock across runs of up to SKID pad
 // positions, as the reassembly buffer did.
 module dma_byte_read #(
-    parameter MAXE = 64,   // widest element in bytes
+    parameter MAXE = 64,   // bytes of the element register (the widest element the SRAM port takes whole)
+    parameter MAXB = MAXE, // widest element in bytes: bytes past MAXE go out on the byte port only
     parameter CW = 16,     // bits of row_elems
     parameter RW = CW,     // bits of rows (1 for the fetch: one row, no pads)
     parameter AW = 24,     // bits of the SRAM address
@@ -43,9 +44,15 @@ module dma_byte_read #(
     output wire                sw_en,
     output reg  [AW-1:0]       sw_addr,
     output wire [MAXE*8-1:0]   sw_data,
-    input  wire                sw_ready
+    input  wire                sw_ready,
+    // byte port: each byte as it enters the element (byte_idx of the element at SRAM position
+    // byte_addr); with PADS = 0 a caller can write an element wider than the register byte by byte
+    output wire                byte_en,
+    output wire [AW-1:0]       byte_addr,
+    output wire [$clog2(MAXB + 1)-1:0] byte_idx,
+    output wire [7:0]          byte_data
 );
-    localparam EB = $clog2(MAXE + 1), PB = (SKID > 1) ? $clog2(SKID) : 1;
+    localparam EB = $clog2(MAXB + 1), PB = (SKID > 1) ? $clog2(SKID) : 1;
 
     reg          active = 1'b0;
     reg [RW-1:0] req_left;
@@ -78,6 +85,11 @@ module dma_byte_read #(
     wire [7:0] next_byte = skid_empty ? r_data : skid[(SKID > 1 ? head : 0)*8 +: 8];  // one entry: always 0
     wire fill = (!skid_empty || accept) && (!full || pop);  // it enters the element this clock
     wire to_skid = accept && !(skid_empty && fill);
+    // a byte that enters while the full element leaves (fill with full implies pop) starts the next one
+    assign byte_en = fill;
+    assign byte_addr = full ? sw_addr + 1'b1 : sw_addr;
+    assign byte_idx = idx;
+    assign byte_data = next_byte;
     wire from_skid = !skid_empty && fill;
 
     integer b;

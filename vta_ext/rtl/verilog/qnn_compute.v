@@ -20,6 +20,9 @@
 //                                 a second write port for INP/WGT entries (the load module's DMA,
 //                                 which runs while the compute module loads UOP/ACC/PRM on wr_*)
 //   rd_addr [24], rd_data [BATCH*BLOCK_OUT*32]   accumulator read port (the store path)
+//   prm_byte_en, prm_byte_addr [24], prm_byte_idx [16], prm_byte_data [8]
+//                                 with PRM_BYTE_PORT = 1: byte prm_byte_idx of parameter entry
+//                                 prm_byte_addr (PRM writes on wr_* are then ignored)
 // Timing: the accepting clock, one clock to issue the first micro-op step (read its micro-op,
 // form its buffer addresses), then per step: GEMM a_bits clocks (one activation bit plane per
 // clock, most significant first), GEMM reset 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU
@@ -57,6 +60,11 @@ module qnn_compute #(
     // clocks per ALU multiply: 1 a combinational multiplier, 2..32 serial_mul32 (HwConfig.alu_mul_cycles):
     // MUL and REQUANT steps (and a serial LUT_APPLY's levels) take MUL_CLOCKS clocks per ALU pass
     parameter MUL_CLOCKS = 1,
+    // output columns the GEMM array computes per clock (HwConfig.gemm_out_lanes; decode mode, BATCH 1):
+    // with fewer than BLOCK_OUT a GEMM step passes over the outputs, a_bits clocks per pass
+    parameter GEMM_LANES = BLOCK_OUT,
+    // 1: PRM rows arrive byte by byte on prm_byte_* (the one-byte DMA engine), not whole on wr_*
+    parameter PRM_BYTE_PORT = 0,
     // width of the host write port: the widest buffer entry (derived; do not override)
     parameter WR_W = BLOCK_OUT * (LUT_ENTRIES * 8 + 72) > BLOCK_OUT * BLOCK_IN * W_BITS
                      ? BLOCK_OUT * (LUT_ENTRIES * 8 + 72) : BLOCK_OUT * BLOCK_IN * W_BITS
@@ -75,7 +83,11 @@ module qnn_compute #(
     input  wire [23:0]                   ld_addr,
     input  wire [WR_W-1:0]               ld_data,
     input  wire [23:0]                   rd_addr,
-    output wire [BATCH*BLOCK_OUT*32-1:0] rd_data
+    output wire [BATCH*BLOCK_OUT*32-1:0] rd_data,
+    input  wire                          prm_byte_en,
+    input  wire [23:0]                   prm_byte_addr,
+    input  wire [15:0]                   prm_byte_idx,
+    input  wire [7:0]                    prm_byte_data
 );
     localparam LEVELS = 1 << W_BITS;
     localparam INP_W = BATCH * BLOCK_IN * A_BITS;
@@ -87,6 +99,7 @@ module qnn_compute #(
     localparam SCOPE_UOP = 0, SCOPE_WGT = 1, SCOPE_INP = 2, SCOPE_ACC = 3, SCOPE_PRM = 4;
     localparam OPC_GEMM = 2, OPC_ALU = 3, ALU_MUL = 3, ALU_LUT_APPLY = 5, ALU_REQUANT = 7;
     localparam ALU_PASSES = BATCH * BLOCK_OUT / ALU_LANES, ALU_PART_W = ALU_LANES * 32;
+    localparam GEMM_PASSES = BLOCK_OUT / GEMM_LANES;
     // decode mode with fewer ALU lanes than outputs: LUT_APPLY (which decode-mode programs do not
     // use: the GEMM applies the LUT) runs on the ALU lanes, one pass per level, with ALU_LANES
     // int8 x int32 multipliers instead of BATCH*BLOCK_OUT of them
@@ -107,12 +120,20 @@ module qnn_compute #(
     localparam UOP_W = DST_AW + SRC_AW + WGT_AWU;  // {wgt, src, dst} as kept in the micro-op buffer
 
     // ------------------------------------------------------------------ buffers
-    reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
-    reg [WGT_W-1:0] wgt_mem [0:WGT_DEPTH-1];
+    // no_rw_check: a buffer whose reads never meet a write of the same entry in the same clock needs
+    // none of the bypass registers and selects yosys adds to keep an RTL read of a registered address
+    // seeing the write before it: the load module writes INP/WGT entries the dependency tokens keep
+    // the compute module off, and micro-ops are written only while no instruction executes. The
+    // accumulator's GEMM/ALU reads do meet its writes (consecutive steps on one destination): it keeps them
+    (* no_rw_check *) reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
+    (* no_rw_check *) reg [WGT_W-1:0] wgt_mem [0:WGT_DEPTH-1];
     reg [ACC_W-1:0] acc_mem [0:ACC_DEPTH-1];
-    reg [UOP_W-1:0] uop_mem [0:UOP_DEPTH-1];
+    (* no_rw_check *) reg [UOP_W-1:0] uop_mem [0:UOP_DEPTH-1];
     reg [PRM_W-1:0] prm_mem [0:PRM_DEPTH-1];
-    assign rd_data = acc_mem[rd_addr];
+    // the store module's copy of the accumulators (block RAMs have one read port each, so this read is
+    // a copy either way): the tokens keep the store off entries being written, so it needs no bypass
+    (* no_rw_check *) reg [ACC_W-1:0] acc_store_mem [0:ACC_DEPTH-1];
+    assign rd_data = GROUP == 1 ? acc_store_mem[rd_addr] : acc_mem[rd_addr];
 `ifndef SYNTHESIS
     // buffers power up cleared, like the simulator's CoreState. Block RAMs power up cleared on
     // both families anyway, and yosys (which defines SYNTHESIS) would unroll these loops into one
@@ -121,7 +142,7 @@ module qnn_compute #(
     initial begin
         for (init = 0; init < INP_DEPTH; init = init + 1) inp_mem[init] = 0;
         for (init = 0; init < WGT_DEPTH; init = init + 1) wgt_mem[init] = 0;
-        for (init = 0; init < ACC_DEPTH; init = init + 1) acc_mem[init] = 0;
+        for (init = 0; init < ACC_DEPTH; init = init + 1) begin acc_mem[init] = 0; acc_store_mem[init] = 0; end
         for (init = 0; init < UOP_DEPTH; init = init + 1) uop_mem[init] = 0;
         for (init = 0; init < PRM_DEPTH; init = init + 1) prm_mem[init] = 0;
     end
@@ -147,7 +168,7 @@ module qnn_compute #(
     reg [DST_AW-1:0] dst_off_out, dst_off_in;
     reg [SRC_AW-1:0] src_off_out, src_off_in;
     reg [WGT_AWU-1:0] wgt_off_out, wgt_off_in;
-    wire [UOP_W-1:0] uop = uop_mem[u];
+    reg [UOP_W-1:0] uop;  // uop_mem[u]: read at the clock u takes its value (u_next, below)
     wire [DST_AW-1:0] dst = uop[0 +: DST_AW] + dst_off_out + dst_off_in;
     wire [SRC_AW-1:0] src = uop[DST_AW +: SRC_AW] + src_off_out + src_off_in;
     wire [WGT_AWU-1:0] wgt = uop[DST_AW + SRC_AW +: WGT_AWU] + wgt_off_out + wgt_off_in;
@@ -173,18 +194,33 @@ module qnn_compute #(
     wire [KW-1:0] kk = mul_op ? (k >> MB) : k;  // the clock-in-step counter in whole ALU passes
     wire [(MB > 0 ? MB : 1)-1:0] mul_step = (MB > 0 && mul_op) ? k : 0;
     wire mul_last = !mul_op || mul_step == MUL_CLOCKS - 1;
-    wire [KW-1:0] per_step = is_gemm ? (reset_dst ? 1 : a_bits)
+    wire [KW-1:0] per_step = is_gemm ? (reset_dst ? 1 : a_bits * GEMM_PASSES)
                              : is_lut_apply ? levels_insn * (SERIAL_LUT ? ALU_PASSES * mul_clocks : 1)
                              : ALU_PASSES * mul_clocks;
     wire last_k = k == per_step - 1'b1;
     wire write_back = running && ex_valid && last_k;
     wire issue = running && agen_more && (!ex_valid || last_k);
+    // buffers the tokens keep reads and writes of one entry apart are read synchronously, at the
+    // clock their address register is loaded: a plain block-RAM read port. An RTL read of the
+    // registered address would make yosys emulate write-to-read bypassing with a register and a
+    // select per bit (~140 logic cells on the smallest iCE40 core) for collisions that cannot happen
+    wire accept = !running && insn_valid;
+    wire [16:0] u_next = accept ? (insn[2:0] == OPC_GEMM ? insn[`GEMM_UOP_BGN_LO +: 16] : insn[`ALU_UOP_BGN_LO +: 16])
+                       : issue ? (last_u ? uop_bgn : u + 1'b1) : u;
+    reg [INP_W-1:0] inp_entry;
+    reg [WGT_W-1:0] wgt_entry;
+    always @(posedge clk) begin
+        uop <= uop_mem[u_next];
+        if (issue) begin
+            inp_entry <= inp_mem[src];
+            wgt_entry <= wgt_mem[wgt];
+        end
+    end
 
     // ------------------------------------------------------------------ operands
     wire [PRM_W-1:0] prm = prm_mem[prm_q];  // GEMM: the LUT row; ALU: the micro-op's parameter row
     wire [ACC_W-1:0] acc_dst = acc_mem[dst_q];
     wire [ACC_W-1:0] acc_src = acc_mem[accb_q];
-    wire [WGT_W-1:0] wgt_entry = wgt_mem[wgt_q];
     reg [BLOCK_OUT*LEVELS*8-1:0] gemm_lut;   // the first LEVELS entries of each LUT row
     reg [BLOCK_OUT*8-1:0] lut_column;        // lut[o, k] for LUT_APPLY
     reg [WGT_W-1:0] weight_idx;              // weight indices masked to w_bits
@@ -204,17 +240,50 @@ module qnn_compute #(
                     : (q < levels_insn) ? acc_mem[dst_q*levels_insn + q][n*32 +: 32] : 32'd0;
     end
 
-    wire [GROUP*ACC_W-1:0] gemm_next;
-    reg [GROUP*ACC_W-1:0] gemm_entries;  // gemm_next regrouped level-major: one accumulator entry per level
-    always @*
-        for (q = 0; q < GROUP; q = q + 1)
-            for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
-                gemm_entries[(q*BATCH*BLOCK_OUT + n)*32 +: 32] = gemm_next[(n*GROUP + q)*32 +: 32];
-    gemm_unit #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS),
-                .W_BITS(W_BITS), .WEIGHT_MODE(LUT_MODE))
-        gemm (.clk(clk), .enable(ex_valid && is_gemm), .first(k == 0), .bit_index(a_bits - 1'b1 - k[3:0]),
-              .act_tile(inp_mem[src_q]), .weight_idx(weight_idx), .lut(gemm_lut),
-              .acc_init(acc_group), .acc_next(gemm_next));
+    wire [GROUP*ACC_W-1:0] gemm_entries;  // the step's result: one accumulator entry per level
+    generate
+        if (GEMM_PASSES == 1) begin : gemm_whole
+            wire [GROUP*ACC_W-1:0] gemm_next;
+            reg [GROUP*ACC_W-1:0] regrouped;  // gemm_next level-major
+            always @*
+                for (q = 0; q < GROUP; q = q + 1)
+                    for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
+                        regrouped[(q*BATCH*BLOCK_OUT + n)*32 +: 32] = gemm_next[(n*GROUP + q)*32 +: 32];
+            assign gemm_entries = regrouped;
+            gemm_unit #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS),
+                        .W_BITS(W_BITS), .WEIGHT_MODE(LUT_MODE))
+                gemm (.clk(clk), .enable(ex_valid && is_gemm), .first(k == 0), .bit_index(a_bits - 1'b1 - k[3:0]),
+                      .act_tile(inp_entry), .weight_idx(weight_idx), .lut(gemm_lut),
+                      .acc_init(acc_group), .acc_next(gemm_next));
+        end else begin : gemm_folded
+            // GEMM_LANES output columns per clock: pass p computes outputs p*GEMM_LANES .. in a_bits
+            // clocks (most significant bit first) and shifts them into held from the top, so after
+            // the last pass held and that pass's sums are the whole entry in element order (decode
+            // mode, BATCH 1: HwConfig refuses folding otherwise)
+            localparam PB = $clog2(GEMM_PASSES), PART = GEMM_LANES * 32;
+            reg [3:0] bit_q;
+            reg [PB-1:0] pass_q;
+            wire [3:0] bit_now = (k == 0) ? a_bits - 1'b1 : bit_q;
+            wire [PB-1:0] pass_now = (k == 0) ? {PB{1'b0}} : pass_q;
+            always @(posedge clk)
+                if (ex_valid && is_gemm) begin
+                    bit_q <= (bit_now == 0) ? a_bits - 1'b1 : bit_now - 1'b1;
+                    pass_q <= (bit_now == 0) ? pass_now + 1'b1 : pass_now;
+                end
+            wire [PART-1:0] part_next;
+            reg [ACC_W-1:0] held;
+            always @(posedge clk)
+                if (ex_valid && is_gemm && bit_now == 0) held <= {part_next, held[ACC_W-1:PART]};
+            assign gemm_entries = {part_next, held[ACC_W-1:PART]};
+            gemm_unit #(.BATCH(1), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(GEMM_LANES), .A_BITS(A_BITS),
+                        .W_BITS(W_BITS), .WEIGHT_MODE(LUT_MODE))
+                gemm (.clk(clk), .enable(ex_valid && is_gemm), .first(bit_now == a_bits - 1'b1), .bit_index(bit_now),
+                      .act_tile(inp_entry),
+                      .weight_idx(weight_idx[pass_now*GEMM_LANES*BLOCK_IN*W_BITS +: GEMM_LANES*BLOCK_IN*W_BITS]),
+                      .lut(gemm_lut[pass_now*GEMM_LANES*LEVELS*8 +: GEMM_LANES*LEVELS*8]),
+                      .acc_init(acc_dst[pass_now*PART +: PART]), .acc_next(part_next));
+        end
+    endgenerate
 
     wire [ACC_W-1:0] lut_next, lut_acc;
     lut_apply #(.BATCH(BATCH), .BLOCK_OUT(BLOCK_OUT))
@@ -275,6 +344,7 @@ module qnn_compute #(
     endgenerate
 
     // ------------------------------------------------------------------ buffer writes (one port each)
+    integer pb;
     wire ld_wgt = ld_en && ld_scope == SCOPE_WGT, ld_inp = ld_en && ld_scope != SCOPE_WGT;
     wire wr_acc = wr_en && wr_scope == SCOPE_ACC;
     always @(posedge clk) begin
@@ -285,15 +355,22 @@ module qnn_compute #(
         if (wr_en && wr_scope == SCOPE_UOP)
             uop_mem[wr_addr] <= {wr_data[`UOP_WGT_LO +: WGT_AWU], wr_data[`UOP_SRC_LO +: SRC_AW],
                                  wr_data[`UOP_DST_LO +: DST_AW]};
-        if (wr_en && wr_scope == SCOPE_PRM) prm_mem[wr_addr] <= wr_data[PRM_W-1:0];
+        if (PRM_BYTE_PORT) begin
+            // one enable per byte lane, the byte itself as every lane's data (no shifter)
+            for (pb = 0; pb < PRM_W / 8; pb = pb + 1)
+                if (prm_byte_en && prm_byte_idx == pb) prm_mem[prm_byte_addr][pb*8 +: 8] <= prm_byte_data;
+        end else if (wr_en && wr_scope == SCOPE_PRM)
+            prm_mem[wr_addr] <= wr_data[PRM_W-1:0];
     end
     generate
         if (GROUP == 1) begin : acc_one_port
             wire [ACC_W-1:0] result = is_gemm ? (reset_dst ? {ACC_W{1'b0}} : gemm_entries)
                                      : (is_lut_apply && !SERIAL_LUT) ? lut_next : alu_result;
             always @(posedge clk)
-                if (write_back || wr_acc)
+                if (write_back || wr_acc) begin
                     acc_mem[write_back ? dst_q : wr_addr] <= write_back ? result : wr_data[ACC_W-1:0];
+                    acc_store_mem[write_back ? dst_q : wr_addr] <= write_back ? result : wr_data[ACC_W-1:0];
+                end
         end else begin : acc_level_group
             // onehot: level q of destination dst is entry dst*L + q, L = 2^w_bits of the instruction
             integer g;
@@ -319,6 +396,7 @@ module qnn_compute #(
                          && w[`ALU_UOP_END_LO +: 17] > w[`ALU_UOP_BGN_LO +: 16];
     always @(posedge clk) begin
         done <= 1'b0;
+        u <= u_next;
         if (!running && insn_valid) begin
             opcode <= w[2:0];
             if (w[2:0] == OPC_GEMM) begin
@@ -329,7 +407,6 @@ module qnn_compute #(
                 dst_f_out <= w[`GEMM_DST_FACTOR_OUT_LO +: 16]; dst_f_in <= w[`GEMM_DST_FACTOR_IN_LO +: 16];
                 src_f_out <= w[`GEMM_SRC_FACTOR_OUT_LO +: 16]; src_f_in <= w[`GEMM_SRC_FACTOR_IN_LO +: 16];
                 wgt_f_out <= w[`GEMM_WGT_FACTOR_OUT_LO +: 16]; wgt_f_in <= w[`GEMM_WGT_FACTOR_IN_LO +: 16];
-                u <= w[`GEMM_UOP_BGN_LO +: 16];
                 running <= gemm_has_steps;
                 agen_more <= gemm_has_steps;
                 done <= !gemm_has_steps;
@@ -341,7 +418,6 @@ module qnn_compute #(
                 dst_f_out <= w[`ALU_DST_FACTOR_OUT_LO +: 16]; dst_f_in <= w[`ALU_DST_FACTOR_IN_LO +: 16];
                 src_f_out <= w[`ALU_SRC_FACTOR_OUT_LO +: 16]; src_f_in <= w[`ALU_SRC_FACTOR_IN_LO +: 16];
                 wgt_f_out <= 16'd0; wgt_f_in <= 16'd0;
-                u <= w[`ALU_UOP_BGN_LO +: 16];
                 running <= alu_has_steps;
                 agen_more <= alu_has_steps;
                 done <= !alu_has_steps;
@@ -367,10 +443,7 @@ module qnn_compute #(
                 dst_q <= dst; src_q <= src; wgt_q <= wgt;
                 prm_q <= is_gemm ? lut_row : wgt;
                 accb_q <= is_lut_apply ? src * levels_insn : src;
-                if (!last_u)
-                    u <= u + 1'b1;
-                else begin
-                    u <= uop_bgn;
+                if (last_u) begin
                     if (!last_i1) begin
                         i1 <= i1 + 1'b1;
                         dst_off_in <= dst_off_in + dst_f_in;

@@ -37,7 +37,8 @@ module qnn_core #(
     parameter WR_W = 4096,
     parameter ALU_LANES = BATCH * BLOCK_OUT,
     parameter SOFT_MUL = 0,  // ALU multipliers from adders (parts without DSP blocks)
-    parameter MUL_CLOCKS = 1  // clocks per ALU multiply (qnn_compute; HwConfig.alu_mul_cycles)
+    parameter MUL_CLOCKS = 1,  // clocks per ALU multiply (qnn_compute; HwConfig.alu_mul_cycles)
+    parameter GEMM_LANES = BLOCK_OUT  // GEMM output columns per clock (qnn_compute; HwConfig.gemm_out_lanes)
 ) (
     input  wire              clk,
     input  wire              start,
@@ -71,6 +72,10 @@ module qnn_core #(
     localparam LOAD_E = INP_E > WGT_E ? INP_E : WGT_E;
     localparam COMP_E = LO * 4 > PRM_BYTES ? (LO * 4 > 8 ? LO * 4 : 8) : (PRM_BYTES > 8 ? PRM_BYTES : 8);
     localparam STORE_E = LO * 4;
+    // the one-byte compute engine keeps ACC and UOP elements whole and writes a PRM row into the
+    // parameter buffer byte by byte as it arrives (a second register of the row's width was ~290
+    // logic cells of flip-flops that pack with no LUT on the iCE40 cores)
+    localparam COMP_KEEP = LO * 4 > 8 ? LO * 4 : 8;
     // a port of one byte per beat assembles elements byte by byte (dma_byte_read / dma_byte_write)
     localparam BYTE_DMA = BPC == 1;
 
@@ -252,8 +257,10 @@ module qnn_core #(
     // ------------------------------------------------------------------ compute module
     wire [2:0] ch_opc = ch[2:0];
     wire [2:0] ch_scope = ch[`MEM_SCOPE_LO +: 3];
-    wire c_en; wire [23:0] c_addr; wire [COMP_E*8-1:0] c_raw;
+    localparam COMP_W = BYTE_DMA ? COMP_KEEP : COMP_E;
+    wire c_en; wire [23:0] c_addr; wire [COMP_W*8-1:0] c_raw;
     wire [WR_W-1:0] c_entry = c_raw;  // zero-extended to the write port
+    wire c_byte_en; wire [23:0] c_byte_addr; wire [$clog2(COMP_E + 1)-1:0] c_byte_idx; wire [7:0] c_byte_data;
     wire [15:0] c_e = compute_bytes(ch_scope);
     wire [31:0] c_base = compute_offset(ch[`MEM_DRAM_BASE_LO +: 32], ch_scope);
     wire [31:0] c_stride = compute_offset({16'd0, ch[`MEM_X_STRIDE_LO +: 16]}, ch_scope);
@@ -263,7 +270,7 @@ module qnn_core #(
             // the compute module's loads (UOP, ACC, PRM) are never padded (vta_ext/isa.py refuses it): no pad
             // compares and no zeroing of its 52-byte parameter rows on the one-byte-beat (iCE40) engine, and
             // since its SRAM port is always ready an assembled element never waits: a one-byte skid buffer
-            dma_byte_read #(.MAXE(COMP_E), .PADS(0), .SKID(1)) compute_dma (
+            dma_byte_read #(.MAXE(COMP_KEEP), .MAXB(COMP_E), .PADS(0), .SKID(1)) compute_dma (
                 .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
                 .rows(ch[`MEM_Y_SIZE_LO +: 16]), .row_elems(ch[`MEM_X_SIZE_LO +: 16]),
                 .row_bytes(compute_offset({16'd0, ch[`MEM_X_SIZE_LO +: 16]}, ch_scope)), .elem_bytes(c_e),
@@ -271,8 +278,10 @@ module qnn_core #(
                 .x_pad1(ch[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, ch[`MEM_SRAM_BASE_LO +: 22]}),
                 .done(c_dma_done), .busy(), .ar_valid(c_ar_valid), .ar_addr(c_ar_addr), .ar_len(c_ar_len),
                 .ar_ready(c_ar_ready), .r_valid(c_r_valid), .r_data(c_r_data), .r_bytes(c_r_bytes),
-                .r_ready(c_r_ready), .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1));
+                .r_ready(c_r_ready), .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1),
+                .byte_en(c_byte_en), .byte_addr(c_byte_addr), .byte_idx(c_byte_idx), .byte_data(c_byte_data));
         end else begin : compute_beats_dma
+            assign c_byte_en = 1'b0; assign c_byte_addr = 0; assign c_byte_idx = 0; assign c_byte_data = 0;
             dma_read #(.MAXE(COMP_E), .BPC(BPC)) compute_dma (
                 .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
                 .rows({16'd0, ch[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, ch[`MEM_X_SIZE_LO +: 16]}),
@@ -350,10 +359,13 @@ module qnn_core #(
     qnn_compute #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .BLOCK_OUT(BLOCK_OUT), .A_BITS(A_BITS), .W_BITS(W_BITS),
                   .LUT_MODE(LUT_MODE), .LUT_ENTRIES(LUT_ENTRIES), .INP_DEPTH(INP_DEPTH), .WGT_DEPTH(WGT_DEPTH),
                   .ACC_DEPTH(ACC_DEPTH), .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .ALU_LANES(ALU_LANES),
-                  .WR_W(WR_W), .SOFT_MUL(SOFT_MUL), .MUL_CLOCKS(MUL_CLOCKS))
+                  .WR_W(WR_W), .SOFT_MUL(SOFT_MUL), .MUL_CLOCKS(MUL_CLOCKS), .PRM_BYTE_PORT(BYTE_DMA),
+                  .GEMM_LANES(GEMM_LANES))
         datapath (.clk(clk), .insn_valid(c_start && (ch_opc == OPC_GEMM || ch_opc == OPC_ALU)), .insn(ch),
                   .insn_ready(), .done(qc_done),
                   .wr_en(c_en), .wr_scope(c_scope), .wr_addr(c_addr), .wr_data(c_entry),
                   .ld_en(l_en), .ld_scope(l_scope), .ld_addr(l_addr), .ld_data(l_entry),
-                  .rd_addr(s_addr), .rd_data(acc_entry));
+                  .rd_addr(s_addr), .rd_data(acc_entry),
+                  .prm_byte_en(c_byte_en && c_scope == SC_PRM), .prm_byte_addr(c_byte_addr),
+                  .prm_byte_idx({{(16 - $clog2(COMP_E + 1)){1'b0}}, c_byte_idx}), .prm_byte_data(c_byte_data));
 endmodule
