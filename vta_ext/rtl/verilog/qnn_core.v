@@ -92,8 +92,11 @@ module qnn_core #(
     wire f_ready = to_load ? !lq_full : to_store ? !sq_full : !cq_full;
     generate
         if (BYTE_DMA) begin : fetch_bytes
+            // two-byte skid buffers on the fetch and load engines (the eight-byte default was ~230
+            // logic cells of registers and read selects on the smallest iCE40 core, for no cycles on
+            // the co-simulated layers, padded ones included)
             wire [23:0] unused_addr;
-            dma_byte_read #(.MAXE(FETCH_E), .CW(32), .RW(1), .PADS(0)) fetch (
+            dma_byte_read #(.MAXE(FETCH_E), .CW(32), .RW(1), .PADS(0), .SKID(2)) fetch (
                 .clk(clk), .start(start), .base(insn_base), .stride(32'd0), .rows(1'b1), .row_elems(insn_count),
                 .row_bytes(insn_count * (IB / 8)), .elem_bytes(IB / 8), .y_pad0(4'd0), .y_pad1(4'd0), .x_pad0(4'd0),
                 .x_pad1(4'd0), .sram_base(24'd0), .done(f_done), .busy(f_busy), .ar_valid(f_ar_valid),
@@ -209,7 +212,7 @@ module qnn_core #(
     wire l_en; wire [23:0] l_addr; wire [LOAD_E*8-1:0] l_raw;
     generate
         if (BYTE_DMA) begin : load_bytes_dma
-            dma_byte_read #(.MAXE(LOAD_E)) load_dma (
+            dma_byte_read #(.MAXE(LOAD_E), .SKID(2)) load_dma (
                 .clk(clk), .start(l_start), .base(l_base), .stride(l_stride), .rows(lh[`MEM_Y_SIZE_LO +: 16]),
                 .row_elems(lh[`MEM_X_SIZE_LO +: 16]),
                 .row_bytes(load_offset({16'd0, lh[`MEM_X_SIZE_LO +: 16]}, lh_scope, lh_bits)), .elem_bytes(l_e),
