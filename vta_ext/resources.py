@@ -15,6 +15,9 @@ Each weight storage mode (``lut_mode``) has only the terms its hardware has (``L
   ``lut_per_output_level * outputs * L`` (and their registers). There is no per-lane multiply, so
   no lanes x b_w term: the RTL fit with it mis-predicted a held-out 32x16 b_w=3 core by 14%,
   without it every held-out one-hot core is within 5% (``vta_ext/rtl/resource_fit.py``).
+* an array folded over its outputs (``gemm_out_lanes`` < ``block_out``) builds the GEMM terms for
+  ``lanes / gemm_passes`` lanes and ``outputs / gemm_passes`` output sums (the per-pass selects
+  and the held entry are not modelled; the measured whole core has them).
 * ALU (requant multiply, rounding shift, clamp, LUT apply multiplier) per ALU lane
   (``HwConfig.alu_lane_count``: one per output unless ``alu_lanes`` says fewer):
   ``lut_per_alu_lane * alu_lanes`` LUTs, ``dsp_per_alu_lane * alu_lanes`` DSPs (32x32 on 18x25).

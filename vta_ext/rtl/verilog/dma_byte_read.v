@@ -9,6 +9,8 @@
 // waits for its SRAM position (pad positions before it, or sw_ready low), arriving bytes go to a
 // small skid buffer, so the stream keeps one byte per clock across runs of up to SKID pad
 // positions, as the reassembly buffer did.
+// The byte port shows each byte as it enters the element, so a caller can write elements wider
+// than the register (MAXB > MAXE bytes) straight into their buffer (qnn_core's parameter rows).
 module dma_byte_read #(
     parameter MAXE = 64,   // bytes of the element register (the widest element the SRAM port takes whole)
     parameter MAXB = MAXE, // widest element in bytes: bytes past MAXE go out on the byte port only

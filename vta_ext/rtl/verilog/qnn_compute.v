@@ -24,18 +24,20 @@
 //                                 with PRM_BYTE_PORT = 1: byte prm_byte_idx of parameter entry
 //                                 prm_byte_addr (PRM writes on wr_* are then ignored)
 // Timing: the accepting clock, one clock to issue the first micro-op step (read its micro-op,
-// form its buffer addresses), then per step: GEMM a_bits clocks (one activation bit plane per
-// clock, most significant first), GEMM reset 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU
+// form its buffer addresses), then per step: GEMM a_bits * BLOCK_OUT/GEMM_LANES clocks (one
+// activation bit plane per clock, most significant first, per pass over the outputs), GEMM reset 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU
 // lanes per clock), LUT_APPLY 2^w_bits (one level per clock; in decode mode with fewer ALU lanes
 // than outputs 2^w_bits * BATCH*BLOCK_OUT/ALU_LANES, one pass of the ALU lanes per clock: the
 // timing model charges 2^w_bits, and decode-mode programs never issue LUT_APPLY);
 // the next step is issued during the current one's last clock, so steps follow each other with
 // no bubbles. An instruction with no steps takes the accepting clock only; otherwise cycles =
 // 2 + steps * per_step (RTL_PIPELINE_CYCLES = 2 in vta_ext/rtl/cosim.py).
-// Buffers are block-RAM shaped: every read address is a register (the micro-op index, the issued
-// step's dst/src/wgt, the store's row counter), so yosys turns each read into a synchronous
-// block-RAM read port (memory_dff folds the address register in; a read sees the write of the
-// clock before, which yosys keeps with bypass logic), and each buffer has one write port (the
+// Buffers are block-RAM shaped: every read is synchronous, a block-RAM read port. INP, WGT and
+// micro-op entries are read at the clock their address is formed (no write meets those reads:
+// the tokens keep them apart); the accumulator's GEMM/ALU reads are of registered addresses
+// (memory_dff folds the register in; a read sees the write of the clock before, which yosys keeps
+// with bypass logic, as consecutive steps on one destination need), and the store reads its own
+// copy of the accumulators without bypass; each buffer has one write port (the
 // DMA's and the write-back's writes never share a clock: the compute module runs one instruction
 // at a time). One-hot mode's GEMM reads and writes the 2^w_bits level entries of a destination
 // in one clock: its accumulator stays a register file.
