@@ -63,3 +63,17 @@ def test_heldout_configurations_within_ten_percent():
         measured = synthesize("gemm_unit", p, "xilinx-nodsp", timeout_s=600, mem_mb=4096).luts
         predicted = calibration.predict_gemm_luts(coefficients, details, p, row["mode"])
         assert abs(predicted - measured) / measured <= 0.10, (p, measured, predicted)
+
+
+def test_ice40_logic_cells_count_lone_flip_flops(tmp_path):
+    """The iCE40 fit figure: nextpnr packs the GEMM unit into at least as many cells as it has LUT4s or
+    flip-flops and at most one per LUT4, flip-flop and carry; a non-iCE40 part is refused by name."""
+    from tvm_qnn.errors import HwConfigError
+    from vta_ext.rtl.bitstream import ice40_logic_cells
+
+    netlist = tmp_path / "gemm.json"
+    result = synthesize("gemm_unit", SMALL, "ice40", timeout_s=300, json_out=str(netlist))
+    cells = ice40_logic_cells(netlist, "ice40hx8k")
+    assert max(result.luts, result.ffs) <= cells <= result.luts + result.ffs + result.carry
+    with pytest.raises(HwConfigError, match="xc7z020"):
+        ice40_logic_cells(netlist, "xc7z020")

@@ -25,8 +25,8 @@
 //                                 prm_byte_addr (PRM writes on wr_* are then ignored)
 // Timing: the accepting clock, one clock to issue the first micro-op step (read its micro-op,
 // form its buffer addresses), then per step: GEMM a_bits * BLOCK_OUT/GEMM_LANES clocks (one
-// activation bit plane per clock, most significant first, per pass over the outputs), GEMM reset 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU
-// lanes per clock), LUT_APPLY 2^w_bits (one level per clock; in decode mode with fewer ALU lanes
+// activation bit plane per clock, most significant first, per pass over the outputs), GEMM reset
+// 1, ALU BATCH*BLOCK_OUT/ALU_LANES (one pass of the ALU lanes per clock), LUT_APPLY 2^w_bits (one level per clock; in decode mode with fewer ALU lanes
 // than outputs 2^w_bits * BATCH*BLOCK_OUT/ALU_LANES, one pass of the ALU lanes per clock: the
 // timing model charges 2^w_bits, and decode-mode programs never issue LUT_APPLY);
 // the next step is issued during the current one's last clock, so steps follow each other with
@@ -122,11 +122,11 @@ module qnn_compute #(
     localparam UOP_W = DST_AW + SRC_AW + WGT_AWU;  // {wgt, src, dst} as kept in the micro-op buffer
 
     // ------------------------------------------------------------------ buffers
-    // no_rw_check: a buffer whose reads never meet a write of the same entry in the same clock needs
-    // none of the bypass registers and selects yosys adds to keep an RTL read of a registered address
-    // seeing the write before it: the load module writes INP/WGT entries the dependency tokens keep
-    // the compute module off, and micro-ops are written only while no instruction executes. The
-    // accumulator's GEMM/ALU reads do meet its writes (consecutive steps on one destination): it keeps them
+    // no_rw_check: reads of these buffers never meet a write of the same entry in the same clock, so
+    // yosys need not resolve such collisions: the load module writes INP/WGT entries the dependency
+    // tokens keep the compute module off, and micro-ops are written only while no instruction
+    // executes. The accumulator's GEMM/ALU reads do meet its writes (consecutive steps on one
+    // destination) and keep yosys' write-to-read bypass
     (* no_rw_check *) reg [INP_W-1:0] inp_mem [0:INP_DEPTH-1];
     (* no_rw_check *) reg [WGT_W-1:0] wgt_mem [0:WGT_DEPTH-1];
     reg [ACC_W-1:0] acc_mem [0:ACC_DEPTH-1];
@@ -184,8 +184,7 @@ module qnn_compute #(
     // the executing step: its buffer addresses (registers: the block-RAM read addresses) and clock k
     reg        ex_valid = 1'b0;
     reg [DST_AW-1:0] dst_q;
-    reg [SRC_AW-1:0] src_q, accb_q;  // accb_q: acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
-    reg [WGT_AWU-1:0] wgt_q;
+    reg [SRC_AW-1:0] accb_q;  // acc[src] (ALU) or acc[src*L + k] (LUT_APPLY)
     reg [PRM_AW-1:0] prm_q;
     reg [KW-1:0] k;
     // a multiplying ALU step with a serial multiplier: each ALU pass holds its operands for MUL_CLOCKS
@@ -442,7 +441,7 @@ module qnn_compute #(
             if (issue) begin
                 ex_valid <= 1'b1;
                 k <= 0;
-                dst_q <= dst; src_q <= src; wgt_q <= wgt;
+                dst_q <= dst;
                 prm_q <= is_gemm ? lut_row : wgt;
                 accb_q <= is_lut_apply ? src * levels_insn : src;
                 if (last_u) begin
