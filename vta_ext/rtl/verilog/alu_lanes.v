@@ -60,9 +60,9 @@ module alu_lanes #(
         end
     endgenerate
     // REQUANT and SHR share one right shifter of a 65-bit word V by 0..63, of which only the low 34
-    // bits and whether the rest is sign bits are used (its stages run largest first, each as wide as
-    // the bits that stage still feeds: ~260 LUT4 instead of a 65-bit 7-stage shifter and a separate
-    // 32-bit left shifter):
+    // bits and whether the rest is sign bits are used (its stages run largest first, so the bits a
+    // later stage does not read are dead logic: ~260 LUT4 instead of a 65-bit 7-stage shifter and a
+    // separate 32-bit left shifter):
     //   REQUANT  V = 2P (P the 64-bit product), amount sh: t = floor(P / 2^(sh-1)) (2P when sh = 0),
     //            and the rounded result is floor((P + 2^(sh-1)) / 2^sh) = (t + 1) >>> 1 (also for
     //            sh = 0), so the rounding is a 35-bit increment instead of a 65-bit add of a decoded
@@ -71,12 +71,13 @@ module alu_lanes #(
     //            (a >> 31 is all sign bits already); r < -32 gives 0
     // sh is 0..62 (vta_ext.sim refuses a REQUANT shift outside that range; the shifter reads sh[5:0])
     reg signed [31:0] a, r;
-    reg [64:0] v, s32, s16, s8, s4, s2, s1, same;
+    reg [64:0] v, s32, s16, s8, s4, s2, s1;
+    reg [31:0] differ;
     reg [5:0] amount;
     reg [34:0] up;
     reg signed [64:0] wide, product;
     reg less, fits, left_zero;
-    integer n, j;
+    integer n;
     always @* begin
         for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1) begin
             a = lhs[n*32 +: 32];
@@ -86,18 +87,19 @@ module alu_lanes #(
             amount = (alu_op == OP_REQUANT) ? shift[(n % BLOCK_OUT)*8 +: 6]
                    : (!r[31] && r[30:5] != 0) ? 6'd63 : {~r[5], r[4:0]};
             left_zero = r[31] && r[30:5] != {26{1'b1}};  // r < -32
-            // stages largest first; bits no later stage reads are left zero (constant: no logic)
-            s32 = 0; s16 = 0; s8 = 0; s4 = 0; s2 = 0; s1 = 0;
-            for (j = 0; j <= 64; j = j + 1) s32[j] = amount[5] ? ((j + 32 <= 64) ? v[j + 32] : v[64]) : v[j];
-            for (j = 0; j <= 33 + 15; j = j + 1) s16[j] = amount[4] ? s32[j + 16] : s32[j];
-            for (j = 0; j <= 33 + 7; j = j + 1) s8[j] = amount[3] ? s16[j + 8] : s16[j];
-            for (j = 0; j <= 33 + 3; j = j + 1) s4[j] = amount[2] ? s8[j + 4] : s8[j];
-            for (j = 0; j <= 33 + 1; j = j + 1) s2[j] = amount[1] ? s4[j + 2] : s4[j];
-            for (j = 0; j <= 33; j = j + 1) s1[j] = amount[0] ? s2[j + 1] : s2[j];
-            // same[j]: v[64:j] are all sign bits; the shifted word fits 34 bits when v[64 : amount+33] are
-            same[64] = 1'b1;
-            for (j = 63; j >= 0; j = j - 1) same[j] = same[j + 1] && (v[j] == v[64]);
-            fits = amount[5] || same[33 + amount[4:0]];
+            // stages largest first, written as whole-word selects (one vector operation each in a
+            // simulator); only s1[33:0] is read, so synthesis keeps each stage as wide as the stages
+            // after it read: 65, 49, 41, 37, 35 and 34 two-way selects
+            s32 = amount[5] ? {{32{v[64]}}, v[64:32]} : v;
+            s16 = amount[4] ? {{16{v[64]}}, s32[64:16]} : s32;
+            s8 = amount[3] ? {{8{v[64]}}, s16[64:8]} : s16;
+            s4 = amount[2] ? {{4{v[64]}}, s8[64:4]} : s8;
+            s2 = amount[1] ? {{2{v[64]}}, s4[64:2]} : s4;
+            s1 = amount[0] ? {v[64], s2[64:1]} : s2;
+            // the shifted word fits 34 bits when v[64 : amount+33] are all sign bits: the bits of
+            // v[64:33] that differ from the sign, read as a number, are below 2^amount
+            differ = v[64:33] ^ {32{v[64]}};
+            fits = amount[5] || differ < (32'd1 << amount[4:0]);
             up = {s1[33], s1[33:0]} + 35'd1;  // t + 1; the result is up[34:1]
             less = a < r;
             case (alu_op)
