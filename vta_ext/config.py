@@ -23,7 +23,9 @@ The core (see ``vta_ext/isa.py`` for the instruction set):
   32 x 32 requant multiplier is the core's largest block where a part has no DSP);
   ``alu_mul_cycles`` > 1 builds that multiplier serially (``32 / alu_mul_cycles`` bits of the
   multiplier operand per clock, a few hundred LUTs instead of ~1.7k on an iCE40), so each pass of
-  a MUL or REQUANT micro-op takes ``alu_mul_cycles`` clocks;
+  a MUL or REQUANT micro-op takes ``alu_mul_cycles`` clocks; with one GEMM column and one ALU lane
+  on a one-byte DMA port the core is ``lane_serial`` (accumulators and parameters one lane per
+  block-RAM word; a GEMM reset step then takes ``block_out`` clocks);
 * a DMA engine moving ``dma_bytes_per_cycle`` after ``dma_latency_cycles`` of set-up;
 * the FPGA ``part`` it is built for (``vta_ext/parts.py``): a config naming a part is refused
   (``HwConfigError`` naming the resource and both numbers) unless its core fits that part
@@ -295,6 +297,21 @@ class HwConfig:
     def gemm_passes(self):
         """Passes of a GEMM step over the outputs (each ``a_bits`` clocks; 1 unless the array is folded)."""
         return self.block_out // self.gemm_out_lane_count
+
+    @property
+    def lane_serial(self):
+        """One GEMM column and one ALU lane on a one-byte DMA port (batch 1): the RTL's lane-serial datapath.
+
+        Its accumulators and parameter rows are block RAMs of one output lane per word (``qnn_compute``),
+        so it has no whole-vector registers, and a GEMM ``reset`` writes one lane per clock.
+        """
+        return (self.batch == 1 and self.block_out > 1 and self.gemm_out_lane_count == 1
+                and self.alu_lane_count == 1 and self.dma_bytes_per_cycle == 1)
+
+    @property
+    def gemm_reset_cycles(self):
+        """Clocks a GEMM ``reset`` step takes: one, or one per output lane on the lane-serial datapath."""
+        return self.block_out if self.lane_serial else 1
 
     def inp_vector_bytes(self, a_bits):
         """Bytes of one input vector (``batch x block_in`` codes at ``a_bits``)."""

@@ -133,3 +133,22 @@ def test_a_folded_gemm_costs_its_passes_on_gemm_steps_only():
     assert plane_clocks > 0
     assert r_folded.busy["compute"] - r_whole.busy["compute"] == plane_clocks * (4 - 1)
     assert r_folded.busy["load"] == r_whole.busy["load"] and r_folded.busy["store"] == r_whole.busy["store"]
+
+
+def test_a_lane_serial_core_costs_block_out_clocks_per_reset_step():
+    """One GEMM column and one ALU lane on a one-byte port (HwConfig.lane_serial): a reset writes one lane per
+    clock, so each reset step costs block_out clocks; with two ALU lanes (not lane-serial) it costs one."""
+    from vta_ext.isa import GemmInsn
+
+    layer = conv_layer(16, 16, 6, 2, w_bits=1)
+    base = TINY.replace(dma_bytes_per_cycle=1, gemm_out_lanes=1)
+    serial, vector = base.replace(alu_lanes=1), base.replace(alu_lanes=2)
+    assert serial.lane_serial and not vector.lane_serial and not base.replace(alu_lanes=1, dma_bytes_per_cycle=2).lane_serial
+    assert (serial.gemm_reset_cycles, vector.gemm_reset_cycles) == (16, 1)
+    p_serial, p_vector = compile_layer(layer, serial, out_act=(2, 1.0)), compile_layer(layer, vector, out_act=(2, 1.0))
+    assert p_serial.insns == p_vector.insns
+    reset_steps = sum(i.iter_out * i.iter_in * (i.uop_end - i.uop_bgn) for i in p_serial.insns
+                      if isinstance(i, GemmInsn) and i.reset)
+    assert reset_steps > 0
+    r_serial, r_vector = simulate_program(p_serial), simulate_program(p_vector)
+    assert r_serial.gemm_cycles - r_vector.gemm_cycles == reset_steps * (16 - 1)

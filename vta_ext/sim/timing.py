@@ -13,7 +13,8 @@ Costs (cycles; every constant comes from the ``HwConfig``):
   DRAM bytes moved (packed at the element's bit width; zero padding costs no DRAM traffic).
 * GEMM: ``gemm_pipeline_cycles + iter_out * iter_in * uops * a_bits * cfg.gemm_passes`` (bit-serial:
   one activation plane per cycle; ``gemm_passes`` > 1 on an array folded over its outputs); a
-  ``reset`` costs one cycle per destination instead;
+  ``reset`` costs ``cfg.gemm_reset_cycles`` per destination instead (1, or ``block_out`` on the
+  lane-serial datapath);
   an instruction with no work (a pure token wait) costs 1.
 * ALU: ``alu_pipeline_cycles + iter_out * iter_in * uops * c`` with ``c = 2^w_bits`` for
   ``LUT_APPLY`` (one level per cycle per output lane), ``cfg.alu_passes * cfg.alu_mul_cycles``
@@ -97,7 +98,7 @@ def insn_cycles(cfg, insn):
     if steps == 0:
         return 1
     if isinstance(insn, GemmInsn):
-        return cfg.gemm_pipeline_cycles + steps * (1 if insn.reset else insn.a_bits * cfg.gemm_passes)
+        return cfg.gemm_pipeline_cycles + steps * (cfg.gemm_reset_cycles if insn.reset else insn.a_bits * cfg.gemm_passes)
     if insn.alu_op == AluOp.LUT_APPLY:
         per_step = 1 << insn.w_bits
     elif insn.alu_op in (AluOp.MUL, AluOp.REQUANT):  # a serial multiplier holds each pass alu_mul_cycles clocks

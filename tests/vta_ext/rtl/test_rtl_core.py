@@ -243,3 +243,55 @@ def test_folded_gemm_matches_the_simulator_and_the_timing_model(gemm_out_lanes, 
     extra_rtl = reports[gemm_out_lanes].rtl_cycles - reports[None].rtl_cycles
     extra_model = reports[gemm_out_lanes].model_cycles - reports[None].model_cycles
     assert extra_model > 0 and abs(extra_rtl - extra_model) <= 0.05 * extra_model, (extra_rtl, extra_model)
+
+
+@pytest.mark.parametrize("mul_cycles", [1, 8])
+def test_lane_serial_core_runs_every_alu_op_on_loaded_accumulators(mul_cycles):
+    """The lane-serial datapath (one GEMM column and one ALU lane on a one-byte port: HwConfig.lane_serial, the
+    smallest iCE40 core) on a hand-built stream that compiled layers never issue: accumulators loaded byte by byte
+    from DRAM, every ALU op with immediate and vector operands, BIAS and REQUANT from a loaded parameter row,
+    LUT_APPLY over four level sums, a GEMM reset, then the raw accumulators stored. The DRAM equals the
+    simulator's bit for bit."""
+    from vta_ext import isa, layout
+    from vta_ext.isa import AluInsn, AluOp, FinishInsn, GemmInsn, MemInsn, MemScope, Opcode, Uop
+    from vta_ext.rtl.core_synth import QUEUE_DEPTH
+
+    cfg = ICE40_SMALL.replace(gemm_out_lanes=1, alu_mul_cycles=mul_cycles)
+    assert cfg.lane_serial and cfg.gemm_reset_cycles == cfg.block_out
+    rng = np.random.default_rng(mul_cycles)
+    n_acc, lanes = 16, cfg.block_out
+    acc = rng.integers(-(1 << 11), 1 << 11, (n_acc, lanes))
+    acc[3] = [2**31 - 1, 7 - 2**31, -1, 0]  # extremes through MAX / MIN / SHR / REQUANT's saturation
+    lut = rng.integers(-128, 128, (lanes, cfg.lut_entries))
+    bias = rng.integers(-(1 << 20), 1 << 20, lanes)
+    mult = rng.integers(-(1 << 12), 1 << 12, lanes)
+    shift = np.array([0, 1, 13, 31])
+    uops = [Uop(dst=0, src=4), Uop(dst=1, src=5), Uop(dst=2, src=2), Uop(dst=3, src=6),  # vector operands
+            Uop(dst=12, src=1), Uop(dst=13, src=2),  # LUT_APPLY: the level sums in entries 4..7 and 8..11
+            Uop(dst=7), Uop(dst=4), Uop(dst=5)]
+    uop_base, acc_base, prm_row, store_base = 0, 16, 10, 40  # element indices (8-, 16-, 52- and 16-byte elements)
+    dram = np.zeros(1024, dtype=np.uint8)
+    dram[:8 * len(uops)] = isa.encode_uops(uops).view(np.uint8)
+    dram[acc_base * 16:(acc_base + n_acc) * 16] = layout.pack_vectors(acc, 32).reshape(-1)
+    row = layout.pack_params(lut, bias, mult, shift, lanes, cfg.lut_entries)
+    dram[prm_row * row.size:(prm_row + 1) * row.size] = row
+
+    def alu(op, bgn, end, **kw):
+        return AluInsn(alu_op=op, uop_bgn=bgn, uop_end=end, **kw)
+
+    insns = [MemInsn(opcode=Opcode.LOAD, scope=MemScope.UOP, dram_base=uop_base, x_size=len(uops), x_stride=len(uops)),
+             MemInsn(opcode=Opcode.LOAD, scope=MemScope.ACC, dram_base=acc_base, x_size=n_acc, x_stride=n_acc),
+             MemInsn(opcode=Opcode.LOAD, scope=MemScope.PRM, dram_base=prm_row, x_size=1, x_stride=1),
+             alu(AluOp.ADD, 0, 2), alu(AluOp.ADD, 0, 4, use_imm=True, imm=-7),
+             alu(AluOp.MAX, 3, 4), alu(AluOp.MIN, 0, 2, use_imm=True, imm=1000), alu(AluOp.MUL, 2, 3),
+             alu(AluOp.SHR, 0, 2, use_imm=True, imm=3), alu(AluOp.SHR, 7, 9, use_imm=True, imm=-2),
+             alu(AluOp.SHR, 3, 4, use_imm=True, imm=40), alu(AluOp.MUL, 0, 1, use_imm=True, imm=-3),
+             alu(AluOp.BIAS, 0, 3), alu(AluOp.REQUANT, 0, 4), alu(AluOp.LUT_APPLY, 4, 6, w_bits=2),
+             GemmInsn(reset=True, uop_bgn=6, uop_end=7, a_bits=2, w_bits=2, push_next=True),
+             MemInsn(opcode=Opcode.STORE, scope=MemScope.ACC, elem_bits=32, dram_base=store_base, x_size=n_acc,
+                     x_stride=n_acc, pop_prev=True),
+             FinishInsn()]
+    report, sim_dram, rtl_dram = cosim_core(cfg, insns, dram, queue_depth=QUEUE_DEPTH["ice40"])
+    assert report.dram_equal, report.first_difference
+    stored = sim_dram[store_base * 16:(store_base + n_acc) * 16].view("<i4").reshape(n_acc, lanes)
+    assert not np.array_equal(stored, acc) and np.all(stored[7] == 0) and np.all(stored[12:14] != acc[12:14])

@@ -62,6 +62,24 @@ def test_decode_core_buffers_are_block_ram_shaped(tmp_path):
     assert int(_bits(memories["acc_store_mem"]["RD_PORTS"]), 2) == 1
 
 
+def test_lane_serial_core_keeps_its_lanes_in_block_ram(tmp_path):
+    """The lane-serial datapath (one GEMM column, one ALU lane: the smallest iCE40 core): the accumulators are one
+    32-bit lane per word (two ALU operand ports, and the store's whole-entry copy), the parameter rows four
+    per-lane memories; every one block-RAM shaped, and no whole-vector accumulator or parameter row is left."""
+    cfg = SMALL_CORE.replace(alu_lanes=1, gemm_out_lanes=1, alu_mul_cycles=8)
+    assert cfg.lane_serial
+    memories = _memories(cfg, tmp_path)
+    assert {"acc_lane", "acc_store_mem", "lut_lane", "bias_lane", "mult_lane", "shift_lane"} <= set(memories)
+    assert not {"acc_mem", "prm_mem"} & set(memories)
+    for name, p in memories.items():
+        assert int(_bits(p["WR_PORTS"]), 2) == 1, (name, p["WR_PORTS"])
+        reads = int(_bits(p["RD_PORTS"]), 2)
+        assert reads >= 1 and set(_bits(p["RD_CLK_ENABLE"]).zfill(reads)) == {"1"}, (name, p["RD_CLK_ENABLE"])
+    acc = memories["acc_lane"]
+    assert int(_bits(acc["RD_PORTS"]), 2) == 2 and int(_bits(acc["WIDTH"]), 2) == 32
+    assert int(_bits(acc["SIZE"]), 2) == cfg.acc_depth * cfg.block_out
+
+
 def test_onehot_accumulator_is_the_only_register_file(tmp_path):
     """One-hot GEMM reads and writes 2^w_bits level entries per clock: that buffer alone is not block-RAM shaped."""
     memories = _memories(SHAPE_CORE, tmp_path, lut_mode="onehot")

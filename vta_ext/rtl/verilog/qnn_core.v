@@ -72,12 +72,15 @@ module qnn_core #(
     localparam LOAD_E = INP_E > WGT_E ? INP_E : WGT_E;
     localparam COMP_E = LO * 4 > PRM_BYTES ? (LO * 4 > 8 ? LO * 4 : 8) : (PRM_BYTES > 8 ? PRM_BYTES : 8);
     localparam STORE_E = LO * 4;
-    // the one-byte compute engine keeps ACC and UOP elements whole and writes a PRM row into the
-    // parameter buffer byte by byte as it arrives (a second register of the row's width was ~290
-    // logic cells of flip-flops that pack with no LUT on the iCE40 cores)
-    localparam COMP_KEEP = LO * 4 > 8 ? LO * 4 : 8;
     // a port of one byte per beat assembles elements byte by byte (dma_byte_read / dma_byte_write)
     localparam BYTE_DMA = BPC == 1;
+    // one GEMM column and one ALU lane on a one-byte port: qnn_compute's lane-serial datapath, whose
+    // accumulators are loaded byte by byte as well (HwConfig.lane_serial)
+    localparam LANE_SERIAL = BYTE_DMA && BATCH == 1 && GEMM_LANES == 1 && ALU_LANES == 1 && BLOCK_OUT > 1;
+    // the one-byte compute engine keeps UOP (and ACC, unless lane-serial) elements whole and writes
+    // a PRM row into the parameter buffer byte by byte as it arrives (a second register of the row's
+    // width was ~290 logic cells of flip-flops that pack with no LUT on the iCE40 cores)
+    localparam COMP_KEEP = (LO * 4 > 8 && !LANE_SERIAL) ? LO * 4 : 8;
 
     // ------------------------------------------------------------------ fetch + dispatch
     wire [FETCH_E*8-1:0] f_word;
@@ -363,12 +366,13 @@ module qnn_core #(
                   .LUT_MODE(LUT_MODE), .LUT_ENTRIES(LUT_ENTRIES), .INP_DEPTH(INP_DEPTH), .WGT_DEPTH(WGT_DEPTH),
                   .ACC_DEPTH(ACC_DEPTH), .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .ALU_LANES(ALU_LANES),
                   .WR_W(WR_W), .SOFT_MUL(SOFT_MUL), .MUL_CLOCKS(MUL_CLOCKS), .PRM_BYTE_PORT(BYTE_DMA),
-                  .GEMM_LANES(GEMM_LANES))
+                  .GEMM_LANES(GEMM_LANES), .LANE_SERIAL(LANE_SERIAL))
         datapath (.clk(clk), .insn_valid(c_start && (ch_opc == OPC_GEMM || ch_opc == OPC_ALU)), .insn(ch),
                   .insn_ready(), .done(qc_done),
                   .wr_en(c_en), .wr_scope(c_scope), .wr_addr(c_addr), .wr_data(c_entry),
                   .ld_en(l_en), .ld_scope(l_scope), .ld_addr(l_addr), .ld_data(l_entry),
                   .rd_addr(s_addr), .rd_data(acc_entry),
-                  .prm_byte_en(c_byte_en && c_scope == SC_PRM), .prm_byte_addr(c_byte_addr),
-                  .prm_byte_idx({{(16 - $clog2(COMP_E + 1)){1'b0}}, c_byte_idx}), .prm_byte_data(c_byte_data));
+                  .prm_byte_en(c_byte_en && c_scope == SC_PRM), .acc_byte_en(c_byte_en && c_scope == SC_ACC),
+                  .byte_addr(c_byte_addr), .byte_idx({{(16 - $clog2(COMP_E + 1)){1'b0}}, c_byte_idx}),
+                  .byte_data(c_byte_data));
 endmodule
