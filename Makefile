@@ -36,7 +36,6 @@ bench: setup
 	$(PY) benchmarks/cpu_integer_only.py
 	$(PY) benchmarks/kernels_vnni.py
 	$(PY) benchmarks/rtl.py
-	$(PY) benchmarks/fpga_build.py --candidates
 	$(PY) benchmarks/fpga_build.py
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/conformance.py

@@ -8,7 +8,7 @@ from tvm_qnn.errors import HwConfigError, QnnError
 from vta_ext.config import HwConfig
 
 
-@pytest.mark.parametrize("name", ["pynq_z1", "ultrascale_plus"])
+@pytest.mark.parametrize("name", ["pynq_z1", "ultrascale_plus", "ice40_hx8k"])
 def test_presets_load_and_round_trip(name, tmp_path):
     cfg = HwConfig.preset(name)
     assert HwConfig.from_json(cfg.to_json()) == cfg

@@ -135,7 +135,7 @@ def test_presets_run_a_resnet_layer():
     rng = np.random.default_rng(1)
     layer = make_layer(rng, "conv2d", 1, 64, 64, 14, 3, 1, 1, 2, 2)
     codes = rng.integers(0, 4, layer.input_shape).astype(np.uint8)
-    for name in ("pynq_z1", "ultrascale_plus"):
+    for name in ("pynq_z1", "ultrascale_plus", "ice40_hx8k"):
         program = compile_layer(layer, HwConfig.preset(name))
         np.testing.assert_array_equal(run_program(program, codes), reference_acc(layer, codes, program.params))
 

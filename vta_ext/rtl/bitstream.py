@@ -11,7 +11,8 @@ part, timing-driven at the config's ``clock_mhz``, and writes into ``out_dir``:
 
 A stage that fails raises ``BitstreamError`` naming the stage (``synthesis``, ``placement``,
 ``timing``, ``packing``) and the numbers: cells needed against the device's, Fmax against the
-clock. ``run_ice40_flow`` is the same flow for any top module (tests use the small GEMM harness).
+clock. ``run_ice40_flow`` is the same flow for any top module (tests use the small GEMM harness);
+``unpack_bitstream`` reads a ``core.bin`` back with ``icepack -u``.
 """
 
 from __future__ import annotations
@@ -161,3 +162,16 @@ def build_bitstream(cfg, out_dir, seed=1, timeout_s=3600.0, mem_mb=4096):
     report["config"] = cfg.name
     (Path(out_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
+
+
+def unpack_bitstream(bin_path, timeout_s=120.0):
+    """Read ``core.bin`` back with ``icepack -u`` (into ``<name>.unpacked.asc`` beside it): ``{"device",
+    "logic_tiles"}`` of the unpacked text bitstream; ``BitstreamError`` (stage ``read-back``) if icepack cannot."""
+    path = Path(bin_path)
+    back = path.with_suffix(".unpacked.asc")
+    run = run_bounded([find_tool("icepack"), "-u", path.name, back.name], cwd=path.parent, timeout_s=timeout_s)
+    if run.returncode != 0 or not back.is_file():
+        raise BitstreamError("read-back", f"icepack -u {path} exit {run.returncode}:\n{run.tail()}")
+    text = back.read_text()
+    device = re.search(r"^\.device (\S+)", text, re.M)
+    return {"device": device.group(1) if device else None, "logic_tiles": text.count(".logic_tile")}

@@ -11,9 +11,8 @@ from tvm_qnn.errors import HwConfigError, RemoteError
 pytestmark = pytest.mark.rtl
 
 
-@pytest.fixture(scope="module")
-def fpga_model():
-    """A PTQ w2a2 tiny CNN compiled for the default fpga preset, and one input."""
+def _tiny_w2a2(target):
+    """A PTQ w2a2 tiny CNN compiled for ``target``, and one input."""
     import torch
 
     import tvm_qnn
@@ -26,7 +25,13 @@ def fpga_model():
     batches = [(models.example_input("tiny_cnn", batch=8, seed=s), torch.zeros(8, dtype=torch.long)) for s in range(2)]
     recipe = ptq(model, batches, w_bits=2, a_bits=2, batches=2, model_name="tiny_cnn")
     mod, params = tvm_qnn.from_torch(model, x)
-    return tvm_qnn.compile(tvm_qnn.quantize(mod, params, recipe), target="fpga"), x.numpy()
+    return tvm_qnn.compile(tvm_qnn.quantize(mod, params, recipe), target=target), x.numpy()
+
+
+@pytest.fixture(scope="module")
+def fpga_model():
+    """The tiny CNN for the default fpga preset."""
+    return _tiny_w2a2("fpga")
 
 
 def test_backend_names_are_checked():
@@ -51,6 +56,27 @@ def test_model_on_the_rtl_core_equals_the_simulator(fpga_model):
     from vta_ext.backend import set_backend
 
     cm, x = fpga_model
+    expected = cm.run(x)
+    set_backend("rtl")
+    try:
+        got = cm.run(x)
+    finally:
+        set_backend("sim")
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_model_on_the_ice40_rtl_core_equals_the_simulator():
+    """The tiny CNN compiled for the ice40_hx8k preset: its lane-serial core (one GEMM column, one ALU lane, one-byte
+    DMA) runs every accelerator layer in RTL bit-identical to the simulator."""
+    from vta_ext.backend import set_backend
+    from vta_ext.config import HwConfig
+
+    from tvm_qnn.targets.fpga import model_report
+
+    cm, x = _tiny_w2a2(HwConfig.preset("ice40_hx8k"))
+    assert len(model_report(cm).layers) >= 2  # accelerator layers, not all on the host
     expected = cm.run(x)
     set_backend("rtl")
     try:

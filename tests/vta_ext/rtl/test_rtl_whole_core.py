@@ -135,6 +135,28 @@ def test_bitstream_command_names_the_part_problem(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_ice40_preset_bitstream_from_the_command_line(tmp_path):
+    """`tvm-qnn bitstream --hw-config ice40_hx8k`: the whole core placed and routed on the HX8K at the preset's clock
+    (timing met), and icepack -u reads core.bin back as the same 8k device with the same logic tiles."""
+    import sys
+
+    from vta_ext.rtl.bitstream import unpack_bitstream
+
+    out = tmp_path / "ice40"
+    run = subprocess.run([sys.executable, "-m", "tvm_qnn.cli", "bitstream", "--hw-config", "ice40_hx8k", "-o", str(out)],
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    cfg = HwConfig.preset("ice40_hx8k")
+    assert report["timing_met"] and report["fmax_mhz"] >= cfg.clock_mhz == report["clock_mhz"]
+    cells = report["utilisation"]["ICESTORM_LC"]
+    assert 0 < cells["used"] <= cells["available"] == 7680
+    back = unpack_bitstream(out / "core.bin")
+    assert back == {"device": "8k", "logic_tiles": (out / "core.asc").read_text().count(".logic_tile")}
+
+
+@pytest.mark.slow
 def test_bitstream_flow_on_the_gemm_harness(tmp_path):
     """synth_ice40 -> nextpnr -> icepack on a small top; icepack -u reads the bitstream back; timing is met."""
     params = dict(BATCH=1, BLOCK_IN=8, BLOCK_OUT=2, A_BITS=2, W_BITS=2, WEIGHT_MODE=2)
