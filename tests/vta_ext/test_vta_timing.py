@@ -8,7 +8,7 @@ import pytest
 from tvm_qnn.layer import QnnLayer
 from vta_ext.compiler import compile_layer
 from vta_ext.config import HwConfig
-from vta_ext.isa import FinishInsn, GemmInsn, MemInsn, MemScope, Opcode
+from vta_ext.isa import AluInsn, FinishInsn, GemmInsn, MemInsn, MemScope, Opcode
 from vta_ext.sim.timing import DeadlockError, simulate, simulate_program
 
 TINY = HwConfig(max_w_bits=1, lut_entries=2, lut_mode="decode", dma_latency_cycles=32, dma_bytes_per_cycle=8,
@@ -22,11 +22,12 @@ def dense16(a_bits=2):
 
 def test_hand_computed_cycles_of_one_dense_tile():
     report = simulate_program(compile_layer(dense16(), TINY))
-    # compute: LOAD PRM 32 + ceil(16*(2+9) B / 8) = 54 -> 54; LOAD UOP (2 uops, 16 B) 32 + 2 = 34 -> 88
-    # load:    LOAD INP (16 codes x 2 b = 4 B) 33, LOAD WGT (16x16x1 b = 32 B) 36 -> l2c token at 69
-    # compute: GEMM reset 4 + 1 (starts at 88) -> 93; GEMM 4 + 1 step x 2 bits -> 99; ALU BIAS 4 + 1 -> 104
-    # store:   STORE 16 int32 = 64 B: 32 + 8 -> 144; FINISH pops its token: 144 + 1 = 145
-    assert report.cycles == 145
+    # fetch:   word j (24 B at 8 B/clock) queued at 32 + 3 (j + 1); it can start the clock after: 36, 39, 42, ...
+    # compute: LOAD PRM (word 0) 36 + 32 + ceil(16*(2+9) B / 8) = 90; LOAD UOP (2 uops, 16 B) 32 + 2 -> 124
+    # load:    LOAD INP (word 1, 16 codes x 2 b = 4 B) 39 + 33 = 72, LOAD WGT (16x16x1 b = 32 B) + 36 -> l2c at 108
+    # compute: GEMM reset 4 + 1 (starts at 124) -> 129; GEMM 4 + 1 step x 2 bits -> 135; ALU BIAS 4 + 1 -> 140
+    # store:   STORE 16 int32 = 64 B: 140 + 32 + 8 -> 180; FINISH pops its token: 180 + 1 = 181
+    assert report.cycles == 181
     assert report.busy == {"load": 33 + 36, "compute": 54 + 34 + 5 + 6 + 5 + 1, "store": 40}
     assert report.dram_read_bytes == 176 + 4 + 32 + 16 and report.dram_write_bytes == 64
     assert report.macs == 256
@@ -152,3 +153,23 @@ def test_a_lane_serial_core_costs_block_out_clocks_per_reset_step():
     assert reset_steps > 0
     r_serial, r_vector = simulate_program(p_serial), simulate_program(p_vector)
     assert r_serial.gemm_cycles - r_vector.gemm_cycles == reset_steps * (16 - 1)
+
+
+def test_fetch_streams_instruction_words_and_stalls_on_a_full_queue():
+    """No instruction starts before fetch has read its 24-byte word (dma_latency_cycles, then a word per
+    ceil(24 / dma_bytes_per_cycle) clocks). A one-byte-port core has one-entry queues (insn_queue_depth 1): a
+    word for a module whose queue is full waits in fetch, and every word behind it with it."""
+    nops = [AluInsn(uop_bgn=0, uop_end=0)] * 9 + [FinishInsn()]
+    for bpc, word in ((1, 24), (8, 3)):
+        cfg = TINY.replace(dma_bytes_per_cycle=bpc)
+        assert cfg.insn_queue_depth == (1 if bpc == 1 else 64)
+        # each no-op starts the clock after its word is queued and takes 1 clock: the stream is fetch-bound
+        assert simulate(cfg, nops).cycles == 32 + 10 * word + 2
+    one_byte = TINY.replace(dma_bytes_per_cycle=1)
+    acc = MemInsn(opcode=Opcode.LOAD, scope=MemScope.ACC, x_size=4, x_stride=4)  # compute module, 32 + 4*64 clocks
+    inp = MemInsn(opcode=Opcode.LOAD, scope=MemScope.INP, elem_bits=8, x_size=4, x_stride=4)  # load, 32 + 4*16
+    stream = [acc, AluInsn(uop_bgn=0, uop_end=0), AluInsn(uop_bgn=0, uop_end=0), inp, FinishInsn()]
+    # the ACC load starts at 57 (word 0 queued at 32 + 24) and ends at 345; the second no-op's word waits in
+    # fetch until the first no-op starts (345), so the INP load behind it is queued at 345 + 23 (the two
+    # bytes the skid buffer kept) and ends 24 + 96 after 345 instead of running beside the ACC load
+    assert simulate(one_byte, stream).cycles == 345 + 24 + 32 + 4 * 16

@@ -44,7 +44,7 @@ def max_elem_bytes(cfg, a_bits=None, w_bits=None):
                -(-cfg.block_out * cfg.block_in * w_bits // 8))
 
 
-def core_parameters(cfg, queue_depth=64, a_bits=None, w_bits=None, soft_mul=True):
+def core_parameters(cfg, a_bits=None, w_bits=None, soft_mul=True):
     """Verilog parameters of ``qnn_core`` for ``cfg`` (buffer depths in entries at the narrowest packing);
     ``a_bits``/``w_bits`` may build the core narrower than the config's maxima (simulation speed).
     ``soft_mul``: the ALU's multipliers built from adders (what a part without DSP blocks synthesizes; the
@@ -55,7 +55,7 @@ def core_parameters(cfg, queue_depth=64, a_bits=None, w_bits=None, soft_mul=True
             "W_BITS": w_bits, "LUT_MODE": LUT_MODE_PARAM[cfg.lut_mode], "LUT_ENTRIES": cfg.lut_entries,
             "INP_DEPTH": cfg.inp_depth(1), "WGT_DEPTH": cfg.wgt_depth(1), "ACC_DEPTH": cfg.acc_depth,
             "UOP_DEPTH": cfg.uop_depth, "PRM_DEPTH": cfg.prm_depth, "BPC": cfg.dma_bytes_per_cycle,
-            "QDEPTH": queue_depth, "MAXE": maxe, "WR_W": maxe * 8, "ALU_LANES": cfg.alu_lane_count,
+            "QDEPTH": cfg.insn_queue_depth, "MAXE": maxe, "WR_W": maxe * 8, "ALU_LANES": cfg.alu_lane_count,
             "SOFT_MUL": int(soft_mul), "MUL_CLOCKS": cfg.alu_mul_cycles,
             "GEMM_LANES": cfg.gemm_out_lane_count}
 
@@ -77,9 +77,9 @@ def _read_bytes_hex(path, size):
     return np.array(values[:size], dtype=np.uint8)
 
 
-def run_core(cfg, insns, dram, simulator="iverilog", workdir=None, timeout_s=600.0, queue_depth=64):
-    """Run ``insns`` (ending in FINISH) on ``dram`` in the RTL; returns ``(dram after, cycles)``.
-    ``queue_depth``: entries per instruction queue (``core_synth.QUEUE_DEPTH`` is what a part synthesizes)."""
+def run_core(cfg, insns, dram, simulator="iverilog", workdir=None, timeout_s=600.0):
+    """Run ``insns`` (ending in FINISH) on ``dram`` in the RTL; returns ``(dram after, cycles)``. The core has
+    ``cfg.insn_queue_depth`` entries per instruction queue, as synthesized."""
     insns = list(insns)
     n = next((i + 1 for i, insn in enumerate(insns) if isinstance(insn, isa.FinishInsn)), None)
     if n is None:
@@ -90,7 +90,7 @@ def run_core(cfg, insns, dram, simulator="iverilog", workdir=None, timeout_s=600
     image[: dram.size] = dram
     image[base:] = stream
     narrow = stream_core_params(cfg, insns[:n])  # the widest bits the stream uses: a smaller core simulates faster
-    params = dict(core_parameters(cfg, queue_depth=queue_depth, a_bits=narrow.a_bits, w_bits=narrow.w_bits),
+    params = dict(core_parameters(cfg, a_bits=narrow.a_bits, w_bits=narrow.w_bits),
                   LATENCY=cfg.dma_latency_cycles, DRAM_BYTES=image.size, INSN_BASE=base,
                   INSN_COUNT=n)
     key = (simulator, tuple(sorted(params.items())))
@@ -140,11 +140,11 @@ class CoreReport:
         return self
 
 
-def cosim_core(cfg, insns, dram, simulator="iverilog", workdir=None, queue_depth=64):
+def cosim_core(cfg, insns, dram, simulator="iverilog", workdir=None):
     """Both sides on the same image: ``(CoreReport, sim_dram, rtl_dram)``."""
     sim_dram = dram.copy()
     functional.run_stream(cfg, insns, sim_dram)
-    rtl_dram, cycles = run_core(cfg, insns, dram.copy(), simulator, workdir, queue_depth=queue_depth)
+    rtl_dram, cycles = run_core(cfg, insns, dram.copy(), simulator, workdir)
     model = timing.simulate(cfg, insns).cycles
     equal = bool(np.array_equal(sim_dram, rtl_dram))
     first = ""
@@ -154,8 +154,8 @@ def cosim_core(cfg, insns, dram, simulator="iverilog", workdir=None, queue_depth
     return CoreReport(cfg.name, cycles, model, equal, first), sim_dram, rtl_dram
 
 
-def cosim_core_program(program, act_codes, simulator="iverilog", queue_depth=64):
+def cosim_core_program(program, act_codes, simulator="iverilog"):
     """A compiled layer on the whole core: ``(CoreReport, sim_output, rtl_output)``."""
     dram = program.load_input(act_codes)
-    report, sim_dram, rtl_dram = cosim_core(program.config, program.insns, dram, simulator, queue_depth=queue_depth)
+    report, sim_dram, rtl_dram = cosim_core(program.config, program.insns, dram, simulator)
     return report, program.read_output(sim_dram), program.read_output(rtl_dram)

@@ -40,12 +40,6 @@ from vta_ext.rtl.cosim import isa_header
 from vta_ext.rtl.synth import SynthResult, synthesize
 from vta_ext.rtl.tools import tool_version
 
-# instruction queue entries per module in the synthesized core: 64 (what the co-simulation
-# builds by default) on Xilinx, where a 192-bit x 64 queue is three BRAM36 halves; 1 on iCE40,
-# where a deep queue would take 12 of the HX8K's 32 EBRs, and one entry (a register, no read
-# multiplexer) costs 418 LUT4 and 379 FF less than 2 on the smallest core for at most 0.2 % more cycles on the
-# co-simulated layers (7,026 against 7,012 on a 10 -> 12 channel 3x3 layer; equal on two others)
-QUEUE_DEPTH = {"xilinx": 64, "ice40": 1}
 # LUTs of a SLICEM per Xilinx LUT-RAM / shift-register cell
 _LUTRAM_LUTS = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
                 "RAM128X1D": 4, "RAM256X1S": 4, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "SRL16E": 1,
@@ -61,10 +55,11 @@ def _part_of(cfg, part=None):
 
 def synthesis_parameters(cfg, part=None):
     """``qnn_core`` parameters of the synthesized core: buffer depths hold the configured bytes at the widest
-    bits; ``part`` (default ``cfg.part``) picks the instruction queue depth, and whether the ALU's multipliers
-    are built from adders (a part without DSP blocks) or left to the tool's DSP mapping."""
+    bits; ``part`` (default ``cfg.part``) picks whether the ALU's multipliers are built from adders (a part
+    without DSP blocks) or left to the tool's DSP mapping. The instruction queues have
+    ``cfg.insn_queue_depth`` entries."""
     target = _part_of(cfg, part)
-    params = core_parameters(cfg, queue_depth=QUEUE_DEPTH[target.family], soft_mul=not target.dsp)
+    params = core_parameters(cfg, soft_mul=not target.dsp)
     params["INP_DEPTH"] = cfg.inp_depth(cfg.max_a_bits)
     params["WGT_DEPTH"] = cfg.wgt_depth(cfg.max_w_bits)
     return params

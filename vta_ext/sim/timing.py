@@ -21,6 +21,12 @@ Costs (cycles; every constant comes from the ``HwConfig``):
   for ``MUL`` and ``REQUANT`` (a serial multiplier holds each pass that many clocks) and
   ``cfg.alu_passes`` for the others (1 unless the core has fewer ALU lanes than output elements).
 * FINISH: 1.
+
+No instruction starts before it is fetched: the stream's words arrive one per
+``ceil(INSN_BYTES / dma_bytes_per_cycle)`` clocks after ``dma_latency_cycles``, and a word whose
+module queue is full (``cfg.insn_queue_depth``: one entry on the one-byte-port cores) holds up
+fetch until that module pops (``_Fetch``). On a small layer of the one-byte iCE40 core the fetch
+is most of the time.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from dataclasses import dataclass, field
 
 from tvm_qnn.errors import QnnError
 
-from ..isa import AluOp, FinishInsn, GemmInsn, MemInsn, MemScope, Module, Opcode, describe
+from ..isa import INSN_BYTES, AluOp, FinishInsn, GemmInsn, MemInsn, MemScope, Module, Opcode, describe
 
 # token FIFOs by (from module, to module)
 _QUEUES = {(Module.LOAD, Module.COMPUTE): "l2c", (Module.COMPUTE, Module.LOAD): "c2l",
@@ -127,6 +133,45 @@ def _pushes(module, insn):
     return out
 
 
+class _Fetch:
+    """When each instruction word reaches its module's queue (``pushed``, a clock; the module can start it
+    the clock after). Fetch reads the stream in order, ``ceil(INSN_BYTES / dma_bytes_per_cycle)``
+    clocks a word after ``dma_latency_cycles``; a word whose queue is full (``insn_queue_depth``
+    entries) waits in the fetch register, and the words behind it with it, until the module starts
+    the instruction that many places earlier (a queue takes the word the clock after that pop).
+    While a word waits, the one-byte engine keeps two bytes of the next word (``qnn_core``'s skid
+    buffer)."""
+
+    SKID_BYTES = 2
+
+    def __init__(self, cfg, insns):
+        self.cfg, self.insns = cfg, insns
+        self.word = math.ceil(INSN_BYTES / cfg.dma_bytes_per_cycle)
+        self.after_wait = max(self.word - self.SKID_BYTES // cfg.dma_bytes_per_cycle, 1)
+        self.started = {}  # position -> start clock
+        self.times = []  # push clock of each word fetched so far, in stream order
+        self.earlier = []  # position of the instruction insn_queue_depth places earlier in the same module
+        seen = {m: [] for m in Module}
+        for position, insn in enumerate(insns):
+            mine = seen[insn.module]
+            self.earlier.append(mine[-cfg.insn_queue_depth] if len(mine) >= cfg.insn_queue_depth else None)
+            mine.append(position)
+
+    def pushed(self, position):
+        """The push clock of word ``position``, or None while a full queue ahead of it has not been popped."""
+        while len(self.times) <= position:
+            j = len(self.times)
+            streamed = self.cfg.dma_latency_cycles + (j + 1) * self.word
+            ready = streamed if j == 0 else max(streamed, self.times[-1] + self.after_wait)
+            earlier = self.earlier[j]
+            if earlier is not None:
+                if earlier not in self.started:
+                    return None
+                ready = max(ready, self.started[earlier] + 1)
+            self.times.append(ready)
+        return self.times[position]
+
+
 def simulate(cfg, insns) -> TimingReport:
     """Cycle count of ``insns`` on ``cfg``; raises :class:`DeadlockError` for a stream that would hang."""
     queues = {m: deque() for m in Module}
@@ -144,6 +189,7 @@ def simulate(cfg, insns) -> TimingReport:
                 if name is None:
                     raise QnnError(f"instruction {position} ({describe(insn)}) uses a dependency flag that has no "
                                    f"queue on the {module.name.lower()} module")
+    fetch = _Fetch(cfg, insns[:sum(len(q) for q in queues.values())])
     progress = True
     while progress and any(queues.values()):
         progress = False
@@ -153,7 +199,11 @@ def simulate(cfg, insns) -> TimingReport:
                 needed = _pops(module, insn)
                 if any(len(tokens[name]) < needed.count(name) for name in set(needed)):
                     break
-                start = max([free_at[module]] + [tokens[name].popleft() for name in needed])
+                queued = fetch.pushed(position)
+                if queued is None:  # fetch is stalled on a full queue ahead of this word
+                    break
+                start = max([free_at[module], queued + 1] + [tokens[name].popleft() for name in needed])
+                fetch.started[position] = start
                 cost = insn_cycles(cfg, insn)
                 end = start + cost
                 free_at[module], busy[module] = end, busy[module] + cost
@@ -176,6 +226,8 @@ def simulate(cfg, insns) -> TimingReport:
             if queues[module]:
                 position, insn = queues[module][0]
                 waits = [name for name in set(_pops(module, insn)) if len(tokens[name]) < _pops(module, insn).count(name)]
+                if not waits:
+                    waits = [f"its fetch (instruction queues of {cfg.insn_queue_depth} entries)"]
                 blocked.append(f"{module.name.lower()} at instruction {position} ({describe(insn)}) waits for "
                                f"{'/'.join(waits)}")
         raise DeadlockError("instruction stream deadlocks: " + "; ".join(blocked))
