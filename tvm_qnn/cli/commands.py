@@ -95,15 +95,18 @@ def _serve_arguments(parser):
                         help="register the accelerator runtime for this hardware config "
                              "(preset name such as pynq_z1, or a JSON path)")
     parser.add_argument("--rtl", action="store_true",
-                        help="with --fpga: run accelerator layers on the whole core's RTL (iverilog) "
-                             "instead of the functional simulator")
+                        help="with --fpga: run accelerator layers on the whole core's RTL instead of the "
+                             "functional simulator")
+    parser.add_argument("--rtl-simulator", choices=("iverilog", "verilator"), default="iverilog",
+                        help="with --rtl: the RTL simulator (verilator compiles the core once, then runs "
+                             "several times faster; default %(default)s)")
 
 
 def _serve(args):
     from tvm_qnn.rpc.board import serve
 
     serve(args.host, args.port, tracker=args.tracker, key=args.key, fpga_config=args.fpga,
-          port_end=args.port_end, silent=not args.debug, rtl=args.rtl)
+          port_end=args.port_end, silent=not args.debug, rtl=args.rtl, rtl_simulator=args.rtl_simulator)
     return None
 
 

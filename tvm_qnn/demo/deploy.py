@@ -9,7 +9,11 @@ import         ``from_torch`` + ``quantize`` with the QAT recipe -> ``qmod``, ``
 compile_cpu    compiled (bit-serial ``cpu``) vs torch fake-quant on the test set -> ``cpu_eval``
 speed          batch-1 latency of the ``cpu`` build vs PyTorch fp32 -> ``speed``
 fpga           ``fpga`` in the simulator vs ``cpu`` integer-only (identical) and float ``cpu``: accuracy,
-               cycles, fps, resources -> ``fpga``
+               cycles, fps, the fit check on the preset's part -> ``fpga``
+bitstream      the ``ice40_hx8k`` preset's core through yosys, nextpnr-ice40 and icepack, read back
+               with ``icepack -u`` -> ``bitstream``
+rtl_board      one image through a board running that core's RTL (``serve --rtl``, verilator) vs
+               the simulator, bit for bit -> ``rtl_board``
 export         ``cpu`` and ``fpga`` exports under ``<out>/export-*`` -> ``export_dirs``
 rpc            tracker + cpu board + fpga board on 127.0.0.1, remote runs compared bit for bit -> ``rpc``
 pretrained     EfficientNet-Lite1 (ImageNet) w8a8 PTQ on ``cpu`` vs fp32 (``tvm_qnn.demo.pretrained``)
@@ -73,6 +77,68 @@ def step_fpga(state, options):
                               hw_config="pynq_z1", cpu_target="cpu", progress=True)
 
 
+def step_bitstream(state, options):
+    """The ice40_hx8k preset's whole core: fit check, then yosys -> nextpnr-ice40 -> icepack (a few minutes)."""
+    from vta_ext.config import HwConfig
+    from vta_ext.fit import utilisation
+    from vta_ext.rtl.bitstream import build_bitstream, unpack_bitstream
+
+    from tvm_qnn.targets.fpga import format_fit
+
+    cfg = HwConfig.preset("ice40_hx8k")
+    print(f"fit check {cfg.name}: {format_fit(utilisation(cfg))}")
+    directory = os.path.join(options.out_dir, "bitstream-ice40_hx8k")
+    print(f"synthesis, place and route at {cfg.clock_mhz:g} MHz into {directory} ...", flush=True)
+    report = build_bitstream(cfg, directory)
+    cells = report["utilisation"]["ICESTORM_LC"]
+    state["bitstream"] = dict(config=cfg.name, part=cfg.part, fmax_mhz=report["fmax_mhz"], clock_mhz=cfg.clock_mhz,
+                              logic_cells=cells["used"], cells_available=cells["available"],
+                              bitstream_bytes=report["bitstream_bytes"],
+                              read_back=bool(unpack_bitstream(os.path.join(directory, "core.bin"))))
+    print(f"{directory}/core.bin: Fmax {report['fmax_mhz']:.2f} MHz (clock {cfg.clock_mhz:g} MHz), "
+          f"{cells['used']:,} / {cells['available']:,} logic cells")
+
+
+def step_rtl_board(state, options):
+    """One test image through an RPC board that runs the ice40_hx8k preset's whole core in RTL
+    (``serve --fpga ice40_hx8k --rtl``, verilator): the remote output equals the simulator's bit for bit."""
+    import numpy as np
+
+    from tvm_qnn import rpc
+    from tvm_qnn.compiler import compile as compile_model
+    from tvm_qnn.errors import HwConfigError
+    from tvm_qnn.frontend import from_torch
+    from tvm_qnn.quantize import quantize
+    from vta_ext.config import HwConfig
+
+    x = state["test_images"][:1]
+    mod, params = from_torch(state["float_model"], x)  # batch 1: every image costs RTL clocks
+    try:
+        model = compile_model(quantize(mod, params, state["recipe"]), target=HwConfig.preset("ice40_hx8k"))
+    except HwConfigError as err:  # a recipe wider than the core's 2 bits
+        print(f"skipped: {err}")
+        return
+    directory = os.path.join(options.out_dir, "export-fpga-ice40_hx8k")
+    model.export(directory)
+    logs = os.path.join(options.out_dir, "rpc-logs")
+    os.makedirs(logs, exist_ok=True)
+    tracker = rpc.start_tracker(log_path=os.path.join(logs, "rtl-tracker.log"))
+    board = None
+    try:
+        print("board: serve --fpga ice40_hx8k --rtl --rtl-simulator verilator (compiles the core once) ...", flush=True)
+        board = rpc.start_board(tracker.address, "fpga-rtl", fpga_config="ice40_hx8k", rtl=True,
+                                rtl_simulator="verilator", log_path=os.path.join(logs, "rtl-board.log"))
+        result = rpc.remote(directory, tracker.address, "fpga-rtl", inputs=x, timeout_s=1800, number=1, repeat=1)
+    finally:
+        if board is not None:
+            board.stop()
+        tracker.stop()
+    identical = bool(np.array_equal(result.output, model.run(x)))
+    state["rtl_board"] = {"identical": identical, "seconds": result.mean_ms / 1e3}
+    print(f"one image on the ice40_hx8k RTL core behind RPC: {result.mean_ms / 1e3:.1f} s, output bit-identical "
+          f"to the simulator: {identical}")
+
+
 def step_export(state, options):
     from tvm_qnn.compiler import compile as compile_model
 
@@ -95,6 +161,8 @@ def step_rpc(state, options):
 
 
 def step_summary(state, options):
+    from tvm_qnn.targets.fpga import format_fit
+
     rows = [("fp32 accuracy (torch)", f"{100 * state['fp32_acc']:.2f}%")]
     rows.append((f"{options.tag} accuracy (torch fake-quant)", f"{100 * state['quant_acc']:.2f}%"))
     rows.append(("BOPs per image", f"{state['bops_fp32'].total / 1e9:.3f} G fp32 -> "
@@ -109,7 +177,6 @@ def step_summary(state, options):
                      f"{sp['torch_ms_1t']:.3f} ms ({sp['speedup_1t']:.2f}x)"))
     if "fpga" in state:
         fp = state["fpga"]
-        res = fp["resources"]
         rows.append(("fpga accuracy (simulated, integer-only)", f"{100 * fp['fpga_top1']:.2f}% on {fp['images']} "
                      f"images; cpu integer-only {100 * fp['cpu_integer_top1']:.2f}% (top-1 agreement "
                      f"{100 * fp['agreement']:.2f}%, outputs bit-identical: {fp['outputs_identical']})"))
@@ -117,13 +184,22 @@ def step_summary(state, options):
                      f"{100 * fp['float_agreement']:.2f}% (int8 LUT + fixed-point requant move some codes)"))
         rows.append((f"fpga {fp['config']}", f"{fp['latency_ms']:.3f} ms per batch of {fp['batch']}, "
                      f"{fp['fps']:.0f} fps (accelerator layers)"))
-        rows.append(("fpga resources (estimate)", f"{res['luts']:,} LUT, {res['ffs']:,} FF, {res['bram36']} BRAM36, "
-                     f"{res['dsps']} DSP, {res['power_w']:.2f} W"))
+        if fp.get("fit"):
+            rows.append(("fpga fit check", format_fit(fp["fit"])))
+    if "bitstream" in state:
+        bs = state["bitstream"]
+        rows.append((f"bitstream {bs['config']}", f"{bs['part']}: Fmax {bs['fmax_mhz']:.2f} MHz at a {bs['clock_mhz']:g} "
+                     f"MHz clock, {bs['logic_cells']:,} / {bs['cells_available']:,} logic cells, "
+                     f"{bs['bitstream_bytes']:,}-byte core.bin read back by icepack -u: {bs['read_back']}"))
     if "pretrained" in state:
         pt = state["pretrained"]
         rows.append(("EfficientNet-Lite1 w8a8 PTQ (cpu)", f"top-1 agreement with fp32 "
                      f"{100 * pt['compiled']['cpu']['agreement']:.1f}% on {pt['crops']} photo crops (bias correction; "
                      f"without: {100 * pt['twin']['plain']['agreement']:.1f}% in torch); {pt['cpu_ms']:.1f} ms per crop"))
+    if "rtl_board" in state:
+        rb = state["rtl_board"]
+        rows.append(("rpc fpga-rtl board (ice40_hx8k RTL)", f"one image in {rb['seconds']:.1f} s; output bit-identical "
+                     f"to the simulator: {rb['identical']}"))
     for item in state.get("rpc", []):
         rows.append((f"rpc {item['key']} board", f"{item['mean_ms']:.3f} ms ± {item['std_ms']:.3f}; output "
                      f"bit-identical to local: {item['identical']}"))
@@ -138,4 +214,4 @@ def step_summary(state, options):
 
 
 STEPS = [("import", step_import), ("compile_cpu", step_compile_cpu), ("speed", step_speed), ("fpga", step_fpga),
-         ("export", step_export), ("rpc", step_rpc), ("summary", step_summary)]
+         ("bitstream", step_bitstream), ("rtl_board", step_rtl_board), ("export", step_export), ("rpc", step_rpc), ("summary", step_summary)]

@@ -181,7 +181,8 @@ def start_tracker(host: str = LOOPBACK, port: int | None = None, timeout_s: floa
 
 def start_board(tracker, key: str, host: str = LOOPBACK, port: int | None = None,
                 fpga_config: str | None = None, timeout_s: float = 180.0,
-                log_path: Path | None = None, wait: bool = True, rtl: bool = False) -> ServiceProcess:
+                log_path: Path | None = None, wait: bool = True, rtl: bool = False,
+                rtl_simulator: str = "iverilog") -> ServiceProcess:
     """Start a board (``python -m tvm_qnn serve``) registered at ``tracker`` under ``key``.
 
     With ``wait`` it returns once the tracker lists the board, so a following request for
@@ -194,7 +195,7 @@ def start_board(tracker, key: str, host: str = LOOPBACK, port: int | None = None
     if fpga_config is not None:
         argv += ["--fpga", str(fpga_config)]
     if rtl:  # accelerator layers on the whole core's RTL (serve --rtl)
-        argv += ["--rtl"]
+        argv += ["--rtl", "--rtl-simulator", rtl_simulator]
     service = ServiceProcess("board", host, chosen, _spawn(argv, log_path), key=key,
                              log_path=log_path)
     if wait:

@@ -127,12 +127,14 @@ def _register_board_functions(fpga_config: str | None) -> None:
 
 
 def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | None = None,
-          port_end: int | None = None, silent: bool = True, rtl: bool = False) -> None:
+          port_end: int | None = None, silent: bool = True, rtl: bool = False,
+          rtl_simulator: str = "iverilog") -> None:
     """Run a board until terminated: TVM's RPC server, registered at ``tracker`` under ``key``.
 
     ``tracker`` is ``"HOST:PORT"``/``(host, port)`` or None (clients then connect directly).
     With ``fpga_config`` (preset name or JSON path) the accelerator runtime is registered too;
-    ``rtl`` runs its layers on the whole core's RTL (``vta_ext.backend``) instead of the simulator.
+    ``rtl`` runs its layers on the whole core's RTL (``vta_ext.backend``, in ``rtl_simulator``: iverilog or
+    verilator) instead of the simulator.
     """
     from tvm.rpc.server import PopenRPCServerState
 
@@ -151,7 +153,7 @@ def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | 
             raise RemoteError("serve --rtl runs the accelerator's RTL: it needs --fpga CONFIG")
         from vta_ext.backend import set_backend
 
-        set_backend("rtl")
+        set_backend("rtl", simulator=rtl_simulator)
     _register_board_functions(fpga_config)
     try:
         # TVM's own server loop (what rpc.Server runs in a PopenWorker), run in this process so
@@ -167,7 +169,8 @@ def serve(host: str, port: int, tracker=None, key: str = "", fpga_config: str | 
     # the stopper (tvm_qnn.rpc.stop_process_tree) ends by PID
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     registered = f", registered at {tracker_addr[0]}:{tracker_addr[1]}" if tracker_addr else ""
-    accelerator = f", accelerator {fpga_config}{' (RTL core)' if rtl else ''}" if fpga_config is not None else ""
+    core = f" (RTL core, {rtl_simulator})" if rtl else ""
+    accelerator = f", accelerator {fpga_config}{core}" if fpga_config is not None else ""
     print(f"tvm-qnn board serving on {host}:{state.port} key {key!r}{registered}{accelerator}",
           file=sys.stderr, flush=True)
     state.thread.join()

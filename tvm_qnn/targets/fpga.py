@@ -155,15 +155,16 @@ def fpga_demo(qmod, images, labels, hw_config=DEFAULT_PRESET, cpu_target="cpu", 
     """The demo step: compile ``qmod`` for the accelerator, run it in the simulator, check it against
     the CPU's integer-only build (``compile(..., integer_only=True)``: outputs must be identical) and
     print accuracy next to the float ``cpu`` path's, simulated cycles, latency/fps at the core's
-    clock and the resource estimate.
+    clock and the core on its part (``vta_ext.fit.utilisation``: measured whole-core synthesis where
+    committed, else the resource model).
 
     Returns a dict with ``fpga_top1``, ``cpu_integer_top1``, ``agreement`` (top-1 agreement of fpga
     and cpu integer-only: 1.0 unless something is broken), ``outputs_identical``, ``cpu_top1`` and
     ``float_agreement`` (the float-contract ``cpu`` path and its top-1 agreement with fpga: int8
     LUT rounding and fixed-point requant move some codes), ``cycles_per_batch, latency_ms, fps,
-    gops, resources``.
+    gops, fit`` (``None`` for a config that names no part).
     """
-    from vta_ext.resources import estimate
+    from vta_ext.fit import utilisation
 
     from tvm_qnn.compiler import compile as compile_model
 
@@ -176,8 +177,7 @@ def fpga_demo(qmod, images, labels, hw_config=DEFAULT_PRESET, cpu_target="cpu", 
     fpga_out, integer_out, float_out = (_outputs(model, images) for model in (fpga, cpu_integer, cpu))
     fpga_classes, integer_classes, cpu_classes = (out.argmax(1) for out in (fpga_out, integer_out, float_out))
     report = model_report(fpga)
-    bits = max((row.w_bits for row in report.layers), default=config.max_w_bits)
-    resources = estimate(config, w_bits=bits)
+    fit = utilisation(config) if config.part else None
     result = {
         "fpga_top1": float((fpga_classes == labels).mean()),
         "cpu_integer_top1": float((integer_classes == labels).mean()),
@@ -186,7 +186,7 @@ def fpga_demo(qmod, images, labels, hw_config=DEFAULT_PRESET, cpu_target="cpu", 
         "cpu_top1": float((cpu_classes == labels).mean()),
         "float_agreement": float((fpga_classes == cpu_classes).mean()), "images": int(len(labels)),
         "cycles_per_batch": report.cycles, "batch": report.batch, "latency_ms": report.latency_ms,
-        "fps": report.fps, "gops": report.gops, "resources": resources.as_dict(), "config": config.name,
+        "fps": report.fps, "gops": report.gops, "fit": fit, "config": config.name,
     }
     if progress:
         print(report.table())
@@ -194,8 +194,14 @@ def fpga_demo(qmod, images, labels, hw_config=DEFAULT_PRESET, cpu_target="cpu", 
               f"cpu integer-only {result['cpu_integer_top1']:.4f} (top-1 agreement {result['agreement']:.4f}, "
               f"outputs bit-identical: {result['outputs_identical']}); cpu float contract {result['cpu_top1']:.4f} "
               f"(top-1 agreement with fpga {result['float_agreement']:.4f})")
-        r = result["resources"]
         print(f"core {config.name}: {report.cycles} cycles per batch of {report.batch} -> {report.latency_ms:.3f} ms, "
-              f"{report.fps:.0f} fps at {config.clock_mhz:g} MHz (accelerator layers); estimate {r['luts']:,} LUT, "
-              f"{r['ffs']:,} FF, {r['bram36']} BRAM36, {r['dsps']} DSP, {r['power_w']:.2f} W")
+              f"{report.fps:.0f} fps at {config.clock_mhz:g} MHz (accelerator layers)")
+        if fit:
+            print(f"fit check: {format_fit(fit)}")
     return result
+
+
+def format_fit(fit):
+    """One line of ``vta_ext.fit.utilisation``: each resource needed / the part's, and the figures' source."""
+    return (f"on {fit['part']} ({fit['source']}): "
+            + ", ".join(f"{r.upper()} {fit[r]['need']:,} / {fit[r]['capacity']:,}" for r in ("lut", "ff", "bram", "dsp")))

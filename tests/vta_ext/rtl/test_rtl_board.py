@@ -103,5 +103,5 @@ def test_remote_run_on_an_rtl_board_equals_the_simulator(fpga_model, tmp_path):
         if board is not None:
             board.stop()
         tracker.stop()
-    assert "(RTL core)" in (tmp_path / "board.log").read_text()
+    assert "(RTL core, iverilog)" in (tmp_path / "board.log").read_text()
     assert np.array_equal(result.output, cm.run(x))
