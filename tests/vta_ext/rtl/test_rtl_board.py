@@ -51,39 +51,35 @@ def test_serve_rtl_needs_an_accelerator_config():
         serve("127.0.0.1", 1, rtl=True)
 
 
-@pytest.mark.slow
-def test_model_on_the_rtl_core_equals_the_simulator(fpga_model):
+def _assert_rtl_run_equals_the_simulator(cm, x, simulator):
     from vta_ext.backend import set_backend
 
-    cm, x = fpga_model
     expected = cm.run(x)
-    set_backend("rtl")
+    set_backend("rtl", simulator=simulator)
     try:
         got = cm.run(x)
     finally:
         set_backend("sim")
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.slow
+def test_model_on_the_rtl_core_equals_the_simulator(fpga_model):
+    _assert_rtl_run_equals_the_simulator(*fpga_model, "iverilog")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_model_on_the_ice40_rtl_core_equals_the_simulator():
     """The tiny CNN compiled for the ice40_hx8k preset: its lane-serial core (one GEMM column, one ALU lane, one-byte
-    DMA) runs every accelerator layer in RTL bit-identical to the simulator."""
-    from vta_ext.backend import set_backend
+    DMA) runs every accelerator layer in RTL (verilator) bit-identical to the simulator."""
     from vta_ext.config import HwConfig
 
     from tvm_qnn.targets.fpga import model_report
 
     cm, x = _tiny_w2a2(HwConfig.preset("ice40_hx8k"))
     assert len(model_report(cm).layers) >= 2  # accelerator layers, not all on the host
-    expected = cm.run(x)
-    set_backend("rtl")
-    try:
-        got = cm.run(x)
-    finally:
-        set_backend("sim")
-    assert np.array_equal(got, expected)
+    _assert_rtl_run_equals_the_simulator(cm, x, "verilator")
 
 
 @pytest.mark.slow
