@@ -37,7 +37,7 @@ def fpga_model():
 def test_backend_names_are_checked():
     from vta_ext.backend import get_backend, set_backend
 
-    with pytest.raises(HwConfigError, match=r"backend 'fpga'.*\['sim', 'rtl'\]"):
+    with pytest.raises(HwConfigError, match=r"backend 'fpga'.*\['sim', 'rtl', 'cosim'\]"):
         set_backend("fpga")
     with pytest.raises(HwConfigError, match="RTL simulator 'xsim'"):
         set_backend("rtl", simulator="xsim")
@@ -101,3 +101,37 @@ def test_remote_run_on_an_rtl_board_equals_the_simulator(fpga_model, tmp_path):
         tracker.stop()
     assert "(RTL core, iverilog)" in (tmp_path / "board.log").read_text()
     assert np.array_equal(result.output, cm.run(x))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("preset", ["ice40_hx8k", "pynq_z1"])
+def test_fashion_mnist_network_cosimulates_layer_by_layer(preset):
+    """The Fashion-MNIST ResNet (w2a2, calibrated on Fashion-MNIST training images) on a test image, every
+    accelerator layer co-simulated on its real activations (backend "cosim", verilator): each layer's DRAM
+    equals the simulator's byte for byte and its RTL cycles are within 5 % of the timing model."""
+    import tvm_qnn
+    from tvm_qnn import data, models
+    from tvm_qnn.targets.fpga import model_report
+    from vta_ext.backend import cosim_reports, set_backend
+    from vta_ext.config import HwConfig
+
+    train, _ = data.load_fashion_mnist(split="train", limit=64)
+    test, _ = data.load_fashion_mnist(split="test", limit=1)
+    model = models.fmnist_resnet().eval()
+    mod, params = tvm_qnn.from_torch(model, test)
+    recipe = tvm_qnn.calibrate(mod, params, np.asarray(train), w_bits=2, a_bits=2, progress=False)
+    cm = tvm_qnn.compile(tvm_qnn.quantize(mod, params, recipe), target=HwConfig.preset(preset))
+    layers = model_report(cm).layers
+    expected = cm.run(np.asarray(test))
+    set_backend("cosim", simulator="verilator")
+    try:
+        got = cm.run(np.asarray(test))
+        reports = cosim_reports()
+    finally:
+        set_backend("sim")
+    assert np.array_equal(got, expected)
+    assert len(reports) == len(layers) >= 6, (len(reports), len(layers))
+    for row, report in zip(layers, reports):
+        assert report.dram_equal, (row.name, report.first_difference)
+        assert abs(report.cycle_ratio - 1) <= 0.05, (row.name, report.rtl_cycles, report.model_cycles)
