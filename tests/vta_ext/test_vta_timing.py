@@ -173,3 +173,16 @@ def test_fetch_streams_instruction_words_and_stalls_on_a_full_queue():
     # fetch until the first no-op starts (345), so the INP load behind it is queued at 345 + 23 (the two
     # bytes the skid buffer kept) and ends 24 + 96 after 345 instead of running beside the ACC load
     assert simulate(one_byte, stream).cycles == 345 + 24 + 32 + 4 * 16
+
+
+def test_a_stream_that_stalls_fetch_behind_its_own_producer_deadlocks_on_one_entry_queues():
+    """The compute module waits for a token the load module pushes, but the load instruction comes after two
+    more compute instructions: with one-entry queues the second waits in fetch behind the blocked first, so the
+    load word is never fetched (the hardware hangs; 64-entry queues take the words and the stream runs)."""
+    load = MemInsn(opcode=Opcode.LOAD, scope=MemScope.INP, elem_bits=8, x_size=1, x_stride=1, push_next=True)
+    stream = [AluInsn(uop_bgn=0, uop_end=0, pop_prev=True), AluInsn(uop_bgn=0, uop_end=0),
+              AluInsn(uop_bgn=0, uop_end=0), load, FinishInsn()]
+    with pytest.raises(DeadlockError, match=r"load at instruction 3 .* waits for its fetch \(instruction queue depth 1\); "
+                                            r"compute at instruction 0 .* waits for l2c"):
+        simulate(TINY.replace(dma_bytes_per_cycle=1), stream)
+    assert simulate(TINY.replace(dma_bytes_per_cycle=2), stream).cycles > 0

@@ -145,7 +145,7 @@ class _Fetch:
     SKID_BYTES = 2
 
     def __init__(self, cfg, insns):
-        self.cfg, self.insns = cfg, insns
+        self.cfg = cfg
         self.word = math.ceil(INSN_BYTES / cfg.dma_bytes_per_cycle)
         self.after_wait = max(self.word - self.SKID_BYTES // cfg.dma_bytes_per_cycle, 1)
         self.started = {}  # position -> start clock
@@ -227,7 +227,7 @@ def simulate(cfg, insns) -> TimingReport:
                 position, insn = queues[module][0]
                 waits = [name for name in set(_pops(module, insn)) if len(tokens[name]) < _pops(module, insn).count(name)]
                 if not waits:
-                    waits = [f"its fetch (instruction queues of {cfg.insn_queue_depth} entries)"]
+                    waits = [f"its fetch (instruction queue depth {cfg.insn_queue_depth})"]
                 blocked.append(f"{module.name.lower()} at instruction {position} ({describe(insn)}) waits for "
                                f"{'/'.join(waits)}")
         raise DeadlockError("instruction stream deadlocks: " + "; ".join(blocked))
