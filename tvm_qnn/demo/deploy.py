@@ -91,10 +91,11 @@ def step_bitstream(state, options):
     print(f"synthesis, place and route at {cfg.clock_mhz:g} MHz into {directory} ...", flush=True)
     report = build_bitstream(cfg, directory)
     cells = report["utilisation"]["ICESTORM_LC"]
+    back = unpack_bitstream(os.path.join(directory, "core.bin"))  # BitstreamError if icepack -u cannot
     state["bitstream"] = dict(config=cfg.name, part=cfg.part, fmax_mhz=report["fmax_mhz"], clock_mhz=cfg.clock_mhz,
                               logic_cells=cells["used"], cells_available=cells["available"],
                               bitstream_bytes=report["bitstream_bytes"],
-                              read_back=bool(unpack_bitstream(os.path.join(directory, "core.bin"))))
+                              read_back=f"{back['device']} device, {back['logic_tiles']:,} logic tiles")
     print(f"{directory}/core.bin: Fmax {report['fmax_mhz']:.2f} MHz (clock {cfg.clock_mhz:g} MHz), "
           f"{cells['used']:,} / {cells['available']:,} logic cells")
 
@@ -190,7 +191,7 @@ def step_summary(state, options):
         bs = state["bitstream"]
         rows.append((f"bitstream {bs['config']}", f"{bs['part']}: Fmax {bs['fmax_mhz']:.2f} MHz at a {bs['clock_mhz']:g} "
                      f"MHz clock, {bs['logic_cells']:,} / {bs['cells_available']:,} logic cells, "
-                     f"{bs['bitstream_bytes']:,}-byte core.bin read back by icepack -u: {bs['read_back']}"))
+                     f"{bs['bitstream_bytes']:,}-byte core.bin, read back by icepack -u as {bs['read_back']}"))
     if "pretrained" in state:
         pt = state["pretrained"]
         rows.append(("EfficientNet-Lite1 w8a8 PTQ (cpu)", f"top-1 agreement with fp32 "
