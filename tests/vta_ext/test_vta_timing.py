@@ -169,10 +169,11 @@ def test_fetch_streams_instruction_words_and_stalls_on_a_full_queue():
     acc = MemInsn(opcode=Opcode.LOAD, scope=MemScope.ACC, x_size=4, x_stride=4)  # compute module, 32 + 4*64 clocks
     inp = MemInsn(opcode=Opcode.LOAD, scope=MemScope.INP, elem_bits=8, x_size=4, x_stride=4)  # load, 32 + 4*16
     stream = [acc, AluInsn(uop_bgn=0, uop_end=0), AluInsn(uop_bgn=0, uop_end=0), inp, FinishInsn()]
-    # the ACC load starts at 57 (word 0 queued at 32 + 24) and ends at 345; the second no-op's word waits in
-    # fetch until the first no-op starts (345), so the INP load behind it is queued at 345 + 23 (the two
-    # bytes the skid buffer kept) and ends 24 + 96 after 345 instead of running beside the ACC load
-    assert simulate(one_byte, stream).cycles == 345 + 24 + 32 + 4 * 16
+    # the ACC load starts at 57 (word 0 queued at 32 + 24) and ends at 345; the first no-op starts then, and
+    # the second no-op's word, which waited in fetch, is queued the clock after (346); the INP load word behind
+    # it assembles in the next 24 clocks (queued at 370, starts at 371) and ends at 371 + 32 + 4 * 16 instead
+    # of running beside the ACC load
+    assert simulate(one_byte, stream).cycles == 371 + 32 + 4 * 16
 
 
 def test_a_stream_that_stalls_fetch_behind_its_own_producer_deadlocks_on_one_entry_queues():

@@ -139,15 +139,13 @@ class _Fetch:
     clocks a word after ``dma_latency_cycles``; a word whose queue is full (``insn_queue_depth``
     entries) waits in the fetch register, and the words behind it with it, until the module starts
     the instruction that many places earlier (a queue takes the word the clock after that pop).
-    While a word waits, the one-byte engine keeps two bytes of the next word (``qnn_core``'s skid
-    buffer)."""
-
-    SKID_BYTES = 2
+    The next word assembles in the fetch register a beat per clock from the clock the one before
+    it is taken, so it is queued a word's clocks later at the earliest (bytes the engine's skid
+    buffer read ahead while it waited do not enter it faster)."""
 
     def __init__(self, cfg, insns):
         self.cfg = cfg
         self.word = math.ceil(INSN_BYTES / cfg.dma_bytes_per_cycle)
-        self.after_wait = max(self.word - self.SKID_BYTES // cfg.dma_bytes_per_cycle, 1)
         self.started = {}  # position -> start clock
         self.times = []  # push clock of each word fetched so far, in stream order
         self.earlier = []  # position of the instruction insn_queue_depth places earlier in the same module
@@ -162,7 +160,7 @@ class _Fetch:
         while len(self.times) <= position:
             j = len(self.times)
             streamed = self.cfg.dma_latency_cycles + (j + 1) * self.word
-            ready = streamed if j == 0 else max(streamed, self.times[-1] + self.after_wait)
+            ready = streamed if j == 0 else max(streamed, self.times[-1] + self.word)
             earlier = self.earlier[j]
             if earlier is not None:
                 if earlier not in self.started:
