@@ -103,13 +103,11 @@ def step_bitstream(state, options):
 def step_rtl_board(state, options):
     """One test image through an RPC board that runs the ice40_hx8k preset's whole core in RTL
     (``serve --fpga ice40_hx8k --rtl``, verilator): the remote output equals the simulator's bit for bit."""
-    import numpy as np
-
-    from tvm_qnn import rpc
     from tvm_qnn.compiler import compile as compile_model
     from tvm_qnn.errors import HwConfigError
     from tvm_qnn.frontend import from_torch
     from tvm_qnn.quantize import quantize
+    from tvm_qnn.rpc import demo_remote_run
     from vta_ext.config import HwConfig
 
     x = state["test_images"][:1]
@@ -121,23 +119,12 @@ def step_rtl_board(state, options):
         return
     directory = os.path.join(options.out_dir, "export-fpga-ice40_hx8k")
     model.export(directory)
-    logs = os.path.join(options.out_dir, "rpc-logs")
-    os.makedirs(logs, exist_ok=True)
-    tracker = rpc.start_tracker(log_path=os.path.join(logs, "rtl-tracker.log"))
-    board = None
-    try:
-        print("board: serve --fpga ice40_hx8k --rtl --rtl-simulator verilator (compiles the core once) ...", flush=True)
-        board = rpc.start_board(tracker.address, "fpga-rtl", fpga_config="ice40_hx8k", rtl=True,
-                                rtl_simulator="verilator", log_path=os.path.join(logs, "rtl-board.log"))
-        result = rpc.remote(directory, tracker.address, "fpga-rtl", inputs=x, timeout_s=1800, number=1, repeat=1)
-    finally:
-        if board is not None:
-            board.stop()
-        tracker.stop()
-    identical = bool(np.array_equal(result.output, model.run(x)))
-    state["rtl_board"] = {"identical": identical, "seconds": result.mean_ms / 1e3}
-    print(f"one image on the ice40_hx8k RTL core behind RPC: {result.mean_ms / 1e3:.1f} s, output bit-identical "
-          f"to the simulator: {identical}")
+    print("board: serve --fpga ice40_hx8k --rtl --rtl-simulator verilator (compiles the core once) ...", flush=True)
+    result = demo_remote_run(directory, inputs=x, timeout_s=1800, rtl_simulator="verilator",
+                             log_dir=os.path.join(options.out_dir, "rpc-logs", "rtl"), progress=False)
+    state["rtl_board"] = {"identical": result["identical"], "seconds": result["mean_ms"] / 1e3}
+    print(f"one image on the ice40_hx8k RTL core behind RPC: {result['mean_ms'] / 1e3:.1f} s, output bit-identical "
+          f"to the simulator: {result['identical']}")
 
 
 def step_export(state, options):

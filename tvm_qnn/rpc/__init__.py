@@ -269,15 +269,17 @@ class LocalCluster:
 
 @contextlib.contextmanager
 def local_cluster(boards: Sequence[tuple[str, str | None]] = (("cpu", None),),
-                  log_dir: Path | None = None) -> Iterator[LocalCluster]:
-    """Start a tracker and one board per ``(key, fpga_config)``; stop them all on exit."""
+                  log_dir: Path | None = None, rtl_simulator: str | None = None) -> Iterator[LocalCluster]:
+    """Start a tracker and one board per ``(key, fpga_config)``; stop them all on exit. With
+    ``rtl_simulator`` the boards with an fpga config serve its RTL core (``serve --rtl``) in that simulator."""
     tracker = start_tracker(log_path=_log(log_dir, "tracker"))
     cluster = LocalCluster(tracker, [])
     try:
         for index, (key, fpga_config) in enumerate(boards):  # start all, then wait for all
+            rtl = fpga_config is not None and rtl_simulator is not None
             cluster.boards.append(start_board(tracker.address, key, fpga_config=fpga_config,
                                               log_path=_log(log_dir, f"board{index}-{key}"),
-                                              wait=False))
+                                              wait=False, rtl=rtl, rtl_simulator=rtl_simulator or "iverilog"))
         for board in cluster.boards:
             wait_for_board(board, tracker.address)
         yield cluster

@@ -258,7 +258,7 @@ def _check_versions(board: BoardSession, export) -> None:
 
 # --------------------------------------------------------------------------- demo step
 def demo_remote_run(export_dirs, inputs=None, timeout_s: float = 180.0, log_dir=None,
-                    progress: bool = True, tracker=None):
+                    progress: bool = True, tracker=None, rtl_simulator=None):
     """The demo's deployment step: start a tracker and one localhost board per kind of export
     (a ``cpu`` board; an ``fpga`` board with the export's accelerator config), run every export
     locally and over RPC, compare bit for bit, stop everything.
@@ -266,6 +266,8 @@ def demo_remote_run(export_dirs, inputs=None, timeout_s: float = 180.0, log_dir=
     ``export_dirs``: one export directory or a list. ``inputs``: one array (or list) used for
     every export; None -> a seeded random input of each export's shape. ``tracker``: use the
     boards (keys ``cpu`` / ``fpga``) of a running tracker instead of starting a localhost cluster.
+    ``rtl_simulator`` (``"iverilog"`` or ``"verilator"``): the fpga board serves its core's RTL
+    (``serve --rtl``) and each export runs once there (every run costs simulated clocks).
     Returns one summary dict
     per export (a dict for a single directory, else a list); raises RemoteError naming the board
     and key when a remote output differs from the local one.
@@ -288,11 +290,12 @@ def demo_remote_run(export_dirs, inputs=None, timeout_s: float = 180.0, log_dir=
     started = time.monotonic()
     summaries = []
     cluster = (contextlib.nullcontext(None) if tracker is not None
-               else local_cluster(boards, log_dir=log_dir))
+               else local_cluster(boards, log_dir=log_dir, rtl_simulator=rtl_simulator))
+    runs = {} if rtl_simulator is None else {"number": 1, "repeat": 1}
     with cluster as started_cluster:
         address = tracker if started_cluster is None else started_cluster.tracker_address
         for directory, key, _, arrays, local_outputs in plans:
-            result = remote(directory, address, key, inputs=arrays, timeout_s=timeout_s)
+            result = remote(directory, address, key, inputs=arrays, timeout_s=timeout_s, **runs)
             identical = len(local_outputs) == len(result.outputs) and all(
                 a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
                 for a, b in zip(local_outputs, result.outputs, strict=False))
