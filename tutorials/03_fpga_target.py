@@ -56,11 +56,9 @@ def main(argv=None):
     result = fpga_demo(qmod, images.numpy(), labels.numpy(), hw_config=config)
     assert result["agreement"] == 1.0, "the simulated core disagrees with the CPU path"
 
-    # 4. the core on its part: fpga_demo printed the fit check (HwConfig refuses a core that does
-    #    not fit); here how the resource model's cost moves with the weight bits (no power: its
-    #    coefficients are hand-set)
-    if result["fit"] is not None:
-        assert all(result["fit"][r]["need"] <= result["fit"][r]["capacity"] for r in ("lut", "ff", "bram", "dsp"))
+    # 4. the core on its part: fpga_demo printed the fit check (HwConfig refused the config already
+    #    if it did not fit); here how the resource model's cost moves with the weight bits (no power:
+    #    its coefficients are hand-set)
     for w_bits in range(1, config.max_w_bits + 1):
         r = estimate(config, w_bits=w_bits).as_dict()
         print(f"  w{w_bits}: {r['luts']:>9,.0f} LUT {r['ffs']:>9,.0f} FF {r['bram36']:>4} BRAM36 {r['dsps']:>4} DSP")
