@@ -34,14 +34,11 @@ from vta_ext.config import CONFIG_DIR, HwConfig, preset_names  # noqa: E402
 from vta_ext.fit import modelled  # noqa: E402
 from vta_ext.parts import get_part  # noqa: E402
 from vta_ext.rtl.bitstream import ICE40_DEVICES, BitstreamError, build_bitstream  # noqa: E402
-from vta_ext.rtl.core_synth import flow_of, record, synthesize_core  # noqa: E402
+from vta_ext.rtl.core_synth import MAX_LANE_LEVELS, flow_of, record, synthesize_core  # noqa: E402
 from vta_ext.rtl.synth import SynthesisLimitError  # noqa: E402
 from vta_ext.rtl.tools import tool_version  # noqa: E402
 
 OUT = REPO / "results" / "fpga_build.json"
-# lanes x 2^b_w above which a LUT-weight GEMM is not attempted (benchmarks/rtl.py's sweep bound: its
-# per-lane decode / one-hot logic took 600 s and 6 GB in yosys at 64 lanes x 256 levels)
-MAX_LANE_LEVELS = 8192
 
 
 def unchecked_preset(name):
@@ -57,14 +54,10 @@ def synthesize_entry(name, cfg, part, args):
              "model": modelled(cfg.replace(part=None), part.name),
              "array": f"{cfg.batch}x{cfg.block_in}x{cfg.block_out}", "bits": [cfg.max_a_bits, cfg.max_w_bits],
              "lut_mode": cfg.lut_mode, "alu_lanes": cfg.alu_lane_count, "preset": name in preset_names()}
-    lane_levels = cfg.lanes << cfg.max_w_bits
-    if lane_levels > args.max_lane_levels:
-        entry.update(measured=None, skipped=f"not attempted: lanes x 2^b_w = {lane_levels:,} > "
-                                            f"{args.max_lane_levels:,} (the RTL sweep's yosys bound)")
-        print(name, entry["skipped"], flush=True)
-        return entry
     try:
-        result, measured = synthesize_core(cfg, part=part.name, timeout_s=args.timeout_s, mem_mb=args.mem_mb)
+        entry["flow"] = flow_of(part, cfg, args.max_lane_levels)
+        result, measured = synthesize_core(cfg, part=part.name, timeout_s=args.timeout_s, mem_mb=args.mem_mb,
+                                           max_lane_levels=args.max_lane_levels)
     except SynthesisLimitError as err:
         entry.update(measured=None, skipped=str(err).splitlines()[0])
         print(name, "skipped:", entry["skipped"], flush=True)
@@ -89,10 +82,12 @@ def main(argv=None):
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.is_file() else {"cores": {}, "bitstreams": {}}
     data.update(machine=machine_info(), tools={t: tool_version(t) for t in ("yosys", "nextpnr-ice40")})
+    mine = {"cores": set(), "bitstreams": set()}
     for name in args.presets or preset_names():
         cfg, part = unchecked_preset(name)
         if not args.bitstream_only:
             data["cores"][name] = synthesize_entry(name, cfg, part, args)
+            mine["cores"].add(name)
         if part.name in ICE40_DEVICES:
             with tempfile.TemporaryDirectory(prefix="qnn_bitstream_") as tmp:
                 try:
@@ -105,7 +100,12 @@ def main(argv=None):
                     data["bitstreams"][name] = {k: report[k] for k in (
                         "part", "device", "package", "clock_mhz", "fmax_mhz", "timing_met", "utilisation",
                         "bitstream_bytes", "stages", "seed")}
+            mine["bitstreams"].add(name)
             print(name, "bitstream:", json.dumps(data["bitstreams"][name]), flush=True)
+    # another run may have written other presets meanwhile (yosys runs take up to hours): keep them
+    latest = json.loads(out.read_text()) if out.is_file() else {}
+    for key in ("cores", "bitstreams"):
+        data[key] = {**latest.get(key, {}), **{k: v for k, v in data[key].items() if k in mine[key]}}
     out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print("wrote", out)
 

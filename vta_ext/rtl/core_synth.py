@@ -1,8 +1,9 @@
 """Whole-core synthesis: ``qnn_core`` (fetch, queues, DMA, buffers, GEMM, ALU) for one ``HwConfig``.
 
 The core is synthesized by yosys with its part's flow (``synth_xilinx -flatten -noiopad`` with
-DSPs for Xilinx parts, ``synth_ice40`` for iCE40, ``-dsp`` where the part has DSP blocks) and the
-cell counts become the part's resources:
+DSPs for Xilinx parts, ``synth_ice40`` for iCE40, ``-dsp`` where the part has DSP blocks; a
+Xilinx core with more per-lane decode than one run maps keeps each GEMM column a module of its
+own, mapped once, ``flow_of``) and the cell counts become the part's resources:
 
 * ``lut``: LUT cells plus the LUTs of LUT-RAM cells (a RAM64M is four LUTs of a SLICEM); on iCE40 the
   logic cells ``nextpnr-ice40 --pack-only`` packs the netlist into (a flip-flop shares a cell with a LUT4
@@ -37,7 +38,7 @@ from vta_ext.parts import get_part
 from vta_ext.rtl.bitstream import ice40_logic_cells
 from vta_ext.rtl.core_cosim import core_parameters
 from vta_ext.rtl.cosim import isa_header
-from vta_ext.rtl.synth import SynthResult, synthesize
+from vta_ext.rtl.synth import SynthesisLimitError, SynthResult, synthesize
 from vta_ext.rtl.tools import tool_version
 
 # LUTs of a SLICEM per Xilinx LUT-RAM / shift-register cell
@@ -65,11 +66,33 @@ def synthesis_parameters(cfg, part=None):
     return params
 
 
-def flow_of(part):
-    """The yosys flow of a :class:`~vta_ext.parts.Part` (``synth.FLOWS`` key)."""
+# lanes x 2^b_w of per-lane LUT logic one yosys run maps within its bounds (benchmarks/rtl.py's sweep:
+# 64 lanes x 256 levels took 600 s and 6 GB as one flat module)
+MAX_LANE_LEVELS = 8192
+
+
+def flow_of(part, cfg=None, max_lane_levels=MAX_LANE_LEVELS):
+    """The yosys flow (``synth.FLOWS`` key) of ``cfg``'s core on a :class:`~vta_ext.parts.Part`.
+
+    A Xilinx core whose built decode lanes (``block_in x gemm_out_lanes``) hold more than
+    ``max_lane_levels`` lanes x levels is mapped one GEMM column at a time (``"xilinx-columns"``);
+    one whose single column is already past it, or a one-hot core past it, raises
+    ``SynthesisLimitError`` (not attempted)."""
     if part.family == "ice40":
         return "ice40-dsp" if part.dsp else "ice40"
-    return "xilinx"
+    if cfg is None:
+        return "xilinx"
+    levels = 1 << cfg.max_w_bits
+    built = cfg.batch * cfg.block_in * cfg.gemm_out_lane_count * levels
+    if built <= max_lane_levels:
+        return "xilinx"
+    column = cfg.block_in * levels
+    if cfg.lut_mode == "decode" and column <= max_lane_levels:
+        return "xilinx-columns"
+    raise SynthesisLimitError(
+        f"not attempted: lanes x 2^b_w = {built:,} > {max_lane_levels:,}"
+        + (f" in one GEMM column ({column:,})" if cfg.lut_mode == "decode" else " (one-hot lanes are not split)")
+        + " (the yosys bound of one run)")
 
 
 def part_resources(result: SynthResult, family, logic_cells=None):
@@ -86,19 +109,20 @@ def part_resources(result: SynthResult, family, logic_cells=None):
             "dsp": result.dsp}
 
 
-def synthesize_core(cfg, part=None, timeout_s=1800.0, mem_mb=4096):
+def synthesize_core(cfg, part=None, timeout_s=1800.0, mem_mb=4096, max_lane_levels=MAX_LANE_LEVELS):
     """Synthesize ``cfg``'s whole core for ``part`` (default ``cfg.part``; a config the resource model
-    refuses for a part is built with ``part=None`` and measured for it here).
+    refuses for a part is built with ``part=None`` and measured for it here) with ``flow_of``'s flow.
     Returns ``(SynthResult, {lut, ff, bram, dsp})``."""
     target = _part_of(cfg, part)
+    flow = flow_of(target, cfg, max_lane_levels)
     params, headers = synthesis_parameters(cfg, target.name), {"isa_fields.vh": isa_header()}
     if target.family != "ice40":
-        result = synthesize("qnn_core", params, flow_of(target), timeout_s=timeout_s, mem_mb=mem_mb, headers=headers)
+        result = synthesize("qnn_core", params, flow, timeout_s=timeout_s, mem_mb=mem_mb, headers=headers)
         return result, part_resources(result, target.family)
     # an iCE40 cell holds one LUT4 and one flip-flop: the part's capacity is packed cells, not LUT4s
     with tempfile.TemporaryDirectory(prefix="qnn_core_pack_") as tmp:
         netlist = Path(tmp) / "core.json"
-        result = synthesize("qnn_core", params, flow_of(target), timeout_s=timeout_s, mem_mb=mem_mb, headers=headers,
+        result = synthesize("qnn_core", params, flow, timeout_s=timeout_s, mem_mb=mem_mb, headers=headers,
                             json_out=str(netlist))
         cells = ice40_logic_cells(netlist, target.name, mem_mb=mem_mb)
     return result, part_resources(result, target.family, logic_cells=cells)

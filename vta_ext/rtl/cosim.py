@@ -25,12 +25,11 @@ from tvm_qnn.errors import QnnError
 from vta_ext import isa
 from vta_ext.isa import AluInsn, AluOp, FinishInsn, GemmInsn, MemInsn, MemScope, Opcode
 from vta_ext.rtl.params import CoreParams
-from vta_ext.rtl.simulate import pack_words, run_testbench, unpack_words, write_hex
+from vta_ext.rtl.simulate import GEMM_MODULES, pack_words, run_testbench, unpack_words, write_hex
 from vta_ext.sim import functional, timing
 
 RTL_PIPELINE_CYCLES = 2  # qnn_compute: the accepting clock and the first step's issue (see its header)
-COMPUTE_MODULES = ("qnn_compute", "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode",
-                   "bitserial_acc", "popcount", "lut_apply", "alu_lanes", "soft_mul32", "serial_mul32")
+COMPUTE_MODULES = ("qnn_compute", *GEMM_MODULES, "lut_apply", "alu_lanes", "soft_mul32", "serial_mul32")
 _WRITE, _INSN, _DUMP = 1, 2, 3
 LUT_MODE_PARAM = {"onehot": 1, "decode": 2}
 

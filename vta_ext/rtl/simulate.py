@@ -16,6 +16,9 @@ from tvm_qnn.errors import QnnError, ShapeError
 from vta_ext.rtl.tools import find_tool, run_bounded
 
 VERILOG_DIR = Path(__file__).resolve().parent / "verilog"
+# the bit-serial GEMM unit and the modules it instantiates (every top that holds a GEMM needs them all)
+GEMM_MODULES = ("gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "gemm_decode_column", "bitserial_acc",
+                "popcount")
 SIMULATORS = ("iverilog", "verilator")
 
 

@@ -18,21 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tvm_qnn.errors import QnnError
-from vta_ext.rtl.simulate import verilog_sources
+from vta_ext.rtl.simulate import GEMM_MODULES, verilog_sources
 from vta_ext.rtl.tools import find_tool, run_bounded
 
 # top module -> the Verilog modules it needs
 TOPS = {
-    "gemm_unit": ("gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount"),
+    "gemm_unit": GEMM_MODULES,
     "alu_lanes": ("alu_lanes", "soft_mul32", "serial_mul32"),
     "lut_apply": ("lut_apply",),
     "mvau_stream": ("mvau_stream",),
-    "pnr_harness": ("pnr_harness", "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc",
-                    "popcount"),
+    "pnr_harness": ("pnr_harness", *GEMM_MODULES),
     # the whole core (vta_ext/rtl/core_synth.py): needs the generated isa_fields.vh on the include path
     "qnn_core": ("qnn_core", "dma_read", "dma_write", "dma_byte_read", "dma_byte_write", "insn_queue", "qnn_compute",
-                 "gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount", "lut_apply",
-                 "alu_lanes", "soft_mul32", "serial_mul32"),
+                 *GEMM_MODULES, "lut_apply", "alu_lanes", "soft_mul32", "serial_mul32"),
 }
 
 
@@ -82,6 +80,11 @@ class SynthResult:
 FLOWS = {
     "xilinx": "synth_xilinx -flatten -noiopad -top {top}",
     "xilinx-nodsp": "synth_xilinx -flatten -noiopad -nodsp -top {top}",
+    # as "xilinx", but every GEMM column (gemm_decode_column) stays a module of its own: it is mapped
+    # once however many outputs instantiate it, then the netlist is flattened for the counts. For the
+    # cores whose per-lane decode is past one flat run's time and memory (lanes x 2^b_w > 8,192)
+    "xilinx-columns": ("hierarchy -top {top}\nsetattr -mod -set keep_hierarchy 1 *gemm_decode_column\n"
+                       "synth_xilinx -flatten -noiopad -top {top}\nsetattr -mod -unset keep_hierarchy *\nflatten"),
     # up to (not including) the "check" label: its autoname pass took the most memory of the whole
     # run on the whole core (over 4 GB for a 32-lane core) and renames wires only
     "ice40": "synth_ice40 -top {top} -run :check",

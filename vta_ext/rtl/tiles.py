@@ -13,9 +13,7 @@ import numpy as np
 
 from tvm_qnn.errors import ShapeError
 from vta_ext.rtl.params import CoreParams
-from vta_ext.rtl.simulate import check_range, pack_words, run_testbench, unpack_words, write_hex
-
-GEMM_MODULES = ("gemm_unit", "gemm_bitplane", "gemm_onehot", "gemm_decode", "bitserial_acc", "popcount")
+from vta_ext.rtl.simulate import GEMM_MODULES, check_range, pack_words, run_testbench, unpack_words, write_hex
 
 
 def run_gemm_tiles(params: CoreParams, act_codes, weight_idx, lut_int, acc_init, a_bits,

@@ -2,7 +2,7 @@
 //
 // Every lane (o, c) decodes its weight index through the int8 LUT row of output channel o
 // (a LEVELS:1 x 8-bit mux, so logic grows as lanes x 2^W_BITS), then the slice adds the decoded
-// weights of the lanes whose activation bit is set.
+// weights of the lanes whose activation bit is set; one gemm_decode_column per output channel.
 //
 // Ports (all packed, lane-major, least significant element first):
 //   act_plane  [BATCH*BLOCK_IN]            bit i of activation code (b, c) at b*BLOCK_IN + c
@@ -24,29 +24,16 @@ module gemm_decode #(
     input  wire [BLOCK_OUT*LEVELS*8-1:0]        lut,
     output wire [BATCH*BLOCK_OUT*PART_W-1:0]    partial
 );
-    genvar b, o, c;
-    wire [BLOCK_OUT*BLOCK_IN*8-1:0] weight;  // decoded int8 weight of lane (o, c)
-
+    genvar b, o;
     generate
-        for (o = 0; o < BLOCK_OUT; o = o + 1) begin : decode_row
-            for (c = 0; c < BLOCK_IN; c = c + 1) begin : decode_lane
-                wire [W_BITS-1:0] idx = weight_idx[(o*BLOCK_IN + c)*W_BITS +: W_BITS];
-                wire [LEVELS*8-1:0] row = lut[o*LEVELS*8 +: LEVELS*8];  // slice first: a LEVELS:1 mux
-                assign weight[(o*BLOCK_IN + c)*8 +: 8] = row[idx*8 +: 8];
-            end
-        end
-        for (b = 0; b < BATCH; b = b + 1) begin : reduce_batch
-            for (o = 0; o < BLOCK_OUT; o = o + 1) begin : reduce_out
-                reg signed [PART_W-1:0] sum;
-                integer k;
-                always @* begin
-                    sum = 0;
-                    for (k = 0; k < BLOCK_IN; k = k + 1)
-                        if (act_plane[b*BLOCK_IN + k])
-                            sum = sum + {{(PART_W-8){weight[(o*BLOCK_IN + k)*8 + 7]}},
-                                         weight[(o*BLOCK_IN + k)*8 +: 8]};
-                end
-                assign partial[(b*BLOCK_OUT + o)*PART_W +: PART_W] = sum;
+        for (o = 0; o < BLOCK_OUT; o = o + 1) begin : column
+            wire [BATCH*PART_W-1:0] column_partial;
+            gemm_decode_column #(.BATCH(BATCH), .BLOCK_IN(BLOCK_IN), .W_BITS(W_BITS), .LEVELS(LEVELS),
+                                 .PART_W(PART_W))
+                lanes (.act_plane(act_plane), .weight_idx(weight_idx[o*BLOCK_IN*W_BITS +: BLOCK_IN*W_BITS]),
+                       .lut_row(lut[o*LEVELS*8 +: LEVELS*8]), .partial(column_partial));
+            for (b = 0; b < BATCH; b = b + 1) begin : to_batch
+                assign partial[(b*BLOCK_OUT + o)*PART_W +: PART_W] = column_partial[b*PART_W +: PART_W];
             end
         end
     endgenerate
