@@ -352,8 +352,8 @@ def render_fpga(data, path):
                          *cells, fit["source"]])
     if fit_rows:
         out.append("\nEach preset on the part it names (`vta_ext.fit.utilisation`; `HwConfig` refuses a core over "
-                   "capacity). Model figures: yosys-fitted GEMM/ALU terms plus a hand-set control term "
-                   "(`lut_base` 9,000 LUT, `ff_base` 12,000 FF, an estimate from VTA's Pynq design); no power "
+                   "capacity). Model figures: the resource model fitted on whole synthesized cores (section "
+                   "\"FPGA resource model on whole cores\"), block RAM counted from the RTL's memories; no power "
                    "column (its coefficients are hand-set, with no vendor source):\n")
         out.append(table(["preset", "part", "array", "bits", "LUT mode", "LUT", "FF", "BRAM", "DSP", "source"],
                          fit_rows))
@@ -608,14 +608,15 @@ def render_fpga_build(data, path):
                      for r in ("lut", "ff", "bram", "dsp")]
         fits = "–" if need is None else ("**yes**" if c.get("fits") else "no")
         rows.append([f"`{name}`", c["part"], c["flow"], c["array"], f"{c['bits'][0]}/{c['bits'][1]}", c["lut_mode"],
-                     c["alu_lanes"], *cells, fits, f"{c['model']['lut']:,}", num(c.get("wall_s"), ".0f")])
+                     c["alu_lanes"], *cells, fits, num(c.get("wall_s"), ".0f")])
     out = ["Whole core (`qnn_core`: fetch, queues, DMA, buffers as block RAM, GEMM, ALU) synthesized by yosys with "
            "its part's flow (`vta_ext.rtl.core_synth`; recorded in `vta_ext/rtl_fit/whole_core.json`, which the "
            "fit check reads), measured / part capacity. On iCE40 parts LUT is logic cells as `nextpnr-ice40 "
            "--pack-only` packs the netlist (a flip-flop shares a cell with a LUT4 only when that LUT drives it "
            "alone), which is what the part's capacity counts:\n",
            table(["preset", "part", "flow", "array", "a/w", "LUT mode", "ALU lanes", "LUT", "FF", "BRAM", "DSP",
-                  "fits", "LUT (model)", "yosys s"], rows)]
+                  "fits", "yosys s"], rows),
+           "\nThe resource model's figures for these cores are in the next section (held-out rows)."]
     for name, b in sorted(data.get("bitstreams", {}).items()):
         if "error" in b:
             out.append(f"\n- `{name}` bitstream: **failed** at {b['stage']}: {b['error']}")
@@ -632,6 +633,36 @@ def render_fpga_build(data, path):
     return "\n".join(out), []
 
 
+def render_fpga_core_fit(data, path):
+    fit = data.get("fit")
+    if not fit:
+        return "cores recorded, no fit yet: run `python benchmarks/fpga_core_fit.py --refit`", []
+    hardware = {c["name"]: c["hardware"] for c in data.get("cores", [])}
+    rows = []
+    for t in fit["rows"]:
+        hw = hardware.get(t["name"])
+        shape = (f"{hw['batch']}x{hw['block_in']}x{hw['block_out']} a{hw['max_a_bits']}/w{hw['max_w_bits']} "
+                 f"{hw['lut_mode']}" if hw else "preset")
+        cells = [f"{t['measured'][r]:,} / {t['predicted'][r]:,} ({100 * t['rel_error'][r]:.1f}%)"
+                 if t["rel_error"][r] is not None else f"{t['measured'][r]:,} / {t['predicted'][r]:,}"
+                 for r in ("lut", "ff", "dsp", "bram")]
+        rows.append([f"`{t['name']}`", shape, t["role"], *cells])
+    worst = fit["heldout_max_rel_error"]
+    coefficients = ", ".join(f"`{k}` {v:,.4g}" for k, v in fit["coefficients"].items())
+    out = [f"The resource model (`vta_ext.resources.estimate`) refitted on whole cores: {len(data['cores'])} "
+           f"`qnn_core`s synthesized by yosys for the {data.get('part', 'xc7z020')} (`synth_xilinx`, DSPs on), "
+           "plus the measured Xilinx presets (previous section) as held-out cores. LUT, FF and DSP coefficients are "
+           "non-negative least squares of relative error over the `fit` cores (`vta_ext.rtl.core_fit`, written to "
+           "`vta_ext/rtl_fit/core_fit.json`, which the model loads over the GEMM-unit fit); block RAM is not "
+           "fitted but counted from the RTL's memories (`vta_ext.resources.memories`). Measured / model "
+           "(relative error):\n",
+           table(["core", "array, bits, LUT mode", "role", "LUT", "FF", "DSP", "BRAM"], rows),
+           "\nHeld-out maximum relative error (target ≤ " + f"{100 * fit['target']:.0f}%): "
+           + ", ".join(f"{k.upper()} {100 * v:.1f}%" for k, v in worst.items() if v is not None) + ".",
+           "\nFitted coefficients: " + coefficients + "."]
+    return "\n".join(out), ["fpga_core_fit.png"]
+
+
 SECTIONS = [
     ("Accuracy vs BOPs (Fashion-MNIST)", ("accuracy.json", "fast-accuracy.json"), "accuracy.py", render_accuracy),
     ("Bit-serial kernels vs baselines (ResNet-18 3×3 layers)", ("kernels.json",), "kernels.py", render_kernels),
@@ -643,6 +674,7 @@ SECTIONS = [
     ("Compile time", ("compile_time.json",), "compile_time.py", render_compile_time),
     ("FPGA accelerator: cycles, fps, GOP/s, resources", ("fpga.json",), "fpga.py", render_fpga),
     ("FPGA whole-core synthesis and bitstream", ("fpga_build.json",), "fpga_build.py", render_fpga_build),
+    ("FPGA resource model on whole cores", ("fpga_core_fit.json",), "fpga_core_fit.py", render_fpga_core_fit),
     ("Multi-FPGA streaming plans", ("fpga_streaming.json",), "fpga_streaming.py", render_streaming),
     ("Model-zoo conformance (torchvision)", ("conformance.json",), "conformance.py", render_conformance),
     ("Pretrained EfficientNet-Lite1 w8a8 PTQ vs fp32", ("pretrained.json",), "pretrained.py", render_pretrained),

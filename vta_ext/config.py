@@ -62,9 +62,11 @@ def _field_names(cls, data):
 class ResourceCoefficients:
     """Coefficients of the resource/power model (``vta_ext/resources.py`` documents each).
 
-    Defaults are the synthesis probe of the issue (yosys ``synth_xilinx``, a bit-serial PE:
-    LUTs linear in lanes x b_w) and VTA's published Pynq utilisation; the yosys fit of ``vta_ext.rtl.resource_fit``
-    (``vta_ext/rtl_fit/resources_fit.json``) overrides them when present.
+    Defaults are a first synthesis probe (yosys ``synth_xilinx``, a bit-serial PE: LUTs linear in
+    lanes x b_w), VTA's published Pynq utilisation and the RTL's structure (DSP slices per multiply,
+    one flip-flop per bit); the yosys fits override them when present: the GEMM unit's
+    (``vta_ext.rtl.resource_fit``, ``vta_ext/rtl_fit/resources_fit.json``), then the whole cores'
+    (``vta_ext.rtl.core_fit``, ``vta_ext/rtl_fit/core_fit.json``).
     """
 
     lut_base: float = 9000.0  # fetch/decode, DMA, queues, ALU control (VTA Pynq ~ 9-10k LUT outside GEMM)
@@ -80,8 +82,26 @@ class ResourceCoefficients:
     ff_per_lane_level: float = 0.5
     ff_per_output_level: float = 32.0  # one int32 register per level per output (onehot)
     ff_per_alu_lane: float = 200.0
+    # per bit of the buffer words the core moves (input vector, weight block, accumulator vector,
+    # parameter row: read registers, selects, store narrowing); 0 until the whole-core fit sets it
+    lut_per_datapath_bit: float = 0.0
+    # per byte lane of the DMA engines' element assembly (element bytes x beat bytes: each byte of
+    # the assembly register takes any byte of a beat); 0 until the whole-core fit sets it
+    lut_per_dma_byte_lane: float = 0.0
+    ff_per_dma_buffer_bit: float = 0.0  # per bit of the DMA engines' assembly registers (element + beat)
+    # onehot: the GEMM reads and writes a level group (2^b_w entries) of the accumulators per clock,
+    # which yosys builds from flip-flops (one per bit) behind a multiplexer per level and bit
+    ff_per_onehot_acc_bit: float = 1.0
+    lut_per_onehot_acc_bit_level: float = 2.0
+    # parameter rows in block RAM (deeper than distributed RAM takes): yosys emulates the read of a
+    # row written in the same clock with one register of the row (qnn_compute's prm_mem)
+    ff_per_prm_bypass_bit: float = 1.0
     dsp_per_alu_lane: float = 4.0  # a 32x32 requant multiply on 18x25 DSP slices
-    bram_kbits: float = 36.0  # one Xilinx BRAM36
+    dsp_per_lut_apply_lane: float = 2.0  # an int8 x int32 LUT-apply multiply: two 18x25 slices
+    # per bit width that is not a power of two (up to the widest load, and again the widest store):
+    # the DMA offsets multiply an index by it (a 32-bit base, 2 slices, and a 16-bit stride, 1 slice)
+    dsp_per_address_width: float = 3.0
+    dsp_base: float = 0.0  # DMA length multipliers; 0 until the whole-core fit sets it
     static_power_w: float = 0.4
     dynamic_mw_per_klut_mhz: float = 0.006
     dynamic_mw_per_kff_mhz: float = 0.002

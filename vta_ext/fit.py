@@ -6,10 +6,11 @@ part's capacity and where the figure comes from:
 * **measured**: the whole core synthesized by yosys for this exact hardware (same array, bits,
   LUT mode and buffers), from the committed ``vta_ext/rtl_fit/whole_core.json``
   (``vta_ext.rtl.core_synth`` writes it);
-* **model**: otherwise ``vta_ext.resources.estimate`` (the yosys-fitted GEMM/ALU coefficients
-  plus the hand-set control term), with every SRAM buffer rounded up to the part's own block RAM
-  size (36 Kb on Xilinx, 4 Kb on iCE40). The coefficients were fitted on ``synth_xilinx`` cells
-  (LUT6); on an iCE40 (LUT4) the LUT figure is a lower bound.
+* **model**: otherwise ``vta_ext.resources.estimate`` (coefficients fitted on whole cores
+  synthesized by yosys, ``vta_ext.rtl.core_fit``), with block RAM counted from the RTL's memories
+  on the part's own block shapes (``resources.block_rams``: RAMB36/RAMB18 on Xilinx, 4 Kb EBR on
+  iCE40). The coefficients were fitted on ``synth_xilinx`` cells (LUT6); on an iCE40 (LUT4) the
+  LUT figure is a lower bound.
 
 ``check_fit(cfg)`` raises ``HwConfigError`` naming the first resource over capacity and both
 numbers; ``HwConfig`` calls it when it names a part, so an over-sized core is refused before
@@ -69,12 +70,11 @@ def measured(cfg, path=MEASURED_PATH):
 def modelled(cfg, part=None):
     """``{resource: count}`` from the resource model, block RAM in the block size of ``part`` (default
     ``cfg.part``)."""
-    from .resources import estimate
+    from .resources import block_rams, estimate
 
     part = get_part(part or cfg.part)
     e = estimate(cfg)
-    buffers = (cfg.inp_buff_bytes, cfg.wgt_buff_bytes, cfg.acc_buff_bytes, cfg.uop_buff_bytes, cfg.prm_buff_bytes)
-    bram = sum(math.ceil(b * 8 / (part.bram_kbits * 1024)) for b in buffers)
+    bram = block_rams(cfg, part.family)
     return {"lut": int(math.ceil(e.luts)), "ff": int(math.ceil(e.ffs)), "bram": bram, "dsp": int(math.ceil(e.dsps))}
 
 

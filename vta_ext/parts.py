@@ -14,17 +14,31 @@ Capacities are the vendors' published device figures:
   (FPGA-DS-02008), table 1.1: 5,280 logic cells, 30 4 Kb EBRs, 8 sysDSP (16 x 16 multiply-
   accumulate) blocks, 4 x 256 Kb single-port RAM (not counted here).
 
-``bram_kbits`` is the size of one block RAM of the family; the resource model rounds every SRAM
-buffer up to whole blocks of that size.
+``bram_kbits`` is the size of one block RAM of the family. ``memory_blocks`` maps one memory
+(width x depth) onto the family's block RAM aspect ratios (``BLOCK_RAM_SHAPES``) the way yosys'
+``memory_libmap`` does for these cores: the fewest blocks over the shapes, a Xilinx RAMB18 half a
+block, and memories at most ``LUTRAM_MAX_DEPTH`` deep in distributed (LUT) RAM instead.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tvm_qnn.errors import HwConfigError
 
 RESOURCES = ("lut", "ff", "bram", "dsp")
+
+# (blocks per primitive, ((width bits, depth), ...)) per family: Xilinx RAMB36 in simple dual port
+# (up to 72 bits wide) and its RAMB18 half (7 series UG473, UltraScale UG573); iCE40 SB_RAM40_4K
+# (Lattice TN1250, 256 x 16 .. 2048 x 2)
+BLOCK_RAM_SHAPES = {
+    "xilinx": ((1.0, ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))),
+               (0.5, ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)))),
+    "ice40": ((1.0, ((16, 256), (8, 512), (4, 1024), (2, 2048))),),
+}
+# memories this shallow go to distributed RAM (one Xilinx LUT6 = 64 x 1 bit); iCE40 has none
+LUTRAM_MAX_DEPTH = {"xilinx": 64, "ice40": 0}
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,18 @@ PARTS = {p.name: p for p in (
     Part("ice40up5k", "ice40", "iCEBreaker / UPduino (iCE40 UltraPlus 5K)", lut=5_280, ff=5_280, bram=30,
          bram_kbits=4, dsp=8),
 )}
+
+
+def memory_blocks(width, depth, family, block_only=False):
+    """Block RAMs (in the family's blocks; a RAMB18 counts 0.5) of one ``width`` x ``depth`` memory:
+    the fewest over ``BLOCK_RAM_SHAPES``, 0 when ``LUTRAM_MAX_DEPTH`` puts it in distributed RAM
+    (unless ``block_only``: the RTL asks for block RAM)."""
+    if family not in BLOCK_RAM_SHAPES:
+        raise HwConfigError(f"family={family!r} has no block RAM geometry; known: {sorted(BLOCK_RAM_SHAPES)}")
+    if width <= 0 or depth <= 0 or (depth <= LUTRAM_MAX_DEPTH[family] and not block_only):
+        return 0.0
+    return min(cost * math.ceil(width / w) * math.ceil(depth / d)
+               for cost, shapes in BLOCK_RAM_SHAPES[family] for w, d in shapes)
 
 
 def get_part(name):

@@ -46,7 +46,7 @@ def test_fitted_coefficients_override_defaults(tmp_path):
     fit = tmp_path / "fit.json"
     fit.write_text(json.dumps({"date": "2026-11-26", "tools": {"yosys": "0.x"},
                                "coefficients": {"lut_per_lane_wbit": 7.5, "unknown_term": 1}}))
-    coefficients, source = coefficients_for(cfg, fit)
+    coefficients, source = coefficients_for(cfg, fit, tmp_path / "no_core_fit.json")
     assert coefficients.lut_per_lane_wbit == 7.5 and str(fit) in source
     assert coefficients.lut_base == cfg.resources.lut_base
     fit.write_text("{broken")

@@ -10,7 +10,8 @@ compile_cpu    compiled (bit-serial ``cpu``) vs torch fake-quant on the test set
 speed          batch-1 latency of the ``cpu`` build vs PyTorch fp32 -> ``speed``
 fpga           ``fpga`` in the simulator vs ``cpu`` integer-only (identical) and float ``cpu``: accuracy,
                cycles, fps, the fit check on the preset's part -> ``fpga``
-bitstream      the ``ice40_hx8k`` preset's core through yosys, nextpnr-ice40 and icepack, read back
+bitstream      the resource model's held-out error on synthesized whole cores -> ``core_fit``; the
+               ``ice40_hx8k`` preset's core through yosys, nextpnr-ice40 and icepack, read back
                with ``icepack -u`` -> ``bitstream``
 rtl_board      one image through a board running that core's RTL (``serve --rtl``, verilator) vs
                the simulator, bit for bit -> ``rtl_board``
@@ -81,12 +82,15 @@ def step_bitstream(state, options):
     """The ice40_hx8k preset's whole core: fit check, then yosys -> nextpnr-ice40 -> icepack (a few minutes)."""
     from vta_ext.config import HwConfig
     from vta_ext.fit import utilisation
+    from vta_ext.rtl import core_fit
     from vta_ext.rtl.bitstream import build_bitstream, unpack_bitstream
 
     from tvm_qnn.targets.fpga import format_fit
 
     cfg = HwConfig.preset("ice40_hx8k")
     print(f"fit check {cfg.name}: {format_fit(utilisation(cfg))}")
+    state["core_fit"] = core_fit.committed()  # the model the fit check uses for cores never synthesized
+    print(f"resource model vs yosys: {state['core_fit']}")
     directory = os.path.join(options.out_dir, "bitstream-ice40_hx8k")
     print(f"synthesis, place and route at {cfg.clock_mhz:g} MHz into {directory} ...", flush=True)
     report = build_bitstream(cfg, directory)
@@ -174,6 +178,8 @@ def step_summary(state, options):
                      f"{fp['fps']:.0f} fps (accelerator layers)"))
         if fp.get("fit"):
             rows.append(("fpga fit check", format_fit(fp["fit"])))
+    if "core_fit" in state:
+        rows.append(("fpga resource model", state["core_fit"]))
     if "bitstream" in state:
         bs = state["bitstream"]
         rows.append((f"bitstream {bs['config']}", f"{bs['part']}: Fmax {bs['fmax_mhz']:.2f} MHz at a {bs['clock_mhz']:g} "

@@ -200,7 +200,7 @@ def write_fit(coefficients, details, heldout, tool_versions, path=FIT_PATH, extr
         "tools": tool_versions,
         "source": "benchmarks/rtl.py: yosys synth_xilinx -flatten -noiopad (-nodsp for the GEMM unit) of vta_ext/rtl",
         "coefficients": coefficients,
-        "not_from_rtl": ["lut_base", "ff_base", "bram_kbits", "power coefficients"],
+        "not_from_rtl": ["lut_base", "ff_base", "power coefficients"],
         "details": details,
         "heldout": heldout,
         "heldout_max_rel_error": max((h["rel_error"] for h in heldout), default=None),

@@ -30,6 +30,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from tvm_qnn.errors import HwConfigError
+from vta_ext.parts import BLOCK_RAM_SHAPES
+from vta_ext.parts import LUTRAM_MAX_DEPTH as LUTRAM_DEPTHS
 
 DEVICES_JSON = Path(__file__).resolve().parents[1] / "configs" / "devices.json"
 URAM_AS_BRAM36 = 8  # a 288 Kb UltraRAM holds the bits of eight 36 Kb BRAMs (capacity pooling)
@@ -132,9 +134,9 @@ def get_device(device):
 
 
 # --------------------------------------------------------------------------- memories
-# (width bits, depth) aspect ratios of one BRAM36 (UG573, simple dual port up to 72 bits wide)
-BRAM36_SHAPES = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
-LUTRAM_MAX_DEPTH = 64  # shallower memories go to distributed RAM: one LUT6 = 64 x 1 bit
+# (width bits, depth) aspect ratios of one BRAM36 (vta_ext.parts: simple dual port up to 72 bits wide)
+BRAM36_SHAPES = BLOCK_RAM_SHAPES["xilinx"][0][1]
+LUTRAM_MAX_DEPTH = LUTRAM_DEPTHS["xilinx"]  # shallower memories go to distributed RAM: one LUT6 = 64 x 1 bit
 
 
 def memory_bram36(width_bits, total_bits):
