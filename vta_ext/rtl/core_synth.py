@@ -36,7 +36,7 @@ from vta_ext.config import HwConfig
 from vta_ext.fit import MEASURED_PATH, hardware_key
 from vta_ext.parts import get_part
 from vta_ext.rtl.bitstream import ice40_logic_cells
-from vta_ext.rtl.core_cosim import core_parameters
+from vta_ext.rtl.core_cosim import core_parameters, max_elem_bytes
 from vta_ext.rtl.cosim import isa_header
 from vta_ext.rtl.synth import SynthesisLimitError, SynthResult, synthesize
 from vta_ext.rtl.tools import tool_version
@@ -69,6 +69,11 @@ def synthesis_parameters(cfg, part=None):
 # lanes x 2^b_w of per-lane LUT logic one yosys run maps within its bounds (benchmarks/rtl.py's sweep:
 # 64 lanes x 256 levels took 600 s and 6 GB as one flat module)
 MAX_LANE_LEVELS = 8192
+# widest DMA element (bytes) x DMA beat (bytes): dma_read assembles elements in a register of that
+# many bytes with byte-granular shifts of whole beats, so its logic grows with the product. Twice the
+# widest one synthesized alone here (dma_read, 544-byte elements from 64-byte beats: 71.6k LUT,
+# 279 s and 1.5 GB of yosys; 136-byte elements: 17.4k LUT); the whole-core fit's cores reach 12,800
+MAX_DMA_BYTE_LANES = 65_536
 
 
 def flow_of(part, cfg=None, max_lane_levels=MAX_LANE_LEVELS):
@@ -76,8 +81,15 @@ def flow_of(part, cfg=None, max_lane_levels=MAX_LANE_LEVELS):
 
     A Xilinx core whose built decode lanes (``block_in x gemm_out_lanes``) hold more than
     ``max_lane_levels`` lanes x levels is mapped one GEMM column at a time (``"xilinx-columns"``);
-    one whose single column is already past it, or a one-hot core past it, raises
-    ``SynthesisLimitError`` (not attempted)."""
+    one whose single column is already past it, or a one-hot core past it, or whose DMA assembles
+    elements past ``MAX_DMA_BYTE_LANES`` raises ``SynthesisLimitError`` (not attempted)."""
+    if cfg is not None:
+        widest = max_elem_bytes(cfg)
+        if widest * cfg.dma_bytes_per_cycle > MAX_DMA_BYTE_LANES:
+            raise SynthesisLimitError(
+                f"not attempted: the DMA assembles {widest:,}-byte elements from {cfg.dma_bytes_per_cycle}-byte "
+                f"beats ({widest * cfg.dma_bytes_per_cycle:,} byte lanes > {MAX_DMA_BYTE_LANES:,}, the bound of "
+                f"the yosys runs; dma_read's shifters grow with that product)")
     if part.family == "ice40":
         return "ice40-dsp" if part.dsp else "ice40"
     if cfg is None:
