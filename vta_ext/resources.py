@@ -216,10 +216,11 @@ def memories(config, lut_mode=None):
     return rams + [Memory("prm", prm_width, prm_depth)]
 
 
-def block_rams(config, family="xilinx", lut_mode=None):
-    """Block RAMs of ``config``'s core in ``family``'s blocks (Xilinx: BRAM36, two RAMB18 one)."""
-    return math.ceil(sum(m.copies * memory_blocks(m.width, m.depth, family, m.block_only)
-                         for m in memories(config, lut_mode)))
+def block_rams(config, family="xilinx", lut_mode=None, rams=None):
+    """Block RAMs of ``config``'s core (or of ``rams``, its ``memories``) in ``family``'s blocks
+    (Xilinx: BRAM36, two RAMB18 one)."""
+    rams = memories(config, lut_mode) if rams is None else rams
+    return math.ceil(sum(m.copies * memory_blocks(m.width, m.depth, family, m.block_only) for m in rams))
 
 
 def _non_power_of_two_widths(bits):
@@ -273,15 +274,15 @@ def estimate(config, a_bits=None, w_bits=None, coefficients=None, lut_mode=None)
              "buffer datapath": c.lut_per_datapath_bit * width,
              "dma assembly": c.lut_per_dma_byte_lane * dma_byte_lanes(config)}
     ffs = c.ff_base + gemm_ffs + c.ff_per_alu_lane * alu_lanes + c.ff_per_dma_buffer_bit * dma_buffer_bits(config)
-    prm = next(m for m in memories(config, mode) if m.name in ("prm", "lut lanes"))
-    if prm.name == "prm" and prm.depth > LUTRAM_MAX_DEPTH["xilinx"]:
-        ffs += c.ff_per_prm_bypass_bit * prm.width
+    rams = memories(config, mode)
+    ffs += sum(c.ff_per_prm_bypass_bit * m.width for m in rams
+               if m.name == "prm" and m.depth > LUTRAM_MAX_DEPTH["xilinx"])
     if mode == "onehot" and not config.lane_serial:
         acc_bits = 8 * config.acc_buff_bytes
         terms["accumulators in flip-flops"] = c.lut_per_onehot_acc_bit_level * acc_bits * (1 << w)
         ffs += c.ff_per_onehot_acc_bit * acc_bits
     luts = sum(terms.values())
-    bram = block_rams(config, lut_mode=mode)
+    bram = block_rams(config, rams=rams)
     dsps = sum(dsp_terms(config, c, mode).values())
     dynamic_mw = config.clock_mhz * (c.dynamic_mw_per_klut_mhz * luts / 1e3 + c.dynamic_mw_per_kff_mhz * ffs / 1e3
                                      + c.dynamic_mw_per_bram_mhz * bram + c.dynamic_mw_per_dsp_mhz * dsps)
