@@ -99,7 +99,7 @@ def _solve(x, y, offset):
 
 def fit(rows):
     """Fit LUT/FF/DSP coefficients on the ``fit`` rows and predict every row (module doc)."""
-    from vta_ext.fit import modelled
+    from vta_ext.resources import estimate
 
     fit_rows = [r for r in rows if r.get("role") == "fit" and r.get("measured")]
     if len(fit_rows) < 8:
@@ -120,11 +120,8 @@ def fit(rows):
     for r in rows:
         if not r.get("measured"):
             continue
-        cfg = dataclasses.replace(configs[id(r)], resources=fitted)
-        from vta_ext.resources import estimate
-
-        e = estimate(cfg, coefficients=fitted)
-        predicted = {"lut": e.luts, "ff": e.ffs, "dsp": e.dsps, "bram": modelled(cfg, "xc7z020")["bram"]}
+        e = estimate(configs[id(r)], coefficients=fitted)  # its block RAM: Xilinx blocks, as the rows'
+        predicted = {"lut": e.luts, "ff": e.ffs, "dsp": e.dsps, "bram": e.bram36}
         errors = {k: round(abs(predicted[k] - r["measured"][k]) / r["measured"][k], 4) if r["measured"][k] else None
                   for k in predicted}
         table.append({"name": r["name"], "role": r["role"], "measured": r["measured"],
