@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from report import machine_info  # noqa: E402
 
 from vta_ext.config import HwConfig  # noqa: E402
-from vta_ext.fit import MEASURED_PATH, hardware_key  # noqa: E402
+from vta_ext.fit import MEASURED_PATH, hardware_key, same_hardware  # noqa: E402
 from vta_ext.rtl import core_fit  # noqa: E402
 from vta_ext.rtl.core_synth import synthesize_core  # noqa: E402
 from vta_ext.rtl.synth import SynthesisError  # noqa: E402
@@ -105,7 +105,7 @@ def synthesize_missing(data, timeout_s, mem_mb, jobs=1, out=OUT, only=None):
             continue
         cfg = core_config(name, *fields)
         row = done.get(name)
-        if row is None or row["hardware"] != hardware_key(cfg):
+        if row is None or not same_hardware(row["hardware"], cfg):
             todo.append((cfg, role))
     rows = [row for row in data.get("cores", []) if row["name"] in {c[0] for c in CORES}]
     # each run is one yosys process: ``jobs`` of them at once (threads only wait on them)

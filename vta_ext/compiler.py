@@ -213,8 +213,9 @@ def compile_layer(layer, config, out_act=None) -> LayerProgram:
         "wgt": dram.add("wgt", layout.pack_weights(idx, cfg.block_out, cfg.block_in, geom.w_bits),
                         cfg.wgt_block_bytes(geom.w_bits)),
         "prm": dram.add("prm", layout.pack_params(params["lut_int"], params["bias_acc"], params["multiplier"],
-                                                  params["shift"], cfg.block_out, cfg.lut_entries),
-                        cfg.prm_entry_bytes),
+                                                  params["shift"], cfg.block_out, cfg.lut_entries,
+                                                  cfg.prm_row_bytes),
+                        cfg.prm_row_bytes),
     }
     emitter = _StreamEmitter(geom, tiling, cfg, params, base)
     insns, uop_words = emitter.emit()

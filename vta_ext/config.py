@@ -27,6 +27,8 @@ The core (see ``vta_ext/isa.py`` for the instruction set):
   on a one-byte DMA port the core is ``lane_serial`` (accumulators and parameters one lane per
   block-RAM word; a GEMM reset step then takes ``block_out`` clocks);
 * a DMA engine moving ``dma_bytes_per_cycle`` after ``dma_latency_cycles`` of set-up;
+  ``prm_row_beats`` pads each parameter row in DRAM to whole beats so that the compute module's
+  DMA assembles it beat by beat without a byte shifter (``prm_row_bytes``), which wide rows need;
 * the FPGA ``part`` it is built for (``vta_ext/parts.py``): a config naming a part is refused
   (``HwConfigError`` naming the resource and both numbers) unless its core fits that part
   (``vta_ext/fit.py``: measured whole-core synthesis where it exists, else the resource model).
@@ -172,6 +174,7 @@ class HwConfig:
     alu_lanes: int | None = None
     alu_mul_cycles: int = 1
     gemm_out_lanes: int | None = None
+    prm_row_beats: bool = False
     part: str | None = None
     resources: ResourceCoefficients = field(default_factory=ResourceCoefficients)
 
@@ -198,6 +201,11 @@ class HwConfig:
                 raise HwConfigError(f"gemm_out_lanes={self.gemm_out_lanes} < block_out={self.block_out} folds the "
                                     f"GEMM over its outputs, which the core builds for lut_mode='decode' and batch=1 "
                                     f"only (got lut_mode={self.lut_mode!r}, batch={self.batch})")
+        if not isinstance(self.prm_row_beats, bool):
+            raise HwConfigError(f"prm_row_beats={self.prm_row_beats!r}; expected true or false")
+        if self.prm_row_beats and self.dma_bytes_per_cycle == 1:
+            raise HwConfigError("prm_row_beats=true needs dma_bytes_per_cycle > 1: a one-byte port already writes "
+                                "parameter rows into their buffer byte by byte")
         if self.lut_entries < 1 << self.max_w_bits:
             raise HwConfigError(
                 f"lut_entries={self.lut_entries} is too small for max_w_bits={self.max_w_bits}; "
@@ -380,6 +388,21 @@ class HwConfig:
     def prm_entry_bytes(self):
         """One parameter row per output block: LUT (int8 x lut_entries), bias, multiplier (int32), shift (int8)."""
         return self.block_out * (self.lut_entries + 4 + 4 + 1)
+
+    @property
+    def prm_row_bytes(self):
+        """DRAM bytes of one parameter row: ``prm_entry_bytes``, padded to whole DMA beats with ``prm_row_beats``.
+
+        With ``prm_row_beats`` the compute module's DMA assembles a row by writing each beat at its beat
+        offset of a row register (``dma_read``'s wide elements: a clock enable per beat), instead of
+        appending beats through a byte shifter, whose logic grows as row bytes x beat bytes (``dma_read``
+        alone: 17.4k LUT for 136-byte elements on 64-byte beats, 71.6k for 544). Rows padded to whole
+        beats never start inside a beat, so no shifter is needed.
+        """
+        if not self.prm_row_beats:
+            return self.prm_entry_bytes
+        beat = self.dma_bytes_per_cycle
+        return -(-self.prm_entry_bytes // beat) * beat
 
     @property
     def prm_depth(self):

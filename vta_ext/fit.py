@@ -33,15 +33,20 @@ MEASURED_PATH = Path(__file__).resolve().parent / "rtl_fit" / "whole_core.json"
 # the HwConfig fields the synthesized hardware depends on (clock and DMA timing do not change the netlist)
 HARDWARE_FIELDS = ("batch", "block_in", "block_out", "max_a_bits", "max_w_bits", "lut_entries", "lut_mode",
                    "inp_buff_bytes", "wgt_buff_bytes", "acc_buff_bytes", "uop_buff_bytes", "prm_buff_bytes",
-                   "dma_bytes_per_cycle", "alu_lanes", "alu_mul_cycles", "gemm_out_lanes", "part")
+                   "dma_bytes_per_cycle", "alu_lanes", "alu_mul_cycles", "gemm_out_lanes", "prm_row_beats", "part")
 # fields added after cores were recorded: a record without one was synthesized with its default
-HARDWARE_DEFAULTS = {"alu_mul_cycles": 1, "gemm_out_lanes": None}
+HARDWARE_DEFAULTS = {"alu_mul_cycles": 1, "gemm_out_lanes": None, "prm_row_beats": False}
 NAMES = {"lut": "LUT", "ff": "FF", "bram": "block RAM", "dsp": "DSP"}
 
 
 def hardware_key(cfg):
     """The fields that determine the synthesized netlist, as a dict (JSON-comparable)."""
     return {f: getattr(cfg, f) for f in HARDWARE_FIELDS}
+
+
+def same_hardware(recorded, cfg):
+    """Whether a record's ``hardware`` dict (perhaps written before a field existed) is ``cfg``'s netlist."""
+    return {**HARDWARE_DEFAULTS, **recorded} == hardware_key(cfg)
 
 
 @lru_cache(maxsize=4)
@@ -60,9 +65,8 @@ def measured(cfg, path=MEASURED_PATH):
         table = _measured_table(str(path), path.stat().st_mtime)
     except (json.JSONDecodeError, KeyError) as err:
         raise HwConfigError(f"{path}: measured whole-core utilisation is not readable: {err}") from None
-    key = hardware_key(cfg)
     for hardware, counts in table:
-        if {**HARDWARE_DEFAULTS, **hardware} == key:
+        if same_hardware(hardware, cfg):
             return {r: int(counts[r]) for r in RESOURCES}
     return None
 

@@ -8,7 +8,9 @@
 * outputs: ``(N/batch, O/block_out, Ho, Wo, batch, block_out)`` vectors of codes at
   ``out_bits`` or raw little-endian int32 (``out_bits = 32``).
 * parameter rows, one per output block: LUT ``int8[block_out, lut_entries]``, bias
-  ``int32[block_out]``, multiplier ``int32[block_out]``, shift ``int8[block_out]``.
+  ``int32[block_out]``, multiplier ``int32[block_out]``, shift ``int8[block_out]``; with
+  ``HwConfig.prm_row_beats`` each row is followed by zeros up to whole DMA beats
+  (``HwConfig.prm_row_bytes``).
 
 Channel and batch dimensions are zero-padded to whole blocks (zero codes add nothing).
 """
@@ -84,8 +86,9 @@ def pack_weights(idx, block_out, block_in, bits):
     return pack_vectors(blocked.reshape(-1, block_out * block_in), bits).reshape(-1)
 
 
-def pack_params(lut_int, bias_int, multiplier, shift, block_out, lut_entries):
-    """Per-output-block parameter rows (see the module docstring) as flat uint8."""
+def pack_params(lut_int, bias_int, multiplier, shift, block_out, lut_entries, row_bytes=None):
+    """Per-output-block parameter rows (see the module docstring) as flat uint8; ``row_bytes`` (at least a
+    row's bytes) pads each row with zeros to that many bytes (``HwConfig.prm_row_bytes``)."""
     o, levels = lut_int.shape
     ob = ceil_div(o, block_out)
     lut = np.zeros((ob * block_out, lut_entries), dtype=np.int8)
@@ -98,12 +101,16 @@ def pack_params(lut_int, bias_int, multiplier, shift, block_out, lut_entries):
             padded(bias_int, "<i4").view(np.uint8),
             padded(multiplier, "<i4").view(np.uint8),
             padded(shift, np.int8).view(np.uint8)]
+    entry = sum(r.shape[1] for r in rows)
+    if row_bytes is not None and row_bytes > entry:
+        rows.append(np.zeros((ob, row_bytes - entry), np.uint8))
     return np.concatenate(rows, axis=1).reshape(-1)
 
 
 def unpack_params(rows, block_out, lut_entries):
-    """``(n, entry_bytes)`` uint8 -> (lut int64 (n, bo, E), bias, multiplier, shift int64 (n, bo))."""
-    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    """``(n, row_bytes)`` uint8 -> (lut int64 (n, bo, E), bias, multiplier, shift int64 (n, bo)); bytes past
+    a row's entry (beat padding) are ignored."""
+    rows = np.ascontiguousarray(np.asarray(rows, dtype=np.uint8)[:, : block_out * (lut_entries + 9)])
     n = rows.shape[0]
     split = np.cumsum([block_out * lut_entries, 4 * block_out, 4 * block_out])
     lut, bias, mult, shift = np.split(rows, split, axis=1)

@@ -238,12 +238,14 @@ def dsp_terms(config, c, lut_mode=None):
             "dma offsets": c.dsp_per_address_width * widths, "dma lengths": c.dsp_base}
 
 
-def _dma_elements(config):
-    """The widest element (bytes) of each DMA engine of ``qnn_core``: fetch, load, compute, store."""
+def dma_elements(config):
+    """The widest element (bytes) each DMA engine of ``qnn_core`` assembles through its byte shifter:
+    fetch, load, compute, store (with ``prm_row_beats`` the compute engine assembles parameter rows beat by
+    beat in a register of their own instead, ``dma_buffer_bits``)."""
     outputs = config.batch * config.block_out
     return (INSN_BITS // 8,
             max(config.inp_vector_bytes(config.max_a_bits), config.wgt_block_bytes(config.max_w_bits)),
-            max(4 * outputs, config.prm_entry_bytes, 8),
+            max(4 * outputs, 0 if config.prm_row_beats else config.prm_entry_bytes, 8),
             4 * outputs)
 
 
@@ -251,12 +253,14 @@ def dma_byte_lanes(config):
     """Byte lanes of the DMA engines' element assembly, each engine as wide as its widest element:
     (element + beat) x beat bytes summed (a one-byte port assembles byte by byte: one lane a byte)."""
     beat = config.dma_bytes_per_cycle
-    return sum((e + beat) * beat for e in _dma_elements(config))
+    return sum((e + beat) * beat for e in dma_elements(config))
 
 
 def dma_buffer_bits(config):
-    """Bits of the DMA engines' assembly registers: an element plus one beat per engine."""
-    return 8 * sum(e + config.dma_bytes_per_cycle for e in _dma_elements(config))
+    """Bits of the DMA engines' assembly registers: an element plus one beat per engine, and with
+    ``prm_row_beats`` the compute engine's parameter-row register."""
+    rows = config.prm_row_bytes if config.prm_row_beats else 0
+    return 8 * (sum(e + config.dma_bytes_per_cycle for e in dma_elements(config)) + rows)
 
 
 def estimate(config, a_bits=None, w_bits=None, coefficients=None, lut_mode=None):

@@ -40,6 +40,7 @@ def test_pynq_preset_is_the_measured_core_that_fits_its_part():
     ("clock_mhz", -5), ("clock_mhz", float("nan")), ("block_in", True), ("name", ""),
     ("alu_lanes", 3), ("alu_lanes", 32), ("alu_lanes", 0), ("alu_mul_cycles", 3), ("alu_mul_cycles", 64),
     ("alu_mul_cycles", 0), ("gemm_out_lanes", 3), ("gemm_out_lanes", 32), ("gemm_out_lanes", 0),
+    ("prm_row_beats", "yes"), ("prm_row_beats", 1),
 ])
 def test_bad_field_is_named(field, value):
     with pytest.raises(HwConfigError, match=field):
@@ -55,6 +56,8 @@ def test_inconsistent_fields():
         HwConfig(gemm_out_lanes=2, lut_mode="onehot")
     with pytest.raises(HwConfigError, match="gemm_out_lanes=2 < block_out=16 .*batch=2"):
         HwConfig(gemm_out_lanes=2, lut_mode="decode", batch=2)
+    with pytest.raises(HwConfigError, match="prm_row_beats=true needs dma_bytes_per_cycle > 1"):
+        HwConfig(prm_row_beats=True, dma_bytes_per_cycle=1)
     with pytest.raises(HwConfigError, match="resources.lut_base"):
         HwConfig.from_dict({"resources": {"lut_base": -1}})
 

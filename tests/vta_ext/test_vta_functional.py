@@ -140,6 +140,23 @@ def test_presets_run_a_resnet_layer():
         np.testing.assert_array_equal(run_program(program, codes), reference_acc(layer, codes, program.params))
 
 
+def test_parameter_rows_padded_to_whole_beats():
+    """prm_row_beats: each 2,120-byte row takes 2,144 bytes (67 beats of 32) in DRAM; results unchanged."""
+    rng = np.random.default_rng(3)
+    layer = make_layer(rng, "conv2d", 1, 12, 20, 6, 3, 1, 1, 2, 3)  # three output blocks of 8
+    codes = rng.integers(0, 4, layer.input_shape).astype(np.uint8)
+    plain = HwConfig(lut_mode="decode", dma_bytes_per_cycle=32, **SMALL)
+    beats = plain.replace(prm_row_beats=True)
+    assert (plain.prm_row_bytes, beats.prm_row_bytes) == (2120, 2144)
+    programs = [compile_layer(layer, cfg) for cfg in (plain, beats)]
+    assert [p.regions["prm"][1:] for p in programs] == [(3 * 2120, 2120), (3 * 2144, 2144)]
+    padded = programs[1].regions["prm"][0]
+    rows = programs[1].dram[padded: padded + 3 * 2144].reshape(3, 2144)
+    assert not rows[:, 2120:].any() and rows[:, :2120].any()
+    for program in programs:
+        np.testing.assert_array_equal(run_program(program, codes), reference_acc(layer, codes, program.params))
+
+
 def test_dram_bytes_shrink_with_bits():
     rng = np.random.default_rng(2)
     cfg = HwConfig.preset("pynq_z1").replace(part=None, max_w_bits=8, lut_entries=256)  # 8-bit weights: no part

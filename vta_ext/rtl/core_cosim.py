@@ -57,7 +57,7 @@ def core_parameters(cfg, a_bits=None, w_bits=None, soft_mul=True):
             "UOP_DEPTH": cfg.uop_depth, "PRM_DEPTH": cfg.prm_depth, "BPC": cfg.dma_bytes_per_cycle,
             "QDEPTH": cfg.insn_queue_depth, "MAXE": maxe, "WR_W": maxe * 8, "ALU_LANES": cfg.alu_lane_count,
             "SOFT_MUL": int(soft_mul), "MUL_CLOCKS": cfg.alu_mul_cycles,
-            "GEMM_LANES": cfg.gemm_out_lane_count}
+            "GEMM_LANES": cfg.gemm_out_lane_count, "PRM_BEATS": int(cfg.prm_row_beats)}
 
 
 def _write_bytes_hex(path, data):

@@ -35,8 +35,9 @@ from tvm_qnn.errors import HwConfigError
 from vta_ext.config import HwConfig
 from vta_ext.fit import MEASURED_PATH, hardware_key
 from vta_ext.parts import get_part
+from vta_ext.resources import dma_elements
 from vta_ext.rtl.bitstream import ice40_logic_cells
-from vta_ext.rtl.core_cosim import core_parameters, max_elem_bytes
+from vta_ext.rtl.core_cosim import core_parameters
 from vta_ext.rtl.cosim import isa_header
 from vta_ext.rtl.synth import SynthesisLimitError, SynthResult, synthesize
 from vta_ext.rtl.tools import tool_version
@@ -84,7 +85,7 @@ def flow_of(part, cfg=None, max_lane_levels=MAX_LANE_LEVELS):
     one whose single column is already past it, or a one-hot core past it, or whose DMA assembles
     elements past ``MAX_DMA_BYTE_LANES`` raises ``SynthesisLimitError`` (not attempted)."""
     if cfg is not None:
-        widest = max_elem_bytes(cfg)
+        widest = max(dma_elements(cfg))
         if widest * cfg.dma_bytes_per_cycle > MAX_DMA_BYTE_LANES:
             raise SynthesisLimitError(
                 f"not attempted: the DMA assembles {widest:,}-byte elements from {cfg.dma_bytes_per_cycle}-byte "

@@ -76,7 +76,7 @@ def _load(state, insn, dram):
     scope = insn.scope
     elem_bytes = {MemScope.INP: cfg.inp_vector_bytes(insn.elem_bits) if scope == MemScope.INP else 0,
                   MemScope.WGT: cfg.wgt_block_bytes(insn.elem_bits) if scope == MemScope.WGT else 0,
-                  MemScope.ACC: cfg.acc_vector_bytes, MemScope.UOP: 8, MemScope.PRM: cfg.prm_entry_bytes}[scope]
+                  MemScope.ACC: cfg.acc_vector_bytes, MemScope.UOP: 8, MemScope.PRM: cfg.prm_row_bytes}[scope]
     rows = _dram_elements(insn, dram, elem_bytes)
     raw = dram[: (dram.size // elem_bytes) * elem_bytes].reshape(-1, elem_bytes)[rows]
     width = insn.x_pad0 + insn.x_size + insn.x_pad1

@@ -90,7 +90,7 @@ def mem_bytes(cfg, insn):
     else:
         elem = {MemScope.INP: lambda: cfg.inp_vector_bytes(bits), MemScope.WGT: lambda: cfg.wgt_block_bytes(bits),
                 MemScope.ACC: lambda: cfg.acc_vector_bytes, MemScope.UOP: lambda: 8,
-                MemScope.PRM: lambda: cfg.prm_entry_bytes}[scope]()
+                MemScope.PRM: lambda: cfg.prm_row_bytes}[scope]()
     return insn.y_size * insn.x_size * elem
 
 

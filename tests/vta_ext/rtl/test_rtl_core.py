@@ -57,6 +57,27 @@ def test_core_runs_a_conv_layer_like_the_simulator(lut_mode):
     assert report.dram_equal and report.rtl_cycles > report.model_cycles * 0.95
 
 
+@pytest.mark.parametrize("lut_mode, beat", [("decode", 16), ("onehot", 32)])
+def test_parameter_rows_written_beat_by_beat(lut_mode, beat):
+    """prm_row_beats: 2,120-byte parameter rows padded to whole 16- or 32-byte beats in DRAM, written into the
+    parameter buffer beat by beat (dma_read's beat port); several rows per DMA request (two output blocks)."""
+    cfg = _config(lut_mode).replace(prm_row_beats=True, dma_bytes_per_cycle=beat)
+    assert cfg.prm_row_bytes % beat == 0 and cfg.prm_row_bytes > cfg.prm_entry_bytes
+    report = _check(lut_mode, w_bits=2, a_bits=3, in_ch=10, out_ch=12, hw=5, kernel=3, out_bits=None, seed=4,
+                    config=cfg)
+    assert report.dram_equal
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(beat=st.sampled_from([16, 32, 64]), w_bits=st.integers(1, 3), a_bits=st.integers(1, 8),
+       in_ch=st.integers(1, 12), out_ch=st.integers(1, 20), hw=st.integers(2, 4), kernel=st.sampled_from([1, 3]),
+       out_bits=st.one_of(st.none(), st.integers(1, 8)), seed=st.integers(0, 1000))
+def test_drawn_layers_with_beat_written_parameter_rows(beat, w_bits, a_bits, in_ch, out_ch, hw, kernel, out_bits,
+                                                       seed):
+    cfg = _config("decode").replace(prm_row_beats=True, dma_bytes_per_cycle=beat)
+    _check("decode", w_bits, a_bits, in_ch, out_ch, hw, kernel, out_bits, seed, config=cfg)
+
+
 def test_core_with_two_alu_lanes_for_eight_outputs():
     """The ALU passes over the 8 outputs in 4 clocks per step (the iCE40 preset's shape): same DRAM, and the
     cycles stay within 5 % of the timing model, which charges alu_passes per ALU step."""

@@ -10,9 +10,16 @@
 // position the next ELEM_BYTES bytes of the stream (raw, lowest byte at bit 0). sw_en is
 // combinational; the entry is taken on a clock with sw_en && sw_ready.
 // Timing: start is a one-clock pulse; done pulses one clock after the last entry is taken.
+// Wide elements (MAXB > MAXE): an element wider than MAXE bytes, which must be a whole number of
+// beats and never padded (qnn_core's parameter rows, padded in DRAM: HwConfig.prm_row_beats), is
+// assembled in a register of MAXB bytes, each beat written at its beat offset (a clock enable per
+// beat, no shifter), and written out whole after its last beat; a beat of the next element may
+// arrive in that clock. sw_data past an element's elem_bytes is zero up to MAXE bytes and
+// undefined above (the wide register's bytes); the caller reads an element's own bytes only.
 module dma_read #(
-    parameter MAXE = 64,   // widest element in bytes
-    parameter BPC = 8      // bytes per beat (dma_bytes_per_cycle)
+    parameter MAXE = 64,   // widest element in bytes assembled from beats through the shifter
+    parameter BPC = 8,     // bytes per beat (dma_bytes_per_cycle)
+    parameter MAXB = MAXE  // widest element in bytes: wider than MAXE is assembled beat by beat (see above)
 ) (
     input  wire                clk,
     input  wire                start,
@@ -37,10 +44,13 @@ module dma_read #(
     // SRAM write
     output wire                sw_en,
     output reg  [23:0]         sw_addr,
-    output reg  [MAXE*8-1:0]   sw_data,
+    output reg  [MAXB*8-1:0]   sw_data,
     input  wire                sw_ready
 );
     localparam CAP = MAXE + BPC;  // reassembly buffer bytes
+    localparam BEATS = MAXB > MAXE;  // 0: no wide elements (their logic folds away)
+    localparam RB = BEATS ? MAXB : 1;  // bytes of the wide-element register
+    localparam LOG_BPC = $clog2(BPC);
 
     reg        active = 1'b0;
     reg [31:0] req_left, width, height, r, c;
@@ -49,23 +59,29 @@ module dma_read #(
     reg [31:0] n_elems, y_lo, y_hi, x_lo, x_hi;
     reg [CAP*8-1:0] buffer;
     reg [15:0] count = 0;  // valid bytes in buffer
+    reg [RB*8-1:0] row;    // the wide element being assembled
+    reg [15:0] beat = 0;   // its beats received
+    reg row_full = 1'b0;   // all of them
     initial done = 1'b0;
+    wire wide = BEATS && e_bytes > MAXE;
 
     assign busy = active;
     assign ar_valid = active && req_left != 0;
     assign ar_len = n_elems * e_bytes;
-    assign r_ready = active && (count + BPC <= CAP);
+    assign r_ready = active && (wide ? !row_full || sw_ready : count + BPC <= CAP);
 
     wire is_data = r >= y_lo && r < y_hi && c >= x_lo && c < x_hi;
-    wire have = count >= e_bytes;
+    wire have = wide ? row_full : count >= e_bytes;
     assign sw_en = active && height != 0 && width != 0 && (!is_data || have);
     wire take = sw_en && sw_ready;
-    wire pop = take && is_data;
+    wire pop = take && is_data && !wide;
 
     integer b;
     always @* begin
+        sw_data = 0;
+        if (BEATS) sw_data[RB*8-1:0] = row;
         for (b = 0; b < MAXE; b = b + 1)
-            sw_data[b*8 +: 8] = (is_data && b < e_bytes) ? buffer[b*8 +: 8] : 8'd0;
+            if (!wide) sw_data[b*8 +: 8] = (is_data && b < e_bytes) ? buffer[b*8 +: 8] : 8'd0;
     end
 
     // buffer update: drop the popped element, append the accepted beat after what remains
@@ -79,7 +95,9 @@ module dma_read #(
             beat_data[b*8 +: 8] = (b < r_bytes) ? r_data[b*8 +: 8] : 8'd0;
     wire [CAP*8-1:0] kept = pop ? (buffer >> (e_bytes * 8)) : buffer;
     wire [CAP*8-1:0] appended = {{(CAP - BPC)*8{1'b0}}, beat_data} << (remain * 8);
-    wire [CAP*8-1:0] next_buffer = accept ? (kept | appended) : kept;
+    wire [CAP*8-1:0] next_buffer = (accept && !wide) ? (kept | appended) : kept;
+    wire row_beat = accept && wide;
+    wire last_beat = ((beat + 1'b1) << LOG_BPC) == e_bytes;
 
     always @(posedge clk) begin
         done <= 1'b0;
@@ -98,13 +116,20 @@ module dma_read #(
             sw_addr <= sram_base;
             count <= 0;
             buffer <= 0;
+            beat <= 0;
+            row_full <= 1'b0;
         end else if (active) begin
             if (ar_valid && ar_ready) begin
                 req_left <= req_left - 1'b1;
                 ar_addr <= ar_addr + step;
             end
             buffer <= next_buffer;
-            count <= remain + (accept ? r_bytes : 16'd0);
+            count <= remain + ((accept && !wide) ? r_bytes : 16'd0);
+            if (row_beat) beat <= last_beat ? 16'd0 : beat + 1'b1;
+            if (row_beat && last_beat) row_full <= 1'b1;
+            else if (take) row_full <= 1'b0;
+            for (b = 0; b < RB / BPC; b = b + 1)
+                if (BEATS && row_beat && beat == b) row[b*BPC*8 +: BPC*8] <= r_data;
             if (height == 0 || width == 0) begin
                 active <= 1'b0;
                 done <= 1'b1;

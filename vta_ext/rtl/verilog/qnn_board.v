@@ -33,7 +33,8 @@ module qnn_board #(
     parameter ALU_LANES = BATCH * BLOCK_OUT,
     parameter SOFT_MUL = 0,   // qnn_core's ALU multiplier from adders (parts without DSP blocks)
     parameter MUL_CLOCKS = 1,  // clocks per ALU multiply (serial_mul32 above 1)
-    parameter GEMM_LANES = BLOCK_OUT  // GEMM output columns per clock
+    parameter GEMM_LANES = BLOCK_OUT,  // GEMM output columns per clock
+    parameter PRM_BEATS = 0  // qnn_core's parameter rows written beat by beat (0 on a one-byte port)
 ) (
     input  wire clk,
     input  wire load,
@@ -64,7 +65,7 @@ module qnn_board #(
                .LUT_MODE(LUT_MODE), .LUT_ENTRIES(LUT_ENTRIES), .INP_DEPTH(INP_DEPTH), .WGT_DEPTH(WGT_DEPTH),
                .ACC_DEPTH(ACC_DEPTH), .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .BPC(BPC), .QDEPTH(QDEPTH),
                .MAXE(MAXE), .WR_W(WR_W), .ALU_LANES(ALU_LANES), .SOFT_MUL(SOFT_MUL), .MUL_CLOCKS(MUL_CLOCKS),
-               .GEMM_LANES(GEMM_LANES))
+               .GEMM_LANES(GEMM_LANES), .PRM_BEATS(PRM_BEATS))
         core (.clk(clk), .start(chain[0] && !load), .insn_base(chain[1 +: 32]), .insn_count(chain[33 +: 32]),
               .done(core_done),
               .f_ar_valid(f_out[0]), .f_ar_addr(f_out[1 +: 32]), .f_ar_len(f_out[33 +: 32]), .f_ar_ready(f_in[0]),

@@ -38,7 +38,10 @@ module qnn_core #(
     parameter ALU_LANES = BATCH * BLOCK_OUT,
     parameter SOFT_MUL = 0,  // ALU multipliers from adders (parts without DSP blocks)
     parameter MUL_CLOCKS = 1,  // clocks per ALU multiply (qnn_compute; HwConfig.alu_mul_cycles)
-    parameter GEMM_LANES = BLOCK_OUT  // GEMM output columns per clock (qnn_compute; HwConfig.gemm_out_lanes)
+    parameter GEMM_LANES = BLOCK_OUT,  // GEMM output columns per clock (qnn_compute; HwConfig.gemm_out_lanes)
+    // 1: parameter rows are padded to whole beats in DRAM and the compute DMA assembles them beat by
+    // beat at beat offsets, without a shifter (HwConfig.prm_row_beats; BPC > 1)
+    parameter PRM_BEATS = 0
 ) (
     input  wire              clk,
     input  wire              start,
@@ -61,6 +64,8 @@ module qnn_core #(
     localparam IB = `INSN_BITS;
     localparam LI = BATCH * BLOCK_IN, LW = BLOCK_OUT * BLOCK_IN, LO = BATCH * BLOCK_OUT;
     localparam PRM_BYTES = BLOCK_OUT * (LUT_ENTRIES + 9);
+    // a parameter row in DRAM: PRM_BYTES, or whole beats with PRM_BEATS (HwConfig.prm_row_bytes)
+    localparam PRM_ROW = PRM_BEATS ? (PRM_BYTES + BPC - 1) / BPC * BPC : PRM_BYTES;
     localparam OPC_LOAD = 0, OPC_STORE = 1, OPC_GEMM = 2, OPC_ALU = 3, OPC_FINISH = 4;
     localparam SC_UOP = 0, SC_WGT = 1, SC_INP = 2, SC_ACC = 3, SC_PRM = 4;
     localparam POP_PREV = 3, POP_NEXT = 4, PUSH_PREV = 5, PUSH_NEXT = 6;
@@ -81,6 +86,8 @@ module qnn_core #(
     // a PRM row into the parameter buffer byte by byte as it arrives (a second register of the row's
     // width was ~290 logic cells of flip-flops that pack with no LUT on the iCE40 cores)
     localparam COMP_KEEP = (LO * 4 > 8 && !LANE_SERIAL) ? LO * 4 : 8;
+    // PRM_BEATS: the wider-beat compute engine assembles a PRM row beat by beat at beat offsets
+    // (dma_read's wide elements), with the shifter as wide as a UOP or ACC element only
 
     // ------------------------------------------------------------------ fetch + dispatch
     wire [FETCH_E*8-1:0] f_word;
@@ -180,7 +187,7 @@ module qnn_core #(
         case (scope)
             SC_ACC: compute_offset = index * (LO * 4);
             SC_UOP: compute_offset = index * 8;
-            default: compute_offset = index * PRM_BYTES;
+            default: compute_offset = index * PRM_ROW;
         endcase
     endfunction
     function [31:0] store_offset(input [31:0] index, input [5:0] bits);
@@ -198,7 +205,7 @@ module qnn_core #(
         case (scope)
             SC_ACC: compute_bytes = LO * 4;
             SC_UOP: compute_bytes = 8;
-            default: compute_bytes = PRM_BYTES;
+            default: compute_bytes = PRM_ROW;
         endcase
     endfunction
     function [15:0] store_bytes(input [5:0] bits);
@@ -236,20 +243,27 @@ module qnn_core #(
                 .r_ready(l_r_ready), .sw_en(l_en), .sw_addr(l_addr), .sw_data(l_raw), .sw_ready(1'b1));
         end
     endgenerate
-    reg [WR_W-1:0] l_entry;  // bit planes -> codes: plane p of lane k is raw bit p*lanes + k
-    integer k, p;
-    always @* begin
-        l_entry = 0;
-        if (l_scope == SC_INP) begin
-            for (k = 0; k < LI; k = k + 1)
-                for (p = 0; p < A_BITS; p = p + 1)
-                    if (p < l_bits) l_entry[k*A_BITS + p] = l_raw[p*LI + k];
-        end else begin
-            for (k = 0; k < LW; k = k + 1)
-                for (p = 0; p < W_BITS; p = p + 1)
-                    if (p < l_bits) l_entry[k*W_BITS + p] = l_raw[p*LW + k];
+    // bit planes -> codes: plane p of lane k is raw bit p*lanes + k; planes past the element's bits
+    // read as 0. Continuous assignments rather than a loop of conditional bit writes in a process:
+    // on a 512-lane, 8-bit weight block that process had 4,353 switch rules, and yosys' PROC_PRUNE
+    // was still in it after nine minutes
+    wire [LI*A_BITS-1:0] l_inp_codes;
+    wire [LW*W_BITS-1:0] l_wgt_codes;
+    genvar gk, gp;
+    generate
+        for (gk = 0; gk < LI; gk = gk + 1) begin : inp_lane
+            for (gp = 0; gp < A_BITS; gp = gp + 1) begin : plane
+                assign l_inp_codes[gk*A_BITS + gp] = gp < l_bits && l_raw[gp*LI + gk];
+            end
         end
-    end
+        for (gk = 0; gk < LW; gk = gk + 1) begin : wgt_lane
+            for (gp = 0; gp < W_BITS; gp = gp + 1) begin : plane
+                assign l_wgt_codes[gk*W_BITS + gp] = gp < l_bits && l_raw[gp*LW + gk];
+            end
+        end
+    endgenerate
+    wire [WR_W-1:0] l_entry = (l_scope == SC_INP) ? l_inp_codes : l_wgt_codes;  // zero-extended
+    integer k, p;
     always @(posedge clk) begin
         if (l_fin && !l_start) l_busy <= 1'b0;
         if (l_start) begin
@@ -263,7 +277,7 @@ module qnn_core #(
     // ------------------------------------------------------------------ compute module
     wire [2:0] ch_opc = ch[2:0];
     wire [2:0] ch_scope = ch[`MEM_SCOPE_LO +: 3];
-    localparam COMP_W = BYTE_DMA ? COMP_KEEP : COMP_E;
+    localparam COMP_W = BYTE_DMA ? COMP_KEEP : PRM_BEATS ? PRM_ROW : COMP_E;
     wire c_en; wire [23:0] c_addr; wire [COMP_W*8-1:0] c_raw;
     wire [WR_W-1:0] c_entry = c_raw;  // zero-extended to the write port
     wire c_byte_en; wire [23:0] c_byte_addr; wire [$clog2(COMP_E + 1)-1:0] c_byte_idx; wire [7:0] c_byte_data;
@@ -286,6 +300,17 @@ module qnn_core #(
                 .ar_ready(c_ar_ready), .r_valid(c_r_valid), .r_data(c_r_data), .r_bytes(c_r_bytes),
                 .r_ready(c_r_ready), .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1),
                 .byte_en(c_byte_en), .byte_addr(c_byte_addr), .byte_idx(c_byte_idx), .byte_data(c_byte_data));
+        end else if (PRM_BEATS) begin : compute_prm_beats_dma
+            assign c_byte_en = 1'b0; assign c_byte_addr = 0; assign c_byte_idx = 0; assign c_byte_data = 0;
+            dma_read #(.MAXE(COMP_KEEP), .BPC(BPC), .MAXB(PRM_ROW)) compute_dma (
+                .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
+                .rows({16'd0, ch[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, ch[`MEM_X_SIZE_LO +: 16]}),
+                .elem_bytes(c_e),
+                .y_pad0(ch[`MEM_Y_PAD0_LO +: 4]), .y_pad1(ch[`MEM_Y_PAD1_LO +: 4]), .x_pad0(ch[`MEM_X_PAD0_LO +: 4]),
+                .x_pad1(ch[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, ch[`MEM_SRAM_BASE_LO +: 22]}),
+                .done(c_dma_done), .busy(), .ar_valid(c_ar_valid), .ar_addr(c_ar_addr), .ar_len(c_ar_len),
+                .ar_ready(c_ar_ready), .r_valid(c_r_valid), .r_data(c_r_data), .r_bytes(c_r_bytes),
+                .r_ready(c_r_ready), .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1));
         end else begin : compute_beats_dma
             assign c_byte_en = 1'b0; assign c_byte_addr = 0; assign c_byte_idx = 0; assign c_byte_data = 0;
             dma_read #(.MAXE(COMP_E), .BPC(BPC)) compute_dma (

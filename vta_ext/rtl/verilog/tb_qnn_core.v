@@ -6,7 +6,7 @@ module tb_qnn_core;
     parameter BATCH = 1, BLOCK_IN = 16, BLOCK_OUT = 16, A_BITS = 8, W_BITS = 8, LUT_MODE = 2;
     parameter LUT_ENTRIES = 256, INP_DEPTH = 256, WGT_DEPTH = 256, ACC_DEPTH = 256, UOP_DEPTH = 256;
     parameter PRM_DEPTH = 16, BPC = 8, LATENCY = 32, QDEPTH = 64, MAXE = 256, WR_W = 2048, ALU_LANES = BATCH * BLOCK_OUT;
-    parameter SOFT_MUL = 0, MUL_CLOCKS = 1, GEMM_LANES = BLOCK_OUT;
+    parameter SOFT_MUL = 0, MUL_CLOCKS = 1, GEMM_LANES = BLOCK_OUT, PRM_BEATS = 0;
     parameter DRAM_BYTES = 4096, INSN_BASE = 0, INSN_COUNT = 1, MAX_CYCLES = 10000000;
 
     reg clk = 0;
@@ -27,7 +27,7 @@ module tb_qnn_core;
                .LUT_MODE(LUT_MODE), .LUT_ENTRIES(LUT_ENTRIES), .INP_DEPTH(INP_DEPTH), .WGT_DEPTH(WGT_DEPTH),
                .ACC_DEPTH(ACC_DEPTH), .UOP_DEPTH(UOP_DEPTH), .PRM_DEPTH(PRM_DEPTH), .BPC(BPC), .QDEPTH(QDEPTH),
                .MAXE(MAXE), .WR_W(WR_W), .ALU_LANES(ALU_LANES), .SOFT_MUL(SOFT_MUL), .MUL_CLOCKS(MUL_CLOCKS),
-               .GEMM_LANES(GEMM_LANES))
+               .GEMM_LANES(GEMM_LANES), .PRM_BEATS(PRM_BEATS))
         dut (.clk(clk), .start(start), .insn_base(INSN_BASE), .insn_count(INSN_COUNT), .done(done),
              .f_ar_valid(f_ar_valid), .f_ar_addr(f_ar_addr), .f_ar_len(f_ar_len), .f_ar_ready(f_ar_ready),
              .f_r_valid(f_r_valid), .f_r_data(f_r_data), .f_r_bytes(f_r_bytes), .f_r_ready(f_r_ready),
