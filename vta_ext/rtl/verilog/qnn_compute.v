@@ -248,15 +248,21 @@ module qnn_compute #(
             wire [ACC_W-1:0] acc_dst = acc_mem[dst_q];
             wire [ACC_W-1:0] acc_src = acc_mem[accb_q];
             reg [BLOCK_OUT*LEVELS*8-1:0] gemm_lut;   // the first LEVELS entries of each LUT row
-            reg [BLOCK_OUT*8-1:0] lut_column;        // lut[o, k] for LUT_APPLY
+            // lut[o, k] for LUT_APPLY (k is a level: < 2^w_bits <= LUT_ENTRIES), selected within row o's
+            // LUT entries: as prm[(o*LUT_ENTRIES + k)*8 +: 8], yosys builds a shifter over the whole
+            // parameter row per output, whose techmap had not ended after 17 minutes at 4,240-byte rows
+            wire [BLOCK_OUT*8-1:0] lut_column;
+            genvar col_o;
+            for (col_o = 0; col_o < BLOCK_OUT; col_o = col_o + 1) begin : lut_col
+                wire [LUT_ENTRIES*8-1:0] entries = prm[col_o*LUT_ENTRIES*8 +: LUT_ENTRIES*8];
+                assign lut_column[col_o*8 +: 8] = entries[k[$clog2(LUT_ENTRIES)-1:0]*8 +: 8];
+            end
             reg [GROUP*ACC_W-1:0] acc_group;         // acc[dst*GROUP + q] in gemm_unit's element order
             integer o, q, n;
             always @* begin
-                for (o = 0; o < BLOCK_OUT; o = o + 1) begin
+                for (o = 0; o < BLOCK_OUT; o = o + 1)
                     for (q = 0; q < LEVELS; q = q + 1)
                         gemm_lut[(o*LEVELS + q)*8 +: 8] = prm[(o*LUT_ENTRIES + q)*8 +: 8];
-                    lut_column[o*8 +: 8] = prm[(o*LUT_ENTRIES + k)*8 +: 8];
-                end
                 for (q = 0; q < GROUP; q = q + 1)
                     for (n = 0; n < BATCH*BLOCK_OUT; n = n + 1)
                         acc_group[(n*GROUP + q)*32 +: 32] = (GROUP == 1) ? acc_dst[n*32 +: 32]

@@ -300,20 +300,10 @@ module qnn_core #(
                 .ar_ready(c_ar_ready), .r_valid(c_r_valid), .r_data(c_r_data), .r_bytes(c_r_bytes),
                 .r_ready(c_r_ready), .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1),
                 .byte_en(c_byte_en), .byte_addr(c_byte_addr), .byte_idx(c_byte_idx), .byte_data(c_byte_data));
-        end else if (PRM_BEATS) begin : compute_prm_beats_dma
-            assign c_byte_en = 1'b0; assign c_byte_addr = 0; assign c_byte_idx = 0; assign c_byte_data = 0;
-            dma_read #(.MAXE(COMP_KEEP), .BPC(BPC), .MAXB(PRM_ROW)) compute_dma (
-                .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
-                .rows({16'd0, ch[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, ch[`MEM_X_SIZE_LO +: 16]}),
-                .elem_bytes(c_e),
-                .y_pad0(ch[`MEM_Y_PAD0_LO +: 4]), .y_pad1(ch[`MEM_Y_PAD1_LO +: 4]), .x_pad0(ch[`MEM_X_PAD0_LO +: 4]),
-                .x_pad1(ch[`MEM_X_PAD1_LO +: 4]), .sram_base({2'd0, ch[`MEM_SRAM_BASE_LO +: 22]}),
-                .done(c_dma_done), .busy(), .ar_valid(c_ar_valid), .ar_addr(c_ar_addr), .ar_len(c_ar_len),
-                .ar_ready(c_ar_ready), .r_valid(c_r_valid), .r_data(c_r_data), .r_bytes(c_r_bytes),
-                .r_ready(c_r_ready), .sw_en(c_en), .sw_addr(c_addr), .sw_data(c_raw), .sw_ready(1'b1));
         end else begin : compute_beats_dma
+            // with PRM_BEATS the shifter assembles UOP and ACC elements and a PRM row is a wide element
             assign c_byte_en = 1'b0; assign c_byte_addr = 0; assign c_byte_idx = 0; assign c_byte_data = 0;
-            dma_read #(.MAXE(COMP_E), .BPC(BPC)) compute_dma (
+            dma_read #(.MAXE(PRM_BEATS ? COMP_KEEP : COMP_E), .BPC(BPC), .MAXB(COMP_W)) compute_dma (
                 .clk(clk), .start(c_start && ch_opc == OPC_LOAD), .base(c_base), .stride(c_stride),
                 .rows({16'd0, ch[`MEM_Y_SIZE_LO +: 16]}), .row_elems({16'd0, ch[`MEM_X_SIZE_LO +: 16]}),
                 .elem_bytes(c_e),
