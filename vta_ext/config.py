@@ -98,6 +98,8 @@ class ResourceCoefficients:
     # parameter rows in block RAM (deeper than distributed RAM takes): yosys emulates the read of a
     # row written in the same clock with one register of the row (qnn_compute's prm_mem)
     ff_per_prm_bypass_bit: float = 1.0
+    # prm_row_beats: the compute DMA's register of the parameter row it assembles beat by beat
+    ff_per_prm_row_bit: float = 1.0
     dsp_per_alu_lane: float = 4.0  # a 32x32 requant multiply on 18x25 DSP slices
     dsp_per_lut_apply_lane: float = 2.0  # an int8 x int32 LUT-apply multiply: two 18x25 slices
     # per bit width that is not a power of two (up to the widest load, and again the widest store):
