@@ -245,7 +245,7 @@ def dsp_terms(config, c, lut_mode=None):
 def dma_elements(config):
     """The widest element (bytes) each DMA engine of ``qnn_core`` assembles through its byte shifter:
     fetch, load, compute, store (with ``prm_row_beats`` the compute engine assembles parameter rows beat by
-    beat in a register of their own instead, ``dma_buffer_bits``)."""
+    beat in a register of their own instead, charged by ``ff_per_prm_row_bit``)."""
     outputs = config.batch * config.block_out
     return (INSN_BITS // 8,
             max(config.inp_vector_bytes(config.max_a_bits), config.wgt_block_bytes(config.max_w_bits)),

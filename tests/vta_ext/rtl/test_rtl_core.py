@@ -59,8 +59,8 @@ def test_core_runs_a_conv_layer_like_the_simulator(lut_mode):
 
 @pytest.mark.parametrize("lut_mode, beat", [("decode", 16), ("onehot", 32)])
 def test_parameter_rows_written_beat_by_beat(lut_mode, beat):
-    """prm_row_beats: 2,120-byte parameter rows padded to whole 16- or 32-byte beats in DRAM, written into the
-    parameter buffer beat by beat (dma_read's beat port); several rows per DMA request (two output blocks)."""
+    """prm_row_beats: 2,120-byte parameter rows padded to whole 16- or 32-byte beats in DRAM, assembled beat by
+    beat at beat offsets (dma_read's wide elements); several rows per DMA request (two output blocks)."""
     cfg = _config(lut_mode).replace(prm_row_beats=True, dma_bytes_per_cycle=beat)
     assert cfg.prm_row_bytes % beat == 0 and cfg.prm_row_bytes > cfg.prm_entry_bytes
     report = _check(lut_mode, w_bits=2, a_bits=3, in_ch=10, out_ch=12, hw=5, kernel=3, out_bits=None, seed=4,

@@ -139,7 +139,7 @@ def test_flow_follows_the_per_lane_decode_a_run_can_map():
     assert flow_of(get_part("xcvu9p"), folded) == "xilinx"
     with pytest.raises(SynthesisLimitError, match=r"8,480-byte elements from 64-byte beats \(542,720 byte lanes"):
         flow_of(get_part("xcvu9p"), big.replace(dma_bytes_per_cycle=64))  # the ultrascale_plus preset's DMA
-    # parameter rows written beat by beat: the compute engine assembles accumulator vectors only
+    # parameter rows assembled beat by beat: the compute engine's shifter takes accumulator vectors only
     assert flow_of(get_part("xcvu9p"), big.replace(dma_bytes_per_cycle=64, prm_row_beats=True)) == "xilinx-columns"
     script = yosys_script("qnn_core", {}, "xilinx-columns")
     assert "setattr -mod -set keep_hierarchy 1 *gemm_decode_column" in script and "\nflatten" in script
