@@ -5,6 +5,7 @@ import tvm
 from tvm import relax
 
 from codegen.build import cpu_target
+from codegen.float_schedules import AVX2_CHANNEL_LANES, CHANNEL_LANES, channel_lanes
 from tvm_qnn.targets.cpu import cpu_pipeline
 
 
@@ -83,4 +84,13 @@ def test_channel_lane_conv_schedule_keeps_results():
             outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
         np.testing.assert_array_equal(outs[1], outs[0])
         text = cpu_pipeline(target)(mod).script()
-        assert f"param_0_global = T.sblock_alloc_buffer((T.int64({out_channels // 16})" in text
+        lanes = channel_lanes(target)
+        assert f"param_0_global = T.sblock_alloc_buffer((T.int64({out_channels // lanes})" in text
+
+
+def test_channel_lanes_follow_the_vector_width():
+    """16 fp32 lanes (zmm) with AVX-512, 8 (ymm) without: the AVX-512 tile spills on AVX2."""
+    wide = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512"})
+    narrow = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
+    assert channel_lanes(wide) == CHANNEL_LANES
+    assert channel_lanes(narrow) == AVX2_CHANNEL_LANES
