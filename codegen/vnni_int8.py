@@ -56,7 +56,7 @@ from .bitpack import act_codes_compute
 from .bitserial_conv2d import residual_epilogue
 from .bitserial_int import INT32_LIMIT, check_ends
 from .plan import affine_lut, clip_bounds
-from .vnni_intrin import AVX2_MAX_A_BITS
+from .vnni_intrin import AVX2_MAX_A_BITS, INT16_SUM_LIMIT
 from .workload import ConvWorkload
 
 LANES = 16  # s32 lanes of one zmm: output channels per vpdpbusd
@@ -75,7 +75,10 @@ class Int8Kernel:
     ``instructions`` (``codegen.vnni_schedule.target_int8_instructions``): "vnni", the 512-bit
     ``vpdpbusd`` (``codegen.vnni_intrin``); "avx2", ``vpmaddubsw`` + ``vpmaddwd`` (codes of more
     than ``AVX2_MAX_A_BITS`` bits split in two, see ``codegen.vnni_intrin``); "plain", the int32
-    fallback. ``wl.scheme`` and ``wl.word`` describe
+    fallback. ``int16_sums`` (AVX2 only, codes of at most ``AVX2_MAX_A_BITS``): the ``vpmaddubsw`` pair
+    sums stay in int16 accumulators over the whole reduction and are widened once per output
+    (``codegen.vnni_intrin``); only exact for weights that pass :func:`int16_sums_exact`, which
+    :func:`with_int16_sums` checks. ``wl.scheme`` and ``wl.word`` describe
     bit planes and do not apply: they are normalised so that equal layers share one kernel.
     """
 
@@ -84,9 +87,13 @@ class Int8Kernel:
     output: str = "float"
     instructions: str = "vnni"
     contract: str = "integer"  # "integer": DESIGN's integer-only accumulator; "float": the float contract
+    int16_sums: bool = False
 
     def __post_init__(self):
         check_ends(self, "int8 kernel")
+        if self.int16_sums and (self.instructions != "avx2" or self.wl.a_bits > AVX2_MAX_A_BITS):
+            raise ShapeError(f"int8 kernel: int16_sums needs instructions='avx2' and codes of at most "
+                             f"{AVX2_MAX_A_BITS} bits (got {self.instructions!r}, a_bits={self.wl.a_bits})")
         if self.instructions not in INSTRUCTIONS:
             raise ShapeError(f"int8 kernel: instructions={self.instructions!r}; expected one of {list(INSTRUCTIONS)}")
         if self.contract not in ("integer", "float"):
@@ -136,7 +143,8 @@ class Int8Kernel:
 
     def key(self):
         contract = "_float_contract" if self.contract == "float" else ""
-        return f"int8_{self.instructions}_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
+        sums = "_int16_sums" if self.int16_sums else ""
+        return f"int8_{self.instructions}{sums}_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
 
     @property
     def vnni(self):
@@ -196,14 +204,28 @@ def int8_stages(kernel: Int8Kernel):
     bias = te.placeholder((o_out,), "float64" if float_contract else "int32", name="bias")
 
     rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
-    rcb, rci = te.reduce_axis((0, cg4 // REDUCE), name="rcb"), te.reduce_axis((0, REDUCE), name="rci")
-    acc = te.compute(
-        (n_b, ho, wo, groups, op),
-        lambda n, y, xx, g, o: te.sum(
-            act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, g, rcb * REDUCE + rci].astype("int32")
-            * weight[g, o // LANES, rh, rw, rcb, o % LANES, rci].astype("int32"),
-            axis=[rh, rw, rcb, rci]),
-        name="vnni_acc")
+    rcb = te.reduce_axis((0, cg4 // REDUCE), name="rcb")
+    if kernel.int16_sums:  # int16 sums of products 2p, 2p+1 of each group of 4, widened after the reduction
+        rj = te.reduce_axis((0, 2), name="rj")
+        pairs = te.compute(
+            (n_b, ho, wo, groups, op, 2),
+            lambda n, y, xx, g, o, p: te.sum(
+                act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, g, rcb * REDUCE + p * 2 + rj].astype("int16")
+                * weight[g, o // LANES, rh, rw, rcb, o % LANES, p * 2 + rj].astype("int16"),
+                axis=[rh, rw, rcb, rj]),
+            name="pair_acc")
+        acc = te.compute((n_b, ho, wo, groups, op),
+                         lambda n, y, xx, g, o: pairs[n, y, xx, g, o, 0].astype("int32")
+                         + pairs[n, y, xx, g, o, 1].astype("int32"), name="vnni_acc")
+    else:
+        rci = te.reduce_axis((0, REDUCE), name="rci")
+        acc = te.compute(
+            (n_b, ho, wo, groups, op),
+            lambda n, y, xx, g, o: te.sum(
+                act_pad[n, y * sh + rh * dh, xx * sw + rw * dw, g, rcb * REDUCE + rci].astype("int32")
+                * weight[g, o // LANES, rh, rw, rcb, o % LANES, rci].astype("int32"),
+                axis=[rh, rw, rcb, rci]),
+            name="vnni_acc")
 
     if float_contract:
         value = _FloatContractValue(kernel, act_pad, acc, bias)
@@ -272,12 +294,14 @@ class _FloatContractValue:
 
     def __call__(self, n, y, xx, g, o):
         oc = tirx.min(g * self.og + o, self.o_out - 1)  # padded channels read a valid row; values dropped
-        window = self.total[n, y, xx, g].astype("int64")
+        # int32 -> float64 converts in vector lanes on AVX2 (int64 -> float64 needs AVX-512DQ, else it is
+        # scalar); the integers are below 2^53, so these float64 differences equal the int64 ones exactly
+        window = self.total[n, y, xx, g].astype("float64")
         if self.total_offset:
-            window = window - tirx.const(self.total_offset, "int64")
-        centred = self.acc[n, y, xx, g, o].astype("int64") - self.weight_zero[oc]
+            window = window - tirx.const(float(self.total_offset), "float64")
+        centred = self.acc[n, y, xx, g, o].astype("float64") - self.weight_zero[oc].astype("float64")
         # rounded to float32 before the float32 bias, as codegen.bitserial_conv2d's combine
-        combined = (self.beta[oc] * centred.astype("float64") + self.alpha[oc] * window.astype("float64"))
+        combined = self.beta[oc] * centred + self.alpha[oc] * window
         full = combined.astype("float32") + self.bias[oc].astype("float32")
         return tirx.min(tirx.max(full, self.clip_bounds[0]), self.clip_bounds[1])
 
@@ -350,6 +374,23 @@ def gather_weight_s8(kernel: Int8Kernel, weight_idx, lut_int):
     # (G, OB, 16, CB, 4, kh, kw) -> (G, OB, kh, kw, CB, 16, 4)
     blocked = full.reshape(g, ob, lanes, cb, four, kh, kw).transpose(0, 1, 5, 6, 3, 2, 4)
     return np.ascontiguousarray(blocked)
+
+
+def int16_sums_exact(kernel: Int8Kernel, weight_s8):
+    """True when every int16 pair accumulator of ``kernel`` stays in int16 for any codes: per output
+    channel and pair lane, ``max code * sum |w|`` over the products it sums is at most 32767."""
+    g, ob, kh, kw, cb, lanes, four = kernel.weight_shape
+    magnitude = np.abs(np.asarray(weight_s8, dtype=np.int64)).reshape(g, ob, kh * kw * cb, lanes, 2, four // 2)
+    worst = ((1 << kernel.wl.a_bits) - 1) * magnitude.sum(axis=(2, 5)).max(initial=0)
+    return bool(worst <= INT16_SUM_LIMIT)
+
+
+def with_int16_sums(kernel: Int8Kernel, weight_s8):
+    """``kernel`` with int16 pair accumulators when it is an AVX2 kernel of codes below 128 and
+    :func:`int16_sums_exact` holds for its gathered weights; else ``kernel`` as it is."""
+    if kernel.instructions != "avx2" or kernel.splits_codes or not int16_sums_exact(kernel, weight_s8):
+        return kernel
+    return dataclasses.replace(kernel, int16_sums=True)
 
 
 def check_accumulator_fits(name, wl: ConvWorkload, lut_int, bias_int):

@@ -28,6 +28,15 @@ which holds for any int8 weight when the codes are below 128 (``a_bits <= 7``,
 ``l = a & 1``: one ``vpmaddubsw`` per part (neither saturates), the high part's pair sums doubled
 by ``vpmaddwd`` with twos (:data:`AVX2_SPLIT_INTRIN_NAME`), exact for every u8 code at twice the
 instructions.
+
+When the weights are small enough that every int16 pair lane's whole sum fits (``max(a) * sum|b|``
+over the products that lane sums is at most 32767, :data:`INT16_SUM_LIMIT`, as at 2-4 bit codes and
+weights), the AVX2 kernel keeps the ``vpmaddubsw`` pair sums in int16 accumulators across the
+whole reduction (``vpaddw``) and widens them to int32 once per output, after it
+(:data:`AVX2_PAIRS_INTRIN_NAME`, description ``C[i, p] += A[2p + j] * B[i, 2p + j]`` in int16): one
+multiply instruction per 32 products instead of two, since ``vpmaddwd`` shares the multiply
+pipes. No partial sum can leave int16 then, so no ``vpmaddubsw`` saturates and the int16 wraparound
+of the description never happens.
 """
 
 from __future__ import annotations
@@ -38,7 +47,9 @@ LLVM_BYTE_OPERANDS = 22  # first LLVM major version whose vpdpbusd takes <64 x i
 INTRIN_NAME = "qnn_dot_16x4_vnni"
 AVX2_INTRIN_NAME = "qnn_dot_16x4_avx2"
 AVX2_SPLIT_INTRIN_NAME = "qnn_dot_16x4_avx2_split"  # 8-bit codes, as two vpmaddubsw
+AVX2_PAIRS_INTRIN_NAME = "qnn_dot_16x4_avx2_pairs16"  # int16 pair sums accumulated, widened after
 AVX2_MAX_A_BITS = 7  # 2 * 127 * 128 = 32512 fits a vpmaddubsw int16 lane; 2 * 255 * 128 does not
+INT16_SUM_LIMIT = 32767  # the largest |sum| an int16 pair accumulator may reach
 
 
 def _description():
@@ -144,3 +155,51 @@ def avx2_intrin_name(split=False) -> str:
     name = AVX2_SPLIT_INTRIN_NAME if split else AVX2_INTRIN_NAME
     TensorIntrin.register(name, _description(), _avx2_implementation(split), override=True)
     return name
+
+
+def _pairs_description():
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
+             c: T.Buffer((16, 2), "int16", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:16, 0:2], a[0:4], b[0:16, 0:4])
+            T.writes(c[0:16, 0:2])
+            for lane, pair, k in T.grid(16, 2, 2):
+                with T.sblock("update"):
+                    vl, vp, vk = T.axis.remap("SSR", [lane, pair, k])
+                    c[vl, vp] = c[vl, vp] + T.cast(a[vp * 2 + vk], "int16") * T.cast(b[vl, vp * 2 + vk], "int16")
+
+    return desc
+
+
+def _avx2_pairs_implementation():
+    """``vpmaddubsw`` + ``vpaddw`` on each 8-lane half: ``c[i, p]`` is int16 lane ``2 i + p``, the
+    order in which ``vpmaddubsw`` writes the pair sums of ``(lane, 4 products)`` rows."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
+             c: T.Buffer((16, 2), "int16", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:16, 0:2], a[0:4], b[0:16, 0:4])
+            T.writes(c[0:16, 0:2])
+            lanes = T.decl_buffer((32,), "int16", data=c.data, elem_offset=c.elem_offset)
+            codes = T.reinterpret(T.broadcast(T.reinterpret(a.vload([0], "uint8x4"), dtype="int32"), 8),
+                                  dtype="int8x32")
+            for half in T.unroll(2):
+                lanes[T.ramp(half * 16, 1, 16)] = lanes.vload([half * 16], dtype="int16x16") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"), codes,
+                    b.vload([half * 8, 0], dtype="int8x32"), dtype="int16x16")
+
+    return impl
+
+
+@functools.lru_cache(maxsize=None)
+def avx2_pairs_intrin_name() -> str:
+    """Name of the registered int16-pair-sum AVX2 ``TensorIntrin`` (registered on the first call)."""
+    from tvm.s_tir import TensorIntrin
+
+    TensorIntrin.register(AVX2_PAIRS_INTRIN_NAME, _pairs_description(), _avx2_pairs_implementation(), override=True)
+    return AVX2_PAIRS_INTRIN_NAME

@@ -160,11 +160,16 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
             sch.vectorize(oi)
 
     acc = sch.get_sblock("vnni_acc")
+    pairs = [("p", 2)] if kernel.int16_sums else []
+    if kernel.int16_sums:  # the epilogue adds the two int16 pair sums itself
+        sch.compute_inline(acc)
+        acc = sch.get_sblock("pair_acc")
     sch.compute_at(acc, anchor)
     kh, kw = wl.kernel
     pixels = 1 if dense else pixels
-    loops = loops_after(sch, acc, anchor, [("x", pixels), ("o", o_tile), ("rh", kh), ("rw", kw),
-                                            ("rcb", kernel.channels_padded // 4), ("rci", 4)])
+    loops = loops_after(sch, acc, anchor, [("x", pixels), ("o", o_tile), *pairs, ("rh", kh), ("rw", kw),
+                                            ("rcb", kernel.channels_padded // 4),
+                                            ("rci", 2 if kernel.int16_sums else 4)])
     chunk = []
     if pixels > x_tile:  # register tiles of x_tile pixels, one after the other, into the chunk's buffer
         chunk_loop, x_loop = sch.split(loops["x"], [None, x_tile])
@@ -174,7 +179,9 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     ob, lane = sch.split(o_loop, [None, LANES])
     reductions = [loops[name] for name in ("rh", "rw", "rcb") if loops[name] is not None]
     rci = loops["rci"]
-    if kernel.instructions != "plain":
+    if kernel.int16_sums:
+        sch.reorder(*chunk, *reductions, *pixel, ob, lane, loops["p"], rci)
+    elif kernel.instructions != "plain":
         sch.reorder(*chunk, *reductions, *pixel, ob, lane, rci)
     else:  # annotate before decompose_reduction: vectorize needs the block to still own its init
         sch.reorder(*chunk, *reductions, *pixel, ob, rci, lane)
@@ -184,13 +191,19 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         sch.unroll(loop)
     init = sch.decompose_reduction(acc, (reductions or pixel or [ob])[0])
     init_loops = sch.get_loops(init)
+    if kernel.int16_sums:  # (lane, pair): 32 contiguous int16
+        init_loops = init_loops[:-2] + [sch.fuse(*init_loops[-2:])]
     sch.vectorize(init_loops[-1])
     for loop in init_loops[-1 - len(pixel) - 1:-1]:
         sch.unroll(loop)
     if kernel.instructions != "plain":
-        from .vnni_intrin import avx2_intrin_name, vnni_intrin_name
+        from .vnni_intrin import avx2_intrin_name, avx2_pairs_intrin_name, vnni_intrin_name
 
-        sch.tensorize(lane, vnni_intrin_name() if kernel.vnni else avx2_intrin_name(kernel.splits_codes))
+        if kernel.int16_sums:
+            intrin = avx2_pairs_intrin_name()
+        else:
+            intrin = vnni_intrin_name() if kernel.vnni else avx2_intrin_name(kernel.splits_codes)
+        sch.tensorize(lane, intrin)
     # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
     sch.set_scope(init, 0, "local")
     return sch

@@ -46,7 +46,7 @@ from codegen.build import scheduled_primfunc
 from codegen.depthwise_int import DepthwiseKernel, float_depthwise_kernel_args, scheduled_depthwise_primfunc
 from codegen.kernel_choice import choose_float_kernel, int8_kind
 from codegen.plan import kernel_args, layer_workload
-from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args
+from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, with_int16_sums
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_int8_instructions
 from tvm_qnn.errors import CompileError, QnnError, ShapeError
 
@@ -196,6 +196,7 @@ class _CompositeToKernel(relax.PyExprMutator):
         else:
             kernel = Int8Kernel(wl, "float", "float", self.instructions, contract="float")
             make, args = scheduled_int8_primfunc, float_int8_kernel_args(layer, kernel)
+            kernel = with_int16_sums(kernel, args[1])  # same arguments: int16 sums where exact (AVX2)
             symbol = int8_kind(self.instructions).replace("-", "_")
         key = (kernel.key(), False)
         if key not in self.kernels:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from codegen.build import cpu_target, generic_x86_target
 from codegen.plan import kernel_args, layer_workload
-from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args
+from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, with_int16_sums
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
 from tvm_qnn.errors import QuantizationError
 
@@ -62,12 +62,16 @@ def _layer(case):
     return layer, rng
 
 
-def _check(case, instructions, target, target_name):
+def _check(case, instructions, target, target_name, int16_sums=False):
     layer, rng = _layer(case)
     wl = layer_workload(layer)
     kernel = Int8Kernel(wl, "float", "float", instructions, contract="float")
     x = random_input(rng, layer)
-    got = _run(_build(kernel, target), x, float_int8_kernel_args(layer, kernel), wl.output_shape)
+    args = float_int8_kernel_args(layer, kernel)
+    if int16_sums:
+        kernel = with_int16_sums(kernel, args[1])
+        assert kernel.int16_sums
+    got = _run(_build(kernel, target), x, args, wl.output_shape)
     popcount = tvm.runtime.empty(wl.output_shape, "float32")
     hand_kernel(wl, target_name)["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in
                                                                    kernel_args(layer, wl).as_list()], popcount)
@@ -89,6 +93,16 @@ def test_float_contract_vnni_kernel_equals_the_bitserial_kernel_and_the_referenc
 @given(cases)
 def test_float_contract_avx2_kernel_equals_the_bitserial_kernel_and_the_reference(case):
     _check(case, "avx2", HASWELL, "native")
+
+
+@needs_avx2
+@settings(max_examples=10, deadline=None)
+@given(cases.map(lambda case: {**case, "w_bits": min(case["w_bits"], 3), "a_bits": min(case["a_bits"], 4)}))
+def test_float_contract_avx2_int16_sums_equal_the_bitserial_kernel_and_the_reference(case):
+    """int16 pair accumulators (codegen.vnni_intrin): indices of at most 3 bits (<= 7) and codes of at
+    most 4 (<= 15) over at most 180 products per pair lane (40 channels, 3x3) stay below 15 x 7 x 180 =
+    18,900, so with_int16_sums takes them."""
+    _check(case, "avx2", HASWELL, "native", int16_sums=True)
 
 
 def test_cost_model_on_avx2_keeps_w1a2_on_popcount_and_sends_w2a2_to_int8():

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from int_kernel_cases import expected_output, random_case, random_inputs, run_kernel
 
 from codegen.build import cpu_target, generic_x86_target, kernel_asm
-from codegen.vnni_int8 import Int8Kernel, int8_kernel_args
+from codegen.vnni_int8 import Int8Kernel, int16_sums_exact, int8_kernel_args, with_int16_sums
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
 from codegen.workload import ConvWorkload
-from tvm_qnn.errors import QuantizationError
+from tvm_qnn.errors import QuantizationError, ShapeError
 
 NATIVE = cpu_target()
 ZNVER4 = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4", "num-cores": 2})
@@ -149,3 +149,77 @@ def test_accumulators_beyond_int32_are_named():
     idx, p = random_case(np.random.default_rng(0), wl)
     with pytest.raises(QuantizationError, match="layer 'huge'.*beyond int32"):
         int8_kernel_args("huge", kernel, idx, p)
+
+
+def _small_lut_case(case, rng):
+    """``case``'s layer with an integer LUT of levels in -3..3, so that its int16 pair sums fit."""
+    wl, (input_kind, output_kind), next_bits, _ = case
+    wl = dataclasses.replace(wl, a_bits=min(wl.a_bits, 4), w_bits=min(wl.w_bits, 3))
+    idx, p = random_case(rng, wl, next_bits, out_min=rng.choice([None, 0.0]), out_max=rng.choice([None, 1.5]))
+    p["lut_int"] = rng.integers(-3, 4, size=(wl.out_channels, 1 << wl.w_bits)).astype(np.int32)
+    return wl, input_kind, output_kind, next_bits, idx, p
+
+
+@needs_avx2
+@settings(max_examples=10, deadline=None)
+@given(int8_cases())
+def test_avx2_int16_sums_match_the_integer_only_reference(case):
+    """int16 pair accumulators (vpmaddubsw + vpaddw, widened once per output), chosen by
+    with_int16_sums where every pair lane's worst sum fits int16."""
+    rng = np.random.default_rng(case[-1])
+    wl, input_kind, output_kind, next_bits, idx, p = _small_lut_case(case, rng)
+    kernel = Int8Kernel(wl, input_kind, output_kind, "avx2")
+    args = int8_kernel_args("drawn", kernel, idx, p)
+    kernel = with_int16_sums(kernel, args[0])
+    assert kernel.int16_sums  # at most 4-bit codes x |3| over at most 21 x 9 products per lane: < 32767
+    inputs, codes = random_inputs(rng, kernel, p)
+    got = run_kernel(kernel, _build(kernel, HASWELL), inputs, args)
+    np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, next_bits))
+
+
+@pytest.mark.parametrize("channels,exact", [(516, True), (520, False)])
+def test_int16_sums_only_where_no_pair_lane_can_leave_int16(channels, exact):
+    """1-bit codes against weights of +-127: a pair lane sums channels / 2 products, 258 x 127 = 32766
+    fits int16 and 260 x 127 does not (that kernel keeps int32 accumulators)."""
+    wl = ConvWorkload("dense", 1, channels, 1, 1, 17, a_bits=1, w_bits=1)
+    kernel = Int8Kernel(wl, "codes", "codes", "avx2")
+    idx, p = random_case(np.random.default_rng(4), wl)
+    p["lut_int"] = np.tile(np.array([[-127, 127]], np.int32), (wl.out_channels, 1))
+    weight = int8_kernel_args("edge", kernel, idx, p)[0]
+    assert int16_sums_exact(kernel, weight) == exact
+    assert with_int16_sums(kernel, weight).int16_sums == exact
+    assert not with_int16_sums(dataclasses.replace(kernel, instructions="vnni"), weight).int16_sums
+
+
+@needs_avx2
+@pytest.mark.parametrize("sign", [1, -1])
+def test_avx2_int16_sums_at_the_limit_are_exact(sign):
+    """Every code 1 and every weight +-127 over 516 channels: each int16 pair lane ends at +-32766,
+    the largest sum the check admits; a wrapped or saturated lane would change the output."""
+    wl = ConvWorkload("dense", 1, 516, 1, 1, 17, a_bits=1, w_bits=1)
+    idx, p = random_case(np.random.default_rng(5), wl)
+    p["lut_int"] = np.tile(np.array([[-127, 127]], np.int32), (wl.out_channels, 1))
+    p["bias_int"] = np.zeros(wl.out_channels, np.int32)
+    idx[:] = 1 if sign > 0 else 0
+    kernel = Int8Kernel(wl, "codes", "float", "avx2")
+    args = int8_kernel_args("limit", kernel, idx, p)
+    kernel = with_int16_sums(kernel, args[0])
+    assert kernel.int16_sums
+    codes = np.ones(wl.input_shape, np.uint8)
+    got = run_kernel(kernel, _build(kernel, HASWELL), [codes], args)
+    np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
+
+
+def test_avx2_int16_sums_kernel_widens_once_per_output():
+    """The hot loop is vpmaddubsw + vpaddw: no vpmaddwd at all (the widening adds the two pair lanes)."""
+    wl = ConvWorkload("conv2d", 1, 64, 8, 8, 64, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=2, w_bits=2)
+    asm = kernel_asm(_build(Int8Kernel(wl, "codes", "codes", "avx2", int16_sums=True), HASWELL))
+    assert "vpmaddubsw" in asm and "vpaddw" in asm and "vpmaddwd" not in asm and "zmm" not in asm
+
+
+def test_int16_sums_are_refused_where_the_instructions_cannot_keep_them():
+    wl = ConvWorkload("conv2d", 1, 8, 4, 4, 16, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=8, w_bits=2)
+    with pytest.raises(ShapeError, match="int16_sums.*a_bits=8"):
+        Int8Kernel(wl, "codes", "codes", "avx2", int16_sums=True)
+    with pytest.raises(ShapeError, match="int16_sums.*'vnni'"):
+        Int8Kernel(dataclasses.replace(wl, a_bits=2), "codes", "codes", "vnni", int16_sums=True)
