@@ -267,6 +267,8 @@ def _models_target(model, variant, t):
 
 def render_models(data, path):
     body = []
+    rounds = max((t.get("rounds", 1) for result in data.get("results", {}).values() for t in result.values()
+                  if isinstance(t, dict)), default=1)
     for model, result in data.get("results", {}).items():
         for variant, t in result.items():
             if not isinstance(t, dict) or "cpu_1t_s" not in t:
@@ -284,7 +286,8 @@ def render_models(data, path):
                          num(t.get("vs_torch_int8_2t"), ".2f", "×"), "" if share is None else f"{100 * share:.0f}%",
                          kinds, _models_target(model, variant, t)])
     return ("Batch 1; `wXaY` keeps the first conv and last dense fp32 (NICE), `+f8` quantizes the first conv at 8 "
-            "bits (`calibrate(first_layer_bits=8)`); ms of thread CPU time at 1 thread and wall time at 2 threads; "
+            "bits (`calibrate(first_layer_bits=8)`); ms of thread CPU time at 1 thread and wall time at 2 threads"
+            + (f" (each the best of {rounds} rounds over all rows)" if rounds > 1 else "") + "; "
             "2t/1t = 2-thread over 1-thread wall time; × = baseline time / our time (1 thread: CPU time; 2 threads: "
             "wall, onnxruntime int8 QOperator per-channel and PyTorch x86 int8 measured in the same run); kernels = "
             "share of the quantized kernels in `cm.profile` at 1 thread (the rest: fp32 layers, pooling, adds, "

@@ -23,7 +23,14 @@ from .vnni_int8 import LANES, Int8Kernel
 
 MAX_ACCUMULATORS = 24  # of the 32 zmm registers; the rest hold weight vectors and broadcasts
 AVX2_MAX_ACCUMULATORS = 6  # 16-lane accumulators in 12 of the 16 ymm registers: weights, codes, ones, products
+# int16 pair sums need no ones vector: 7 accumulators (14 ymm) + the broadcast codes + one product
+AVX2_INT16_MAX_ACCUMULATORS = 7
 CACHE_BUDGET = 512 * 1024  # bytes a streamed operand may take: half of a Zen 4 core's 1 MB L2
+# int16-sum tiles favour pixels per weight load once the weights pass this: on one Zen 3 core (float
+# contract, w2a2, 1 thread, best of 15 interleaved runs) 512->512 3x3 at 7x7 (2.4 MB of weights) ran
+# 7 pixels x 16 channels in 1.30 ms against 2.05 ms for 1 x 64; at 256->256 14x14 (0.6 MB) 2 x 32 kept
+# the lead (1.09 against 1.22 ms for 7 x 16)
+STREAMED_WEIGHT_BYTES = 2 * CACHE_BUDGET
 VNNI_FEATURES = ("avx512vnni",)  # the dot_16x4 intrinsic is the 512-bit vpdpbusd
 
 
@@ -56,21 +63,36 @@ def target_int8_instructions(target) -> str:
 
 
 def default_tile(kernel: Int8Kernel):
-    """``(x_tile, o_vectors)``: the largest register tile whose sizes divide the output."""
+    """``(x_tile, o_vectors)``: the largest register tile whose sizes divide the output.
+
+    With int16 pair sums and weights beyond :data:`STREAMED_WEIGHT_BYTES` (streamed from L2 or further
+    for every tile of pixels), the tile with the most pixels per weight load wins instead."""
     wl = kernel.wl
     width = 1 if wl.kind == "dense" else wl.out_width
     blocks = kernel.out_blocks
     best = None
-    limit = AVX2_MAX_ACCUMULATORS if kernel.instructions == "avx2" else MAX_ACCUMULATORS
+    limit = MAX_ACCUMULATORS
+    if kernel.instructions == "avx2":
+        limit = AVX2_INT16_MAX_ACCUMULATORS if kernel.int16_sums else AVX2_MAX_ACCUMULATORS
+    streamed = kernel.int16_sums and _weight_bytes(kernel) > STREAMED_WEIGHT_BYTES
     for x_tile in divisors(width, 8):
         for vectors in divisors(blocks, 8):
             if x_tile * vectors > limit:
                 continue
             # more products per load ((x * v) per (x + v)), then more accumulators
             score = (x_tile * vectors / (x_tile + vectors), x_tile * vectors)
+            if streamed:
+                score = (x_tile,) + score
             if best is None or score > best[0]:
                 best = (score, (x_tile, vectors))
     return best[1]
+
+
+def _weight_bytes(kernel: Int8Kernel):
+    size = 1
+    for extent in kernel.weight_shape:
+        size *= extent
+    return size
 
 
 def weights_outer(kernel: Int8Kernel, x_tile, vectors) -> bool:
@@ -85,9 +107,7 @@ def weights_outer(kernel: Int8Kernel, x_tile, vectors) -> bool:
     fewer bytes.
     """
     wl = kernel.wl
-    weight_bytes = 1
-    for extent in kernel.weight_shape:
-        weight_bytes *= extent
+    weight_bytes = _weight_bytes(kernel)
     if weight_bytes <= CACHE_BUDGET:
         return False
     act_bytes = wl.batch * wl.padded_height * wl.padded_width * wl.groups * kernel.channels_padded
@@ -117,13 +137,16 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
             sch.vectorize(sch.split(w, [None, max(divisors(wl.width, 16))])[1])
     pad = sch.get_sblock("act_pad")
     n, y, *_, channel = sch.get_loops(pad)
-    sch.parallel(sch.fuse(n, y))
+    pad_rows = sch.fuse(n, y)
+    sch.parallel(pad_rows)
     if kernel.channels_padded >= LANES:  # quantize and pad a pixel's channels in vector lanes
         sch.vectorize(sch.split(channel, [None, max(divisors(kernel.channels_padded, 64))])[1])
-    for name in ("channel_sum", "window_total"):  # the float contract's window sums of the codes
-        if has_block(sch, name):
-            n, y, *_ = sch.get_loops(sch.get_sblock(name))
-            sch.parallel(sch.fuse(n, y))
+    # the float contract's window sums of the codes: each row's channel sums right after its codes, the
+    # window totals per output row inside the epilogue's rows (each parallel loop is a fork and join of
+    # the thread pool: four per kernel cost ResNet-18's 2-thread run more than the sums themselves)
+    float_sums = has_block(sch, "channel_sum")
+    if float_sums:
+        sch.reverse_compute_at(sch.get_sblock("channel_sum"), pad_rows)
     if has_block(sch, "crop"):
         crop = sch.get_sblock("crop")
         loops = sch.get_loops(crop)
@@ -139,7 +162,7 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         oo, oi = sch.split(o, [None, o_tile])
         outer = sch.fuse(n, *g, oo)
         sch.parallel(outer)
-        anchor = outer
+        anchor = rows = outer
         sch.vectorize(oi)
     else:  # (n, o, y, x) or (n, g, o, y, x)
         n, *g, o, y, x = loops
@@ -148,17 +171,20 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         oo, oi = sch.split(o, [None, o_tile])
         if weights_outer(kernel, x_tile, vectors):  # each weight tile stays in cache for all pixels
             sch.reorder(n, *g, oo, y, xo, oi, xi)
-            sch.parallel(sch.fuse(n, *g, oo, y))
+            rows = sch.fuse(n, *g, oo, y)
             anchor = xo
         else:  # each row of input codes stays in cache for all output channels
             sch.reorder(n, *g, y, xo, oo, oi, xi)
-            sch.parallel(sch.fuse(n, *g, y))
+            rows = sch.fuse(n, *g, y)
             anchor = oo
+        sch.parallel(rows)
         if pixels > 1:
             sch.vectorize(xi)  # contiguous NCHW stores along the pixels
         else:
             sch.vectorize(oi)
 
+    if float_sums:
+        sch.compute_at(sch.get_sblock("window_total"), rows)
     acc = sch.get_sblock("vnni_acc")
     pairs = [("p", 2)] if kernel.int16_sums else []
     if kernel.int16_sums:  # the epilogue adds the two int16 pair sums itself

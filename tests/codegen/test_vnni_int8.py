@@ -223,3 +223,25 @@ def test_int16_sums_are_refused_where_the_instructions_cannot_keep_them():
         Int8Kernel(wl, "codes", "codes", "avx2", int16_sums=True)
     with pytest.raises(ShapeError, match="int16_sums.*'vnni'"):
         Int8Kernel(dataclasses.replace(wl, a_bits=2), "codes", "codes", "vnni", int16_sums=True)
+
+
+@needs_avx2
+def test_int16_sums_tile_streamed_weights_over_more_pixels_and_stay_exact():
+    """512 -> 512 3x3 at 7x7 (2.4 MB of int8 weights): the int16-sum tile takes 7 pixels x 16 channels
+    (codegen.vnni_schedule.STREAMED_WEIGHT_BYTES); 64 -> 64 at 8x8 keeps the widest-product tile."""
+    from codegen.vnni_schedule import default_tile
+
+    wl = ConvWorkload("conv2d", 1, 512, 7, 7, 512, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=2, w_bits=2)
+    rng = np.random.default_rng(8)
+    idx, p = random_case(rng, wl)
+    p["lut_int"] = rng.integers(-1, 2, size=(wl.out_channels, 4)).astype(np.int32)
+    kernel = Int8Kernel(wl, "codes", "codes", "avx2")
+    args = int8_kernel_args("deep", kernel, idx, p)
+    kernel = with_int16_sums(kernel, args[0])
+    assert kernel.int16_sums and default_tile(kernel) == (7, 1)
+    small = Int8Kernel(dataclasses.replace(wl, in_channels=64, out_channels=64, height=8, width=8), "codes", "codes",
+                       "avx2", int16_sums=True)
+    assert default_tile(small) == (2, 2)
+    inputs, codes = random_inputs(rng, kernel, p)
+    got = run_kernel(kernel, _build(kernel, HASWELL), inputs, args)
+    np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
