@@ -30,7 +30,7 @@ CHANNEL_LANES = 16  # fp32 lanes of one zmm: output channels of a conv's registe
 AVX2_CHANNEL_LANES = 8  # fp32 lanes of one ymm, on x86 targets without AVX-512
 # accumulators of the channel-lane tile (pixels x channel vectors): 16 of the 32 zmm; 12 of the 16
 # ymm without AVX-512 (the rest: the weight vectors and a broadcast input). The AVX-512 tile (8 pixels
-# x 2 zmm) spilled on AVX2, 32 ymm live: the ResNet-18 stem took 12.1 ms instead of 3.7 (Zen 3, 1 thread)
+# x 2 zmm) spilled on AVX2, 32 ymm live: the ResNet-18 stem took 3.3x as long (Zen 3, 1 thread)
 CHANNEL_TILE_REGISTERS = {CHANNEL_LANES: 16, AVX2_CHANNEL_LANES: 12}
 # below this many output pixels the per-call weight relayout costs more than it saves (512x512 3x3
 # weights are 9.4 MB of float32 against 7x7 output pixels); the column-vector tile runs those
