@@ -88,12 +88,16 @@ class Int8Kernel:
     instructions: str = "vnni"
     contract: str = "integer"  # "integer": DESIGN's integer-only accumulator; "float": the float contract
     int16_sums: bool = False
+    int16_per_tap: bool = False  # with int16_sums: widened into int32 after each kernel tap (kh, kw)
 
     def __post_init__(self):
         check_ends(self, "int8 kernel")
         if self.int16_sums and (self.instructions != "avx2" or self.wl.a_bits > AVX2_MAX_A_BITS):
             raise ShapeError(f"int8 kernel: int16_sums needs instructions='avx2' and codes of at most "
                              f"{AVX2_MAX_A_BITS} bits (got {self.instructions!r}, a_bits={self.wl.a_bits})")
+        if self.int16_per_tap and not (self.int16_sums and self.wl.kind == "conv2d"):
+            raise ShapeError(f"int8 kernel: int16_per_tap needs int16_sums and a conv2d "
+                             f"(got int16_sums={self.int16_sums}, kind={self.wl.kind!r})")
         if self.instructions not in INSTRUCTIONS:
             raise ShapeError(f"int8 kernel: instructions={self.instructions!r}; expected one of {list(INSTRUCTIONS)}")
         if self.contract not in ("integer", "float"):
@@ -143,7 +147,7 @@ class Int8Kernel:
 
     def key(self):
         contract = "_float_contract" if self.contract == "float" else ""
-        sums = "_int16_sums" if self.int16_sums else ""
+        sums = ("_int16_per_tap" if self.int16_per_tap else "_int16_sums") if self.int16_sums else ""
         return f"int8_{self.instructions}{sums}_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
 
     @property
@@ -205,7 +209,20 @@ def int8_stages(kernel: Int8Kernel):
 
     rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
     rcb = te.reduce_axis((0, cg4 // REDUCE), name="rcb")
-    if kernel.int16_sums:  # int16 sums of products 2p, 2p+1 of each group of 4, widened after the reduction
+    if kernel.int16_per_tap:  # int16 sums per kernel tap, each widened into the int32 sum after it
+        rj = te.reduce_axis((0, 2), name="rj")
+        pairs = te.compute(
+            (n_b, ho, wo, groups, kh, kw, op, 2),  # (channel, pair) innermost: the intrinsic's (16, 2) tile
+            lambda n, y, xx, g, th, tw, o, p: te.sum(
+                act_pad[n, y * sh + th * dh, xx * sw + tw * dw, g, rcb * REDUCE + p * 2 + rj].astype("int16")
+                * weight[g, o // LANES, th, tw, rcb, o % LANES, p * 2 + rj].astype("int16"),
+                axis=[rcb, rj]),
+            name="pair_acc")
+        rp = te.reduce_axis((0, 2), name="rp")
+        acc = te.compute((n_b, ho, wo, groups, op),
+                         lambda n, y, xx, g, o: te.sum(pairs[n, y, xx, g, rh, rw, o, rp].astype("int32"),
+                                                       axis=[rh, rw, rp]), name="vnni_acc")
+    elif kernel.int16_sums:  # int16 sums of products 2p, 2p+1 of each group of 4, widened after the reduction
         rj = te.reduce_axis((0, 2), name="rj")
         pairs = te.compute(
             (n_b, ho, wo, groups, op, 2),
@@ -376,21 +393,38 @@ def gather_weight_s8(kernel: Int8Kernel, weight_idx, lut_int):
     return np.ascontiguousarray(blocked)
 
 
-def int16_sums_exact(kernel: Int8Kernel, weight_s8):
+def int16_sums_exact(kernel: Int8Kernel, weight_s8, per_tap=False):
     """True when every int16 pair accumulator of ``kernel`` stays in int16 for any codes: per output
-    channel and pair lane, ``max code * sum |w|`` over the products it sums is at most 32767."""
+    channel and pair lane, ``max code * sum |w|`` over the products it sums (the whole reduction, or
+    one kernel tap's with ``per_tap``) is at most 32767."""
     g, ob, kh, kw, cb, lanes, four = kernel.weight_shape
-    magnitude = np.abs(np.asarray(weight_s8, dtype=np.int64)).reshape(g, ob, kh * kw * cb, lanes, 2, four // 2)
-    worst = ((1 << kernel.wl.a_bits) - 1) * magnitude.sum(axis=(2, 5)).max(initial=0)
+    magnitude = np.abs(np.asarray(weight_s8, dtype=np.int64)).reshape(g, ob, kh * kw, cb, lanes, 2, four // 2)
+    sums = magnitude.sum(axis=(3, 6)) if per_tap else magnitude.sum(axis=(2, 3, 6))
+    worst = ((1 << kernel.wl.a_bits) - 1) * sums.max(initial=0)
     return bool(worst <= INT16_SUM_LIMIT)
+
+
+# per-tap int16 sums pay a load, add and store of the int32 tile per tap: on one Zen 3 core (w4a4 float
+# contract, 3x3, 1 thread, best of 12 interleaved runs) they lost to int32 accumulators at 64 channels
+# (16 steps per tap; 1.86 against 1.58 ms at 56x56) and won from 128 (1.33 against 1.45 ms at 28x28;
+# 1.08 against 1.33 ms at 256 channels 14x14)
+INT16_TAP_MIN_CHANNELS = 128
 
 
 def with_int16_sums(kernel: Int8Kernel, weight_s8):
     """``kernel`` with int16 pair accumulators when it is an AVX2 kernel of codes below 128 and
-    :func:`int16_sums_exact` holds for its gathered weights; else ``kernel`` as it is."""
-    if kernel.instructions != "avx2" or kernel.splits_codes or not int16_sums_exact(kernel, weight_s8):
+    :func:`int16_sums_exact` holds for its gathered weights over the whole reduction, or else per
+    kernel tap of a conv with more than one tap and at least :data:`INT16_TAP_MIN_CHANNELS` channels
+    per group (``int16_per_tap``); else ``kernel`` as it is."""
+    if kernel.instructions != "avx2" or kernel.splits_codes:
         return kernel
-    return dataclasses.replace(kernel, int16_sums=True)
+    if int16_sums_exact(kernel, weight_s8):
+        return dataclasses.replace(kernel, int16_sums=True)
+    taps = kernel.wl.kernel[0] * kernel.wl.kernel[1] if kernel.wl.kind == "conv2d" else 1
+    if taps > 1 and kernel.channels_padded >= INT16_TAP_MIN_CHANNELS and int16_sums_exact(kernel, weight_s8,
+                                                                                          per_tap=True):
+        return dataclasses.replace(kernel, int16_sums=True, int16_per_tap=True)
+    return kernel
 
 
 def check_accumulator_fits(name, wl: ConvWorkload, lut_int, bias_int):

@@ -26,10 +26,11 @@ AVX2_MAX_ACCUMULATORS = 6  # 16-lane accumulators in 12 of the 16 ymm registers:
 # int16 pair sums need no ones vector: 7 accumulators (14 ymm) + the broadcast codes + one product
 AVX2_INT16_MAX_ACCUMULATORS = 7
 CACHE_BUDGET = 512 * 1024  # bytes a streamed operand may take: half of a Zen 4 core's 1 MB L2
-# int16-sum tiles favour pixels per weight load once the weights pass this: on one Zen 3 core (float
-# contract, w2a2, 1 thread, best of 15 interleaved runs) 512->512 3x3 at 7x7 (2.4 MB of weights) ran
-# 7 pixels x 16 channels in 1.30 ms against 2.05 ms for 1 x 64; at 256->256 14x14 (0.6 MB) 2 x 32 kept
-# the lead (1.09 against 1.22 ms for 7 x 16)
+# AVX2 tiles favour pixels per weight load once the weights pass this (up to 7 accumulators, some
+# spilled by the int32 kernels): on one Zen 3 core (float contract, 1 thread, best of 8-15 interleaved
+# runs) 512->512 3x3 at 7x7 (2.4 MB of weights) ran 7 pixels x 16 channels in 1.30 ms against 2.05 ms
+# for 1 x 64 at w2a2 (int16 sums), 1.33 against 2.95 ms at w4a4 (int32) and 3.04 against 4.07 ms at
+# w4a8 (split codes); at 256->256 14x14 (0.6 MB) 2 x 32 kept the lead (1.09 against 1.22 ms, w2a2)
 STREAMED_WEIGHT_BYTES = 2 * CACHE_BUDGET
 VNNI_FEATURES = ("avx512vnni",)  # the dot_16x4 intrinsic is the 512-bit vpdpbusd
 
@@ -65,16 +66,16 @@ def target_int8_instructions(target) -> str:
 def default_tile(kernel: Int8Kernel):
     """``(x_tile, o_vectors)``: the largest register tile whose sizes divide the output.
 
-    With int16 pair sums and weights beyond :data:`STREAMED_WEIGHT_BYTES` (streamed from L2 or further
-    for every tile of pixels), the tile with the most pixels per weight load wins instead."""
+    On AVX2 with weights beyond :data:`STREAMED_WEIGHT_BYTES` (streamed from L2 or further for every
+    tile of pixels), the tile with the most pixels per weight load wins instead."""
     wl = kernel.wl
     width = 1 if wl.kind == "dense" else wl.out_width
     blocks = kernel.out_blocks
     best = None
-    limit = MAX_ACCUMULATORS
+    limit, streamed = MAX_ACCUMULATORS, False
     if kernel.instructions == "avx2":
-        limit = AVX2_INT16_MAX_ACCUMULATORS if kernel.int16_sums else AVX2_MAX_ACCUMULATORS
-    streamed = kernel.int16_sums and _weight_bytes(kernel) > STREAMED_WEIGHT_BYTES
+        streamed = _weight_bytes(kernel) > STREAMED_WEIGHT_BYTES
+        limit = AVX2_INT16_MAX_ACCUMULATORS if kernel.int16_sums or streamed else AVX2_MAX_ACCUMULATORS
     for x_tile in divisors(width, 8):
         for vectors in divisors(blocks, 8):
             if x_tile * vectors > limit:
@@ -185,6 +186,9 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
 
     if float_sums:
         sch.compute_at(sch.get_sblock("window_total"), rows)
+    if kernel.int16_per_tap:
+        _schedule_tap_sums(sch, kernel, anchor, 1 if dense else pixels, x_tile, o_tile)
+        return sch
     acc = sch.get_sblock("vnni_acc")
     pairs = [("p", 2)] if kernel.int16_sums else []
     if kernel.int16_sums:  # the epilogue adds the two int16 pair sums itself
@@ -233,6 +237,56 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
     sch.set_scope(init, 0, "local")
     return sch
+
+
+def _schedule_tap_sums(sch, kernel, anchor, pixels, x_tile, o_tile):
+    """int16 sums per kernel tap: under each tap ``(rh, rw)`` of the int32 tile ``vnni_acc``, the int16
+    pair tile ``pair_acc`` is zeroed, summed over the tap's channels (tensorized like the whole-reduction
+    int16 tile) and widened into ``vnni_acc`` (one add per accumulator and tap)."""
+    from .vnni_intrin import avx2_pairs_intrin_name
+
+    wl = kernel.wl
+    kh, kw = wl.kernel
+    acc = sch.get_sblock("vnni_acc")
+    sch.compute_at(acc, anchor)
+    loops = loops_after(sch, acc, anchor, [("x", pixels), ("o", o_tile), ("rh", kh), ("rw", kw), ("rp", 2)])
+    chunk, x_extent = [], pixels
+    if pixels > x_tile:  # register tiles of x_tile pixels, one after the other, into the chunk's buffer
+        chunk_loop, loops["x"] = sch.split(loops["x"], [None, x_tile])
+        chunk, x_extent = [chunk_loop], x_tile
+    pixel = [loops["x"]] if loops["x"] is not None else []
+    ob, lane = sch.split(loops["o"], [None, LANES])
+    taps = [loops[name] for name in ("rh", "rw") if loops[name] is not None]
+    sch.reorder(*chunk, *taps, *pixel, ob, loops["rp"], lane)
+    sch.vectorize(lane)  # before decompose_reduction: vectorize needs the block to still own its init
+    for loop in (*pixel, ob, loops["rp"]):
+        sch.unroll(loop)
+    init = sch.decompose_reduction(acc, taps[0])
+    init_loops = sch.get_loops(init)
+    sch.vectorize(init_loops[-1])
+    for loop in init_loops[-1 - len(pixel) - 1:-1]:
+        sch.unroll(loop)
+
+    pairs = sch.get_sblock("pair_acc")
+    sch.compute_at(pairs, taps[-1])
+    inner = loops_after(sch, pairs, taps[-1], [("x", x_extent), ("o", o_tile), ("p", 2),
+                                               ("rcb", kernel.channels_padded // 4), ("rj", 2)])
+    pixel = [inner["x"]] if inner["x"] is not None else []
+    pob, plane = sch.split(inner["o"], [None, LANES])
+    reduction = [inner["rcb"]] if inner["rcb"] is not None else []
+    sch.reorder(*reduction, *pixel, pob, plane, inner["p"], inner["rj"])
+    for loop in (*pixel, pob):
+        sch.unroll(loop)
+    pair_init = sch.decompose_reduction(pairs, (reduction or pixel or [pob])[0])
+    pair_loops = sch.get_loops(pair_init)
+    pair_loops = pair_loops[:-2] + [sch.fuse(*pair_loops[-2:])]  # (lane, pair): 32 contiguous int16
+    sch.vectorize(pair_loops[-1])
+    for loop in pair_loops[-1 - len(pixel) - 1:-1]:
+        sch.unroll(loop)
+    sch.tensorize(plane, avx2_pairs_intrin_name())
+    # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
+    sch.set_scope(pair_init, 0, "local")
+    sch.set_scope(init, 0, "local")
 
 
 def scheduled_int8_primfunc(kernel: Int8Kernel):

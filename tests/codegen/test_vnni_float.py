@@ -6,6 +6,8 @@ Drawn: conv2d and dense, bits 1..8, groups, strides, asymmetric padding, channel
 multiple of 4 or 16, activation zero points.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tvm
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 from codegen.build import cpu_target, generic_x86_target
 from codegen.plan import kernel_args, layer_workload
-from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, with_int16_sums
+from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, int16_sums_exact, with_int16_sums
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
 from tvm_qnn.errors import QuantizationError
 
@@ -68,7 +70,10 @@ def _check(case, instructions, target, target_name, int16_sums=False):
     kernel = Int8Kernel(wl, "float", "float", instructions, contract="float")
     x = random_input(rng, layer)
     args = float_int8_kernel_args(layer, kernel)
-    if int16_sums:
+    if int16_sums == "per_tap":
+        assert int16_sums_exact(kernel, args[1], per_tap=True)
+        kernel = dataclasses.replace(kernel, int16_sums=True, int16_per_tap=True)
+    elif int16_sums:
         kernel = with_int16_sums(kernel, args[1])
         assert kernel.int16_sums
     got = _run(_build(kernel, target), x, args, wl.output_shape)
@@ -103,6 +108,15 @@ def test_float_contract_avx2_int16_sums_equal_the_bitserial_kernel_and_the_refer
     most 4 (<= 15) over at most 180 products per pair lane (40 channels, 3x3) stay below 15 x 7 x 180 =
     18,900, so with_int16_sums takes them."""
     _check(case, "avx2", HASWELL, "native", int16_sums=True)
+
+
+@needs_avx2
+@settings(max_examples=8, deadline=None)
+@given(cases.map(lambda case: {**case, "kind": "conv2d", "kernel": 3, "w_bits": min(case["w_bits"], 4),
+                               "a_bits": min(case["a_bits"], 4)}))
+def test_float_contract_avx2_int16_sums_per_tap_equal_the_bitserial_kernel_and_the_reference(case):
+    """int16 pair sums per 3x3 tap: at most 40 channels, 15 x 15 x 20 = 4,500 per pair lane and tap."""
+    _check(case, "avx2", HASWELL, "native", int16_sums="per_tap")
 
 
 def test_cost_model_on_avx2_keeps_w1a2_on_popcount_and_sends_w2a2_to_int8():

@@ -228,7 +228,8 @@ def test_int16_sums_are_refused_where_the_instructions_cannot_keep_them():
 @needs_avx2
 def test_int16_sums_tile_streamed_weights_over_more_pixels_and_stay_exact():
     """512 -> 512 3x3 at 7x7 (2.4 MB of int8 weights): the int16-sum tile takes 7 pixels x 16 channels
-    (codegen.vnni_schedule.STREAMED_WEIGHT_BYTES); 64 -> 64 at 8x8 keeps the widest-product tile."""
+    (codegen.vnni_schedule.STREAMED_WEIGHT_BYTES), as do int32 sums and split 8-bit codes (exact too);
+    64 -> 64 at 8x8 keeps the widest-product tile."""
     from codegen.vnni_schedule import default_tile
 
     wl = ConvWorkload("conv2d", 1, 512, 7, 7, 512, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=2, w_bits=2)
@@ -245,3 +246,66 @@ def test_int16_sums_tile_streamed_weights_over_more_pixels_and_stay_exact():
     inputs, codes = random_inputs(rng, kernel, p)
     got = run_kernel(kernel, _build(kernel, HASWELL), inputs, args)
     np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
+    split = Int8Kernel(dataclasses.replace(wl, a_bits=8), "codes", "codes", "avx2")
+    assert split.splits_codes and default_tile(split) == (7, 1)
+    assert default_tile(Int8Kernel(dataclasses.replace(wl, a_bits=4), "codes", "codes", "avx2")) == (7, 1)
+    idx, p = random_case(rng, split.wl)
+    inputs, codes = random_inputs(rng, split, p)
+    got = run_kernel(split, _build(split, HASWELL), inputs, int8_kernel_args("deep", split, idx, p))
+    np.testing.assert_array_equal(got, expected_output(split, codes, idx, p, 4))
+
+
+@needs_avx2
+@settings(max_examples=8, deadline=None)
+@given(int8_cases().filter(lambda case: case[0].kind == "conv2d" and case[0].kernel != (1, 1)))
+def test_avx2_int16_sums_per_tap_match_the_integer_only_reference(case):
+    """int16 pair sums per kernel tap, widened into int32 after each tap (Int8Kernel.int16_per_tap)."""
+    rng = np.random.default_rng(case[-1])
+    wl, input_kind, output_kind, next_bits, idx, p = _small_lut_case(case, rng)
+    kernel = Int8Kernel(wl, input_kind, output_kind, "avx2", int16_sums=True, int16_per_tap=True)
+    args = int8_kernel_args("drawn", kernel, idx, p)
+    assert int16_sums_exact(kernel, args[0], per_tap=True)
+    inputs, codes = random_inputs(rng, kernel, p)
+    got = run_kernel(kernel, _build(kernel, HASWELL), inputs, args)
+    np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, next_bits))
+
+
+def _tap_limit_case(channels, sign=1):
+    """3x3 conv, 1-bit codes, weights of +-127: each pair lane sums channels / 2 products per tap."""
+    wl = ConvWorkload("conv2d", 1, channels, 5, 5, 17, (3, 3), (1, 1), (0, 0, 0, 0), a_bits=1, w_bits=1)
+    idx, p = random_case(np.random.default_rng(6), wl)
+    p["lut_int"] = np.tile(np.array([[-127, 127]], np.int32), (wl.out_channels, 1))
+    p["bias_int"] = np.zeros(wl.out_channels, np.int32)
+    idx[:] = 1 if sign > 0 else 0
+    return wl, idx, p
+
+
+@pytest.mark.parametrize("channels,chosen", [(516, "per_tap"), (520, "none")])
+def test_int16_sums_per_tap_where_only_a_tap_fits(channels, chosen):
+    """258 x 127 = 32766 per tap fits int16, nine taps do not: per-tap sums; 260 per tap: int32."""
+    wl, idx, p = _tap_limit_case(channels)
+    kernel = Int8Kernel(wl, "codes", "float", "avx2")
+    weight = int8_kernel_args("taps", kernel, idx, p)[0]
+    assert not int16_sums_exact(kernel, weight)
+    picked = with_int16_sums(kernel, weight)
+    assert (picked.int16_sums, picked.int16_per_tap) == ((True, True) if chosen == "per_tap" else (False, False))
+
+
+@needs_avx2
+@pytest.mark.parametrize("sign", [1, -1])
+def test_avx2_int16_sums_per_tap_at_the_limit_are_exact(sign):
+    """Every code 1 and every weight +-127 over 516 channels: each tap's int16 pair lanes end at +-32766."""
+    wl, idx, p = _tap_limit_case(516, sign)
+    kernel = Int8Kernel(wl, "codes", "float", "avx2")
+    args = int8_kernel_args("limit", kernel, idx, p)
+    kernel = with_int16_sums(kernel, args[0])
+    assert kernel.int16_per_tap
+    codes = np.ones(wl.input_shape, np.uint8)
+    got = run_kernel(kernel, _build(kernel, HASWELL), [codes], args)
+    np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
+
+
+def test_int16_sums_per_tap_are_refused_without_taps():
+    wl = ConvWorkload("dense", 1, 8, 1, 1, 16, a_bits=2, w_bits=2)
+    with pytest.raises(ShapeError, match="int16_per_tap needs int16_sums and a conv2d"):
+        Int8Kernel(wl, "codes", "codes", "avx2", int16_sums=True, int16_per_tap=True)
