@@ -10,7 +10,8 @@ weights (uniform by default: the int8 kernels take uniform LUTs; ``codegen.kerne
 popcount or int8 VNNI per layer). Weights are random (latency does not depend on them; MobileNetV2
 is torchvision's architecture). Timing: ``tvm_qnn.demo.speed.measure`` -- thread CPU time and wall
 time at 1 thread, wall time at 2 threads (best of 5, then the best of ``--rounds`` rounds over all
-rows, 3 by default). For ours, ``cm.profile`` at 1 thread splits the time by kernel kind: ``kernel_share`` is the quantized kernels' share, the rest is fp32 layers,
+rows, 10 by default). For ours, ``cm.profile`` at 1 thread splits the time by kernel kind:
+``kernel_share`` is the quantized kernels' share, the rest is fp32 layers,
 pooling, adds and runtime.
 
 Writes results/models.json. Run: ``python benchmarks/models.py [--quick] [--models resnet18,...]
@@ -59,8 +60,9 @@ def timed(call, threads_fn):
 
 def more_rounds(rounds):
     """Times every row again ``rounds - 1`` times, all rows in turn per round, and keeps each time's
-    minimum: a burst of load from elsewhere on a shared machine then spoils one round of a row, not
-    its result (one round of 5 runs lasts a fraction of a second)."""
+    minimum: a period of load from elsewhere on a shared machine then spoils some rounds of a row, not
+    its result (one round of 5 runs lasts a fraction of a second; on the 2-vCPU VM a kernel's time
+    rose by 40 % for stretches of up to ~20 s, so the rounds are spread over about a minute)."""
     for _ in range(rounds - 1):
         for timing, call, threads_fn in _TIMED:
             again = measure(call, threads_fn, THREADS, repeat=5, number=timing["number"])
@@ -248,7 +250,7 @@ def main():
                         help="weight scheme of the quantized variants (the int8 kernels take uniform LUTs)")
     parser.add_argument("--variants", default=None, help="comma-separated variants for every model (w2a2, w4a8+f8)")
     parser.add_argument("--name", default="models", help="results/<name>.json")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all rows; each time is its best round")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds over all rows; each time is its best round")
     args = parser.parse_args()
     names = [n for n in args.models.split(",") if n]
     unknown = sorted(set(names) - set(MODELS))
