@@ -181,33 +181,12 @@ def test_avx2_int16_sums_match_the_integer_only_reference(case):
 def test_int16_sums_only_where_no_pair_lane_can_leave_int16(channels, exact):
     """1-bit codes against weights of +-127: a pair lane sums channels / 2 products, 258 x 127 = 32766
     fits int16 and 260 x 127 does not (that kernel keeps int32 accumulators)."""
-    wl = ConvWorkload("dense", 1, channels, 1, 1, 17, a_bits=1, w_bits=1)
+    wl, idx, p = _limit_case(channels, kind="dense")
     kernel = Int8Kernel(wl, "codes", "codes", "avx2")
-    idx, p = random_case(np.random.default_rng(4), wl)
-    p["lut_int"] = np.tile(np.array([[-127, 127]], np.int32), (wl.out_channels, 1))
     weight = int8_kernel_args("edge", kernel, idx, p)[0]
     assert int16_sums_exact(kernel, weight) == exact
     assert with_int16_sums(kernel, weight).int16_sums == exact
     assert not with_int16_sums(dataclasses.replace(kernel, instructions="vnni"), weight).int16_sums
-
-
-@needs_avx2
-@pytest.mark.parametrize("sign", [1, -1])
-def test_avx2_int16_sums_at_the_limit_are_exact(sign):
-    """Every code 1 and every weight +-127 over 516 channels: each int16 pair lane ends at +-32766,
-    the largest sum the check admits; a wrapped or saturated lane would change the output."""
-    wl = ConvWorkload("dense", 1, 516, 1, 1, 17, a_bits=1, w_bits=1)
-    idx, p = random_case(np.random.default_rng(5), wl)
-    p["lut_int"] = np.tile(np.array([[-127, 127]], np.int32), (wl.out_channels, 1))
-    p["bias_int"] = np.zeros(wl.out_channels, np.int32)
-    idx[:] = 1 if sign > 0 else 0
-    kernel = Int8Kernel(wl, "codes", "float", "avx2")
-    args = int8_kernel_args("limit", kernel, idx, p)
-    kernel = with_int16_sums(kernel, args[0])
-    assert kernel.int16_sums
-    codes = np.ones(wl.input_shape, np.uint8)
-    got = run_kernel(kernel, _build(kernel, HASWELL), [codes], args)
-    np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
 
 
 def test_avx2_int16_sums_kernel_widens_once_per_output():
@@ -270,9 +249,13 @@ def test_avx2_int16_sums_per_tap_match_the_integer_only_reference(case):
     np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, next_bits))
 
 
-def _tap_limit_case(channels, sign=1):
-    """3x3 conv, 1-bit codes, weights of +-127: each pair lane sums channels / 2 products per tap."""
-    wl = ConvWorkload("conv2d", 1, channels, 5, 5, 17, (3, 3), (1, 1), (0, 0, 0, 0), a_bits=1, w_bits=1)
+def _limit_case(channels, sign=1, kind="conv2d"):
+    """1-bit codes, weights of +-127 (all of one sign: +1 or -1); a pair lane sums channels / 2
+    products per tap: a 3x3 conv on a 5x5 image (nine taps) or a dense layer (one)."""
+    if kind == "dense":
+        wl = ConvWorkload("dense", 1, channels, 1, 1, 17, a_bits=1, w_bits=1)
+    else:
+        wl = ConvWorkload("conv2d", 1, channels, 5, 5, 17, (3, 3), (1, 1), (0, 0, 0, 0), a_bits=1, w_bits=1)
     idx, p = random_case(np.random.default_rng(6), wl)
     p["lut_int"] = np.tile(np.array([[-127, 127]], np.int32), (wl.out_channels, 1))
     p["bias_int"] = np.zeros(wl.out_channels, np.int32)
@@ -283,7 +266,7 @@ def _tap_limit_case(channels, sign=1):
 @pytest.mark.parametrize("channels,chosen", [(516, "per_tap"), (520, "none")])
 def test_int16_sums_per_tap_where_only_a_tap_fits(channels, chosen):
     """258 x 127 = 32766 per tap fits int16, nine taps do not: per-tap sums; 260 per tap: int32."""
-    wl, idx, p = _tap_limit_case(channels)
+    wl, idx, p = _limit_case(channels)
     kernel = Int8Kernel(wl, "codes", "float", "avx2")
     weight = int8_kernel_args("taps", kernel, idx, p)[0]
     assert not int16_sums_exact(kernel, weight)
@@ -293,13 +276,16 @@ def test_int16_sums_per_tap_where_only_a_tap_fits(channels, chosen):
 
 @needs_avx2
 @pytest.mark.parametrize("sign", [1, -1])
-def test_avx2_int16_sums_per_tap_at_the_limit_are_exact(sign):
-    """Every code 1 and every weight +-127 over 516 channels: each tap's int16 pair lanes end at +-32766."""
-    wl, idx, p = _tap_limit_case(516, sign)
+@pytest.mark.parametrize("kind", ["dense", "conv2d"])
+def test_avx2_int16_sums_at_the_limit_are_exact(kind, sign):
+    """Every code 1 and every weight +-127 over 516 channels: each int16 pair lane ends at +-32766 (the
+    largest sum the check admits), over the whole reduction (dense) or per tap (3x3, int16_per_tap);
+    a wrapped or saturated lane would change the output."""
+    wl, idx, p = _limit_case(516, sign, kind)
     kernel = Int8Kernel(wl, "codes", "float", "avx2")
     args = int8_kernel_args("limit", kernel, idx, p)
     kernel = with_int16_sums(kernel, args[0])
-    assert kernel.int16_per_tap
+    assert kernel.int16_sums and kernel.int16_per_tap == (kind == "conv2d")
     codes = np.ones(wl.input_shape, np.uint8)
     got = run_kernel(kernel, _build(kernel, HASWELL), [codes], args)
     np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
