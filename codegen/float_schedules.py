@@ -81,7 +81,7 @@ class FloatCpuSchedule(ScheduleRule):
         if not isinstance(func, tvm.tirx.PrimFunc):
             return None
         sch = tvm.s_tir.Schedule(func)
-        self.lanes = channel_lanes(target)
+        lanes = channel_lanes(target)
         try:
             root = sch.get_sblock("root")
             names = [sch.get(block).name_hint for block in sch.get_child_blocks(root)]
@@ -98,7 +98,7 @@ class FloatCpuSchedule(ScheduleRule):
             kinds = _iter_kinds(sch, block)
             try:
                 if kinds.count(0) == 4 and kinds.count(2) == 3 and "conv2d" in name:
-                    done |= self._conv(sch, block)
+                    done |= self._conv(sch, block, lanes)
                 elif kinds == [0, 0, 2] and "matmul" in name:
                     done |= self._matmul(sch, block)
                 else:
@@ -108,7 +108,7 @@ class FloatCpuSchedule(ScheduleRule):
                     raise
         return sch
 
-    def _conv(self, sch, block):
+    def _conv(self, sch, block, lanes):
         inlined = self._inline_consumers(sch, block)  # bias add, ReLU: computed in the tile's write-back
         loops = sch.get_loops(block)
         if len(loops) != 7:
@@ -117,8 +117,8 @@ class FloatCpuSchedule(ScheduleRule):
         out_channels, width = int(sch.get(o).extent), int(sch.get(x).extent)
         pixels = int(sch.get(y).extent) * width
         strided = _column_stride(sch, block, width, int(sch.get(rw).extent)) > 1
-        if out_channels % self.lanes == 0 and (strided or pixels >= CHANNEL_LANES_MIN_PIXELS):
-            self._conv_channel_lanes(sch, block, loops)
+        if out_channels % lanes == 0 and (strided or pixels >= CHANNEL_LANES_MIN_PIXELS):
+            self._conv_channel_lanes(sch, block, loops, lanes)
             return inlined
         x_vec, o_tile = _divisor(width, X_VECTOR_MAX), _divisor(out_channels, O_TILE_MAX)
         local = sch.cache_write(block, 0, "local")
@@ -135,7 +135,7 @@ class FloatCpuSchedule(ScheduleRule):
             self._generic(sch, producer, _iter_kinds(sch, producer))
         return inlined
 
-    def _conv_channel_lanes(self, sch, block, loops):
+    def _conv_channel_lanes(self, sch, block, loops, lanes):
         """Output channels as the vector lanes: weights copied per call to ``(O/L, C, kh, kw, L)``
         (``L`` = :func:`channel_lanes`), ``x_tile`` pixels x 1-2 channel vectors of accumulators in
         registers (channel-minor, :data:`CHANNEL_TILE_REGISTERS`), each
@@ -143,7 +143,6 @@ class FloatCpuSchedule(ScheduleRule):
         a strided conv (the stem's 7x7 stride 2: 4.7x) runs as fast as a stride-1 one (2x the
         column-vector tile on 64->64 3x3 at 56x56; Xeon, 1 thread, same sums in the same order)."""
         n, o, y, x, rc, rh, rw = loops
-        lanes = self.lanes
         out_channels, width = int(sch.get(o).extent), int(sch.get(x).extent)
         weight_index = next(i for i, region in enumerate(sch.get(block).reads)
                             if len(region.source.shape) == 4 and int(region.source.shape[0]) == out_channels

@@ -16,6 +16,8 @@ for the float contract, the window sums of the codes.
 
 from __future__ import annotations
 
+import math
+
 import tvm
 
 from .schedules import divisors, epilogue_pixels, has_block, loops_after
@@ -90,10 +92,7 @@ def default_tile(kernel: Int8Kernel):
 
 
 def _weight_bytes(kernel: Int8Kernel):
-    size = 1
-    for extent in kernel.weight_shape:
-        size *= extent
-    return size
+    return math.prod(kernel.weight_shape)  # int8: one byte per weight
 
 
 def weights_outer(kernel: Int8Kernel, x_tile, vectors) -> bool:
@@ -206,12 +205,13 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         chunk, loops["x"] = [chunk_loop], x_loop
     pixel = [loops["x"]] if loops["x"] is not None else []
     o_loop = loops["o"]
-    ob, lane = sch.split(o_loop, [None, LANES])
     reductions = [loops[name] for name in ("rh", "rw", "rcb") if loops[name] is not None]
     rci = loops["rci"]
     if kernel.int16_sums:
-        sch.reorder(*chunk, *reductions, *pixel, ob, lane, loops["p"], rci)
-    elif kernel.instructions != "plain":
+        _pair_tile(sch, acc, chunk, reductions, pixel, o_loop, loops["p"], rci)
+        return sch
+    ob, lane = sch.split(o_loop, [None, LANES])
+    if kernel.instructions != "plain":
         sch.reorder(*chunk, *reductions, *pixel, ob, lane, rci)
     else:  # annotate before decompose_reduction: vectorize needs the block to still own its init
         sch.reorder(*chunk, *reductions, *pixel, ob, rci, lane)
@@ -221,19 +221,13 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         sch.unroll(loop)
     init = sch.decompose_reduction(acc, (reductions or pixel or [ob])[0])
     init_loops = sch.get_loops(init)
-    if kernel.int16_sums:  # (lane, pair): 32 contiguous int16
-        init_loops = init_loops[:-2] + [sch.fuse(*init_loops[-2:])]
     sch.vectorize(init_loops[-1])
     for loop in init_loops[-1 - len(pixel) - 1:-1]:
         sch.unroll(loop)
     if kernel.instructions != "plain":
-        from .vnni_intrin import avx2_intrin_name, avx2_pairs_intrin_name, vnni_intrin_name
+        from .vnni_intrin import avx2_intrin_name, vnni_intrin_name
 
-        if kernel.int16_sums:
-            intrin = avx2_pairs_intrin_name()
-        else:
-            intrin = vnni_intrin_name() if kernel.vnni else avx2_intrin_name(kernel.splits_codes)
-        sch.tensorize(lane, intrin)
+        sch.tensorize(lane, vnni_intrin_name() if kernel.vnni else avx2_intrin_name(kernel.splits_codes))
     # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
     sch.set_scope(init, 0, "local")
     return sch
@@ -243,10 +237,7 @@ def _schedule_tap_sums(sch, kernel, anchor, pixels, x_tile, o_tile):
     """int16 sums per kernel tap: under each tap ``(rh, rw)`` of the int32 tile ``vnni_acc``, the int16
     pair tile ``pair_acc`` is zeroed, summed over the tap's channels (tensorized like the whole-reduction
     int16 tile) and widened into ``vnni_acc`` (one add per accumulator and tap)."""
-    from .vnni_intrin import avx2_pairs_intrin_name
-
-    wl = kernel.wl
-    kh, kw = wl.kernel
+    kh, kw = kernel.wl.kernel
     acc = sch.get_sblock("vnni_acc")
     sch.compute_at(acc, anchor)
     loops = loops_after(sch, acc, anchor, [("x", pixels), ("o", o_tile), ("rh", kh), ("rw", kw), ("rp", 2)])
@@ -271,21 +262,30 @@ def _schedule_tap_sums(sch, kernel, anchor, pixels, x_tile, o_tile):
     sch.compute_at(pairs, taps[-1])
     inner = loops_after(sch, pairs, taps[-1], [("x", x_extent), ("o", o_tile), ("p", 2),
                                                ("rcb", kernel.channels_padded // 4), ("rj", 2)])
-    pixel = [inner["x"]] if inner["x"] is not None else []
-    pob, plane = sch.split(inner["o"], [None, LANES])
     reduction = [inner["rcb"]] if inner["rcb"] is not None else []
-    sch.reorder(*reduction, *pixel, pob, plane, inner["p"], inner["rj"])
-    for loop in (*pixel, pob):
+    pixel = [inner["x"]] if inner["x"] is not None else []
+    _pair_tile(sch, pairs, [], reduction, pixel, inner["o"], inner["p"], inner["rj"])
+    sch.set_scope(init, 0, "local")
+
+
+def _pair_tile(sch, block, outer, reductions, pixel, o_loop, pair, pair_k):
+    """The int16 pair-sum register tile of ``block`` (``pair_acc``): the reductions outside the unrolled
+    pixels x 16-channel blocks, the ``(16 channels, 2 pairs, 2 products)`` block tensorized with the
+    AVX2 pair intrinsic, the accumulators zeroed as 32 contiguous int16 per block and kept local."""
+    from .vnni_intrin import avx2_pairs_intrin_name
+
+    ob, lane = sch.split(o_loop, [None, LANES])
+    sch.reorder(*outer, *reductions, *pixel, ob, lane, pair, pair_k)
+    for loop in (*pixel, ob):
         sch.unroll(loop)
-    pair_init = sch.decompose_reduction(pairs, (reduction or pixel or [pob])[0])
-    pair_loops = sch.get_loops(pair_init)
-    pair_loops = pair_loops[:-2] + [sch.fuse(*pair_loops[-2:])]  # (lane, pair): 32 contiguous int16
-    sch.vectorize(pair_loops[-1])
-    for loop in pair_loops[-1 - len(pixel) - 1:-1]:
+    init = sch.decompose_reduction(block, (reductions or pixel or [ob])[0])
+    init_loops = sch.get_loops(init)
+    init_loops = init_loops[:-2] + [sch.fuse(*init_loops[-2:])]  # (lane, pair): 32 contiguous int16
+    sch.vectorize(init_loops[-1])
+    for loop in init_loops[-1 - len(pixel) - 1:-1]:
         sch.unroll(loop)
-    sch.tensorize(plane, avx2_pairs_intrin_name())
+    sch.tensorize(lane, avx2_pairs_intrin_name())
     # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
-    sch.set_scope(pair_init, 0, "local")
     sch.set_scope(init, 0, "local")
 
 
