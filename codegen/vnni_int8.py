@@ -22,6 +22,12 @@ Internal layout (the API stays NCHW/OIHW):
 * ``epilogue``: NCHW output, or, when output channels need padding (``O/G`` not a multiple of
   16, or groups), a padded ``(N, G, OB*16, Ho, Wo)`` output that ``crop`` copies to NCHW.
 
+A float conv may instead read and write NHWC (``layout="NHWC"``: input, residual and output): the
+quantize then reads each pixel's channels contiguously and the epilogue writes the accumulator's own
+``(pixel, channel)`` order, with no transposition at either end (``padded (N, Ho, Wo, G, OB*16)``
+before ``crop``). ``relay_passes.lower_bitserial`` chains such kernels in NHWC and transposes only
+where a float op of the graph reads or writes NCHW.
+
 Dense layers are 1x1 convolutions on a 1x1 image, ``(N, C)`` -> ``(N, O)``.
 
 **Float contract** (``contract="float"``, float input and output): a quantized layer of the float
@@ -52,7 +58,7 @@ from tvm import te, tirx
 from tvm_qnn import reference
 from tvm_qnn.errors import QuantizationError, ShapeError
 
-from .bitpack import act_codes_compute
+from .bitpack import THRESHOLD_MAX_BITS, act_code_thresholds, act_codes_compute
 from .bitserial_conv2d import residual_epilogue
 from .bitserial_int import INT32_LIMIT, check_ends
 from .plan import affine_lut, clip_bounds
@@ -62,6 +68,7 @@ from .workload import ConvWorkload
 LANES = 16  # s32 lanes of one zmm: output channels per vpdpbusd
 REDUCE = 4  # u8 x s8 products summed per lane
 INSTRUCTIONS = ("vnni", "avx2", "plain")  # what the (16, 4) reduction block is built with
+LAYOUTS = ("NCHW", "NHWC")
 
 
 def _ceil_div(a, b):
@@ -89,6 +96,7 @@ class Int8Kernel:
     contract: str = "integer"  # "integer": DESIGN's integer-only accumulator; "float": the float contract
     int16_sums: bool = False
     int16_per_tap: bool = False  # with int16_sums: widened into int32 after each kernel tap (kh, kw)
+    layout: str = "NCHW"  # of the float input, residual and output of a conv: "NCHW" or "NHWC"
 
     def __post_init__(self):
         check_ends(self, "int8 kernel")
@@ -105,6 +113,11 @@ class Int8Kernel:
         if self.contract == "float" and (self.input, self.output) != ("float", "float"):
             raise ShapeError(f"int8 kernel: the float contract reads and writes float "
                              f"(got input={self.input!r}, output={self.output!r})")
+        if self.layout not in LAYOUTS:
+            raise ShapeError(f"int8 kernel: layout={self.layout!r}; expected one of {list(LAYOUTS)}")
+        if self.layout == "NHWC" and (self.wl.kind != "conv2d" or (self.input, self.output) != ("float", "float")):
+            raise ShapeError(f"int8 kernel: layout='NHWC' needs a conv2d with float input and output "
+                             f"(got kind={self.wl.kind!r}, input={self.input!r}, output={self.output!r})")
         if self.wl.output != "float":
             raise ShapeError(f"int8 kernel: workload output={self.wl.output!r}; expected 'float' (the NCHW layout)")
         object.__setattr__(self, "wl", dataclasses.replace(self.wl, scheme="onehot", word="uint64"))
@@ -139,21 +152,40 @@ class Int8Kernel:
         return (self.wl.groups, self.out_blocks, kh, kw, self.channels_padded // REDUCE, LANES, REDUCE)
 
     @property
+    def nhwc(self):
+        """True when the conv's float input, residual and output are NHWC (:data:`LAYOUTS`)."""
+        return self.layout == "NHWC"
+
+    @property
+    def input_shape(self):
+        wl = self.wl
+        return (wl.batch, wl.height, wl.width, wl.in_channels) if self.nhwc else wl.input_shape
+
+    @property
     def output_shape(self):
         wl = self.wl
         if wl.kind == "dense":
             return (wl.batch, wl.out_channels)
+        if self.nhwc:
+            return (wl.batch, wl.out_height, wl.out_width, wl.out_channels)
         return (wl.batch, wl.out_channels, wl.out_height, wl.out_width)
 
     def key(self):
         contract = "_float_contract" if self.contract == "float" else ""
         sums = ("_int16_per_tap" if self.int16_per_tap else "_int16_sums") if self.int16_sums else ""
-        return f"int8_{self.instructions}{sums}_{self.wl.key()}_{self.input}_to_{self.output}{contract}"
+        layout = "_nhwc" if self.nhwc else ""
+        return f"int8_{self.instructions}{sums}_{self.wl.key()}_{self.input}_to_{self.output}{contract}{layout}"
 
     @property
     def vnni(self):
         """True when the reduction tile is ``vpdpbusd``."""
         return self.instructions == "vnni"
+
+    @property
+    def counts_codes(self):
+        """True when the float contract's input codes are counted against thresholds, not divided
+        (``codegen.bitpack.act_code_thresholds``; the ``act_thresholds`` argument replaces ``act_scale``)."""
+        return self.contract == "float" and self.wl.a_bits <= THRESHOLD_MAX_BITS
 
     @property
     def splits_codes(self):
@@ -164,7 +196,8 @@ class Int8Kernel:
 def int8_stages(kernel: Int8Kernel):
     """TE arguments and output of an int8 kernel.
 
-    Arguments, in PrimFunc order: ``x`` (float32 NCHW / (N, C)) and ``act_scale`` (1,) float32, or
+    Arguments, in PrimFunc order: ``x`` (float32 NCHW, NHWC with ``layout="NHWC"``, or (N, C)) and
+    ``act_scale`` (1,) float32 (``act_thresholds`` (2^b - 1,) float32 when ``kernel.counts_codes``), or
     ``act_codes_in`` (uint8, same shape); ``weight_s8`` (``kernel.weight_shape``) int8;
     ``bias`` (O,) int32; then for ``output="codes"`` ``multiplier``, ``rounding``, ``shift`` (O,)
     int64 and ``code_bounds`` (2,) int64, or for ``output="float"`` ``scale`` (O,) float64 and
@@ -183,10 +216,17 @@ def int8_stages(kernel: Int8Kernel):
     float_contract = kernel.contract == "float"
     zero = wl.a_zero_point if float_contract else 0
     if kernel.input == "float":
-        x = te.placeholder(wl.input_shape, "float32", name="x")
-        act_scale = te.placeholder((1,), "float32", name="act_scale")
-        x_at = (lambda n, h, w, c: x[n, c]) if dense else (lambda n, h, w, c: x[n, c, h, w])
-        codes_at = act_codes_compute(x_at, codes_shape, act_scale, wl.a_bits, zero_point=zero)
+        x = te.placeholder(kernel.input_shape, "float32", name="x")
+        if kernel.counts_codes:
+            act_scale = te.placeholder(((1 << wl.a_bits) - 1,), "float32", name="act_thresholds")
+        else:
+            act_scale = te.placeholder((1,), "float32", name="act_scale")
+        if kernel.nhwc:
+            x_at = lambda n, h, w, c: x[n, h, w, c]  # noqa: E731
+        else:
+            x_at = (lambda n, h, w, c: x[n, c]) if dense else (lambda n, h, w, c: x[n, c, h, w])
+        codes_at = act_codes_compute(x_at, codes_shape, act_scale, wl.a_bits, zero_point=zero,
+                                     thresholds=act_scale if kernel.counts_codes else None)
         args = [x, act_scale]
     else:
         x = te.placeholder(wl.input_shape, "uint8", name="act_codes_in")
@@ -259,13 +299,24 @@ def int8_stages(kernel: Int8Kernel):
     if wl.residual:
         if kernel.output != "float":  # (the workload itself refuses a residual on a dense layer)
             raise ShapeError(f"int8 kernel {kernel.key()}: a residual needs a float output")
-        residual = te.placeholder(wl.output_shape, "float32", name="residual")
+        residual = te.placeholder(kernel.output_shape, "float32", name="residual")
         args = args + [residual]
 
     def finish(result, n, o, y, xx):  # the fused residual add / ReLU (codegen.bitserial_conv2d.residual_epilogue)
-        return residual_epilogue(wl, result, residual[n, o, y, xx]) if residual is not None else result
+        if residual is None:
+            return result
+        return residual_epilogue(wl, result, residual[n, y, xx, o] if kernel.nhwc else residual[n, o, y, xx])
 
-    if kernel.pads_output:
+    if kernel.nhwc:  # channels innermost, as the accumulator: no transposition in the epilogue
+        if kernel.pads_output:
+            padded = te.compute((n_b, ho, wo, groups, op), lambda n, y, xx, g, o: value(n, y, xx, g, o),
+                                name="epilogue")
+            out = te.compute((n_b, ho, wo, o_out),
+                             lambda n, y, xx, o: finish(padded[n, y, xx, o // og, o % og], n, o, y, xx), name="crop")
+        else:
+            out = te.compute((n_b, ho, wo, o_out), lambda n, y, xx, o: finish(value(n, y, xx, 0, o), n, o, y, xx),
+                             name="epilogue")
+    elif kernel.pads_output:
         if dense:
             padded = te.compute((n_b, groups, op), lambda n, g, o: value(n, 0, 0, g, o), name="epilogue")
             out = te.compute((n_b, o_out), lambda n, o: padded[n, o // og, o % og], name="crop")
@@ -284,7 +335,8 @@ def int8_stages(kernel: Int8Kernel):
 
 class _FloatContractValue:
     """The float-contract epilogue ``value(n, y, x, g, o)`` and its placeholders (module doc):
-    ``alpha``, ``beta`` (O,) float64, ``weight_zero`` (O,) int64 (``z V[o]``), ``bias`` (O,) float64,
+    ``alpha``, ``beta`` (O,) float64, ``weight_zero`` (O,) float64 (``z V[o]``, an integer below 2^53:
+    converted once on the host, not per output), ``bias`` (O,) float64,
     ``clip_bounds`` (2,) float32."""
 
     def __init__(self, kernel, act_pad, acc, bias):
@@ -294,7 +346,7 @@ class _FloatContractValue:
         n_b, groups, cg4 = wl.batch, wl.groups, kernel.channels_padded
         self.alpha = te.placeholder((o_out,), "float64", name="alpha")
         self.beta = te.placeholder((o_out,), "float64", name="beta")
-        self.weight_zero = te.placeholder((o_out,), "int64", name="weight_zero")
+        self.weight_zero = te.placeholder((o_out,), "float64", name="weight_zero")
         self.clip_bounds = te.placeholder((2,), "float32", name="clip_bounds")
         self.bias, self.acc, self.og, self.o_out = bias, acc, og, o_out
         self.args = [self.alpha, self.beta, self.weight_zero, bias, self.clip_bounds]
@@ -316,7 +368,7 @@ class _FloatContractValue:
         window = self.total[n, y, xx, g].astype("float64")
         if self.total_offset:
             window = window - tirx.const(float(self.total_offset), "float64")
-        centred = self.acc[n, y, xx, g, o].astype("float64") - self.weight_zero[oc].astype("float64")
+        centred = self.acc[n, y, xx, g, o].astype("float64") - self.weight_zero[oc]
         # rounded to float32 before the float32 bias, as codegen.bitserial_conv2d's combine
         combined = self.beta[oc] * centred + self.alpha[oc] * window
         full = combined.astype("float32") + self.bias[oc].astype("float32")
@@ -462,7 +514,8 @@ def float_contract_weight_offset(w_bits):
 
 def float_int8_kernel_args(layer, kernel: Int8Kernel):
     """Numpy arguments (after ``x``) of a float-contract int8 kernel for a ``QnnLayer`` with a uniform LUT:
-    ``act_scale, weight_s8, alpha, beta, weight_zero, bias, clip_bounds`` (module doc)."""
+    ``act_scale`` (or ``act_thresholds`` when ``kernel.counts_codes``), ``weight_s8, alpha, beta, weight_zero,
+    bias, clip_bounds`` (module doc)."""
     wl = kernel.wl
     if not reference.lut_is_affine(layer.lut):
         raise QuantizationError(f"layer {layer.name!r}: the int8 kernel of the float contract needs a uniform "
@@ -477,8 +530,15 @@ def float_int8_kernel_args(layer, kernel: Int8Kernel):
     idx = np.asarray(layer.weight_idx, dtype=np.int64).reshape(wl.out_channels, fan)
     weight_zero = wl.a_zero_point * (idx - off).sum(axis=1)
     bias = np.zeros(wl.out_channels) if layer.bias is None else np.asarray(layer.bias, np.float64)
-    return [np.array([layer.s_a], dtype=np.float32), weight,
+    if kernel.counts_codes:
+        codes = act_code_thresholds(layer.s_a, wl.a_bits, wl.a_zero_point)
+        if codes is None:
+            raise QuantizationError(f"layer {layer.name!r}: activation scale s_a={layer.s_a!r} is not a positive "
+                                    f"finite float32")
+    else:
+        codes = np.array([layer.s_a], dtype=np.float32)
+    return [codes, weight,
             np.ascontiguousarray(s_a * (first + step * off), dtype=np.float64),
             np.ascontiguousarray(s_a * step, dtype=np.float64),
-            np.ascontiguousarray(weight_zero, dtype=np.int64),
+            np.ascontiguousarray(weight_zero, dtype=np.float64),  # exact: |z V| < 2^53
             np.ascontiguousarray(bias, dtype=np.float64), clip_bounds(layer)]

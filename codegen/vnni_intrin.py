@@ -48,6 +48,7 @@ INTRIN_NAME = "qnn_dot_16x4_vnni"
 AVX2_INTRIN_NAME = "qnn_dot_16x4_avx2"
 AVX2_SPLIT_INTRIN_NAME = "qnn_dot_16x4_avx2_split"  # 8-bit codes, as two vpmaddubsw
 AVX2_PAIRS_INTRIN_NAME = "qnn_dot_16x4_avx2_pairs16"  # int16 pair sums accumulated, widened after
+AVX2_WIDEN_INTRIN_NAME = "qnn_widen_pairs_16_avx2"  # a channel's two int16 pair sums into one int32
 AVX2_MAX_A_BITS = 7  # 2 * 127 * 128 = 32512 fits a vpmaddubsw int16 lane; 2 * 255 * 128 does not
 INT16_SUM_LIMIT = 32767  # the largest |sum| an int16 pair accumulator may reach
 
@@ -203,3 +204,49 @@ def avx2_pairs_intrin_name() -> str:
 
     TensorIntrin.register(AVX2_PAIRS_INTRIN_NAME, _pairs_description(), _avx2_pairs_implementation(), override=True)
     return AVX2_PAIRS_INTRIN_NAME
+
+
+def _widen_description():
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.Buffer((16, 2), "int16", offset_factor=1, scope="local"),
+             c: T.Buffer((16,), "int32", offset_factor=1, scope="local")) -> None:
+        with T.sblock("root"):
+            T.reads(a[0:16, 0:2])
+            T.writes(c[0:16])
+            for lane in T.serial(16):
+                with T.sblock("widen"):
+                    vl = T.axis.spatial(16, lane)
+                    c[vl] = T.cast(a[vl, 0], "int32") + T.cast(a[vl, 1], "int32")
+
+    return desc
+
+
+def _avx2_widen_implementation():
+    """``vpmaddwd`` with ones on each 8-lane half: adjacent int16 lanes (a channel's two pair sums, in the
+    order the pair intrinsic leaves them) summed into int32, with no shuffle or gather."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.Buffer((16, 2), "int16", offset_factor=1, scope="local"),
+             c: T.Buffer((16,), "int32", offset_factor=1, scope="local")) -> None:
+        with T.sblock("root"):
+            T.reads(a[0:16, 0:2])
+            T.writes(c[0:16])
+            lanes = T.decl_buffer((32,), "int16", data=a.data, elem_offset=a.elem_offset, scope="local")
+            for half in T.unroll(2):
+                c[T.ramp(half * 8, 1, 8)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), lanes.vload([half * 16], dtype="int16x16"),
+                    T.broadcast(T.int16(1), 16), dtype="int32x8")
+
+    return impl
+
+
+@functools.lru_cache(maxsize=None)
+def avx2_widen_intrin_name() -> str:
+    """Name of the registered pair-widening AVX2 ``TensorIntrin`` (registered on the first call)."""
+    from tvm.s_tir import TensorIntrin
+
+    TensorIntrin.register(AVX2_WIDEN_INTRIN_NAME, _widen_description(), _avx2_widen_implementation(), override=True)
+    return AVX2_WIDEN_INTRIN_NAME

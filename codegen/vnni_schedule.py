@@ -127,7 +127,7 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     dense = wl.kind == "dense"
     if has_block(sch, "act_codes"):
         codes = sch.get_sblock("act_codes")
-        if dense or kernel.channels_padded >= LANES:  # quantized in the padding copy, channels in lanes
+        if dense or kernel.channels_padded >= LANES or kernel.nhwc:  # quantized in the padding copy
             sch.compute_inline(codes)
         else:  # few channels (an RGB stem): quantize NCHW rows in vector lanes, the padding copy moves bytes
             sch.transform_layout(codes, ("write", 0), lambda n, h, w, c: (n, c, h, w))
@@ -151,7 +151,9 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         crop = sch.get_sblock("crop")
         loops = sch.get_loops(crop)
         sch.parallel(sch.fuse(*loops[:2]))
-        if not dense:
+        if kernel.nhwc:  # (n, y, x, o)
+            sch.vectorize(sch.split(loops[-1], [None, max(divisors(wl.out_channels, 16))])[1])
+        elif not dense:
             sch.vectorize(sch.split(loops[-1], [None, max(divisors(wl.out_width, 16))])[1])
 
     epilogue = sch.get_sblock("epilogue")
@@ -164,6 +166,21 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         sch.parallel(outer)
         anchor = rows = outer
         sch.vectorize(oi)
+    elif kernel.nhwc:  # (n, y, x, o) or (n, y, x, g, o): the tile's pixels, then its channels in lanes
+        n, y, x, *g, o = loops
+        pixels = x_tile
+        xo, xi = sch.split(x, [None, pixels])
+        oo, oi = sch.split(o, [None, o_tile])
+        if weights_outer(kernel, x_tile, vectors):
+            sch.reorder(n, *g, oo, y, xo, xi, oi)
+            rows = sch.fuse(n, *g, oo, y)
+            anchor = xo
+        else:
+            sch.reorder(n, *g, y, xo, oo, xi, oi)
+            rows = sch.fuse(n, *g, y)
+            anchor = oo
+        sch.parallel(rows)
+        sch.vectorize(oi)  # contiguous NHWC stores along the channels
     else:  # (n, o, y, x) or (n, g, o, y, x)
         n, *g, o, y, x = loops
         pixels = epilogue_pixels(wl.out_width, x_tile)
@@ -190,12 +207,14 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         return sch
     acc = sch.get_sblock("vnni_acc")
     pairs = [("p", 2)] if kernel.int16_sums else []
-    if kernel.int16_sums:  # the epilogue adds the two int16 pair sums itself
-        sch.compute_inline(acc)
+    pixels = 1 if dense else pixels
+    widen = None
+    if kernel.int16_sums:  # the int32 tile is the widened pair sums, the int16 tile is computed under it
+        widen = acc
+        sch.compute_at(widen, anchor)
         acc = sch.get_sblock("pair_acc")
     sch.compute_at(acc, anchor)
     kh, kw = wl.kernel
-    pixels = 1 if dense else pixels
     loops = loops_after(sch, acc, anchor, [("x", pixels), ("o", o_tile), *pairs, ("rh", kh), ("rw", kw),
                                             ("rcb", kernel.channels_padded // 4),
                                             ("rci", 2 if kernel.int16_sums else 4)])
@@ -209,6 +228,7 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
     rci = loops["rci"]
     if kernel.int16_sums:
         _pair_tile(sch, acc, chunk, reductions, pixel, o_loop, loops["p"], rci)
+        _widen_tile(sch, widen, anchor, pixels, o_tile)
         return sch
     ob, lane = sch.split(o_loop, [None, LANES])
     if kernel.instructions != "plain":
@@ -287,6 +307,20 @@ def _pair_tile(sch, block, outer, reductions, pixel, o_loop, pair, pair_k):
     sch.tensorize(lane, avx2_pairs_intrin_name())
     # after tensorize: the intrinsic's buffers are global, a local accumulator would not match it
     sch.set_scope(init, 0, "local")
+
+
+def _widen_tile(sch, block, anchor, pixels, o_tile):
+    """The int32 tile ``vnni_acc`` of the whole-reduction int16 sums: each 16-channel block's two pair sums
+    per channel added by the AVX2 widening intrinsic (``vpmaddwd`` with ones) into a local buffer in the
+    accumulator's (pixel, channel) order, which the epilogue reads in contiguous vectors."""
+    from .vnni_intrin import avx2_widen_intrin_name
+
+    loops = loops_after(sch, block, anchor, [("x", pixels), ("o", o_tile)])
+    ob, lane = sch.split(loops["o"], [None, LANES])
+    for loop in ([loops["x"]] if loops["x"] is not None else []) + [ob]:
+        sch.unroll(loop)
+    sch.set_scope(block, 0, "local")  # both tiles are local, as the intrinsic's buffers
+    sch.tensorize(lane, avx2_widen_intrin_name())
 
 
 def scheduled_int8_primfunc(kernel: Int8Kernel):

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tvm import te
 
-from codegen.bitpack import act_codes_compute, pack_act_numpy, pack_compute, pack_weight_planes
+from codegen.bitpack import act_code_thresholds, act_codes_compute, pack_act_numpy, pack_compute, pack_weight_planes
 from codegen.build import generic_x86_target
 from tvm_qnn import reference
 
@@ -57,3 +57,42 @@ def test_weight_planes_unpack_to_indices(scheme, word):
     else:  # plane q is bit q of the packed "code": the one-hot index, the last level is all zeros
         expected = np.where(idx < n_planes, (1 << idx.astype(np.int64)), 0)
         np.testing.assert_array_equal(bits.astype(np.int64), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(bits=st.integers(1, 4), clamp=st.floats(2.0 ** -20, 1e4, allow_nan=False, width=32), zero=st.integers(0, 15),
+       seed=st.integers(0, 2**16))
+def test_code_thresholds_give_the_reference_codes_for_every_float(bits, clamp, zero, seed):
+    """Counting the thresholds x reaches equals reference.act_codes, at each threshold, at the floats on
+    either side of it, on random values and at NaN, infinities and signed zeros."""
+    zero = zero % (1 << bits)
+    s_a = reference.act_scale(clamp, bits)
+    thresholds = act_code_thresholds(s_a, bits, zero)
+    rng = np.random.default_rng(seed)
+    inf = np.float32(np.inf)
+    x = np.concatenate([thresholds, np.nextafter(thresholds, -inf), np.nextafter(thresholds, inf),
+                        rng.normal(0.0, clamp * 2, 500), [np.nan, inf, -inf, 0.0, -0.0]]).astype(np.float32)
+    counted = (x[:, None] >= thresholds[None, :]).sum(axis=1)
+    np.testing.assert_array_equal(counted, reference.act_codes(x, clamp, bits, zero_point=zero))
+
+
+def test_code_thresholds_count_in_the_kernel_as_reference_codes():
+    """act_codes_compute with thresholds (no division) against reference.act_codes, on a TVM build."""
+    bits, zero, clamp = 3, 2, np.float32(1.7)
+    s_a = reference.act_scale(clamp, bits)
+    x = te.placeholder((4, 64), "float32", name="x")
+    thresholds = te.placeholder(((1 << bits) - 1,), "float32", name="act_thresholds")
+    codes = act_codes_compute(lambda n, h, w, c: x[h, c], (1, 4, 1, 64), thresholds, bits, zero_point=zero,
+                              thresholds=thresholds)
+    mod = tvm.compile(tvm.IRModule({"main": te.create_prim_func([x, thresholds, codes])}), target=generic_x86_target())
+    values = np.random.default_rng(3).normal(0.0, 1.5, (4, 64)).astype(np.float32)
+    values[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    out = tvm.runtime.empty((1, 4, 1, 64), "uint8")
+    mod["main"](tvm.runtime.tensor(values), tvm.runtime.tensor(act_code_thresholds(s_a, bits, zero)), out)
+    np.testing.assert_array_equal(out.numpy()[0, :, 0], reference.act_codes(values, clamp, bits, zero_point=zero))
+
+
+def test_code_thresholds_need_a_positive_finite_scale():
+    assert act_code_thresholds(np.float32(0.0), 2) is None
+    assert act_code_thresholds(np.float32(np.nan), 2) is None
+    assert act_code_thresholds(np.float32(-1.0), 2) is None

@@ -18,7 +18,7 @@ from codegen.build import cpu_target, generic_x86_target
 from codegen.plan import kernel_args, layer_workload
 from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, int16_sums_exact, with_int16_sums
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
-from tvm_qnn.errors import QuantizationError
+from tvm_qnn.errors import QuantizationError, ShapeError
 
 from codegen_kernel_cache import hand_kernel
 from codegen_layers import random_input, random_layer
@@ -64,10 +64,10 @@ def _layer(case):
     return layer, rng
 
 
-def _check(case, instructions, target, target_name, int16_sums=False):
+def _check(case, instructions, target, target_name, int16_sums=False, layout="NCHW"):
     layer, rng = _layer(case)
     wl = layer_workload(layer)
-    kernel = Int8Kernel(wl, "float", "float", instructions, contract="float")
+    kernel = Int8Kernel(wl, "float", "float", instructions, contract="float", layout=layout)
     x = random_input(rng, layer)
     args = float_int8_kernel_args(layer, kernel)
     if int16_sums == "per_tap":
@@ -76,7 +76,11 @@ def _check(case, instructions, target, target_name, int16_sums=False):
     elif int16_sums:
         kernel = with_int16_sums(kernel, args[1])
         assert kernel.int16_sums
-    got = _run(_build(kernel, target), x, args, wl.output_shape)
+    if kernel.nhwc:  # the same layer on NHWC input and output
+        got = _run(_build(kernel, target), np.ascontiguousarray(x.transpose(0, 2, 3, 1)), args, kernel.output_shape)
+        got = got.transpose(0, 3, 1, 2)
+    else:
+        got = _run(_build(kernel, target), x, args, wl.output_shape)
     popcount = tvm.runtime.empty(wl.output_shape, "float32")
     hand_kernel(wl, target_name)["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in
                                                                    kernel_args(layer, wl).as_list()], popcount)
@@ -117,6 +121,28 @@ def test_float_contract_avx2_int16_sums_equal_the_bitserial_kernel_and_the_refer
 def test_float_contract_avx2_int16_sums_per_tap_equal_the_bitserial_kernel_and_the_reference(case):
     """int16 pair sums per 3x3 tap: at most 40 channels, 15 x 15 x 20 = 4,500 per pair lane and tap."""
     _check(case, "avx2", HASWELL, "native", int16_sums="per_tap")
+
+
+@needs_avx2
+@settings(max_examples=10, deadline=None)
+@given(cases.map(lambda case: {**case, "kind": "conv2d"}), st.sampled_from(["avx2", "avx2_int16", "plain"]))
+def test_float_contract_nhwc_kernel_equals_the_bitserial_kernel_and_the_reference(case, build):
+    """layout="NHWC": the same outputs, transposed, with int32 or int16 (where exact) accumulators."""
+    if build == "avx2_int16":
+        case = {**case, "w_bits": min(case["w_bits"], 3), "a_bits": min(case["a_bits"], 4)}
+    target = generic_x86_target() if build == "plain" else HASWELL
+    _check(case, "plain" if build == "plain" else "avx2", target, "native", int16_sums=build == "avx2_int16",
+           layout="NHWC")
+
+
+def test_nhwc_layout_is_refused_where_it_does_not_apply():
+    rng = np.random.default_rng(1)
+    dense = layer_workload(random_layer(rng, kind="dense", channels=8, out_channels=4, scheme="uniform"))
+    with pytest.raises(ShapeError, match="layout='NHWC' needs a conv2d"):
+        Int8Kernel(dense, "float", "float", "avx2", contract="float", layout="NHWC")
+    conv = layer_workload(random_layer(rng, kind="conv2d", channels=8, out_channels=4, size=4, scheme="uniform"))
+    with pytest.raises(ShapeError, match="layout='NCWH'"):
+        Int8Kernel(conv, "float", "float", "avx2", contract="float", layout="NCWH")
 
 
 def test_cost_model_on_avx2_keeps_w1a2_on_popcount_and_sends_w2a2_to_int8():
