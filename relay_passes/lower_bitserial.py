@@ -29,6 +29,13 @@ and so does an ``R.nn.relu`` that is the add result's only use
 fewer. Popcount layers stay unfused when a tuning ``database`` is given (its records are of the
 unfused workload).
 
+NHWC chains: float-contract int8 convs (of at least ``NHWC_MIN_CHANNELS`` input channels) that pass
+each other their results run as NHWC kernels (``Int8Kernel.layout``) when :func:`nhwc_convs` finds
+their component worth it: a conv reads another NHWC kernel's result directly, an NCHW tensor from
+outside the chain is transposed once (``R.permute_dims``) however many kernels read it, and each NHWC
+result keeps an NCHW transposition for the float ops that read it, removed as dead code when none
+does (``nhwc=False`` keeps every kernel NCHW).
+
 Pre: composites as ``GroupQnnLayers`` makes them (``relay_passes.composite.read_qnn_layer`` reads them);
 static shapes. Post: no call to a qnn composite remains; the composite functions are removed;
 everything else is untouched (the default Relax pipeline lowers it). Kernels are marked
@@ -51,6 +58,10 @@ from codegen.vnni_schedule import scheduled_int8_primfunc, target_int8_instructi
 from tvm_qnn.errors import CompileError, QnnError, ShapeError
 
 QNN_COMPOSITES = ("qnn.conv2d", "qnn.dense")
+# float-contract int8 convs of at least this many channels per group read and write NHWC (an RGB stem
+# keeps NCHW: it quantizes its few channels per image row)
+NHWC_MIN_CHANNELS = 16
+NCHW_TO_NHWC, NHWC_TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 
 
 def _composite_name(func):
@@ -115,12 +126,12 @@ def packed_chains(func, composites):
 
 
 def residual_fusions(func, composites):
-    """``[{"conv", "conv_var", "add", "add_var", "residual", "relu"}]``: a qnn.conv2d whose result is used once,
-    by ``R.add`` with a float32 tensor of the same static shape (the residual); ``relu`` is the
-    ``R.nn.relu`` of the add's result when that is the result's only use, else None. The conv's kernel
+    """``[{"conv", "conv_var", "add", "add_var", "residual", "relu", "relu_var"}]``: a qnn.conv2d whose result is
+    used once, by ``R.add`` with a float32 tensor of the same static shape (the residual); ``relu`` is the
+    ``R.nn.relu`` of the add's result (bound to ``relu_var``) when that is the result's only use, else None. The conv's kernel
     can add the residual (and apply that ReLU) in its epilogue."""
     add_op, relu_op = tvm.ir.Op.get("relax.add"), tvm.ir.Op.get("relax.nn.relu")
-    convs, relus = {}, {}
+    convs, relus, relu_vars = {}, {}, {}
     bindings = [binding for block in func.body.blocks for binding in block.bindings]
     for binding in bindings:
         value = binding.value
@@ -129,6 +140,7 @@ def residual_fusions(func, composites):
             convs[binding.var] = value
         if isinstance(value, relax.Call) and value.op.same_as(relu_op) and isinstance(value.args[0], relax.Var):
             relus[value.args[0]] = value
+            relu_vars[value.args[0]] = binding.var
     if not convs:
         return []
     counter = _VarUses()
@@ -146,9 +158,68 @@ def residual_fusions(func, composites):
                 continue
             relu = relus.get(binding.var) if counter.uses.get(binding.var, 0) == 1 else None
             fusions.append({"conv": convs[conv_var], "conv_var": conv_var, "add": value, "add_var": binding.var,
-                            "residual": other, "relu": relu})
+                            "residual": other, "relu": relu, "relu_var": relu_vars.get(binding.var)})
             break
     return fusions
+
+
+def nhwc_convs(func, composites, eligible, fusions):
+    """The qnn.conv2d calls of ``func`` to run as NHWC kernels: ``eligible(call)`` ones (float-contract int8
+    convs) grouped into components by the tensors they pass each other (a conv's result as another's
+    data or residual; a fused conv's result is its add's / ReLU's), each component NHWC when its internal
+    edges outnumber twice the transpositions it would need (an NCHW tensor read from outside it, an
+    NHWC result read by an op outside it). ResNet's blocks form one component with two transpositions
+    (the max pool's output, the global pool's input); in MobileNetV2 each 1x1 conv sits between
+    depthwise convs (NCHW kernels), and NHWC 1x1 convs there took 1.2x as long with the transpositions."""
+    results = {}  # conv call -> the var holding its (fused) result
+    inputs = {}  # conv call -> [data, residual]
+    for binding in (binding for block in func.body.blocks for binding in block.bindings):
+        value = binding.value
+        if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar) and value.op in composites \
+                and _composite_name(composites[value.op]) == "qnn.conv2d" and eligible(value):
+            results[value] = binding.var
+            inputs[value] = [value.args[0]]
+    for fusion in fusions:
+        conv = next((call for call in results if call.same_as(fusion["conv"])), None)
+        if conv is not None:
+            results[conv] = fusion["relu_var"] if fusion["relu"] is not None else fusion["add_var"]
+            inputs[conv].append(fusion["residual"])
+    if not results:
+        return []
+    producer = {var: call for call, var in results.items()}
+    component = {call: call for call in results}
+
+    def root(call):
+        while not component[call].same_as(call):
+            call = component[call]
+        return call
+
+    for call, reads in inputs.items():
+        for var in reads:
+            if isinstance(var, relax.Var) and var in producer:
+                component[root(call)] = root(producer[var])
+    counter = _VarUses()
+    counter.visit_expr(func)
+    internal, outside_in, outside_out = {}, {}, {}
+    kernel_reads = {}
+    for call, reads in inputs.items():
+        for var in reads:
+            kernel_reads[var] = kernel_reads.get(var, 0) + 1
+            group = root(call)
+            if isinstance(var, relax.Var) and var in producer and root(producer[var]).same_as(group):
+                internal[group] = internal.get(group, 0) + 1
+            else:
+                outside_in.setdefault(group, set()).add(var)
+    for call, var in results.items():
+        if counter.uses.get(var, 0) > kernel_reads.get(var, 0):  # a float op (or the output) reads it
+            outside_out[root(call)] = outside_out.get(root(call), 0) + 1
+    chosen = []
+    for call in results:
+        group = root(call)
+        transpositions = len(outside_in.get(group, ())) + outside_out.get(group, 0)
+        if internal.get(group, 0) > 2 * transpositions:
+            chosen.append(call)
+    return chosen
 
 
 def _same_float32_tensor(a, b):
@@ -173,7 +244,7 @@ class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
     def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None,
-                 instructions="plain", fusions=()):
+                 instructions="plain", fusions=(), nhwc=()):
         super().__init__(mod)
         self.fusions = list(fusions)
         # bindings that disappear: the fused conv's own result, and the add when a ReLU follows it
@@ -186,15 +257,21 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.consumers = [consumer for _, consumer in chains]
         self.choose = choose
         self.instructions = instructions  # the int8 kernels' instructions on the target: "vnni", "avx2" or "plain"
+        self.nhwc = list(nhwc)  # the conv calls lowered to NHWC int8 kernels
+        self.nhwc_of = {}  # NCHW result var of an NHWC int8 kernel (its transposition) -> the kernel's NHWC var
+        self.transposed = {}  # any other float var -> its NHWC transposition, emitted once
+        self.pending_nhwc = None  # the NHWC kernel var behind the binding being rewritten
 
-    def _direct_call(self, layer, data, kind, residual=None, residual_kind=""):
-        """``call_tir`` to the float-contract int8 (``kind="vnni"``) or depthwise kernel of ``layer``."""
+    def _direct_call(self, layer, data, kind, residual=None, residual_kind="", nhwc=False):
+        """``call_tir`` to the float-contract int8 (``kind="vnni"``) or depthwise kernel of ``layer``; ``nhwc``:
+        the int8 conv reads and writes NHWC (:func:`nhwc_convs`)."""
         wl = layer_workload(layer, self.word, scheme="onehot", residual=residual_kind)
         if kind == "depthwise":
             kernel, make = DepthwiseKernel(wl, "float", "float", contract="float"), scheduled_depthwise_primfunc
             args, symbol = float_depthwise_kernel_args(layer, kernel), "depthwise"
         else:
-            kernel = Int8Kernel(wl, "float", "float", self.instructions, contract="float")
+            kernel = Int8Kernel(wl, "float", "float", self.instructions, contract="float",
+                                layout="NHWC" if nhwc else "NCHW")
             make, args = scheduled_int8_primfunc, float_int8_kernel_args(layer, kernel)
             kernel = with_int16_sums(kernel, args[1])  # same arguments: int16 sums where exact (AVX2)
             symbol = int8_kind(self.instructions).replace("-", "_")
@@ -209,8 +286,25 @@ class _CompositeToKernel(relax.PyExprMutator):
             self.kernels[key] = self.builder_.add_func(func.without_attr("global_symbol"),
                                                        f"qnn_{symbol}_float_{layer.kind}")
         out_type = relax.TensorType(kernel.output_shape, "float32")
+        if getattr(kernel, "nhwc", False):
+            data = self._as_nhwc(data)
+            residual = self._as_nhwc(residual) if residual is not None else None
         extra = [residual] if residual is not None else []
-        return relax.call_tir(self.kernels[key], [data] + [tensor_const(a) for a in args] + extra, out_type)
+        call = relax.call_tir(self.kernels[key], [data] + [tensor_const(a) for a in args] + extra, out_type)
+        if not getattr(kernel, "nhwc", False):
+            return call
+        # the binding keeps its NCHW value (a transposition, dropped as dead code when only NHWC kernels read it)
+        self.pending_nhwc = self.builder_.emit(call)
+        return relax.op.permute_dims(self.pending_nhwc, NHWC_TO_NCHW)
+
+    def _as_nhwc(self, var):
+        """``var`` (float NCHW) in NHWC: an NHWC kernel's own result, or one transposition per var."""
+        for nchw, nhwc in list(self.nhwc_of.items()) + list(self.transposed.items()):
+            if nchw.same_as(var):
+                return nhwc
+        nhwc = self.builder_.emit(relax.op.permute_dims(var, NCHW_TO_NHWC))
+        self.transposed[var] = nhwc
+        return nhwc
 
     def _kernel(self, wl, layer_name, packed_input):
         key = (wl.key(), packed_input)
@@ -224,10 +318,21 @@ class _CompositeToKernel(relax.PyExprMutator):
             self.kernels[key] = self.builder_.add_func(func.without_attr("global_symbol"), "qnn_bitserial_" + wl.kind)
         return self.kernels[key]
 
+    def visit_dataflow_block_(self, block):
+        self.nhwc_of, self.transposed = {}, {}  # dataflow vars do not outlive their block
+        return super().visit_dataflow_block_(block)
+
+    def visit_binding_block_(self, block):
+        self.nhwc_of, self.transposed = {}, {}
+        return super().visit_binding_block_(block)
+
     def visit_var_binding_(self, binding):
         if any(binding.var.same_as(var) for var in self.skip):
             return  # folded into a fused kernel call further down
         super().visit_var_binding_(binding)
+        if self.pending_nhwc is not None:
+            self.nhwc_of[self.get_var_remap(binding.var)] = self.pending_nhwc
+            self.pending_nhwc = None
 
     def visit_call_(self, call):
         for fusion in self.fusions:  # the add (or the ReLU after it) becomes the conv kernel with the residual
@@ -253,7 +358,8 @@ class _CompositeToKernel(relax.PyExprMutator):
                                  f"{layer.input_shape}; the bit-serial lowering needs static shapes")
             kind = self.choose(layer) if self.choose is not None else "popcount"
             if kind != "popcount":
-                return self._direct_call(layer, data, kind, residual, residual_kind)
+                nhwc = _index_of(original, self.nhwc) is not None
+                return self._direct_call(layer, data, kind, residual, residual_kind, nhwc)
         chain = _index_of(original, self.producers)
         extra_args, output = [], {}
         if chain is not None:
@@ -287,9 +393,10 @@ class LowerQnnToBitserial:
     """
 
     def __init__(self, target=None, database=None, word="uint64", read_layer=None, pass_packed=True, pins=None,
-                 auto_int8=True, fuse_residual=True):
+                 auto_int8=True, fuse_residual=True, nhwc=True):
         self.target, self.database, self.word = target, database, word
         self.fuse_residual = fuse_residual
+        self.nhwc = nhwc
         self.read_layer = read_layer
         self.pass_packed = pass_packed
         self.pins, self.auto_int8 = dict(pins or {}), auto_int8
@@ -307,11 +414,17 @@ class LowerQnnToBitserial:
         kind = self.layer_kernels[layer.name]
         return "vnni" if kind.startswith("int8-") else kind
 
+    def _nhwc_eligible(self, layer):
+        """A float-contract int8 conv of at least :data:`NHWC_MIN_CHANNELS` input channels per group."""
+        return layer.kind == "conv2d" and self._choose(layer) == "vnni" \
+            and layer_workload(layer, self.word).channels_per_group >= NHWC_MIN_CHANNELS
+
     def transform_module(self, mod, _ctx):
         composites = qnn_composites(mod)
         if not composites:
             return mod
         read_layer = self.read_layer or _default_reader()
+        transposes = False
         for gv, func in list(mod.functions.items()):
             if not isinstance(func, relax.Function) or gv in composites:
                 continue
@@ -325,12 +438,16 @@ class LowerQnnToBitserial:
             fusions = [fusion for fusion in residual_fusions(func, composites) if self.fuse_residual
                        and self._choose(read_layer(composites[fusion["conv"].op])) in fusable
                        and _index_of(fusion["conv"], producers) is None]
+            nhwc = nhwc_convs(func, composites, lambda call: self._nhwc_eligible(read_layer(composites[call.op])),
+                              fusions) if self.nhwc else []
             mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains,
-                                         self._choose, self.instructions, fusions)
+                                         self._choose, self.instructions, fusions, nhwc)
             mod = _with_func(mutator, gv, func)
+            transposes = transposes or bool(nhwc)
         for gv in composites:
             mod = _without(mod, gv)
-        return mod
+        # the NCHW transpositions of NHWC results that only NHWC kernels read
+        return relax.transform.DeadCodeElimination()(mod) if transposes else mod
 
 
 def _with_func(mutator, gv, func):
