@@ -41,7 +41,7 @@ from tvm_qnn.errors import CompileError
 from .bitserial_int import IntegerKernel, integer_kernel_args, integer_scheme, scheduled_integer_primfunc
 from .depthwise_int import DepthwiseKernel, depthwise_kernel_args, scheduled_depthwise_primfunc
 from .plan import layer_workload
-from .vnni_int8 import Int8Kernel, int8_kernel_args, with_int16_sums
+from .vnni_int8 import Int8Kernel, int8_kernel_args, with_avx2_sums
 from .vnni_schedule import scheduled_int8_primfunc, target_int8_instructions
 
 KERNELS = ("popcount", "vnni", "fp32")  # values of a recipe layer's "kernel" field
@@ -178,5 +178,5 @@ def integer_layer_kernel(layer, params, input_kind, output_kind, target, pin=Non
         return ChosenKernel("depthwise", kernel, scheduled_depthwise_primfunc, args)
     kernel = Int8Kernel(wl, input_kind, output_kind, instructions)
     args = int8_kernel_args(layer.name, kernel, layer.weight_idx, params)
-    kernel = with_int16_sums(kernel, args[0])  # same arguments: int16 sums where exact (AVX2)
+    kernel = with_avx2_sums(kernel, args[0])  # same arguments: int16 sums or unsplit codes where exact (AVX2)
     return ChosenKernel(int8_kind(instructions), kernel, scheduled_int8_primfunc, args)

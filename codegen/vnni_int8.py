@@ -97,12 +97,15 @@ class Int8Kernel:
     int16_sums: bool = False
     int16_per_tap: bool = False  # with int16_sums: widened into int32 after each kernel tap (kh, kw)
     layout: str = "NCHW"  # of the float input, residual and output of a conv: "NCHW" or "NHWC"
+    unsplit_codes: bool = False  # AVX2, 8-bit codes fed to vpmaddubsw whole: exact for weights of |w| <= 64
 
     def __post_init__(self):
         check_ends(self, "int8 kernel")
         if self.int16_sums and (self.instructions != "avx2" or self.wl.a_bits > AVX2_MAX_A_BITS):
             raise ShapeError(f"int8 kernel: int16_sums needs instructions='avx2' and codes of at most "
                              f"{AVX2_MAX_A_BITS} bits (got {self.instructions!r}, a_bits={self.wl.a_bits})")
+        if self.unsplit_codes and self.instructions != "avx2":
+            raise ShapeError(f"int8 kernel: unsplit_codes needs instructions='avx2' (got {self.instructions!r})")
         if self.int16_per_tap and not (self.int16_sums and self.wl.kind == "conv2d"):
             raise ShapeError(f"int8 kernel: int16_per_tap needs int16_sums and a conv2d "
                              f"(got int16_sums={self.int16_sums}, kind={self.wl.kind!r})")
@@ -174,7 +177,9 @@ class Int8Kernel:
         contract = "_float_contract" if self.contract == "float" else ""
         sums = ("_int16_per_tap" if self.int16_per_tap else "_int16_sums") if self.int16_sums else ""
         layout = "_nhwc" if self.nhwc else ""
-        return f"int8_{self.instructions}{sums}_{self.wl.key()}_{self.input}_to_{self.output}{contract}{layout}"
+        whole = "_unsplit" if self.unsplit_codes else ""
+        return (f"int8_{self.instructions}{sums}{whole}_{self.wl.key()}_{self.input}_to_{self.output}"
+                f"{contract}{layout}")
 
     @property
     def vnni(self):
@@ -190,7 +195,7 @@ class Int8Kernel:
     @property
     def splits_codes(self):
         """True when the AVX2 kernel splits 8-bit codes in two (``vpmaddubsw`` would saturate on them)."""
-        return self.instructions == "avx2" and self.wl.a_bits > AVX2_MAX_A_BITS
+        return self.instructions == "avx2" and self.wl.a_bits > AVX2_MAX_A_BITS and not self.unsplit_codes
 
 
 def int8_stages(kernel: Int8Kernel):
@@ -476,6 +481,22 @@ def with_int16_sums(kernel: Int8Kernel, weight_s8):
     if taps > 1 and kernel.channels_padded >= INT16_TAP_MIN_CHANNELS and int16_sums_exact(kernel, weight_s8,
                                                                                           per_tap=True):
         return dataclasses.replace(kernel, int16_sums=True, int16_per_tap=True)
+    return kernel
+
+
+# vpmaddubsw's pair sum a0 w0 + a1 w1 stays within int16 for every 8-bit code when |w| <= 64 (2 x 255 x 64 =
+# 32640): then 8-bit codes need no split (the float contract's 4-bit weight indices, 0..15)
+UNSPLIT_MAX_WEIGHT = 64
+
+
+def with_avx2_sums(kernel: Int8Kernel, weight_s8):
+    """The cheapest exact AVX2 accumulation of ``kernel`` for its gathered weights: int16 sums where
+    :func:`with_int16_sums` takes them, 8-bit codes unsplit (``unsplit_codes``) where every weight is within
+    :data:`UNSPLIT_MAX_WEIGHT`, else ``kernel`` as it is (any other instructions: unchanged)."""
+    kernel = with_int16_sums(kernel, weight_s8)
+    weight = np.asarray(weight_s8, dtype=np.int64)
+    if kernel.splits_codes and np.abs(weight).max(initial=0) <= UNSPLIT_MAX_WEIGHT:
+        return dataclasses.replace(kernel, unsplit_codes=True)
     return kernel
 
 

@@ -53,7 +53,7 @@ from codegen.build import scheduled_primfunc
 from codegen.depthwise_int import DepthwiseKernel, float_depthwise_kernel_args, scheduled_depthwise_primfunc
 from codegen.kernel_choice import choose_float_kernel, int8_kind
 from codegen.plan import kernel_args, layer_workload
-from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, with_int16_sums
+from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, with_avx2_sums
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_int8_instructions
 from tvm_qnn.errors import CompileError, QnnError, ShapeError
 
@@ -128,8 +128,8 @@ def packed_chains(func, composites):
 def residual_fusions(func, composites):
     """``[{"conv", "conv_var", "add", "add_var", "residual", "relu", "relu_var"}]``: a qnn.conv2d whose result is
     used once, by ``R.add`` with a float32 tensor of the same static shape (the residual); ``relu`` is the
-    ``R.nn.relu`` of the add's result (bound to ``relu_var``) when that is the result's only use, else None. The conv's kernel
-    can add the residual (and apply that ReLU) in its epilogue."""
+    ``R.nn.relu`` of the add's result (bound to ``relu_var``) when that is the result's only use, else None.
+    The conv's kernel can add the residual (and apply that ReLU) in its epilogue."""
     add_op, relu_op = tvm.ir.Op.get("relax.add"), tvm.ir.Op.get("relax.nn.relu")
     convs, relus, relu_vars = {}, {}, {}
     bindings = [binding for block in func.body.blocks for binding in block.bindings]
@@ -273,7 +273,7 @@ class _CompositeToKernel(relax.PyExprMutator):
             kernel = Int8Kernel(wl, "float", "float", self.instructions, contract="float",
                                 layout="NHWC" if nhwc else "NCHW")
             make, args = scheduled_int8_primfunc, float_int8_kernel_args(layer, kernel)
-            kernel = with_int16_sums(kernel, args[1])  # same arguments: int16 sums where exact (AVX2)
+            kernel = with_avx2_sums(kernel, args[1])  # same arguments: int16 sums or unsplit codes where exact (AVX2)
             symbol = int8_kind(self.instructions).replace("-", "_")
         key = (kernel.key(), False)
         if key not in self.kernels:

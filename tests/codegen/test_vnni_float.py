@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from codegen.build import cpu_target, generic_x86_target
 from codegen.plan import kernel_args, layer_workload
-from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, int16_sums_exact, with_int16_sums
+from codegen.vnni_int8 import Int8Kernel, float_int8_kernel_args, int16_sums_exact, with_avx2_sums, with_int16_sums
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
 from tvm_qnn.errors import QuantizationError, ShapeError
 
@@ -65,12 +65,17 @@ def _layer(case):
 
 
 def _check(case, instructions, target, target_name, int16_sums=False, layout="NCHW"):
+    """``int16_sums``: False (int32 sums), True (int16 over the whole reduction), "per_tap", or "unsplit"
+    (8-bit codes fed whole to vpmaddubsw, int32 sums)."""
     layer, rng = _layer(case)
     wl = layer_workload(layer)
     kernel = Int8Kernel(wl, "float", "float", instructions, contract="float", layout=layout)
     x = random_input(rng, layer)
     args = float_int8_kernel_args(layer, kernel)
-    if int16_sums == "per_tap":
+    if int16_sums == "unsplit":
+        kernel = with_avx2_sums(kernel, args[1])
+        assert kernel.unsplit_codes and not kernel.splits_codes
+    elif int16_sums == "per_tap":
         assert int16_sums_exact(kernel, args[1], per_tap=True)
         kernel = dataclasses.replace(kernel, int16_sums=True, int16_per_tap=True)
     elif int16_sums:
@@ -133,6 +138,15 @@ def test_float_contract_nhwc_kernel_equals_the_bitserial_kernel_and_the_referenc
     target = generic_x86_target() if build == "plain" else HASWELL
     _check(case, "plain" if build == "plain" else "avx2", target, "native", int16_sums=build == "avx2_int16",
            layout="NHWC")
+
+
+@needs_avx2
+@settings(max_examples=8, deadline=None)
+@given(cases.map(lambda case: {**case, "a_bits": 8, "w_bits": min(case["w_bits"], 6)}))
+def test_float_contract_avx2_8_bit_codes_unsplit_equal_the_bitserial_kernel_and_the_reference(case):
+    """UNIQ's w4a8 regime: weight indices of at most 6 bits (0..63) keep every vpmaddubsw pair sum of 8-bit
+    codes within int16, so the codes are not split."""
+    _check(case, "avx2", HASWELL, "native", int16_sums="unsplit")
 
 
 def test_nhwc_layout_is_refused_where_it_does_not_apply():

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from int_kernel_cases import expected_output, random_case, random_inputs, run_kernel
 
 from codegen.build import cpu_target, generic_x86_target, kernel_asm
-from codegen.vnni_int8 import Int8Kernel, int16_sums_exact, int8_kernel_args, with_int16_sums
+from codegen.vnni_int8 import Int8Kernel, int16_sums_exact, int8_kernel_args, with_avx2_sums, with_int16_sums
 from codegen.vnni_schedule import scheduled_int8_primfunc, target_has_vnni, target_int8_instructions
 from codegen.workload import ConvWorkload
 from tvm_qnn.errors import QuantizationError, ShapeError
@@ -105,6 +105,33 @@ def test_avx2_pair_sums_at_the_extremes_do_not_saturate(a_bits):
     codes = np.full(wl.input_shape, (1 << a_bits) - 1, np.uint8)
     got = run_kernel(kernel, _build(kernel, HASWELL), [codes], int8_kernel_args("extreme", kernel, idx, p))
     np.testing.assert_array_equal(got, expected_output(kernel, codes, idx, p, 4))
+
+
+@needs_avx2
+@pytest.mark.parametrize("weight,unsplit", [(64, True), (65, False)])
+def test_8_bit_codes_run_unsplit_against_weights_of_at_most_64(weight, unsplit):
+    """Codes of 255 against weights of +-64: a vpmaddubsw pair sum reaches +-32640, within int16, so
+    with_avx2_sums feeds the 8-bit codes whole (one vpmaddubsw per 32 products); +-65 (+-33150) keeps
+    them split. Both exact."""
+    wl = ConvWorkload("conv2d", 1, 20, 5, 5, 33, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=8, w_bits=1)
+    kernel = Int8Kernel(wl, "codes", "float", "avx2")
+    rng = np.random.default_rng(4)
+    idx, p = random_case(rng, wl)
+    p["lut_int"] = np.tile(np.array([[-weight, weight]], np.int32), (wl.out_channels, 1))
+    idx[: wl.out_channels // 2] = 1
+    idx[wl.out_channels // 2:] = 0
+    args = int8_kernel_args("extreme", kernel, idx, p)
+    chosen = with_avx2_sums(kernel, args[0])
+    assert chosen.unsplit_codes == unsplit and chosen.splits_codes != unsplit
+    codes = np.full(wl.input_shape, 255, np.uint8)
+    got = run_kernel(chosen, _build(chosen, HASWELL), [codes], args)
+    np.testing.assert_array_equal(got, expected_output(chosen, codes, idx, p, 4))
+
+
+def test_unsplit_codes_are_refused_without_avx2():
+    wl = ConvWorkload("conv2d", 1, 8, 4, 4, 16, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=8, w_bits=2)
+    with pytest.raises(ShapeError, match="unsplit_codes needs instructions='avx2'"):
+        Int8Kernel(wl, "codes", "codes", "vnni", unsplit_codes=True)
 
 
 def test_int8_instructions_per_target():
