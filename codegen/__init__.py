@@ -14,7 +14,9 @@ Entry points (stable; ``codegen.tuning`` and the ``cpu`` lowering build on them)
 * ``conv2d_tensors(wl, packed_input=False) -> (args: list[te.Tensor], out: te.Tensor)`` and
   ``make_primfunc(wl, packed_input=False) -> tirx.PrimFunc`` (unscheduled; PrimFunc arguments:
   ``x, act_scale, weight_planes, coef, alpha[, zero_sums], bias, clip_bounds[, next_act_scale], out``;
-  ``zero_sums`` only for a workload with an activation zero point ``a_zero_point``).
+  ``zero_sums`` only for a workload with an activation zero point ``a_zero_point``; ``act_scale`` is
+  ``act_thresholds`` (2^b - 1,) for codes of at most ``bitpack.THRESHOLD_MAX_BITS`` bits, which are
+  counted against exact float32 thresholds instead of divided).
   Blocks: ``act_codes``, ``pack`` (activation packing), ``popcount_acc`` (the hot loop:
   ``acc[n, y, x, j, p, o] = sum_{rh, rw, rc} popcount(A & W)``), ``window_total``,
   ``combine`` (float64 sum over planes), ``epilogue`` (bias, clip, float32 NCHW) or

@@ -30,6 +30,11 @@ from .workload import WORD_BITS
 THRESHOLD_MAX_BITS = 3
 
 
+def counts_codes(bits):
+    """True when codes of ``bits`` are counted against thresholds (:func:`act_code_thresholds`), not divided."""
+    return bits <= THRESHOLD_MAX_BITS
+
+
 def _float_order(values):
     """float32 -> int64 keys in the order of the floats (-0 just below +0); inverse: :func:`_from_order`."""
     bits = np.asarray(values, dtype=np.float32).view(np.int32).astype(np.int64)

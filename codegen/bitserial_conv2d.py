@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .bitpack import act_codes_compute, pack_compute
+from .bitpack import act_codes_compute, counts_codes, pack_compute
 from .workload import ConvWorkload
 
 
@@ -97,7 +97,8 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
 
     Arguments, in PrimFunc order:
     ``x`` (float32 ``wl.input_shape``; or the packed codes ``wl.packed_input_shape`` when
-    ``packed_input``), ``act_scale`` (1,) float32 (unused when packed), ``weight_planes``
+    ``packed_input``), ``act_scale`` (1,) float32 or, for codes of at most ``bitpack.THRESHOLD_MAX_BITS`` bits,
+    ``act_thresholds`` (2^b - 1,) float32 (``codegen.plan.act_input_args``; unused when packed), ``weight_planes``
     ``wl.weight_planes_shape`` of ``wl.word``, ``coef`` (O, w_planes) float64, ``alpha`` (O,)
     float64, ``zero_sums`` (O, w_planes) int64 (only when ``wl.a_zero_point``), ``bias`` (O,)
     float64, ``clip_bounds`` (2,) float32 (lo, hi; +-inf when absent), ``next_act_scale`` (1,)
@@ -108,7 +109,11 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
     n_out, o_out = wl.batch, wl.out_channels
     ho, wo, og = wl.out_height, wl.out_width, wl.out_per_group
 
-    act_scale = te.placeholder((1,), "float32", name="act_scale")
+    counted = counts_codes(wl.a_bits)  # codes counted against thresholds, not divided (codegen.bitpack)
+    if counted:
+        act_scale = te.placeholder(((1 << wl.a_bits) - 1,), "float32", name="act_thresholds")
+    else:
+        act_scale = te.placeholder((1,), "float32", name="act_scale")
     if packed_input:
         x = te.placeholder(wl.packed_input_shape, word, name="x_packed")
         packed = x
@@ -116,11 +121,11 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
         x = te.placeholder(wl.input_shape, "float32", name="x")
         if wl.kind == "dense":
             codes = act_codes_compute(lambda n, h, w, c: x[n, c], (wl.batch, 1, 1, wl.in_channels), act_scale, wl.a_bits,
-                                      zero_point=wl.a_zero_point)
+                                      zero_point=wl.a_zero_point, thresholds=act_scale if counted else None)
         else:
             codes = act_codes_compute(lambda n, h, w, c: x[n, c, h, w],
                                       (wl.batch, wl.height, wl.width, wl.in_channels), act_scale, wl.a_bits,
-                                      zero_point=wl.a_zero_point)
+                                      zero_point=wl.a_zero_point, thresholds=act_scale if counted else None)
         packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word, pad_code=wl.a_zero_point)
     weight_planes = te.placeholder(wl.weight_planes_shape, word, name="weight_planes")
     coef = te.placeholder((o_out, wl.w_planes), "float64", name="coef")

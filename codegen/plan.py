@@ -16,7 +16,7 @@ import numpy as np
 from tvm_qnn import reference
 from tvm_qnn.errors import QuantizationError
 
-from .bitpack import pack_weight_planes
+from .bitpack import act_code_thresholds, counts_codes, pack_weight_planes
 from .workload import ConvWorkload, choose_scheme
 
 
@@ -77,6 +77,20 @@ def clip_bounds(layer):
     return np.array([lo, hi], dtype=np.float32)
 
 
+def act_input_args(layer, bits):
+    """The float input's quantizer argument of a kernel reading ``layer``'s input with ``bits``-bit codes:
+    ``act_thresholds`` (2^b - 1,) float32 where those codes are counted (``codegen.bitpack.counts_codes``),
+    else ``act_scale`` (1,) float32. ``QuantizationError`` naming the layer for a scale that is not a
+    positive finite float32."""
+    if not counts_codes(bits):
+        return np.array([layer.s_a], dtype=np.float32)
+    thresholds = act_code_thresholds(layer.s_a, bits, layer.a_zero_point)
+    if thresholds is None:
+        raise QuantizationError(f"layer {layer.name!r}: activation scale s_a={layer.s_a!r} is not a positive "
+                                f"finite float32")
+    return thresholds
+
+
 def kernel_args(layer, wl: ConvWorkload):
     """Host-side constants of ``layer`` for workload ``wl`` (weights packed once, float64 coefficients)."""
     check_layer(layer)
@@ -98,7 +112,7 @@ def kernel_args(layer, wl: ConvWorkload):
         ones = reference.popcount(weight_planes).sum(axis=(0, 1, 3))  # (w_planes, O): window positions per plane
         zero_sums = np.ascontiguousarray(wl.a_zero_point * ones.T, dtype=np.int64)
     return LayerKernelArgs(
-        act_scale=np.array([layer.s_a], dtype=np.float32),
+        act_scale=act_input_args(layer, wl.a_bits),
         weight_planes=weight_planes,
         coef=np.ascontiguousarray(coef, dtype=np.float64),
         alpha=np.ascontiguousarray(alpha, dtype=np.float64),

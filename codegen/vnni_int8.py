@@ -58,10 +58,10 @@ from tvm import te, tirx
 from tvm_qnn import reference
 from tvm_qnn.errors import QuantizationError, ShapeError
 
-from .bitpack import THRESHOLD_MAX_BITS, act_code_thresholds, act_codes_compute
+from .bitpack import act_codes_compute, counts_codes
 from .bitserial_conv2d import residual_epilogue
 from .bitserial_int import INT32_LIMIT, check_ends
-from .plan import affine_lut, clip_bounds
+from .plan import act_input_args, affine_lut, clip_bounds
 from .vnni_intrin import AVX2_MAX_A_BITS, INT16_SUM_LIMIT
 from .workload import ConvWorkload
 
@@ -190,7 +190,7 @@ class Int8Kernel:
     def counts_codes(self):
         """True when the float contract's input codes are counted against thresholds, not divided
         (``codegen.bitpack.act_code_thresholds``; the ``act_thresholds`` argument replaces ``act_scale``)."""
-        return self.contract == "float" and self.wl.a_bits <= THRESHOLD_MAX_BITS
+        return self.contract == "float" and counts_codes(self.wl.a_bits)
 
     @property
     def splits_codes(self):
@@ -551,14 +551,7 @@ def float_int8_kernel_args(layer, kernel: Int8Kernel):
     idx = np.asarray(layer.weight_idx, dtype=np.int64).reshape(wl.out_channels, fan)
     weight_zero = wl.a_zero_point * (idx - off).sum(axis=1)
     bias = np.zeros(wl.out_channels) if layer.bias is None else np.asarray(layer.bias, np.float64)
-    if kernel.counts_codes:
-        codes = act_code_thresholds(layer.s_a, wl.a_bits, wl.a_zero_point)
-        if codes is None:
-            raise QuantizationError(f"layer {layer.name!r}: activation scale s_a={layer.s_a!r} is not a positive "
-                                    f"finite float32")
-    else:
-        codes = np.array([layer.s_a], dtype=np.float32)
-    return [codes, weight,
+    return [act_input_args(layer, wl.a_bits), weight,
             np.ascontiguousarray(s_a * (first + step * off), dtype=np.float64),
             np.ascontiguousarray(s_a * step, dtype=np.float64),
             np.ascontiguousarray(weight_zero, dtype=np.float64),  # exact: |z V| < 2^53

@@ -23,6 +23,7 @@ from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from tvm_qnn.errors import TuningError
 
+from ..bitpack import act_code_thresholds
 from .database import TRIALS_DIR, open_database, open_trials_database
 from .measure import InProcessBuilder, InProcessRunner
 from .space import BitserialSpace, design_space
@@ -91,8 +92,10 @@ def verification_args(arg_infos, seed: int):
         shape, dtype = [int(d) for d in info.shape], str(info.dtype)
         if i == 0 and dtype.startswith("float"):  # x: spans every activation code
             arrays.append(rng.uniform(0.0, 1.2, size=shape).astype(dtype))
-        elif i == 1:  # act_scale: clamp 1.0 spread over the codes
+        elif i == 1 and shape == [1]:  # act_scale: clamp 1.0 spread over the codes
             arrays.append(np.full(shape, 1.0 / 3.0, dtype=dtype))
+        elif i == 1:  # act_thresholds of 2^b - 1 codes at the same scale (codegen.bitpack)
+            arrays.append(act_code_thresholds(np.float32(1.0 / 3.0), (shape[0] + 1).bit_length() - 1).astype(dtype))
         elif dtype.startswith("uint"):
             arrays.append(rng.integers(0, 2**63, size=shape, dtype=np.uint64).astype(dtype))
         elif i == len(arg_infos) - 2 and shape == [2]:  # clip bounds (lo, hi)
