@@ -166,39 +166,26 @@ def schedule_int8(kernel: Int8Kernel, func, tile=None) -> tvm.s_tir.Schedule:
         sch.parallel(outer)
         anchor = rows = outer
         sch.vectorize(oi)
-    elif kernel.nhwc:  # (n, y, x, o) or (n, y, x, g, o): the tile's pixels, then its channels in lanes
-        n, y, x, *g, o = loops
-        pixels = x_tile
+    else:  # NCHW (n, o, y, x) / (n, g, o, y, x), or NHWC (n, y, x, o) / (n, y, x, g, o)
+        if kernel.nhwc:  # the tile's pixels, then its channels in lanes: contiguous NHWC stores
+            n, y, x, *g, o = loops
+            pixels = x_tile
+        else:  # chunks of up to a row of pixels in lanes: contiguous NCHW stores
+            n, *g, o, y, x = loops
+            pixels = epilogue_pixels(wl.out_width, x_tile)
         xo, xi = sch.split(x, [None, pixels])
         oo, oi = sch.split(o, [None, o_tile])
-        if weights_outer(kernel, x_tile, vectors):
-            sch.reorder(n, *g, oo, y, xo, xi, oi)
-            rows = sch.fuse(n, *g, oo, y)
-            anchor = xo
-        else:
-            sch.reorder(n, *g, y, xo, oo, xi, oi)
-            rows = sch.fuse(n, *g, y)
-            anchor = oo
-        sch.parallel(rows)
-        sch.vectorize(oi)  # contiguous NHWC stores along the channels
-    else:  # (n, o, y, x) or (n, g, o, y, x)
-        n, *g, o, y, x = loops
-        pixels = epilogue_pixels(wl.out_width, x_tile)
-        xo, xi = sch.split(x, [None, pixels])
-        oo, oi = sch.split(o, [None, o_tile])
+        inner = (xi, oi) if kernel.nhwc else (oi, xi)
         if weights_outer(kernel, x_tile, vectors):  # each weight tile stays in cache for all pixels
-            sch.reorder(n, *g, oo, y, xo, oi, xi)
+            sch.reorder(n, *g, oo, y, xo, *inner)
             rows = sch.fuse(n, *g, oo, y)
             anchor = xo
         else:  # each row of input codes stays in cache for all output channels
-            sch.reorder(n, *g, y, xo, oo, oi, xi)
+            sch.reorder(n, *g, y, xo, oo, *inner)
             rows = sch.fuse(n, *g, y)
             anchor = oo
         sch.parallel(rows)
-        if pixels > 1:
-            sch.vectorize(xi)  # contiguous NCHW stores along the pixels
-        else:
-            sch.vectorize(oi)
+        sch.vectorize(xi if pixels > 1 and not kernel.nhwc else oi)
 
     if float_sums:
         sch.compute_at(sch.get_sblock("window_total"), rows)
