@@ -75,22 +75,30 @@ def act_code_thresholds(s_a, bits, zero_point=0):
     return _from_order(high)
 
 
-def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes", zero_point=0, thresholds=None):
+def act_input_placeholder(bits, counted):
+    """The float input's quantizer argument of a kernel: ``act_thresholds`` (2^b - 1,) float32 when its
+    ``bits``-bit codes are ``counted`` (:func:`act_code_thresholds`), else ``act_scale`` (1,) float32."""
+    if counted:
+        return te.placeholder(((1 << bits) - 1,), "float32", name="act_thresholds")
+    return te.placeholder((1,), "float32", name="act_scale")
+
+
+def act_codes_compute(x_at, shape, act_scale, bits, name="act_codes", zero_point=0, counted=False):
     """uint8 codes ``clip(floor(x / s_a + 0.5) + z, 0, 2^b - 1)`` in float32, as the reference does.
 
     ``x_at(n, h, w, c)`` reads the float input (any layout); ``act_scale`` is a (1,) float32
     tensor; ``zero_point`` a compile-time integer. NaN inputs give code 0 like ``reference.act_codes``.
-    ``thresholds``: instead of ``act_scale``, a ``(2^b - 1,)`` float32 tensor of
-    :func:`act_code_thresholds`; the code is the count of thresholds ``x`` reaches (no division).
+    ``counted``: ``act_scale`` is instead the ``(2^b - 1,)`` float32 tensor of :func:`act_code_thresholds`
+    (:func:`act_input_placeholder`), and the code is the count of thresholds ``x`` reaches (no division).
     """
-    if thresholds is not None:
-        def counted(n, h, w, c):
+    if counted:
+        def count(n, h, w, c):
             x = x_at(n, h, w, c)
-            reached = [tirx.Select(x >= thresholds[k], tirx.const(1, "int32"), tirx.const(0, "int32"))
+            reached = [tirx.Select(x >= act_scale[k], tirx.const(1, "int32"), tirx.const(0, "int32"))
                        for k in range((1 << bits) - 1)]
             return sum(reached[1:], reached[0]).astype("uint8")
 
-        return te.compute(shape, counted, name=name)
+        return te.compute(shape, count, name=name)
     top = float((1 << bits) - 1)
 
     def code(n, h, w, c):

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .bitpack import act_codes_compute, counts_codes, pack_compute
+from .bitpack import act_codes_compute, act_input_placeholder, counts_codes, pack_compute
 from .workload import ConvWorkload
 
 
@@ -110,10 +110,7 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
     ho, wo, og = wl.out_height, wl.out_width, wl.out_per_group
 
     counted = counts_codes(wl.a_bits)  # codes counted against thresholds, not divided (codegen.bitpack)
-    if counted:
-        act_scale = te.placeholder(((1 << wl.a_bits) - 1,), "float32", name="act_thresholds")
-    else:
-        act_scale = te.placeholder((1,), "float32", name="act_scale")
+    act_scale = act_input_placeholder(wl.a_bits, counted)
     if packed_input:
         x = te.placeholder(wl.packed_input_shape, word, name="x_packed")
         packed = x
@@ -121,11 +118,11 @@ def conv2d_stages(wl: ConvWorkload, packed_input=False):
         x = te.placeholder(wl.input_shape, "float32", name="x")
         if wl.kind == "dense":
             codes = act_codes_compute(lambda n, h, w, c: x[n, c], (wl.batch, 1, 1, wl.in_channels), act_scale, wl.a_bits,
-                                      zero_point=wl.a_zero_point, thresholds=act_scale if counted else None)
+                                      zero_point=wl.a_zero_point, counted=counted)
         else:
             codes = act_codes_compute(lambda n, h, w, c: x[n, c, h, w],
                                       (wl.batch, wl.height, wl.width, wl.in_channels), act_scale, wl.a_bits,
-                                      zero_point=wl.a_zero_point, thresholds=act_scale if counted else None)
+                                      zero_point=wl.a_zero_point, counted=counted)
         packed = pack_compute(codes, wl.a_bits, wl.groups, wl.padding, word, pad_code=wl.a_zero_point)
     weight_planes = te.placeholder(wl.weight_planes_shape, word, name="weight_planes")
     coef = te.placeholder((o_out, wl.w_planes), "float64", name="coef")

@@ -58,7 +58,7 @@ from tvm import te, tirx
 from tvm_qnn import reference
 from tvm_qnn.errors import QuantizationError, ShapeError
 
-from .bitpack import act_codes_compute, counts_codes
+from .bitpack import act_codes_compute, act_input_placeholder, counts_codes
 from .bitserial_conv2d import residual_epilogue
 from .bitserial_int import INT32_LIMIT, check_ends
 from .plan import act_input_args, affine_lut, clip_bounds
@@ -222,16 +222,13 @@ def int8_stages(kernel: Int8Kernel):
     zero = wl.a_zero_point if float_contract else 0
     if kernel.input == "float":
         x = te.placeholder(kernel.input_shape, "float32", name="x")
-        if kernel.counts_codes:
-            act_scale = te.placeholder(((1 << wl.a_bits) - 1,), "float32", name="act_thresholds")
-        else:
-            act_scale = te.placeholder((1,), "float32", name="act_scale")
+        act_scale = act_input_placeholder(wl.a_bits, kernel.counts_codes)
         if kernel.nhwc:
             x_at = lambda n, h, w, c: x[n, h, w, c]  # noqa: E731
         else:
             x_at = (lambda n, h, w, c: x[n, c]) if dense else (lambda n, h, w, c: x[n, c, h, w])
         codes_at = act_codes_compute(x_at, codes_shape, act_scale, wl.a_bits, zero_point=zero,
-                                     thresholds=act_scale if kernel.counts_codes else None)
+                                     counted=kernel.counts_codes)
         args = [x, act_scale]
     else:
         x = te.placeholder(wl.input_shape, "uint8", name="act_codes_in")

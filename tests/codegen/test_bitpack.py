@@ -83,7 +83,7 @@ def test_code_thresholds_count_in_the_kernel_as_reference_codes():
     x = te.placeholder((4, 64), "float32", name="x")
     thresholds = te.placeholder(((1 << bits) - 1,), "float32", name="act_thresholds")
     codes = act_codes_compute(lambda n, h, w, c: x[h, c], (1, 4, 1, 64), thresholds, bits, zero_point=zero,
-                              thresholds=thresholds)
+                              counted=True)
     mod = tvm.compile(tvm.IRModule({"main": te.create_prim_func([x, thresholds, codes])}), target=generic_x86_target())
     values = np.random.default_rng(3).normal(0.0, 1.5, (4, 64)).astype(np.float32)
     values[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
