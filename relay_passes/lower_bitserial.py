@@ -299,9 +299,9 @@ class _CompositeToKernel(relax.PyExprMutator):
 
     def _as_nhwc(self, var):
         """``var`` (float NCHW) in NHWC: an NHWC kernel's own result, or one transposition per var."""
-        for nchw, nhwc in list(self.nhwc_of.items()) + list(self.transposed.items()):
-            if nchw.same_as(var):
-                return nhwc
+        known = self.nhwc_of.get(var, self.transposed.get(var))
+        if known is not None:
+            return known
         nhwc = self.builder_.emit(relax.op.permute_dims(var, NCHW_TO_NHWC))
         self.transposed[var] = nhwc
         return nhwc
