@@ -1,6 +1,9 @@
 """FloatCpuSchedule: the float ops around the kernels get parallel/vector schedules, same numbers."""
 
+import re
+
 import numpy as np
+import pytest
 import tvm
 from tvm import relax
 
@@ -38,27 +41,65 @@ def test_float_schedule_keeps_results():
     assert "T.parallel" in text and "T.vectorized" in text
 
 
-def test_matmul_schedule_keeps_results_and_vectorizes_the_columns():
-    """A Linear layer (Relax folds its transposed weight to (K, N)): same sums in the same order."""
+def _compare_pipelines(mod, data):
+    """Outputs of Relax's default pipeline and of ``cpu_pipeline`` on ``data``, and the scheduled TIR."""
+    target = cpu_target()
+    outs = []
+    for pipeline in (relax.get_default_pipeline(target), cpu_pipeline(target)):
+        vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
+        outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
+    return outs[0], outs[1], cpu_pipeline(target)(mod).script()
+
+
+@pytest.mark.parametrize("rows,depth,columns,chunk,lanes", [(2, 40, 30, 30, 2), (1, 64, 1000, 200, 8),
+                                                             (1, 24, 512, 256, 16)])
+def test_matmul_schedule_keeps_results_and_streams_column_chunks(rows, depth, columns, chunk, lanes):
+    """A Linear layer (Relax folds its transposed weight to (K, N)): chunks of whole vectors of at most
+    N_CHUNK_MAX columns, k outside the chunk; same sums in the same order as the default schedule."""
     bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((2, 40), "float32"))
+    x = relax.Var("x", relax.TensorType((rows, depth), "float32"))
     rng = np.random.default_rng(0)
-    w = relax.const(rng.normal(size=(30, 40)).astype(np.float32))
-    b = relax.const(rng.normal(size=(30,)).astype(np.float32))
+    w = relax.const(rng.normal(size=(columns, depth)).astype(np.float32))
+    b = relax.const(rng.normal(size=(columns,)).astype(np.float32))
     with bb.function("main", [x]):
         with bb.dataflow():
             y = bb.emit(relax.op.matmul(x, relax.op.permute_dims(w)))
             out = bb.emit_output(relax.op.nn.relu(relax.op.add(y, b)))
         bb.emit_func_output(out)
-    mod, target = relax.transform.FoldConstant()(bb.get()), cpu_target()
-    data = rng.normal(size=(2, 40)).astype(np.float32)
-    outs = []
-    for pipeline in (relax.get_default_pipeline(target), cpu_pipeline(target)):
-        vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
-        outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
-    np.testing.assert_array_equal(outs[1], outs[0])  # k is summed in the same order
-    text = cpu_pipeline(target)(mod).script()
-    assert "matmul_update" in text and "T.vectorized(T.int64(30))" in text
+    mod = relax.transform.FoldConstant()(bb.get())
+    lanes = min(lanes, channel_lanes(cpu_target()))
+    expected, got, text = _compare_pipelines(mod, rng.normal(size=(rows, depth)).astype(np.float32))
+    np.testing.assert_array_equal(got, expected)  # k is summed in the same order
+    assert "matmul_update" in text and f"T.vectorized(T.int64({lanes}))" in text
+    # k outside the chunk's vectors: for k, <vector> in T.grid(K, chunk / lanes)
+    assert re.search(rf"for k, \w+ in T.grid\(T.int64\({depth}\), T.int64\({chunk // lanes}\)\)", text)
+
+
+@pytest.mark.parametrize("pool", ["max3s2p1", "max2s2", "avg3s1p1", "global_avg"])
+def test_pool_schedule_keeps_results(pool):
+    """Pooling windows read the padding in place (no padded copy) with the window unrolled: the same
+    values as the default schedule, max and average, padded or not, and a global pool's window."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 8, 23, 23), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            if pool == "max3s2p1":
+                y = relax.op.nn.max_pool2d(x, pool_size=3, strides=2, padding=1)
+            elif pool == "max2s2":
+                y = relax.op.nn.max_pool2d(x, pool_size=2, strides=2)
+            elif pool == "avg3s1p1":
+                y = relax.op.nn.avg_pool2d(x, pool_size=3, strides=1, padding=1)
+            else:
+                y = relax.op.nn.adaptive_avg_pool2d(x, output_size=1)
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    data = np.random.default_rng(3).normal(size=(1, 8, 23, 23)).astype(np.float32)
+    data[0, 0] = -np.inf  # a plane of -inf: max pooling must not let the padding through
+    expected, got, text = _compare_pipelines(bb.get(), data)
+    np.testing.assert_array_equal(got, expected)
+    assert "T.parallel" in text
+    if pool.startswith("max") and "p1" in pool:
+        assert "pad_temp = T.sblock_alloc_buffer" not in text  # read in place, not copied
 
 
 def test_channel_lane_conv_schedule_keeps_results():
