@@ -119,19 +119,17 @@ class FloatCpuSchedule(ScheduleRule):
         return sch
 
     def _conv(self, sch, block, lanes):
-        inlined = self._inline_consumers(sch, block)  # bias add, ReLU: computed in the tile's write-back
         loops = sch.get_loops(block)
         if len(loops) != 7:
-            return inlined
+            return set()
         n, o, y, x, rc, rh, rw = loops
         out_channels, width = int(sch.get(o).extent), int(sch.get(x).extent)
         pixels = int(sch.get(y).extent) * width
         strided = _column_stride(sch, block, width, int(sch.get(rw).extent)) > 1
         if out_channels % lanes == 0 and (strided or pixels >= CHANNEL_LANES_MIN_PIXELS):
-            self._conv_channel_lanes(sch, block, loops, lanes)
-            return inlined
+            return self._conv_channel_lanes(sch, block, loops, lanes)
         x_vec, o_tile = _divisor(width, X_VECTOR_MAX), _divisor(out_channels, O_TILE_MAX)
-        local = sch.cache_write(block, 0, "local")
+        local, inlined = self._write_back(sch, block)
         xo, xi = sch.split(x, [None, x_vec])
         oo, oi = sch.split(o, [None, o_tile])
         sch.reorder(n, oo, y, xo, rc, rh, rw, oi, xi)
@@ -162,7 +160,7 @@ class FloatCpuSchedule(ScheduleRule):
                              lambda o, c, h, w: (o // lanes, c, h, w, o % lanes))
         vectors = 2 if out_channels % (2 * lanes) == 0 else 1
         x_tile = _divisor(width, min(8, CHANNEL_TILE_REGISTERS[lanes] // vectors))
-        local = sch.cache_write(block, 0, "local")
+        local, inlined = self._write_back(sch, block)
         # the accumulator tile channel-minor, so that a lane vector is contiguous (registers, not a gather)
         sch.transform_layout(block, ("write", 0), lambda n, o, y, x: (n, y, x, o))
         oo, ov, lane = sch.split(o, [None, vectors, lanes])
@@ -178,6 +176,7 @@ class FloatCpuSchedule(ScheduleRule):
         _try(lambda: sch.vectorize(sch.get_loops(init)[-1]))
         for stage in [weights] + [p for p in sch.get_producers(block) if not sch.get(p).same_as(sch.get(weights))]:
             self._generic(sch, stage, _iter_kinds(sch, stage))
+        return inlined
 
     def _matmul(self, sch, block, lanes):
         """``(M, K) x (K, N)`` with ``N`` contiguous (Relax folds a Linear's transposed constant weight
@@ -185,12 +184,11 @@ class FloatCpuSchedule(ScheduleRule):
         a whole number of vectors each), ``k`` outside the chunk so that each weight row segment streams
         through the vector lanes once, chunks in parallel. Each output sums ``k`` in order, as the
         default schedule does."""
-        inlined = self._inline_consumers(sch, block)
         i, j, k = sch.get_loops(block)
         columns = int(sch.get(j).extent)
         lane = next(v for v in (lanes, 8, 4, 2, 1) if columns % v == 0)
         chunk = lane * _divisor(columns // lane, max(1, N_CHUNK_MAX // lane))
-        local = sch.cache_write(block, 0, "local")
+        local, inlined = self._write_back(sch, block)
         jo, jv, ji = sch.split(j, [None, chunk // lane, lane])
         sch.reorder(i, jo, k, jv, ji)
         sch.parallel(sch.fuse(i, jo))
@@ -216,12 +214,21 @@ class FloatCpuSchedule(ScheduleRule):
             if not _try(lambda producer=producer: sch.compute_inline(producer)):
                 self._generic(sch, producer, _iter_kinds(sch, producer))
 
-    def _inline_consumers(self, sch, block):
-        inlined = set()
-        for consumer in [sch.get(c).name_hint for c in sch.get_consumers(block)]:
-            if _try(lambda consumer=consumer: sch.reverse_compute_inline(sch.get_sblock(consumer))):
-                inlined.add(consumer)
-        return inlined
+    def _write_back(self, sch, block):
+        """``(write-back block, names of the consumers inlined into it)``: the block's output cached in
+        ``local`` scope, and its elementwise consumers (bias add, ReLU, ...) computed in the copy back.
+        A reduction block cannot take them itself (``reverse_compute_inline`` needs a complete
+        producer); left as their own passes over the output, the stem's bias add and ReLU took a
+        quarter of its time."""
+        local = sch.cache_write(block, 0, "local")
+        inlined, progress = set(), True
+        while progress:  # a chain (add, then ReLU): each inlined consumer exposes the next
+            progress = False
+            for consumer in [sch.get(c).name_hint for c in sch.get_consumers(local)]:
+                if _try(lambda consumer=consumer: sch.reverse_compute_inline(sch.get_sblock(consumer))):
+                    inlined.add(consumer)
+                    progress = True
+        return local, inlined
 
     def _generic(self, sch, block, kinds):
         loops = sch.get_loops(block)

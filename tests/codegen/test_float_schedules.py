@@ -41,6 +41,10 @@ def test_float_schedule_keeps_results():
     assert "T.parallel" in text and "T.vectorized" in text
 
 
+def _blocks(text):
+    return set(re.findall(r'T\.sblock\("(\w+)"\)', text))
+
+
 def _compare_pipelines(mod, data):
     """Outputs of Relax's default pipeline and of ``cpu_pipeline`` on ``data``, and the scheduled TIR."""
     target = cpu_target()
@@ -71,6 +75,7 @@ def test_matmul_schedule_keeps_results_and_streams_column_chunks(rows, depth, co
     expected, got, text = _compare_pipelines(mod, rng.normal(size=(rows, depth)).astype(np.float32))
     np.testing.assert_array_equal(got, expected)  # k is summed in the same order
     assert "matmul_update" in text and f"T.vectorized(T.int64({lanes}))" in text
+    assert not _blocks(text) & {"T_add", "compute"}  # bias and ReLU in the chunk's write-back
     # k outside the chunk's vectors: for k, <vector> in T.grid(K, chunk / lanes)
     assert re.search(rf"for k, \w+ in T.grid\(T.int64\({depth}\), T.int64\({chunk // lanes}\)\)", text)
 
@@ -127,6 +132,8 @@ def test_channel_lane_conv_schedule_keeps_results():
         text = cpu_pipeline(target)(mod).script()
         lanes = channel_lanes(target)
         assert f"param_0_global = T.sblock_alloc_buffer((T.int64({out_channels // lanes})" in text
+        assert _blocks(text) >= {"conv2d_nchw_update", "conv2d_nchw_intermediate_local"}
+        assert not _blocks(text) & {"T_add", "compute"}  # bias and ReLU in the tile's write-back
 
 
 def test_channel_lanes_follow_the_vector_width():
