@@ -74,6 +74,15 @@ def channel_lanes(target):
     return CHANNEL_LANES if wide else AVX2_CHANNEL_LANES
 
 
+def _channels_innermost(sch, block):
+    """True when the block's first read indexes its last dimension by the last spatial block var alone
+    (NHWC pooling: the channel), so that vector lanes over it load contiguously."""
+    block_stmt = sch.get(block)
+    spatial = [iv.var for iv in block_stmt.iter_vars if int(iv.iter_type) == 0]
+    last = block_stmt.reads[0].region[-1].min
+    return bool(spatial) and isinstance(last, tvm.tirx.Var) and last.same_as(spatial[-1])
+
+
 def _try(step):
     try:
         step()
@@ -105,7 +114,9 @@ class FloatCpuSchedule(ScheduleRule):
                 continue
             kinds = _iter_kinds(sch, block)
             try:
-                if kinds.count(0) == 4 and kinds.count(2) == 3 and "conv2d" in name:
+                if kinds == [0, 0, 0, 0, 2, 2, 2] and "conv2d_nhwc" in name:
+                    done |= self._conv_nhwc(sch, block, lanes)
+                elif kinds.count(0) == 4 and kinds.count(2) == 3 and "conv2d" in name:
                     done |= self._conv(sch, block, lanes)
                 elif kinds == [0, 0, 2] and "matmul" in name:
                     done |= self._matmul(sch, block, lanes)
@@ -178,6 +189,34 @@ class FloatCpuSchedule(ScheduleRule):
             self._generic(sch, stage, _iter_kinds(sch, stage))
         return inlined
 
+    def _conv_nhwc(self, sch, block, lanes):
+        """NHWC conv (weights HWIO, output channels contiguous in both): the channel-lane tile of
+        :meth:`_conv_channel_lanes` without a weight copy, stored along the channels. The reductions
+        run ``c, kh, kw``, the order of the NCHW conv's schedule and of Relax's default one, so the
+        same sums come out as from the NCHW layer it replaces (``relay_passes.lower_bitserial``)."""
+        n, y, x, o, ry, rx, rc = sch.get_loops(block)
+        out_channels, width = int(sch.get(o).extent), int(sch.get(x).extent)
+        lanes = next((v for v in (lanes, 8, 4) if out_channels % v == 0), None)
+        if lanes is None:
+            return set()
+        vectors = 2 if out_channels % (2 * lanes) == 0 else 1
+        x_tile = _divisor(width, min(8, CHANNEL_TILE_REGISTERS.get(lanes, 16) // vectors))
+        local, inlined = self._write_back(sch, block)
+        oo, ov, lane = sch.split(o, [None, vectors, lanes])
+        xo, xi = sch.split(x, [None, x_tile])
+        sch.reorder(n, oo, y, xo, rc, ry, rx, xi, ov, lane)
+        sch.parallel(sch.fuse(n, oo, y))
+        sch.unroll(xi)
+        sch.unroll(ov)
+        _try(lambda: sch.vectorize(lane))
+        sch.reverse_compute_at(local, xo)
+        _try(lambda: sch.vectorize(sch.split(sch.get_loops(local)[-1], [None, lanes])[1]))
+        init = sch.decompose_reduction(block, rc)
+        _try(lambda: sch.vectorize(sch.get_loops(init)[-1]))
+        for producer in sch.get_producers(block):  # padding: its own parallel loop
+            self._generic(sch, producer, _iter_kinds(sch, producer))
+        return inlined
+
     def _matmul(self, sch, block, lanes):
         """``(M, K) x (K, N)`` with ``N`` contiguous (Relax folds a Linear's transposed constant weight
         into that layout): ``N`` in chunks of at most :data:`N_CHUNK_MAX` columns (the fewest chunks,
@@ -199,17 +238,28 @@ class FloatCpuSchedule(ScheduleRule):
         return inlined
 
     def _pool(self, sch, block):
-        """A pooling window (``n, c, y, x`` spatial, two window reductions): the padded copy inlined
-        into the window (its bounds test per tap costs less than writing and re-reading a padded
-        plane: ResNet-18's 3x3/2 max pool of 64x112x112 took 0.43 ms against 0.72 ms, Xeon, 1 thread),
-        window unrolled, rows of channels in parallel. Vector lanes over the strided output columns
-        were slower still (gathers)."""
-        n, c, y, x, ry, rx = sch.get_loops(block)
-        sch.parallel(sch.fuse(n, c))
+        """A pooling window (four spatial loops, two window reductions): the padded copy inlined into the
+        window (its bounds test per tap costs less than writing and re-reading a padded plane:
+        ResNet-18's 3x3/2 max pool of 64x112x112 NCHW took 0.43 ms against 0.72 ms, Xeon, 1 thread),
+        window unrolled. NHWC (channels innermost, read at the block's own channel index): channels in
+        vector lanes under the window, rows in parallel. NCHW: rows of channels in parallel, scalar
+        (vector lanes over the strided output columns were slower still: gathers)."""
+        n, a, b, c, ry, rx = sch.get_loops(block)
         for window in (ry, rx):
             extent = sch.get(window).extent
             if isinstance(extent, tvm.tirx.IntImm) and int(extent) <= POOL_UNROLL_MAX:
                 sch.unroll(window)
+        channels = int(sch.get(c).extent)
+        if _channels_innermost(sch, block) and channels % 4 == 0:
+            lane = next(v for v in (16, 8, 4) if channels % v == 0)
+            co, ci = sch.split(c, [None, lane])
+            sch.reorder(b, co, ry, rx, ci)
+            sch.parallel(sch.fuse(n, a))
+            sch.vectorize(ci)
+            init = sch.decompose_reduction(block, ry)
+            _try(lambda: sch.vectorize(sch.get_loops(init)[-1]))
+        else:
+            sch.parallel(sch.fuse(n, a))
         for producer in sch.get_producers(block):
             if not _try(lambda producer=producer: sch.compute_inline(producer)):
                 self._generic(sch, producer, _iter_kinds(sch, producer))

@@ -34,7 +34,9 @@ each other their results run as NHWC kernels (``Int8Kernel.layout``) when :func:
 their component worth it: a conv reads another NHWC kernel's result directly, an NCHW tensor from
 outside the chain is transposed once (``R.permute_dims``) however many kernels read it, and each NHWC
 result keeps an NCHW transposition for the float ops that read it, removed as dead code when none
-does (``nhwc=False`` keeps every kernel NCHW).
+does (``nhwc=False`` keeps every kernel NCHW). The float ops that make such an input (an fp32 stem:
+conv with a constant weight, bias, activation, pool) are redone in NHWC where nothing else reads
+their results, so the transposition moves to the image (``_CompositeToKernel._float_in_nhwc``).
 
 Pre: composites as ``GroupQnnLayers`` makes them (``relay_passes.composite.read_qnn_layer`` reads them);
 static shapes. Post: no call to a qnn composite remains; the composite functions are removed;
@@ -48,6 +50,7 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.ir.expr import Constant
 
 from codegen.build import scheduled_primfunc
 from codegen.depthwise_int import DepthwiseKernel, float_depthwise_kernel_args, scheduled_depthwise_primfunc
@@ -62,6 +65,8 @@ QNN_COMPOSITES = ("qnn.conv2d", "qnn.dense")
 # keeps NCHW: it quantizes its few channels per image row)
 NHWC_MIN_CHANNELS = 16
 NCHW_TO_NHWC, NHWC_TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+# ops applied per element of their first argument (the rest scalars): redone as they are on an NHWC tensor
+ELEMENTWISE_UNARY = ("relax.nn.relu", "relax.clip", "relax.nn.silu", "relax.sigmoid", "relax.tanh", "relax.nn.gelu")
 
 
 def _composite_name(func):
@@ -244,7 +249,7 @@ class _CompositeToKernel(relax.PyExprMutator):
     """Rewrites every call of a qnn composite into ``call_tir`` to its kernel."""
 
     def __init__(self, mod, composites, read_layer, target, database, word, chains=(), choose=None,
-                 instructions="plain", fusions=(), nhwc=()):
+                 instructions="plain", fusions=(), nhwc=(), uses=None, float_nhwc=True):
         super().__init__(mod)
         self.fusions = list(fusions)
         # bindings that disappear: the fused conv's own result, and the add when a ReLU follows it
@@ -261,6 +266,9 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.nhwc_of = {}  # NCHW result var of an NHWC int8 kernel (its transposition) -> the kernel's NHWC var
         self.transposed = {}  # any other float var -> its NHWC transposition, emitted once
         self.pending_nhwc = None  # the NHWC kernel var behind the binding being rewritten
+        self.uses = dict(uses or {})  # var -> times the function being rewritten reads it
+        self.float_nhwc = float_nhwc  # redo the float ops under an NHWC chain's inputs in NHWC
+        self.float_nhwc_convs = 0  # float convs redone in NHWC
 
     def _direct_call(self, layer, data, kind, residual=None, residual_kind="", nhwc=False):
         """``call_tir`` to the float-contract int8 (``kind="vnni"``) or depthwise kernel of ``layer``; ``nhwc``:
@@ -297,14 +305,68 @@ class _CompositeToKernel(relax.PyExprMutator):
         self.pending_nhwc = self.builder_.emit(call)
         return relax.op.permute_dims(self.pending_nhwc, NHWC_TO_NCHW)
 
-    def _as_nhwc(self, var):
-        """``var`` (float NCHW) in NHWC: an NHWC kernel's own result, or one transposition per var."""
+    def _as_nhwc(self, var, follow=True):
+        """``var`` (float NCHW) in NHWC: an NHWC kernel's own result, the float ops that made it redone in
+        NHWC (:meth:`_float_in_nhwc`, when ``follow``), or one transposition per var."""
         known = self.nhwc_of.get(var, self.transposed.get(var))
         if known is not None:
             return known
-        nhwc = self.builder_.emit(relax.op.permute_dims(var, NCHW_TO_NHWC))
+        nhwc = self._float_in_nhwc(var) if follow and self.float_nhwc else None
+        if nhwc is None:
+            nhwc = self.builder_.emit(relax.op.permute_dims(var, NCHW_TO_NHWC))
         self.transposed[var] = nhwc
         return nhwc
+
+    def _float_in_nhwc(self, var):
+        """``var`` recomputed in NHWC when a float 2-D pool, elementwise activation (:data:`ELEMENTWISE_UNARY`),
+        per-channel constant add or conv with a constant weight made it (a stem: conv, bias, ReLU, max
+        pool), the transposition moved to that chain's input. The ops below the one making ``var`` are
+        followed only while their result has no other reader (the NCHW chain becomes dead code; a pool or
+        activation read elsewhere as well runs twice, and a conv whose NCHW result stays alive makes
+        ``LowerQnnToBitserial`` lower the function again without this). The NHWC conv sums in the NCHW
+        one's order (``codegen.float_schedules``), so the values are unchanged; channels run in vector
+        lanes and the pool's and the conv's stores are contiguous."""
+        value = self.builder_.lookup_binding(var) if isinstance(var, relax.Var) else None
+        if isinstance(value, relax.TupleGetItem):  # a field of a tuple built here: that field's value
+            tup = value.tuple_value
+            packed = self.builder_.lookup_binding(tup) if isinstance(tup, relax.Var) else None
+            if isinstance(packed, relax.Tuple):
+                return self._as_nhwc(packed.fields[value.index])
+        if not isinstance(value, relax.Call) or not isinstance(value.op, tvm.ir.Op):
+            return None
+        name, attrs, args = value.op.name, value.attrs, value.args
+
+        def below():  # the op's input in NHWC, its own ops followed when nothing else reads it
+            single = isinstance(args[0], relax.Var) and self.uses.get(args[0], 0) == 1
+            return self._as_nhwc(args[0], follow=single)
+
+        if name in ("relax.nn.max_pool2d", "relax.nn.avg_pool2d") and attrs.layout == "NCHW" \
+                and attrs.out_layout == "NCHW":
+            pool = relax.op.nn.max_pool2d if name == "relax.nn.max_pool2d" else relax.op.nn.avg_pool2d
+            return self.builder_.emit(pool(below(), attrs.pool_size, attrs.strides,
+                                           attrs.padding, attrs.dilation, attrs.ceil_mode, attrs.count_include_pad,
+                                           layout="NHWC", out_layout="NHWC"))
+        if name in ELEMENTWISE_UNARY:  # same op and attributes on the NHWC tensor
+            return self.builder_.emit(relax.Call(value.op, [below(), *args[1:]], value.attrs))
+        if name == "relax.add" and isinstance(args[0], Constant) != isinstance(args[1], Constant):
+            if isinstance(args[0], Constant):
+                args = [args[1], args[0]]
+            shift = args[1].value.numpy()
+            shape = getattr(value.ty, "shape", None)
+            channels = int(shape[1]) if shape is not None and len(shape) == 4 else -1
+            if shift.shape == (1, channels, 1, 1):
+                shift = np.ascontiguousarray(shift.transpose(NCHW_TO_NHWC))
+                return self.builder_.emit(relax.op.add(below(), relax.const(shift)))
+        layouts = ("NCHW", "OIHW", "NCHW")
+        if name == "relax.nn.conv2d" and self.uses.get(var, 0) == 1 and isinstance(args[1], Constant) \
+                and int(attrs.groups) == 1 and (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) == layouts:
+            weight = np.ascontiguousarray(args[1].value.numpy().transpose(2, 3, 1, 0))  # OIHW -> HWIO
+            self.float_nhwc_convs += 1
+            return self.builder_.emit(relax.op.nn.conv2d(
+                below(), relax.const(weight), attrs.strides, attrs.padding,
+                attrs.dilation, 1, data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC",
+                out_dtype=attrs.out_dtype))
+        return None
 
     def _kernel(self, wl, layer_name, packed_input):
         key = (wl.key(), packed_input)
@@ -440,14 +502,33 @@ class LowerQnnToBitserial:
                        and _index_of(fusion["conv"], producers) is None]
             nhwc = nhwc_convs(func, composites, lambda call: self._nhwc_eligible(read_layer(composites[call.op])),
                               fusions) if self.nhwc else []
-            mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word, chains,
-                                         self._choose, self.instructions, fusions, nhwc)
-            mod = _with_func(mutator, gv, func)
+            uses = _VarUses()
+            uses.visit_expr(func)
+
+            def lower(float_nhwc, mod=mod, gv=gv, func=func, chains=chains, fusions=fusions, nhwc=nhwc, uses=uses):
+                mutator = _CompositeToKernel(mod, composites, read_layer, self.target, self.database, self.word,
+                                             chains, self._choose, self.instructions, fusions, nhwc, uses.uses,
+                                             float_nhwc)
+                return _with_func(mutator, gv, func), mutator.float_nhwc_convs
+
+            lowered, redone = lower(True)
+            # a float conv redone in NHWC whose NCHW result is still read elsewhere would run twice
+            if redone and _float_convs(relax.transform.DeadCodeElimination()(lowered)[gv]) > _float_convs(func):
+                lowered, _ = lower(False)
+            mod = lowered
             transposes = transposes or bool(nhwc)
         for gv in composites:
             mod = _without(mod, gv)
         # the NCHW transpositions of NHWC results that only NHWC kernels read
         return relax.transform.DeadCodeElimination()(mod) if transposes else mod
+
+
+def _float_convs(func):
+    """Number of ``relax.nn.conv2d`` calls in ``func``."""
+    found = []
+    relax.analysis.post_order_visit(func, lambda expr: found.append(
+        isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.nn.conv2d"))
+    return sum(found)
 
 
 def _with_func(mutator, gv, func):

@@ -80,31 +80,37 @@ def test_matmul_schedule_keeps_results_and_streams_column_chunks(rows, depth, co
     assert re.search(rf"for k, \w+ in T.grid\(T.int64\({depth}\), T.int64\({chunk // lanes}\)\)", text)
 
 
-@pytest.mark.parametrize("pool", ["max3s2p1", "max2s2", "avg3s1p1", "global_avg"])
+@pytest.mark.parametrize("pool", ["max3s2p1", "max2s2", "avg3s1p1", "global_avg", "max3s2p1_nhwc", "avg3s1p1_nhwc"])
 def test_pool_schedule_keeps_results(pool):
     """Pooling windows read the padding in place (no padded copy) with the window unrolled: the same
-    values as the default schedule, max and average, padded or not, and a global pool's window."""
+    values as the default schedule, max and average, padded or not, a global pool's window, and NHWC
+    pools with the channels in vector lanes."""
+    nhwc = pool.endswith("_nhwc")
+    layout = "NHWC" if nhwc else "NCHW"
+    shape = (1, 23, 23, 16) if nhwc else (1, 8, 23, 23)
     bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((1, 8, 23, 23), "float32"))
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            if pool == "max3s2p1":
-                y = relax.op.nn.max_pool2d(x, pool_size=3, strides=2, padding=1)
+            if pool.startswith("max3s2p1"):
+                y = relax.op.nn.max_pool2d(x, pool_size=3, strides=2, padding=1, layout=layout)
             elif pool == "max2s2":
                 y = relax.op.nn.max_pool2d(x, pool_size=2, strides=2)
-            elif pool == "avg3s1p1":
-                y = relax.op.nn.avg_pool2d(x, pool_size=3, strides=1, padding=1)
+            elif pool.startswith("avg3s1p1"):
+                y = relax.op.nn.avg_pool2d(x, pool_size=3, strides=1, padding=1, layout=layout)
             else:
                 y = relax.op.nn.adaptive_avg_pool2d(x, output_size=1)
             out = bb.emit_output(y)
         bb.emit_func_output(out)
-    data = np.random.default_rng(3).normal(size=(1, 8, 23, 23)).astype(np.float32)
-    data[0, 0] = -np.inf  # a plane of -inf: max pooling must not let the padding through
+    data = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    data[..., 0] = -np.inf  # a column (NCHW) or channel (NHWC) of -inf: the padding must not get through
     expected, got, text = _compare_pipelines(bb.get(), data)
     np.testing.assert_array_equal(got, expected)
     assert "T.parallel" in text
-    if pool.startswith("max") and "p1" in pool:
+    if "p1" in pool:
         assert "pad_temp = T.sblock_alloc_buffer" not in text  # read in place, not copied
+    if nhwc:
+        assert "T.vectorized(T.int64(16))" in text  # the channels
 
 
 def test_channel_lane_conv_schedule_keeps_results():
@@ -142,3 +148,42 @@ def test_channel_lanes_follow_the_vector_width():
     narrow = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
     assert channel_lanes(wide) == CHANNEL_LANES
     assert channel_lanes(narrow) == AVX2_CHANNEL_LANES
+
+
+@pytest.mark.parametrize("channels,out_channels,size,kernel,stride", [(3, 32, 30, 7, 2), (8, 12, 16, 3, 1),
+                                                                     (16, 16, 9, 3, 1)])
+def test_nhwc_conv_sums_as_the_nchw_conv(channels, out_channels, size, kernel, stride):
+    """An NHWC conv (HWIO weights, as ``relay_passes.lower_bitserial`` redoes an fp32 stem under an NHWC
+    chain) with bias and ReLU: the channel-lane tile sums in the NCHW conv's order, so it equals the NCHW
+    layer under Relax's default schedule exactly; bias and ReLU are in the tile's write-back."""
+    rng = np.random.default_rng(4)
+    weight = rng.normal(size=(out_channels, channels, kernel, kernel)).astype(np.float32)
+    bias = rng.normal(size=(1, out_channels, 1, 1)).astype(np.float32)
+    data = rng.normal(size=(1, channels, size, size)).astype(np.float32)
+    modules = []
+    for nhwc in (False, True):
+        bb = relax.BlockBuilder()
+        shape = (1, size, size, channels) if nhwc else data.shape
+        x = relax.Var("x", relax.TensorType(shape, "float32"))
+        with bb.function("main", [x]):
+            with bb.dataflow():
+                if nhwc:
+                    y = relax.op.nn.conv2d(x, relax.const(weight.transpose(2, 3, 1, 0).copy()), strides=stride,
+                                           padding=kernel // 2, data_layout="NHWC", kernel_layout="HWIO")
+                    y = relax.op.add(y, relax.const(bias.transpose(0, 2, 3, 1).copy()))
+                else:
+                    y = relax.op.add(relax.op.nn.conv2d(x, relax.const(weight), strides=stride, padding=kernel // 2),
+                                     relax.const(bias))
+                out = bb.emit_output(relax.op.nn.relu(y))
+            bb.emit_func_output(out)
+        modules.append(bb.get())
+    target = cpu_target()
+    vm = relax.VirtualMachine(tvm.compile(modules[0], target=target, relax_pipeline=relax.get_default_pipeline(target)),
+                              tvm.cpu())
+    expected = vm["main"](tvm.runtime.tensor(data)).numpy()
+    vm = relax.VirtualMachine(tvm.compile(modules[1], target=target, relax_pipeline=cpu_pipeline(target)), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(data.transpose(0, 2, 3, 1).copy())).numpy()
+    np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), expected)
+    text = cpu_pipeline(target)(modules[1]).script()
+    assert "conv2d_nhwc_update" in text and not _blocks(text) & {"T_add", "compute"}
+    assert re.search(r"for rc, ry, rx in T.grid", text)  # the NCHW conv's reduction order

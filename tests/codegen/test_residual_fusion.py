@@ -63,9 +63,10 @@ def test_residual_add_fused_and_equal_to_reference(bits, kind):
 
 
 def test_int8_convs_chain_in_nhwc_and_transpose_only_at_the_chain_ends():
-    """The 4-bit block chain runs NHWC int8 kernels: one transposition into the chain (the stem's output,
-    read as data and as residual) and one out of it (the global pool's input); the same module lowered
-    with NCHW kernels has none and computes the same outputs, as cpu-reference does."""
+    """The 4-bit block chain runs NHWC int8 kernels: one transposition into the chain (of the input image:
+    the fp32 stem whose output the chain reads as data and as residual runs NHWC too) and one out of it
+    (the global pool's input); the same module lowered with NCHW kernels has none and computes the same
+    outputs, as cpu-reference does."""
     qmod, x = _quantized(4, 4)
     target = cpu_target()
     nhwc = LowerQnnToBitserial(target=target)(qmod)
@@ -79,6 +80,52 @@ def test_int8_convs_chain_in_nhwc_and_transpose_only_at_the_chain_ends():
         outputs.append(vm["main"](tvm.runtime.tensor(x)).numpy())
     np.testing.assert_array_equal(outputs[0], outputs[1])
     np.testing.assert_array_equal(outputs[0], tvm_qnn.compile(qmod, target="cpu-reference").run(x))
+
+
+class _PooledStem(_Blocks):
+    """:class:`_Blocks` behind a ResNet stem (7x7/2 conv, batch norm, ReLU, 3x3/2 max pool). ``case``:
+    "pool"; "pool_side", the stem's output also read by a float op outside the blocks (a second head);
+    "side", the same without the pool (the blocks read the stem's ReLU directly)."""
+
+    def __init__(self, case, c=16):
+        super().__init__(c)
+        self.case = case
+        self.stem, self.bn = torch.nn.Conv2d(3, c, 7, stride=2, padding=3, bias=False), torch.nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        s = torch.relu(self.bn(self.stem(x)))
+        p = s if self.case == "side" else torch.nn.functional.max_pool2d(s, 3, 2, 1)
+        y = torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(p))))) + p)
+        z = self.c4(torch.relu(self.c3(y))) + self.down(y)
+        out = self.fc(z.mean((2, 3)))
+        return out if self.case == "pool" else torch.cat([out, s.mean((2, 3))], 1)
+
+
+@pytest.mark.parametrize("case", ["pool", "pool_side", "side"])
+def test_fp32_stem_under_an_nhwc_chain_runs_nhwc(case):
+    """The int8 blocks read the max pool of an fp32 stem: the conv, its bias, ReLU and the pool are redone
+    in NHWC (the only transposition into the chain is the input image's), with the same outputs as
+    cpu-reference. Where the stem's NCHW output is read elsewhere as well, the conv is not computed twice:
+    it stays NCHW and its output is transposed (the pool, read only by the chain, still runs NHWC)."""
+    torch.manual_seed(0)
+    module = _PooledStem(case)
+    module.bn.running_mean.uniform_(-0.5, 0.5)
+    module.bn.running_var.uniform_(0.5, 2.0)
+    x = np.random.default_rng(2).standard_normal((9, 3, 32, 32)).astype(np.float32)
+    mod, params = tvm_qnn.from_torch(module.eval(), x[:1])
+    recipe = tvm_qnn.calibrate(mod, params, x[:8], w_bits=4, a_bits=4, w_scheme="uniform", per_channel=True,
+                               progress=False)
+    qmod = tvm_qnn.quantize(mod, params, recipe)
+    lines = LowerQnnToBitserial(target=cpu_target())(qmod).script().split("\n")
+    convs = [line for line in lines if "R.nn.conv2d(" in line]
+    pools = [line for line in lines if "R.nn.max_pool2d(" in line]
+    transposed = [line for line in lines if "R.permute_dims(" in line]
+    assert len(convs) == 1
+    assert ('data_layout="NHWC"' in convs[0]) == (case == "pool")
+    assert all('layout="NHWC"' in line for line in pools) and len(pools) == (case != "side")
+    assert ("R.permute_dims(x, " in transposed[0]) == (case == "pool") and len(transposed) == 2
+    np.testing.assert_array_equal(tvm_qnn.compile(qmod, target="cpu").run(x[8:]),
+                                  tvm_qnn.compile(qmod, target="cpu-reference").run(x[8:]))
 
 
 class _InvertedResiduals(torch.nn.Module):
