@@ -241,6 +241,21 @@ def test_int16_sums_are_refused_where_the_instructions_cannot_keep_them():
         Int8Kernel(dataclasses.replace(wl, a_bits=2), "codes", "codes", "vnni", int16_sums=True)
 
 
+@pytest.mark.parametrize("channels,size,tile", [(64, 56, (8, 2)), (128, 28, (7, 2)), (256, 14, (7, 2)),
+                                                (512, 7, (7, 2)), (256, 3, (3, 8))])
+def test_vnni_tile_takes_the_most_pixels_per_weight_load(channels, size, tile):
+    """With VNNI a channel tile's weights over the whole reduction pass L1 from 64 channels on: the tile
+    with the most pixels (up to 8, dividing the row) wins, then the most products per load within the
+    24 accumulators (codegen.vnni_schedule.default_tile)."""
+    from codegen.vnni_schedule import MAX_ACCUMULATORS, default_tile
+
+    wl = ConvWorkload("conv2d", 1, channels, size, size, channels, (3, 3), (1, 1), (1, 1, 1, 1), a_bits=2, w_bits=2)
+    x_tile, vectors = default_tile(Int8Kernel(wl, "codes", "codes", "vnni"))
+    assert (x_tile, vectors) == tile and x_tile * vectors <= MAX_ACCUMULATORS
+    dense = ConvWorkload("dense", 1, channels, 1, 1, channels, a_bits=2, w_bits=2)
+    assert default_tile(Int8Kernel(dense, "codes", "codes", "vnni")) == (1, min(8, channels // 16))
+
+
 @needs_avx2
 def test_int16_sums_tile_streamed_weights_over_more_pixels_and_stay_exact():
     """512 -> 512 3x3 at 7x7 (2.4 MB of int8 weights): the int16-sum tile takes 7 pixels x 16 channels
