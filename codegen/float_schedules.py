@@ -18,6 +18,9 @@ plain CPU schedule, no tuning:
   is spatial and short;
 * NCHW conv2d with output channels a multiple of 16 and a strided or large output: output channels
   as the vector lanes instead (weights relaid out per call), so that no load is strided.
+* NHWC conv2d with HWIO weights (an fp32 stem that ``relay_passes.lower_bitserial`` redoes in NHWC
+  under an NHWC chain): the same channel-lane tile without the weight copy, summed in the NCHW
+  conv's reduction order so that its outputs equal the NCHW layer's.
 
 Blocks where a primitive fails are left as they are (each step is tried on its own).
 """
@@ -162,29 +165,17 @@ class FloatCpuSchedule(ScheduleRule):
         a strided conv (the stem's 7x7 stride 2: 4.7x) runs as fast as a stride-1 one (2x the
         column-vector tile on 64->64 3x3 at 56x56; Xeon, 1 thread, same sums in the same order)."""
         n, o, y, x, rc, rh, rw = loops
-        out_channels, width = int(sch.get(o).extent), int(sch.get(x).extent)
+        out_channels = int(sch.get(o).extent)
         weight_index = next(i for i, region in enumerate(sch.get(block).reads)
                             if len(region.source.shape) == 4 and int(region.source.shape[0]) == out_channels
                             and i > 0)
         weights = sch.cache_read(block, weight_index, "global")
         sch.transform_layout(weights, ("write", 0),
                              lambda o, c, h, w: (o // lanes, c, h, w, o % lanes))
-        vectors = 2 if out_channels % (2 * lanes) == 0 else 1
-        x_tile = _divisor(width, min(8, CHANNEL_TILE_REGISTERS[lanes] // vectors))
         local, inlined = self._write_back(sch, block)
         # the accumulator tile channel-minor, so that a lane vector is contiguous (registers, not a gather)
         sch.transform_layout(block, ("write", 0), lambda n, o, y, x: (n, y, x, o))
-        oo, ov, lane = sch.split(o, [None, vectors, lanes])
-        xo, xi = sch.split(x, [None, x_tile])
-        sch.reorder(n, oo, y, xo, rc, rh, rw, xi, ov, lane)
-        sch.parallel(sch.fuse(n, oo, y))
-        sch.unroll(xi)
-        sch.unroll(ov)
-        _try(lambda: sch.vectorize(lane))
-        sch.reverse_compute_at(local, xo)
-        _try(lambda: sch.vectorize(sch.get_loops(local)[-1]))
-        init = sch.decompose_reduction(block, rc)
-        _try(lambda: sch.vectorize(sch.get_loops(init)[-1]))
+        self._channel_tile(sch, block, local, (n, o, y, x), (rc, rh, rw), lanes, nhwc=False)
         for stage in [weights] + [p for p in sch.get_producers(block) if not sch.get(p).same_as(sch.get(weights))]:
             self._generic(sch, stage, _iter_kinds(sch, stage))
         return inlined
@@ -195,27 +186,37 @@ class FloatCpuSchedule(ScheduleRule):
         run ``c, kh, kw``, the order of the NCHW conv's schedule and of Relax's default one, so the
         same sums come out as from the NCHW layer it replaces (``relay_passes.lower_bitserial``)."""
         n, y, x, o, ry, rx, rc = sch.get_loops(block)
-        out_channels, width = int(sch.get(o).extent), int(sch.get(x).extent)
+        out_channels = int(sch.get(o).extent)
         lanes = next((v for v in (lanes, 8, 4) if out_channels % v == 0), None)
         if lanes is None:
             return set()
+        local, inlined = self._write_back(sch, block)
+        self._channel_tile(sch, block, local, (n, o, y, x), (rc, ry, rx), lanes, nhwc=True)
+        for producer in sch.get_producers(block):  # padding: its own parallel loop
+            self._generic(sch, producer, _iter_kinds(sch, producer))
+        return inlined
+
+    def _channel_tile(self, sch, block, local, spatial, reductions, lanes, nhwc):
+        """The channel-lane register tile of a conv block: ``x_tile`` pixels x 1-2 vectors of ``lanes``
+        output channels (:data:`CHANNEL_TILE_REGISTERS`) unrolled under ``reductions`` (in that order),
+        rows x channel tiles in parallel, the write-back ``local`` per tile vectorized over its last loop
+        (NCHW: the tile's pixels; NHWC: its channels, in vectors of ``lanes``)."""
+        n, o, y, x = spatial
+        out_channels, width = int(sch.get(o).extent), int(sch.get(x).extent)
         vectors = 2 if out_channels % (2 * lanes) == 0 else 1
         x_tile = _divisor(width, min(8, CHANNEL_TILE_REGISTERS.get(lanes, 16) // vectors))
-        local, inlined = self._write_back(sch, block)
         oo, ov, lane = sch.split(o, [None, vectors, lanes])
         xo, xi = sch.split(x, [None, x_tile])
-        sch.reorder(n, oo, y, xo, rc, ry, rx, xi, ov, lane)
+        sch.reorder(n, oo, y, xo, *reductions, xi, ov, lane)
         sch.parallel(sch.fuse(n, oo, y))
         sch.unroll(xi)
         sch.unroll(ov)
         _try(lambda: sch.vectorize(lane))
         sch.reverse_compute_at(local, xo)
-        _try(lambda: sch.vectorize(sch.split(sch.get_loops(local)[-1], [None, lanes])[1]))
-        init = sch.decompose_reduction(block, rc)
+        last = sch.get_loops(local)[-1]
+        _try(lambda: sch.vectorize(sch.split(last, [None, lanes])[1] if nhwc else last))
+        init = sch.decompose_reduction(block, reductions[0])
         _try(lambda: sch.vectorize(sch.get_loops(init)[-1]))
-        for producer in sch.get_producers(block):  # padding: its own parallel loop
-            self._generic(sch, producer, _iter_kinds(sch, producer))
-        return inlined
 
     def _matmul(self, sch, block, lanes):
         """``(M, K) x (K, N)`` with ``N`` contiguous (Relax folds a Linear's transposed constant weight
