@@ -272,14 +272,15 @@ class FloatCpuSchedule(ScheduleRule):
         producer); left as their own passes over the output, the stem's bias add and ReLU took a
         quarter of its time."""
         local = sch.cache_write(block, 0, "local")
-        inlined, progress = set(), True
-        while progress:  # a chain (add, then ReLU): each inlined consumer exposes the next
-            progress = False
-            for consumer in [sch.get(c).name_hint for c in sch.get_consumers(local)]:
-                if _try(lambda consumer=consumer: sch.reverse_compute_inline(sch.get_sblock(consumer))):
-                    inlined.add(consumer)
-                    progress = True
-        return local, inlined
+        inlined = set()
+        while True:  # a chain (add, then ReLU): each inlined consumer exposes the next
+            consumers = sch.get_consumers(local)
+            if len(consumers) != 1:  # a value read twice (hardswish's x * relu6(x + 3)) stays a buffer
+                return local, inlined
+            name = sch.get(consumers[0]).name_hint
+            if not _try(lambda consumer=consumers[0]: sch.reverse_compute_inline(consumer)):
+                return local, inlined
+            inlined.add(name)
 
     def _generic(self, sch, block, kinds):
         loops = sch.get_loops(block)

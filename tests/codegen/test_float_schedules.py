@@ -187,3 +187,24 @@ def test_nhwc_conv_sums_as_the_nchw_conv(channels, out_channels, size, kernel, s
     text = cpu_pipeline(target)(modules[1]).script()
     assert "conv2d_nhwc_update" in text and not _blocks(text) & {"T_add", "compute"}
     assert re.search(r"for rc, ry, rx in T.grid", text)  # the NCHW conv's reduction order
+
+
+def test_write_back_takes_a_chain_but_not_a_value_read_twice():
+    """Bias and ReLU6 go into the conv's write-back; the hardswish after them reads the ReLU6 output
+    twice (``r * clip(r + 3, 0, 6) / 6``), so that value stays a buffer: the module builds and equals
+    Relax's default schedule (the write-back once swallowed one reader and left the other dangling)."""
+    rng = np.random.default_rng(5)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 10, 10), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = relax.op.nn.conv2d(x, relax.const(rng.normal(size=(16, 4, 3, 3)).astype(np.float32)), padding=1)
+            r = bb.emit(relax.op.clip(relax.op.add(y, relax.const(rng.normal(size=(1, 16, 1, 1)).astype(np.float32))),
+                                      0, 6))
+            hard = relax.op.divide(relax.op.multiply(r, relax.op.clip(relax.op.add(r, relax.const(np.float32(3))), 0, 6)),
+                                   relax.const(np.float32(6)))
+            out = bb.emit_output(relax.op.multiply(hard, relax.op.sigmoid(hard)))
+        bb.emit_func_output(out)
+    expected, got, text = _compare_pipelines(bb.get(), rng.normal(size=(1, 4, 10, 10)).astype(np.float32))
+    np.testing.assert_array_equal(got, expected)
+    assert "T_add" not in _blocks(text)  # the bias went into the write-back
